@@ -1,0 +1,1 @@
+//! Executes a plan: base image, then layers, then the image, with caching.

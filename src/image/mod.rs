@@ -1,0 +1,2 @@
+//! OCI model work: the reproducible layer writer (tar + gzip + sha256), image config,
+//! manifest and index.

@@ -1,0 +1,15 @@
+//! flense: build and test container images from Wikimedia Blubber and PipelineLib files
+//! without Docker, without a daemon and without root.
+//!
+//! The crate is split along the data flow: [`config`] reads `blubber.yaml`, [`plan`]
+//! compiles a variant into instructions, [`build`] executes them with the help of
+//! [`image`], [`store`], [`registry`] and the `flense-runtime` crate, and [`pipeline`]
+//! runs `.pipeline/config.yaml`.
+
+pub mod build;
+pub mod config;
+pub mod image;
+pub mod pipeline;
+pub mod plan;
+pub mod registry;
+pub mod store;

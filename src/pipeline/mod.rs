@@ -1,0 +1,1 @@
+//! `.pipeline/config.yaml`: model, execution graph, interpolation, stage runner, reports.

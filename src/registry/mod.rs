@@ -1,0 +1,1 @@
+//! Registry client: reference parsing, pull and push over HTTP(S), auth, retries.
