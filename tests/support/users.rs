@@ -1,0 +1,72 @@
+//! An unprivileged user for rootless tests. CI runs as root; every rootless claim is
+//! also tested as this user, through `setpriv`, so no setuid helper or PAM is involved.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Name of the unprivileged test user.
+pub const TEST_USER: &str = "flense-test";
+
+/// The test user's (uid, gid), creating the user if it does not exist yet.
+/// Panics when not run as root (the tests need root to create the user).
+pub fn test_user() -> (u32, u32) {
+    static IDS: OnceLock<(u32, u32)> = OnceLock::new();
+    *IDS.get_or_init(|| {
+        if lookup().is_none() {
+            // Several test processes may race here; "already exists" (9) is fine.
+            let status = Command::new("useradd")
+                .args(["--create-home", "--shell", "/bin/sh", TEST_USER])
+                .status()
+                .expect("useradd must exist (tests run as root)");
+            assert!(
+                status.success() || status.code() == Some(9),
+                "useradd {TEST_USER} failed: {status}"
+            );
+        }
+        lookup().expect("test user exists after useradd")
+    })
+}
+
+fn lookup() -> Option<(u32, u32)> {
+    let out = Command::new("id").args(["-u", TEST_USER]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let uid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    let out = Command::new("id").args(["-g", TEST_USER]).output().ok()?;
+    let gid = String::from_utf8_lossy(&out.stdout).trim().parse().ok()?;
+    Some((uid, gid))
+}
+
+/// Wraps `program args...` so it runs as the test user (with its own HOME and a clean
+/// XDG environment), via `setpriv`.
+pub fn as_test_user(program: &Path) -> Command {
+    let (uid, gid) = test_user();
+    let home = format!("/home/{TEST_USER}");
+    let mut cmd = Command::new("setpriv");
+    cmd.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={gid}"))
+        .arg("--init-groups")
+        .arg("--reset-env")
+        .arg(program)
+        .env("HOME", &home)
+        .env("USER", TEST_USER)
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("FLENSE_ROOT");
+    cmd
+}
+
+/// Makes `dir` (and everything below it) owned by the test user, so that it can be used
+/// as that user's scratch space.
+pub fn give_to_test_user(dir: &Path) {
+    let (uid, gid) = test_user();
+    let status = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .arg(dir)
+        .status()
+        .expect("chown");
+    assert!(status.success(), "chown -R {} failed", dir.display());
+}
