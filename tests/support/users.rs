@@ -39,8 +39,8 @@ fn lookup() -> Option<(u32, u32)> {
     Some((uid, gid))
 }
 
-/// Wraps `program args...` so it runs as the test user (with its own HOME and a clean
-/// XDG environment), via `setpriv`.
+/// Wraps `program args...` so it runs as the test user (with its own HOME and an otherwise
+/// empty environment: add what the test needs with `.env`), via `setpriv`.
 pub fn as_test_user(program: &Path) -> Command {
     let (uid, gid) = test_user();
     let home = format!("/home/{TEST_USER}");
@@ -48,13 +48,11 @@ pub fn as_test_user(program: &Path) -> Command {
     cmd.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={gid}"))
         .arg("--init-groups")
-        .arg("--reset-env")
         .arg(program)
+        .env_clear()
+        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         .env("HOME", &home)
-        .env("USER", TEST_USER)
-        .env_remove("XDG_DATA_HOME")
-        .env_remove("XDG_CONFIG_HOME")
-        .env_remove("FLENSE_ROOT");
+        .env("USER", TEST_USER);
     cmd
 }
 
