@@ -1,4 +1,5 @@
 //! Executes a plan: base image, then layers, then the image, with caching.
 
+pub mod ignore;
 pub mod users;
 pub mod view;
