@@ -61,7 +61,9 @@ pub fn clean(path: &str) -> String {
     }
 }
 
-fn compile(pattern: &str) -> Result<Regex, IgnoreError> {
+/// Compiles one pattern (or one path component of a wildcard source) to an anchored
+/// regex, the way moby's patternmatcher does.
+pub fn compile(pattern: &str) -> Result<Regex, IgnoreError> {
     let mut re = String::from("^");
     let chars: Vec<char> = pattern.chars().collect();
     let mut i = 0;
@@ -305,10 +307,9 @@ mod tests {
 
     #[test]
     fn dockerignore_syntax() {
-        let pm = PatternMatcher::from_dockerignore(
-            "# comment\n\n  /build/  \n!build/keep\n./tmp//x\n",
-        )
-        .unwrap();
+        let pm =
+            PatternMatcher::from_dockerignore("# comment\n\n  /build/  \n!build/keep\n./tmp//x\n")
+                .unwrap();
         assert!(pm.matches("build/out.o"));
         assert!(!pm.matches("build/keep"));
         assert!(pm.matches("tmp/x"));
@@ -327,7 +328,10 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_errors() {
-        assert!(matches!(PatternMatcher::new(&["!"]), Err(IgnoreError::LoneBang)));
+        assert!(matches!(
+            PatternMatcher::new(&["!"]),
+            Err(IgnoreError::LoneBang)
+        ));
         assert!(PatternMatcher::new(&["[abc"]).is_err());
     }
 

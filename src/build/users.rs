@@ -11,12 +11,12 @@
 //! - shadow files are only updated when the base has them;
 //! - an existing home directory is left alone (no skel copy, no chown), like useradd -m.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::image::{Content, EntryKind, LayerEntry};
 
-use super::view::{image_relative, FileKind, FileMeta, ImageView};
+use super::entries::EntrySet;
+use super::view::{image_relative, ImageView};
 
 /// Errors while creating users.
 #[derive(Debug, thiserror::Error)]
@@ -264,146 +264,6 @@ pub fn default_shell(view: &dyn ImageView) -> String {
         .unwrap_or_else(|| "/bin/sh".to_string())
 }
 
-/// Collects layer entries by image path; later writes of a path replace earlier ones.
-struct EntrySet<'a> {
-    view: &'a dyn ImageView,
-    entries: BTreeMap<PathBuf, LayerEntry>,
-    epoch: u64,
-}
-
-impl<'a> EntrySet<'a> {
-    fn stat(&self, rel: &Path) -> Option<FileMeta> {
-        if let Some(e) = self.entries.get(rel) {
-            let kind = match e.kind {
-                EntryKind::Dir => FileKind::Dir,
-                EntryKind::File(_) => FileKind::File,
-                EntryKind::Symlink(_) => FileKind::Symlink,
-                _ => FileKind::Other,
-            };
-            return Some(FileMeta {
-                kind,
-                mode: e.mode,
-                uid: e.uid,
-                gid: e.gid,
-                mtime: e.mtime,
-            });
-        }
-        self.view.stat(rel)
-    }
-
-    /// Adds every missing ancestor of `rel` as it exists in the image, or as a new
-    /// directory (0755, owned by `uid:gid`) when it does not exist.
-    fn parents(&mut self, rel: &Path, uid: u32, gid: u32) {
-        let ancestors: Vec<PathBuf> = rel
-            .ancestors()
-            .skip(1)
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .collect();
-        for dir in ancestors.into_iter().rev() {
-            if self.entries.contains_key(&dir) {
-                continue;
-            }
-            match self.view.stat(&dir) {
-                Some(meta) if meta.kind == FileKind::Dir => self.put(
-                    dir,
-                    EntryKind::Dir,
-                    meta.mode,
-                    meta.uid,
-                    meta.gid,
-                    meta.mtime,
-                ),
-                Some(_) => {} // a symlink or file in the way: leave the image as it is
-                None => self.put(dir, EntryKind::Dir, 0o755, uid, gid, self.epoch),
-            }
-        }
-    }
-
-    fn put(&mut self, path: PathBuf, kind: EntryKind, mode: u32, uid: u32, gid: u32, mtime: u64) {
-        self.entries.insert(
-            path.clone(),
-            LayerEntry {
-                path,
-                kind,
-                mode,
-                uid,
-                gid,
-                mtime,
-                xattrs: Vec::new(),
-            },
-        );
-    }
-
-    fn file(&mut self, abs: &str, bytes: Vec<u8>, default_mode: u32) {
-        let rel = image_relative(Path::new(abs));
-        self.parents(&rel, 0, 0);
-        let (mode, uid, gid) = self
-            .view
-            .stat(&rel)
-            .map(|m| (m.mode, m.uid, m.gid))
-            .unwrap_or((default_mode, 0, 0));
-        let epoch = self.epoch;
-        self.put(
-            rel,
-            EntryKind::File(Content::Bytes(bytes)),
-            mode,
-            uid,
-            gid,
-            epoch,
-        );
-    }
-
-    /// `mkdir -p dir` (new parents root-owned 0755) and, when `chown` is given, the
-    /// directory itself gets that owner (keeping its mode when it exists).
-    fn mkdir_p(&mut self, dir: &Path, chown: Option<(u32, u32)>) {
-        let rel = image_relative(dir);
-        if rel.as_os_str().is_empty() {
-            return;
-        }
-        self.parents(&rel, 0, 0);
-        let existing = self.stat(&rel);
-        let (mode, mut uid, mut gid, mtime) = match existing {
-            Some(m) if m.kind == FileKind::Dir => (m.mode, m.uid, m.gid, m.mtime),
-            _ => (0o755, 0, 0, self.epoch),
-        };
-        if let Some((u, g)) = chown {
-            (uid, gid) = (u, g);
-        }
-        self.put(rel, EntryKind::Dir, mode, uid, gid, mtime);
-    }
-
-    /// Copies the tree at image path `src` (e.g. `/etc/skel`) to `dest`, owned by uid:gid.
-    fn copy_tree(&mut self, src: &Path, dest: &Path, uid: u32, gid: u32) {
-        for name in self.view.list(src) {
-            let from = src.join(&name);
-            let to = dest.join(&name);
-            let Some(meta) = self.view.stat(&from) else {
-                continue;
-            };
-            let epoch = self.epoch;
-            match meta.kind {
-                FileKind::Dir => {
-                    self.put(to.clone(), EntryKind::Dir, meta.mode, uid, gid, epoch);
-                    self.copy_tree(&from, &to, uid, gid);
-                }
-                FileKind::File => {
-                    let content = match self.view.host_path(&from) {
-                        Some(p) => Content::File(p),
-                        None => Content::Bytes(self.view.read(&from).unwrap_or_default()),
-                    };
-                    self.put(to, EntryKind::File(content), meta.mode, uid, gid, epoch);
-                }
-                FileKind::Symlink => {
-                    if let Some(target) = self.view.read_link(&from) {
-                        self.put(to, EntryKind::Symlink(target), 0o777, uid, gid, epoch);
-                    }
-                }
-                FileKind::Other => {}
-            }
-        }
-    }
-}
-
 /// Everything the users step of the Privileged phase does, as layer entries sorted by
 /// path: the account files (keeping their mode and owner), new home directories with
 /// `/etc/skel` copied in, and the `mkdir -p` + `chown` directories. `epoch` is the
@@ -422,11 +282,7 @@ pub fn user_entries(
     };
     let shell = default_shell(view);
     let changes = add_accounts(&files, accounts, &shell, Some(epoch / 86_400))?;
-    let mut set = EntrySet {
-        view,
-        entries: BTreeMap::new(),
-        epoch,
-    };
+    let mut set = EntrySet::new(view, epoch);
     let writes = [
         (PASSWD, changes.files.passwd, 0o644),
         (GROUP, changes.files.group, 0o644),
@@ -444,14 +300,13 @@ pub fn user_entries(
             continue; // useradd -m leaves an existing home alone
         }
         set.parents(&rel, 0, 0);
-        let epoch = set.epoch;
         set.put(rel.clone(), EntryKind::Dir, 0o755, *uid, *gid, epoch);
         set.copy_tree(Path::new("etc/skel"), &rel, *uid, *gid);
     }
     for dir in owned_dirs {
         set.mkdir_p(&dir.path, Some((dir.uid, dir.gid)));
     }
-    Ok(set.entries.into_values().collect())
+    Ok(set.into_entries())
 }
 
 #[cfg(test)]
