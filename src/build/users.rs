@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::image::{Content, EntryKind, LayerEntry};
+use crate::image::{EntryKind, LayerEntry};
 
 use super::entries::EntrySet;
 use super::view::{image_relative, ImageView};
@@ -313,6 +313,7 @@ pub fn user_entries(
 mod tests {
     use super::*;
     use crate::build::view::{EmptyView, LayerStackView};
+    use crate::image::Content;
     use std::fs;
 
     fn acct(name: &str, uid: u32, gid: u32) -> Account {
