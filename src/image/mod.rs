@@ -5,6 +5,8 @@ pub mod digest;
 pub mod entry;
 pub mod gzip;
 pub mod layer;
+pub mod oci;
+pub mod tree;
 
 pub use entry::{Content, EntryKind, LayerEntry};
 pub use layer::{source_date_epoch, write_layer, LayerDigests, LayerError, LayerOptions};
