@@ -309,6 +309,65 @@ pub fn user_entries(
     Ok(set.into_entries())
 }
 
+/// A Blubber user-creation step recognised in an effective shell line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserStep {
+    /// The account the step creates (unless its IDs exist).
+    pub account: Account,
+    /// The `mkdir -p` + `chown` directories that follow (lives only).
+    pub owned_dirs: Vec<OwnedDir>,
+}
+
+/// Recognises Blubber's lives/runs macro (§5.2) in an expanded `/bin/sh -c` line, so the
+/// executor can apply it natively instead of running shadow-utils. Anything that does
+/// not match the template exactly (or whose IDs and names disagree) gives `None` and
+/// runs as an ordinary command.
+pub fn parse_user_step(line: &str) -> Option<UserStep> {
+    use std::sync::OnceLock;
+    static HEAD: OnceLock<regex::Regex> = OnceLock::new();
+    static TAIL: OnceLock<regex::Regex> = OnceLock::new();
+    let head = HEAD.get_or_init(|| {
+        regex::Regex::new(concat!(
+            r#"^\(getent group "(\d+)" \|\| groupadd -o -g "(\d+)" -r "([^"\\$`]+)"\) && "#,
+            r#"\(getent passwd "(\d+)" \|\| useradd -l -o -m -d "([^"\\$`]+)" -r -g "(\d+)" -u "(\d+)" "([^"\\$`]+)"\)"#,
+            r#"((?: && mkdir -p "[^"\\$`]+" && chown "\d+":"\d+" "[^"\\$`]+")*)$"#
+        ))
+        .expect("valid regex")
+    });
+    let tail = TAIL.get_or_init(|| {
+        regex::Regex::new(r#" && mkdir -p "([^"\\$`]+)" && chown "(\d+)":"(\d+)" "([^"\\$`]+)""#)
+            .expect("valid regex")
+    });
+    let c = head.captures(line)?;
+    let num = |i: usize| c.get(i)?.as_str().parse::<u32>().ok();
+    let (gid, gid2, gid3) = (num(1)?, num(2)?, num(6)?);
+    let (uid, uid2) = (num(4)?, num(7)?);
+    let (group_name, user_name) = (&c[3], &c[8]);
+    if gid != gid2 || gid != gid3 || uid != uid2 || group_name != user_name {
+        return None;
+    }
+    let mut owned_dirs = Vec::new();
+    for t in tail.captures_iter(&c[9]) {
+        if t[1] != t[4] {
+            return None;
+        }
+        owned_dirs.push(OwnedDir {
+            path: PathBuf::from(&t[1]),
+            uid: t[2].parse().ok()?,
+            gid: t[3].parse().ok()?,
+        });
+    }
+    Some(UserStep {
+        account: Account {
+            name: user_name.to_string(),
+            uid,
+            gid,
+            home: PathBuf::from(&c[5]),
+        },
+        owned_dirs,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,5 +595,40 @@ mod tests {
             ))
         );
         assert_eq!(passwd.mode, 0o644);
+    }
+
+    #[test]
+    fn recognises_blubbers_lives_and_runs_macros() {
+        let lives = r#"(getent group "65533" || groupadd -o -g "65533" -r "somebody") && (getent passwd "65533" || useradd -l -o -m -d "/home/somebody" -r -g "65533" -u "65533" "somebody") && mkdir -p "/srv/app" && chown "65533":"65533" "/srv/app" && mkdir -p "/opt/lib" && chown "65533":"65533" "/opt/lib""#;
+        let step = parse_user_step(lives).expect("lives macro");
+        assert_eq!(step.account, acct("somebody", 65533, 65533));
+        assert_eq!(
+            step.owned_dirs,
+            vec![
+                OwnedDir {
+                    path: "/srv/app".into(),
+                    uid: 65533,
+                    gid: 65533
+                },
+                OwnedDir {
+                    path: "/opt/lib".into(),
+                    uid: 65533,
+                    gid: 65533
+                },
+            ]
+        );
+        let runs = r#"(getent group "900" || groupadd -o -g "900" -r "runuser") && (getent passwd "900" || useradd -l -o -m -d "/home/runuser" -r -g "900" -u "900" "runuser")"#;
+        let step = parse_user_step(runs).expect("runs macro");
+        assert_eq!(step.account, acct("runuser", 900, 900));
+        assert!(step.owned_dirs.is_empty());
+    }
+
+    #[test]
+    fn anything_else_is_left_to_the_shell() {
+        assert!(parse_user_step("npm install").is_none());
+        let mismatched = r#"(getent group "1" || groupadd -o -g "2" -r "a") && (getent passwd "1" || useradd -l -o -m -d "/home/a" -r -g "1" -u "1" "a")"#;
+        assert!(parse_user_step(mismatched).is_none());
+        let extra = r#"(getent group "1" || groupadd -o -g "1" -r "a") && (getent passwd "1" || useradd -l -o -m -d "/home/a" -r -g "1" -u "1" "a") && rm -rf /"#;
+        assert!(parse_user_step(extra).is_none());
     }
 }
