@@ -5,19 +5,28 @@
 //! list of [`Step`]s in Blubber's phase order (§5), carrying everything the build
 //! executor needs. [`dockerfile::render`] prints the Dockerfile-equivalent text (§6).
 
+mod apt;
+mod builders;
+pub mod compile;
+pub mod copies;
 pub mod dockerfile;
 pub mod expand;
 pub mod instruction;
 pub mod quote;
+mod stage;
+pub mod summary;
+mod users;
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+pub use compile::{compile, compile_stage, StageEnv};
 pub use instruction::{
     ArgDefault, Cache, CacheAccess, CopySource, CopySpec, EnvVar, Instruction, Mount, MountSource,
     Owner, Phase, RunContext, Step,
 };
+pub use stage::DEFAULT_PATH;
 
 /// The label key naming the built variant.
 pub const LABEL_VARIANT: &str = "blubber.variant";
@@ -161,6 +170,19 @@ pub enum PlanError {
         name: String,
         /// The value it had.
         value: String,
+    },
+    /// The config could not be expanded for a variant.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigErrors),
+    /// Variants copy from each other in a circle.
+    #[error(
+        "processing copies for variant '{variant}': Detected dependency graph cycle at '{at}'"
+    )]
+    CopiesCycle {
+        /// The variant being compiled.
+        variant: String,
+        /// Where the cycle closed.
+        at: String,
     },
     /// A `--build-arg` was not of the form `NAME=VALUE`.
     #[error("build argument {0:?} is not of the form NAME=VALUE")]
