@@ -4,13 +4,17 @@
 mod support;
 
 use flense::registry::{
-    pull, push, Client, CredentialSource, LocalImage, NoProgress, Platform, PushOptions,
-    Reference, RegistrySettings,
+    pull, push, Client, CredentialSource, LocalImage, NoProgress, Platform, PushOptions, Reference,
+    RegistrySettings,
 };
 use support::registry::{make_test_image, simple_image, DirStore, TestPlatform, TestRegistry};
 
 fn client() -> Client {
-    Client::new(RegistrySettings::default(), CredentialSource::from_files(vec![])).unwrap()
+    Client::new(
+        RegistrySettings::default(),
+        CredentialSource::from_files(vec![]),
+    )
+    .unwrap()
 }
 
 fn amd64() -> Platform {
@@ -34,7 +38,8 @@ fn pulls_oci_image_by_tag_and_digest_then_pushes_it_back() {
     }
     assert!(store.blobs().contains(&image.digest));
 
-    let by_digest = Reference::parse(&reg.image(&format!("base/busybox@{}", image.digest))).unwrap();
+    let by_digest =
+        Reference::parse(&reg.image(&format!("base/busybox@{}", image.digest))).unwrap();
     let again = pull(&client(), &by_digest, &amd64(), &store, &NoProgress).unwrap();
     assert_eq!(again.manifest, pulled.manifest);
 
@@ -44,7 +49,15 @@ fn pulls_oci_image_by_tag_and_digest_then_pushes_it_back() {
         media_type: pulled.media_type.clone(),
         manifest: pulled.manifest.clone(),
     };
-    let digest = push(&client(), &dest, &local, &store, &PushOptions::default(), &NoProgress).unwrap();
+    let digest = push(
+        &client(),
+        &dest,
+        &local,
+        &store,
+        &PushOptions::default(),
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(digest.to_string(), image.digest);
     assert_eq!(reg.raw_manifest("copy/busybox:v2"), pulled.manifest);
 }
@@ -64,7 +77,10 @@ fn pulls_docker_v2s2_image() {
     );
     assert_eq!(pulled.manifest, reg.raw_manifest("docker/busybox:v1"));
     // The layer blob is the very same compressed bytes.
-    assert_eq!(pulled.blobs[1].digest().to_string(), image.manifests[0].2[0]);
+    assert_eq!(
+        pulled.blobs[1].digest().to_string(),
+        image.manifests[0].2[0]
+    );
 }
 
 #[test]
@@ -75,8 +91,14 @@ fn picks_the_platform_from_an_index() {
         &tmp.path().join("layout"),
         "multi",
         &[
-            TestPlatform { architecture: "arm64", marker: "arm64".into() },
-            TestPlatform { architecture: "amd64", marker: "amd64".into() },
+            TestPlatform {
+                architecture: "arm64",
+                marker: "arm64".into(),
+            },
+            TestPlatform {
+                architecture: "amd64",
+                marker: "amd64".into(),
+            },
         ],
     );
     image.push_with_skopeo(&reg, "multi/busybox:1", &["--all"]);
@@ -86,16 +108,31 @@ fn picks_the_platform_from_an_index() {
         let platform: Platform = format!("linux/{arch}").parse().unwrap();
         let pulled = pull(&client(), &r, &platform, &store, &NoProgress).unwrap();
         assert_eq!(&pulled.digest.to_string(), manifest_digest, "{arch}");
-        assert_eq!(pulled.index_digest.as_ref().unwrap().to_string(), image.digest);
+        assert_eq!(
+            pulled.index_digest.as_ref().unwrap().to_string(),
+            image.digest
+        );
         assert!(store.blobs().contains(&layers[0]));
         let other = image.manifests.iter().find(|m| &m.0 != arch).unwrap();
-        assert!(!store.blobs().contains(&other.2[0]), "only {arch} layers are pulled");
+        assert!(
+            !store.blobs().contains(&other.2[0]),
+            "only {arch} layers are pulled"
+        );
     }
     let store = DirStore::new(&tmp.path().join("store-s390x"));
-    let err = pull(&client(), &r, &"linux/s390x".parse().unwrap(), &store, &NoProgress)
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("linux/s390x") && err.contains("linux/arm64, linux/amd64"), "{err}");
+    let err = pull(
+        &client(),
+        &r,
+        &"linux/s390x".parse().unwrap(),
+        &store,
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/arm64, linux/amd64"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -104,6 +141,11 @@ fn missing_image_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let store = DirStore::new(tmp.path());
     let r = Reference::parse(&reg.image("nothing/here:1")).unwrap();
-    let err = pull(&client(), &r, &amd64(), &store, &NoProgress).unwrap_err().to_string();
-    assert!(err.contains("manifest 1 not found") && err.contains("nothing/here"), "{err}");
+    let err = pull(&client(), &r, &amd64(), &store, &NoProgress)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("manifest 1 not found") && err.contains("nothing/here"),
+        "{err}"
+    );
 }

@@ -349,12 +349,18 @@ fn upload(
     if blob_exists(repo, digest)? {
         return Ok(Upload::Done);
     }
-    if resp.status() == StatusCode::NOT_FOUND {
-        return Ok(Upload::Lost(
+    match resp.status() {
+        StatusCode::NOT_FOUND => Ok(Upload::Lost(
             "upload session not found at completion".into(),
-        ));
+        )),
+        // The registry's copy does not match (e.g. a resumed upload that it appended to
+        // differently): the session is spoilt, start over.
+        StatusCode::BAD_REQUEST => Ok(Upload::Lost(format!(
+            "registry refused completion: {}",
+            repo.status_error(&operation, resp)
+        ))),
+        _ => Err(repo.status_error(&operation, resp)),
     }
-    Err(repo.status_error(&operation, resp))
 }
 
 fn retryable(status: StatusCode) -> bool {
@@ -382,12 +388,14 @@ fn upload_status(repo: &Repository<'_>, location: &Url) -> Result<Option<(u64, U
     Ok(Some((held, next)))
 }
 
-/// `0-N` (inclusive end; `0--1` or `0-0` from some registries for nothing) -> bytes held.
+/// `0-N` (inclusive end) -> bytes held. Distribution answers `0-0` for an empty upload
+/// (and for one byte); taking it as empty is the safe side, since a wrong guess ends in
+/// a digest mismatch at completion, which restarts the upload.
 fn parse_range_end(range: &str) -> Option<u64> {
     let range = range.trim().trim_start_matches("bytes=");
     let (_, end) = range.split_once('-')?;
     let end: i64 = end.trim().parse().ok()?;
-    Some((end + 1).max(0) as u64)
+    Some(if end <= 0 { 0 } else { end as u64 + 1 })
 }
 
 fn put_manifest(
@@ -428,6 +436,7 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range_end("0--1"), Some(0));
+        assert_eq!(parse_range_end("0-0"), Some(0));
         assert_eq!(parse_range_end("0-1023"), Some(1024));
         assert_eq!(parse_range_end("bytes=0-9"), Some(10));
         assert_eq!(parse_range_end("garbage"), None);

@@ -248,7 +248,8 @@ pub fn busybox_layer(marker: &str) -> (Vec<u8>, String) {
     h.set_mode(0o755);
     h.set_size(busybox.len() as u64);
     h.set_mtime(0);
-    tar.append_data(&mut h, "bin/busybox", busybox.as_slice()).unwrap();
+    tar.append_data(&mut h, "bin/busybox", busybox.as_slice())
+        .unwrap();
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Symlink);
     h.set_mode(0o777);
@@ -334,7 +335,11 @@ pub fn make_test_image(dir: &Path, tag: &str, platforms: &[TestPlatform]) -> Tes
         serde_json::json!({"org.opencontainers.image.ref.name": tag}),
     );
     let index = serde_json::json!({"schemaVersion": 2, "manifests": [top]});
-    std::fs::write(layout.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&index).unwrap(),
+    )
+    .unwrap();
     TestImage {
         layout,
         tag: tag.to_string(),
@@ -407,7 +412,9 @@ impl flense::registry::BlobStore for DirStore {
         digest: &oci_spec::image::Digest,
         file: tempfile::NamedTempFile,
     ) -> std::io::Result<()> {
-        file.persist(self.path(digest)).map(|_| ()).map_err(|e| e.error)
+        file.persist(self.path(digest))
+            .map(|_| ())
+            .map_err(|e| e.error)
     }
 }
 
@@ -560,9 +567,21 @@ fn handle(
         let mut fired = fired.lock().unwrap();
         for (i, fault) in faults.iter().enumerate() {
             let (m, p, limit) = match fault {
-                Fault::ServerError { method, path, times }
-                | Fault::CutRequest { method, path, times }
-                | Fault::CutResponse { method, path, times } => (method, path, *times),
+                Fault::ServerError {
+                    method,
+                    path,
+                    times,
+                }
+                | Fault::CutRequest {
+                    method,
+                    path,
+                    times,
+                }
+                | Fault::CutResponse {
+                    method,
+                    path,
+                    times,
+                } => (method, path, *times),
                 Fault::CorruptResponse { method, path } => (method, path, usize::MAX),
             };
             if *m == method && path_matches(&path_only(&path), p) && fired[i] < limit {
