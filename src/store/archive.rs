@@ -1,0 +1,1 @@
+//! `save` and `load`: oci-archive and docker-archive tarballs.
