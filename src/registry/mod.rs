@@ -7,6 +7,7 @@ pub mod auth;
 pub mod blobs;
 pub mod client;
 pub mod error;
+pub mod local;
 pub mod manifest;
 pub mod parallel;
 pub mod platform;
