@@ -2,6 +2,7 @@
 //! a few at a time, then the manifest. Blobs are sent exactly as stored, so a pulled
 //! layer goes out as its original compressed bytes.
 
+use std::collections::HashSet;
 use std::io::{self, Read};
 
 use oci_spec::image::{Descriptor, Digest};
@@ -28,12 +29,21 @@ pub struct LocalImage {
     pub manifest: Vec<u8>,
 }
 
+/// A repository of the destination registry known to hold some blobs (e.g. the one
+/// an image was pulled from), tried for cross-repository mounts.
+#[derive(Debug, Clone)]
+pub struct MountSource {
+    /// Repository path in the destination registry.
+    pub repository: String,
+    /// Digests (`sha256:...`) of the blobs it holds.
+    pub blobs: HashSet<String>,
+}
+
 /// Push tuning.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
-    /// Repositories of the destination registry that may hold the blobs already
-    /// (tried for cross-repository mounts).
-    pub mount_from: Vec<String>,
+    /// Where blobs may be mounted from instead of uploaded.
+    pub mount_from: Vec<MountSource>,
     /// Bytes per upload chunk.
     pub chunk_size: u64,
 }
@@ -62,8 +72,12 @@ pub fn push(
         tracing::info!("pushing {dest} to {target}");
     }
     let repo = client.repository(&target, true)?;
-    for from in options.mount_from.iter().filter(|r| *r != repo.name()) {
-        repo.add_pull_scope(from);
+    for from in options
+        .mount_from
+        .iter()
+        .filter(|m| m.repository != repo.name())
+    {
+        repo.add_pull_scope(&from.repository);
     }
     let digest = sha256_digest(&image.manifest);
     let (media_type, manifest) = Manifest::parse(&image.manifest, Some(&image.media_type))
@@ -144,8 +158,12 @@ fn push_blob(
         return Ok(BlobOutcome::Exists);
     }
     let mut location = None;
-    for from in options.mount_from.iter().filter(|r| *r != repo.name()) {
-        match mount(repo, digest, from)? {
+    let sources = options
+        .mount_from
+        .iter()
+        .filter(|m| m.repository != repo.name() && m.blobs.contains(digest.as_ref()));
+    for from in sources {
+        match mount(repo, digest, &from.repository)? {
             Mount::Done => return Ok(BlobOutcome::Mounted),
             Mount::Upload(url) => {
                 location = Some(url);
