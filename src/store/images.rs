@@ -45,7 +45,7 @@ pub struct PruneReport {
     pub layers: usize,
 }
 
-fn is_index(media_type: &MediaType) -> bool {
+pub(crate) fn is_index(media_type: &MediaType) -> bool {
     matches!(media_type, MediaType::ImageIndex) || media_type.to_string() == DOCKER_MANIFEST_LIST
 }
 
@@ -108,10 +108,9 @@ impl Store {
                 detail: "no manifest for this platform".into(),
             })?;
             descriptor = chosen;
-            bytes = self.read_blob(&descriptor.digest().to_string())?;
+            bytes = self.read_blob(descriptor.digest().as_ref())?;
         }
-        let manifest: ImageManifest =
-            parse_doc("manifest", &descriptor.digest().to_string(), &bytes)?;
+        let manifest: ImageManifest = parse_doc("manifest", descriptor.digest().as_ref(), &bytes)?;
         let config_digest = manifest.config().digest().to_string();
         let config: ImageConfiguration =
             parse_doc("config", &config_digest, &self.read_blob(&config_digest)?)?;
@@ -200,7 +199,7 @@ impl Store {
                 keep_blobs.insert(config_digest.clone());
                 for layer in manifest.layers() {
                     keep_blobs.insert(layer.digest().to_string());
-                    if let Ok(Some(diff_id)) = self.diff_id_of(&layer.digest().to_string()) {
+                    if let Ok(Some(diff_id)) = self.diff_id_of(layer.digest().as_ref()) {
                         keep_diff_ids.insert(diff_id);
                     }
                 }

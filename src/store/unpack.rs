@@ -180,10 +180,7 @@ impl Store {
             .iter()
             .enumerate()
             .map(|(i, layer)| {
-                self.unpack_layer(
-                    &layer.digest().to_string(),
-                    diff_ids.get(i).map(String::as_str),
-                )
+                self.unpack_layer(layer.digest().as_ref(), diff_ids.get(i).map(String::as_str))
             })
             .collect()
     }

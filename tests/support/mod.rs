@@ -3,5 +3,6 @@
 #![allow(dead_code)]
 
 pub mod cli;
+pub mod fixtures;
 pub mod registry;
 pub mod users;
