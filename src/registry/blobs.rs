@@ -5,19 +5,18 @@ use std::io::{self, Read, Write};
 
 use oci_spec::image::{Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256};
-use tempfile::NamedTempFile;
 
-/// A content-addressed blob store. Implementations must make `commit_blob` atomic
-/// (rename into place), so a blob is either whole or absent.
+/// A content-addressed blob store. `put_verified` must check digest and size itself
+/// and make the blob visible atomically (temp file + rename), so a blob is either whole
+/// and correct or absent.
 pub trait BlobStore: Sync {
     /// Whether the store holds the blob.
     fn has_blob(&self, digest: &Digest) -> io::Result<bool>;
     /// Opens a blob for reading; returns the reader and the blob's size.
     fn open_blob(&self, digest: &Digest) -> io::Result<(Box<dyn Read + Send>, u64)>;
-    /// A temporary file on the store's filesystem to download into.
-    fn staging_file(&self) -> io::Result<NamedTempFile>;
-    /// Moves a downloaded file, already verified against `digest`, into the store.
-    fn commit_blob(&self, digest: &Digest, file: NamedTempFile) -> io::Result<()>;
+    /// Copies `reader` into the store if and only if it yields exactly `size` bytes
+    /// with `digest`; a mismatch is an error of kind `InvalidData` and stores nothing.
+    fn put_verified(&self, reader: &mut dyn Read, digest: &Digest, size: u64) -> io::Result<()>;
 }
 
 /// What happened to one blob.

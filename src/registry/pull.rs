@@ -1,15 +1,13 @@
 //! Pull: manifest (with platform selection in indexes), then config and layer blobs,
 //! each streamed into the store's staging area and verified before it is committed.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 
 use oci_spec::image::{Descriptor, Digest};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
-use super::blobs::{
-    sha256_digest, supported_digest, BlobOutcome, BlobStore, Progress, VerifyingWriter,
-};
+use super::blobs::{sha256_digest, supported_digest, BlobOutcome, BlobStore, Progress};
 use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE};
@@ -175,13 +173,8 @@ fn commit_bytes(store: &dyn BlobStore, digest: &Digest, bytes: &[u8]) -> Result<
     {
         return Ok(());
     }
-    let mut file = store
-        .staging_file()
-        .map_err(|e| RegistryError::io(context(), e))?;
-    file.write_all(bytes)
-        .map_err(|e| RegistryError::io(context(), e))?;
     store
-        .commit_blob(digest, file)
+        .put_verified(&mut &bytes[..], digest, bytes.len() as u64)
         .map_err(|e| RegistryError::io(context(), e))
 }
 
@@ -223,48 +216,48 @@ fn pull_blob(
         if !resp.status().is_success() {
             return Err(repo.status_error(&operation, resp));
         }
-        let file = store
-            .staging_file()
-            .map_err(|e| RegistryError::io(context(), e))?;
-        let mut writer = VerifyingWriter::new(file);
         // Read one byte past the expected size so an over-long blob is noticed.
         let mut body = ProgressReader {
             inner: resp.take(blob.size() + 1),
             digest,
             progress,
+            transport_error: false,
         };
-        match io::copy(&mut body, &mut writer) {
-            Ok(_) => {
-                let file = writer
-                    .finish(digest, blob.size())
-                    .map_err(|reason| repo.bad(reason))?;
-                store
-                    .commit_blob(digest, file)
-                    .map_err(|e| RegistryError::io(context(), e))?;
+        match store.put_verified(&mut body, digest, blob.size()) {
+            Ok(()) => {
                 progress.blob_finished(digest, BlobOutcome::Downloaded);
                 return Ok(());
             }
-            Err(e) if policy.should_retry(attempt) => {
+            Err(e) if body.transport_error && policy.should_retry(attempt) => {
                 tracing::debug!("{operation}: {e}; retrying");
                 progress.blob_restarted(digest, 0);
                 std::thread::sleep(policy.delay(attempt, None));
             }
-            Err(e) => {
+            Err(e) if body.transport_error => {
                 return Err(repo.bad(format!("{operation}: transfer failed: {e}")));
             }
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                return Err(repo.bad(format!("refused blob {digest}: {e}")));
+            }
+            Err(e) => return Err(RegistryError::io(context(), e)),
         }
     }
 }
 
+/// Reports progress and remembers whether the network (not the store) failed.
 struct ProgressReader<'a, R> {
     inner: R,
     digest: &'a Digest,
     progress: &'a dyn Progress,
+    transport_error: bool,
 }
 
 impl<R: Read> Read for ProgressReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self
+            .inner
+            .read(buf)
+            .inspect_err(|_| self.transport_error = true)?;
         self.progress.blob_advanced(self.digest, n as u64);
         Ok(n)
     }

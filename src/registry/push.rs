@@ -2,6 +2,7 @@
 //! a few at a time, then the manifest. Blobs are sent exactly as stored, so a pulled
 //! layer goes out as its original compressed bytes.
 
+use std::collections::HashSet;
 use std::io::{self, Read};
 
 use oci_spec::image::{Descriptor, Digest};
@@ -28,12 +29,21 @@ pub struct LocalImage {
     pub manifest: Vec<u8>,
 }
 
+/// A repository of the destination registry known to hold some blobs (e.g. the one
+/// an image was pulled from), tried for cross-repository mounts.
+#[derive(Debug, Clone)]
+pub struct MountSource {
+    /// Repository path in the destination registry.
+    pub repository: String,
+    /// Digests (`sha256:...`) of the blobs it holds.
+    pub blobs: HashSet<String>,
+}
+
 /// Push tuning.
 #[derive(Debug, Clone)]
 pub struct PushOptions {
-    /// Repositories of the destination registry that may hold the blobs already
-    /// (tried for cross-repository mounts).
-    pub mount_from: Vec<String>,
+    /// Where blobs may be mounted from instead of uploaded.
+    pub mount_from: Vec<MountSource>,
     /// Bytes per upload chunk.
     pub chunk_size: u64,
 }
@@ -62,8 +72,12 @@ pub fn push(
         tracing::info!("pushing {dest} to {target}");
     }
     let repo = client.repository(&target, true)?;
-    for from in options.mount_from.iter().filter(|r| *r != repo.name()) {
-        repo.add_pull_scope(from);
+    for from in options
+        .mount_from
+        .iter()
+        .filter(|m| m.repository != repo.name())
+    {
+        repo.add_pull_scope(&from.repository);
     }
     let digest = sha256_digest(&image.manifest);
     let (media_type, manifest) = Manifest::parse(&image.manifest, Some(&image.media_type))
@@ -144,8 +158,12 @@ fn push_blob(
         return Ok(BlobOutcome::Exists);
     }
     let mut location = None;
-    for from in options.mount_from.iter().filter(|r| *r != repo.name()) {
-        match mount(repo, digest, from)? {
+    let sources = options
+        .mount_from
+        .iter()
+        .filter(|m| m.repository != repo.name() && m.blobs.contains(digest.as_ref()));
+    for from in sources {
+        match mount(repo, digest, &from.repository)? {
             Mount::Done => return Ok(BlobOutcome::Mounted),
             Mount::Upload(url) => {
                 location = Some(url);
@@ -349,12 +367,18 @@ fn upload(
     if blob_exists(repo, digest)? {
         return Ok(Upload::Done);
     }
-    if resp.status() == StatusCode::NOT_FOUND {
-        return Ok(Upload::Lost(
+    match resp.status() {
+        StatusCode::NOT_FOUND => Ok(Upload::Lost(
             "upload session not found at completion".into(),
-        ));
+        )),
+        // The registry's copy does not match (e.g. a resumed upload that it appended to
+        // differently): the session is spoilt, start over.
+        StatusCode::BAD_REQUEST => Ok(Upload::Lost(format!(
+            "registry refused completion: {}",
+            repo.status_error(&operation, resp)
+        ))),
+        _ => Err(repo.status_error(&operation, resp)),
     }
-    Err(repo.status_error(&operation, resp))
 }
 
 fn retryable(status: StatusCode) -> bool {
@@ -382,12 +406,14 @@ fn upload_status(repo: &Repository<'_>, location: &Url) -> Result<Option<(u64, U
     Ok(Some((held, next)))
 }
 
-/// `0-N` (inclusive end; `0--1` or `0-0` from some registries for nothing) -> bytes held.
+/// `0-N` (inclusive end) -> bytes held. Distribution answers `0-0` for an empty upload
+/// (and for one byte); taking it as empty is the safe side, since a wrong guess ends in
+/// a digest mismatch at completion, which restarts the upload.
 fn parse_range_end(range: &str) -> Option<u64> {
     let range = range.trim().trim_start_matches("bytes=");
     let (_, end) = range.split_once('-')?;
     let end: i64 = end.trim().parse().ok()?;
-    Some((end + 1).max(0) as u64)
+    Some(if end <= 0 { 0 } else { end as u64 + 1 })
 }
 
 fn put_manifest(
@@ -428,6 +454,7 @@ mod tests {
     #[test]
     fn ranges() {
         assert_eq!(parse_range_end("0--1"), Some(0));
+        assert_eq!(parse_range_end("0-0"), Some(0));
         assert_eq!(parse_range_end("0-1023"), Some(1024));
         assert_eq!(parse_range_end("bytes=0-9"), Some(10));
         assert_eq!(parse_range_end("garbage"), None);

@@ -404,15 +404,19 @@ impl flense::registry::BlobStore for DirStore {
         let len = f.metadata()?.len();
         Ok((Box::new(f), len))
     }
-    fn staging_file(&self) -> std::io::Result<tempfile::NamedTempFile> {
-        tempfile::NamedTempFile::new_in(self.dir.join("tmp"))
-    }
-    fn commit_blob(
+    fn put_verified(
         &self,
+        reader: &mut dyn Read,
         digest: &oci_spec::image::Digest,
-        file: tempfile::NamedTempFile,
+        size: u64,
     ) -> std::io::Result<()> {
-        file.persist(self.path(digest))
+        let tmp = tempfile::NamedTempFile::new_in(self.dir.join("tmp"))?;
+        let mut w = flense::registry::blobs::VerifyingWriter::new(tmp);
+        std::io::copy(reader, &mut w)?;
+        let tmp = w
+            .finish(digest, size)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        tmp.persist(self.path(digest))
             .map(|_| ())
             .map_err(|e| e.error)
     }
