@@ -6,6 +6,7 @@
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use oci_spec::image::{Descriptor, ImageConfiguration};
@@ -19,6 +20,7 @@ use super::cache::{CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
 use super::context::BuildContext;
 use super::events::{BuildEvent, EventSink, StepStatus};
 use super::imageconfig::{final_config, NewLayer};
+use super::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
 use super::runner::{StepNetwork, StepRunner};
 use super::view::LayerStackView;
 use super::BuildError;
@@ -79,6 +81,8 @@ pub struct StageLayer {
     pub created_by: String,
     /// Whether this build made it (false for base layers).
     pub new: bool,
+    /// Real modes and owners when the disk cannot hold them (rootless).
+    pub owners: Option<Arc<OwnerIndex>>,
 }
 
 /// The state of a stage while its instructions run.
@@ -97,7 +101,10 @@ pub struct StageState {
 impl StageState {
     /// A view of the stage's filesystem so far.
     pub fn view(&self) -> LayerStackView {
-        LayerStackView::new(self.layers.iter().map(|l| l.dir.clone()).collect())
+        LayerStackView::with_owners(
+            self.layers.iter().map(|l| l.dir.clone()).collect(),
+            self.layers.iter().map(|l| l.owners.clone()).collect(),
+        )
     }
 
     /// The base image's `Env`.
@@ -336,7 +343,13 @@ impl<'a> Executor<'a> {
         for (desc, diff_id) in img.manifest.layers().iter().zip(diff_ids) {
             let digest = desc.digest().to_string();
             let unpacked = self.store.unpack_layer(&digest, Some(diff_id))?;
+            let owners = if disk_has_owners() {
+                None
+            } else {
+                Some(Arc::new(layer_owners(self.store, &digest, diff_id)?))
+            };
             layers.push(StageLayer {
+                owners,
                 digests: LayerDigests {
                     digest,
                     size: desc.size(),
@@ -375,7 +388,13 @@ impl<'a> Executor<'a> {
     ) -> Result<(), BuildError> {
         if let Some(l) = rec.layer {
             let unpacked = self.store.unpack_layer(&l.digest, Some(&l.diff_id))?;
+            let owners = if disk_has_owners() {
+                None
+            } else {
+                Some(Arc::new(layer_owners(self.store, &l.digest, &l.diff_id)?))
+            };
             st.layers.push(StageLayer {
+                owners,
                 digests: LayerDigests {
                     digest: l.digest,
                     size: l.size,
@@ -410,7 +429,11 @@ impl<'a> Executor<'a> {
                 epoch: self.settings.epoch,
                 ..LayerOptions::default()
             };
+            let index = OwnerIndex::from_entries(&entries);
             let d = self.store.write_layer(entries, &opts)?;
+            if !disk_has_owners() {
+                remember_owners(self.store, &d.diff_id, &index)?;
+            }
             CacheRecord {
                 layer: Some(CachedLayer {
                     digest: d.digest,

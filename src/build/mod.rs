@@ -17,6 +17,7 @@ pub mod ignore;
 pub mod imageconfig;
 pub mod images;
 pub mod mounts;
+pub mod owners;
 pub mod project;
 pub mod runner;
 pub mod steps;

@@ -12,7 +12,7 @@ use super::cache::{entries_digest, CacheKey};
 use super::copy::{copy_into, CopyRequest, Owner};
 use super::entries::EntrySet;
 use super::events::StepStatus;
-use super::executor::{instruction_json, Executor, StageState};
+use super::executor::{instruction_json, Executor, StageLayer, StageState};
 use super::imageconfig::{env_pairs, set_env, DEFAULT_PATH};
 use super::mounts::{cache_dir, materialize};
 use super::runner::{StepMount, StepRequest};
@@ -36,6 +36,12 @@ pub fn resolve_user(view: &dyn ImageView, user: &str) -> (u32, u32) {
         Ok(uid) => by(&|e| e[2] == user).unwrap_or((uid, 0)),
         Err(_) => by(&|e| e[0] == user).unwrap_or((0, 0)),
     }
+}
+
+/// A view of unpacked image layers, with their owner indexes.
+fn layers_view(layers: Vec<StageLayer>) -> LayerStackView {
+    let (dirs, owners) = layers.into_iter().map(|l| (l.dir, l.owners)).unzip();
+    LayerStackView::with_owners(dirs, owners)
 }
 
 impl Executor<'_> {
@@ -351,8 +357,7 @@ impl Executor<'_> {
             }
             CopySource::Image(r) => {
                 let img = self.images.image(r)?;
-                let layers = self.unpack_image(&img)?;
-                LayerStackView::new(layers.into_iter().map(|l| l.dir).collect())
+                layers_view(self.unpack_image(&img)?)
             }
         };
         let base = PathBuf::from(source_workdir.unwrap_or("/"));

@@ -96,6 +96,7 @@ pub fn image_relative(path: &Path) -> PathBuf {
 #[derive(Debug, Clone, Default)]
 pub struct LayerStackView {
     layers: Vec<PathBuf>,
+    owners: Vec<Option<std::sync::Arc<super::owners::OwnerIndex>>>,
 }
 
 /// Outcome of looking a path up in one layer directory.
@@ -108,7 +109,19 @@ enum LayerLookup {
 impl LayerStackView {
     /// A view over these layer directories, bottom (base) first.
     pub fn new(layers: Vec<PathBuf>) -> Self {
-        Self { layers }
+        Self {
+            owners: vec![None; layers.len()],
+            layers,
+        }
+    }
+
+    /// A view whose layers' real modes and owners come from owner indexes (for layers
+    /// unpacked without the privilege to chown); `None` trusts the disk.
+    pub fn with_owners(
+        layers: Vec<PathBuf>,
+        owners: Vec<Option<std::sync::Arc<super::owners::OwnerIndex>>>,
+    ) -> Self {
+        Self { layers, owners }
     }
 
     /// The layer directories, bottom first.
@@ -156,10 +169,14 @@ impl LayerStackView {
 
     /// The host path and metadata of `path`, searching from the top layer down.
     pub fn resolve(&self, path: &Path) -> Option<(PathBuf, fs::Metadata)> {
+        self.resolve_in_layer(path).map(|(p, m, _)| (p, m))
+    }
+
+    fn resolve_in_layer(&self, path: &Path) -> Option<(PathBuf, fs::Metadata, usize)> {
         let rel = image_relative(path);
-        for layer in self.layers.iter().rev() {
+        for (i, layer) in self.layers.iter().enumerate().rev() {
             match Self::lookup_in(layer, &rel) {
-                LayerLookup::Found(p, m) => return Some((p, m)),
+                LayerLookup::Found(p, m) => return Some((p, m, i)),
                 LayerLookup::Deleted => return None,
                 LayerLookup::NotHere { opaque_above } => {
                     if opaque_above {
@@ -213,7 +230,16 @@ fn meta_of(meta: &fs::Metadata) -> FileMeta {
 
 impl ImageView for LayerStackView {
     fn stat(&self, path: &Path) -> Option<FileMeta> {
-        self.resolve(path).map(|(_, m)| meta_of(&m))
+        let (_, m, i) = self.resolve_in_layer(path)?;
+        let mut meta = meta_of(&m);
+        if let Some(Some(index)) = self.owners.get(i) {
+            if let Some(o) = index.get(&image_relative(path)) {
+                meta.mode = o.mode;
+                meta.uid = o.uid;
+                meta.gid = o.gid;
+            }
+        }
+        Some(meta)
     }
 
     fn read(&self, path: &Path) -> Option<Vec<u8>> {
