@@ -103,9 +103,12 @@ fn inspect(root: &Path, reference: &str) -> Value {
     serde_json::from_str(&out).unwrap()
 }
 
+/// One tar entry: (path, uid, gid, mode, content).
+type TarEntry = (String, u64, u64, u32, Vec<u8>);
+
 /// (path, uid, gid, mode, content) of every entry of every layer of an image, top layer
 /// last, read from the blobs in the store.
-fn layer_entries(root: &Path, reference: &str) -> Vec<Vec<(String, u64, u64, u32, Vec<u8>)>> {
+fn layer_entries(root: &Path, reference: &str) -> Vec<Vec<TarEntry>> {
     let image = inspect(root, reference);
     let layers = image["manifest"]["layers"].as_array().unwrap().clone();
     layers
