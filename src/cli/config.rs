@@ -1,16 +1,81 @@
-//! `config` area subcommands.
+//! `config` area subcommands: `validate` and `variants` (blubber.yaml front end).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
 
 use super::Globals;
+use flense::config::{self, Config, ConfigErrors};
 
 /// Subcommands of this area.
 #[derive(Subcommand, Debug)]
-pub enum Commands {}
+pub enum Commands {
+    /// Validate a blubber.yaml: every error with file:line:col and variant; exit 2 if invalid.
+    Validate(ValidateArgs),
+    /// List the variants of a blubber.yaml, one per line, in file order.
+    Variants(VariantsArgs),
+}
+
+/// The config file option shared by the config subcommands.
+#[derive(Args, Debug, Clone)]
+pub struct FileArg {
+    /// The Blubber config file.
+    #[arg(short = 'f', long = "file", default_value = config::DEFAULT_PATH)]
+    pub file: PathBuf,
+}
+
+/// Arguments of `flense validate`.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    config: FileArg,
+}
+
+/// Arguments of `flense variants`.
+#[derive(Args, Debug)]
+pub struct VariantsArgs {
+    #[command(flatten)]
+    config: FileArg,
+}
 
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, _globals: &Globals) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        Commands::Validate(args) => validate(&args),
+        Commands::Variants(args) => variants(&args),
+    }
+}
+
+/// Loads a config, printing every error on stderr; the error it returns exits with 2.
+pub fn load_or_report(file: &Path) -> anyhow::Result<Config> {
+    config::load(file).map_err(|errors| report(file, errors))
+}
+
+fn report(file: &Path, errors: ConfigErrors) -> anyhow::Error {
+    for e in &errors.errors {
+        eprintln!("{e}");
+    }
+    let n = errors.errors.len();
+    let noun = if n == 1 { "error" } else { "errors" };
+    super::invalid(anyhow!("{} is invalid ({n} {noun})", file.display()))
+}
+
+fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let file = &args.config.file;
+    let config = load_or_report(file)?;
+    config.check_all().map_err(|errors| report(file, errors))?;
+    let n = config.variants.len();
+    let noun = if n == 1 { "variant" } else { "variants" };
+    println!("{}: OK ({n} {noun})", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn variants(args: &VariantsArgs) -> anyhow::Result<ExitCode> {
+    let config = load_or_report(&args.config.file)?;
+    for name in config.variant_names() {
+        println!("{name}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
