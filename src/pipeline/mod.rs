@@ -1,1 +1,8 @@
 //! `.pipeline/config.yaml`: model, execution graph, interpolation, stage runner, reports.
+
+pub mod error;
+pub mod graph;
+pub mod interp;
+pub mod lexer;
+
+pub use error::{PipelineError, Result};
