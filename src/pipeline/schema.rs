@@ -1,7 +1,7 @@
 //! Validation against PipelineLib's JSON Schema (`schema/pipelines.v0.yaml`, draft 2020-12,
 //! shipped verbatim). A small evaluator of the keywords that schema uses: `type`,
 //! `required`, `properties`, `additionalProperties`, `items`, `oneOf`, `$ref`, `const`,
-//! `uniqueItems`. flense's relaxations (§1.16 decisions) are applied on top of the
+//! `uniqueItems` (plus `anyOf`, `allOf` and `enum` for other schemas such as Argo's). flense's relaxations (§1.16 decisions) are applied on top of the
 //! verbatim schema unless `strict` is asked for; see docs/compatibility.md.
 
 use serde_yaml::{Mapping, Value};
@@ -46,6 +46,11 @@ impl Schema {
         Schema { root }
     }
 
+    /// Any JSON Schema using the supported keywords (e.g. Argo's Workflow schema).
+    pub fn from_value(root: Value) -> Schema {
+        Schema { root }
+    }
+
     /// Every violation of `doc`, in document order.
     pub fn validate(&self, doc: &Value) -> Vec<Violation> {
         let mut out = Vec::new();
@@ -58,7 +63,10 @@ impl Schema {
             Some(r) => {
                 let mut node = &self.root;
                 for part in r.trim_start_matches("#/").split('/') {
-                    node = node.get(part).expect("the shipped schema's $refs resolve");
+                    match node.get(part) {
+                        Some(n) => node = n,
+                        None => return &Value::Null,
+                    }
                 }
                 self.resolve(node)
             }
@@ -92,8 +100,41 @@ impl Schema {
                 ));
             }
         }
+        if let Some(allowed) = schema.get("enum").and_then(Value::as_sequence) {
+            if !allowed.contains(value) {
+                push(format!(
+                    "must be one of {}",
+                    serde_json::to_string(allowed).unwrap_or_default()
+                ));
+            }
+        }
         if let Some(branches) = schema.get("oneOf").and_then(Value::as_sequence) {
             self.check_one_of(branches, value, path, out);
+        }
+        if let Some(branches) = schema.get("anyOf").and_then(Value::as_sequence) {
+            let results: Vec<Vec<Violation>> = branches
+                .iter()
+                .map(|b| {
+                    let mut errs = Vec::new();
+                    self.check(b, value, path, &mut errs);
+                    errs
+                })
+                .collect();
+            if results.iter().all(|r| !r.is_empty()) {
+                // Report the most specific branch: the one whose errors go deepest.
+                let best = results
+                    .into_iter()
+                    .max_by_key(|r| r.iter().map(|v| v.path.len()).max().unwrap_or(0));
+                out.extend(best.unwrap_or_default());
+            }
+        }
+        for sub in schema
+            .get("allOf")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            self.check(sub, value, path, out);
         }
         if let Value::Mapping(map) = value {
             self.check_object(schema, map, path, out);
