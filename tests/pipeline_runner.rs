@@ -79,16 +79,13 @@ impl Executor for Scripted {
                     stdout.push(rest.to_string());
                 }
                 "exit" => code = rest.parse().unwrap(),
-                "wait-for" => {
-                    if !self.wait_until(|s| s.started.iter().any(|x| x == rest)) {
-                        code = 97;
-                    }
+                "wait-for" if !self.wait_until(|s| s.started.iter().any(|x| x == rest)) => {
+                    code = 97
                 }
-                "barrier" => {
-                    let n: usize = rest.parse().unwrap();
-                    if !self.wait_until(|s| s.max_running >= n) {
-                        code = 98;
-                    }
+                "barrier"
+                    if !self.wait_until(|s| s.max_running >= rest.parse::<usize>().unwrap()) =>
+                {
+                    code = 98
                 }
                 _ => {}
             }
