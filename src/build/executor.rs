@@ -146,6 +146,13 @@ pub struct Executor<'a> {
     context: OnceCell<BuildContext>,
     pub(crate) stages: RefCell<HashMap<String, StageState>>,
     counts: Cell<(usize, usize)>,
+    scratch: RefCell<Vec<PathBuf>>,
+}
+
+impl Drop for Executor<'_> {
+    fn drop(&mut self) {
+        self.clean_scratch();
+    }
 }
 
 impl<'a> Executor<'a> {
@@ -167,7 +174,29 @@ impl<'a> Executor<'a> {
             context: OnceCell::new(),
             stages: RefCell::new(HashMap::new()),
             counts: Cell::new((0, 0)),
+            scratch: RefCell::new(Vec::new()),
             settings,
+        }
+    }
+
+    /// A scratch directory under the store's `tmp/`, removed after the current step's
+    /// layer is written (captured files are read from it until then).
+    pub(crate) fn scratch_dir(&self, prefix: &str) -> Result<PathBuf, BuildError> {
+        let tmp = self.store.root().join("tmp");
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .map_err(super::io_err(&tmp))?
+            .keep();
+        self.scratch.borrow_mut().push(dir.clone());
+        Ok(dir)
+    }
+
+    fn clean_scratch(&self) {
+        for dir in self.scratch.borrow_mut().drain(..) {
+            if let Err(e) = crate::store::unpack::remove_tree(&dir) {
+                tracing::warn!("cannot remove {}: {e}", dir.display());
+            }
         }
     }
 
@@ -461,9 +490,9 @@ impl<'a> Executor<'a> {
             self.reuse(st, key, rec)?;
             return Ok(StepStatus::Cached);
         }
-        let entries = produce(st)?;
-        self.commit(st, key, entries, created_by)?;
-        Ok(StepStatus::Ran)
+        let result = produce(st).and_then(|entries| self.commit(st, key, entries, created_by));
+        self.clean_scratch();
+        result.map(|()| StepStatus::Ran)
     }
 }
 

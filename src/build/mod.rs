@@ -20,6 +20,7 @@ pub mod mounts;
 pub mod owners;
 pub mod project;
 pub mod runner;
+pub mod sandbox;
 pub mod steps;
 pub mod users;
 pub mod view;

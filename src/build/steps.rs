@@ -162,15 +162,12 @@ impl Executor<'_> {
         let input_refs: Vec<&[u8]> = inputs.iter().map(|s| s.as_bytes()).collect();
         let key = CacheKey::derive(Some(&st.key), &instruction_json(instr), &input_refs);
         self.layer_step(st, key, text, |st| {
-            let dir = tempfile::Builder::new()
-                .prefix("script-")
-                .tempdir_in(self.store.root().join("tmp"))
-                .map_err(io_err(self.store.root()))?;
-            let file = dir.path().join("script");
+            let dir = self.scratch_dir("script-")?;
+            let file = dir.join("script");
             fs::write(&file, script).map_err(io_err(&file))?;
             fs::set_permissions(&file, fs::Permissions::from_mode(0o555)).map_err(io_err(&file))?;
             let mount = StepMount::Bind {
-                src: dir.path().to_path_buf(),
+                src: dir,
                 dst: PathBuf::from(format!("/{sha256}")),
                 readonly: true,
             };
@@ -193,11 +190,7 @@ impl Executor<'_> {
     ) -> Result<Vec<LayerEntry>, BuildError> {
         let view = st.view();
         let (uid, gid) = resolve_user(&view, &ctx.user);
-        let tmp_root = self.store.root().join("tmp");
-        let state_dir = tempfile::Builder::new()
-            .prefix("step-")
-            .tempdir_in(&tmp_root)
-            .map_err(io_err(&tmp_root))?;
+        let state_dir = self.scratch_dir("step-")?;
         let workdir = PathBuf::from(&ctx.workdir);
         let in_sandbox = |p: &str| -> PathBuf {
             let joined = workdir.join(p);
@@ -222,7 +215,7 @@ impl Executor<'_> {
                 }
                 MountSource::Local => Box::new(self.context()?.clone()),
             };
-            let host = state_dir.path().join(format!("mount-{i}"));
+            let host = state_dir.join(format!("mount-{i}"));
             let from = Path::new("/").join(m.source.as_deref().unwrap_or("/"));
             materialize(src_view.as_ref(), &from, &host)?;
             mounts.push(StepMount::Bind {
@@ -234,7 +227,7 @@ impl Executor<'_> {
         for (i, c) in ctx.caches.iter().enumerate() {
             let src = match c.access {
                 CacheAccess::Private => {
-                    let p = state_dir.path().join(format!("cache-{i}"));
+                    let p = state_dir.join(format!("cache-{i}"));
                     fs::create_dir_all(&p).map_err(io_err(&p))?;
                     p
                 }
@@ -261,7 +254,7 @@ impl Executor<'_> {
             gid,
             groups: Vec::new(),
             lowers: view.layers().to_vec(),
-            state_dir: state_dir.path().join("overlay"),
+            state_dir: state_dir.join("overlay"),
             mounts,
             network: self.settings.network,
             capture: true,

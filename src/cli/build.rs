@@ -15,6 +15,7 @@ use flense::build::executor::{BuildSettings, BuiltImage};
 use flense::build::images::PullingImages;
 use flense::build::project::{build_project, default_config_file, default_tag, ProjectBuild};
 use flense::build::runner::StepNetwork;
+use flense::build::sandbox::SandboxRunner;
 use flense::image::oci::ImageFormat;
 use flense::plan::Platform;
 use flense::store::Store;
@@ -70,6 +71,9 @@ pub struct BuildOptions {
     /// $XDG_CONFIG_HOME/flense/config.toml.
     #[arg(long, value_name = "FILE")]
     pub registries_config: Option<PathBuf>,
+    /// User-namespace mode of build steps: auto, root, subuid or single.
+    #[arg(long, default_value = "auto")]
+    pub userns: String,
 }
 
 /// Arguments of `flense build`.
@@ -240,7 +244,8 @@ pub fn build_variant(
             tag: Some(tag),
         },
     };
-    let runner = runner(globals);
+    let mode: flense_runtime::IdMode = options.userns.parse().map_err(super::invalid)?;
+    let runner = SandboxRunner::new(mode);
     let settings = flense::registry::RegistrySettings::load(options.registries_config.as_deref())
         .map_err(super::invalid)?;
     let client =
@@ -259,25 +264,6 @@ pub fn build_variant(
         }
     })?;
     Ok((store, built))
-}
-
-/// The step runner: the rootless sandbox.
-fn runner(_globals: &Globals) -> Unavailable {
-    Unavailable
-}
-
-/// Placeholder until the runtime crate lands: every command step fails clearly.
-struct Unavailable;
-
-impl flense::build::runner::StepRunner for Unavailable {
-    fn run(
-        &self,
-        _req: &flense::build::runner::StepRequest,
-    ) -> Result<flense::build::runner::StepOutcome, flense::build::runner::RunnerError> {
-        Err(flense::build::runner::RunnerError::Sandbox(
-            "this build of flense has no sandbox runtime".into(),
-        ))
-    }
 }
 
 fn parse_platform(s: &str) -> anyhow::Result<Platform> {
