@@ -294,3 +294,29 @@ fn bad_input_exits_with_2() {
     ]);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }
+
+#[test]
+fn sigterm_to_flense_reaches_the_command() {
+    use std::io::{BufRead, BufReader};
+    for caller in CALLERS {
+        let env = Env::new(caller);
+        let mut cmd = env.cmd();
+        cmd.args(["run", "--image", "localhost/busybox"]);
+        if let Caller::User(mode) = caller {
+            cmd.args(["--userns", mode]);
+        }
+        let script =
+            "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done";
+        let mut child = cmd
+            .args(["--", "sh", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        assert_eq!(lines.next().unwrap().unwrap(), "ready");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert_eq!(lines.next().unwrap().unwrap(), "got-term", "{caller:?}");
+        assert_eq!(child.wait().unwrap().code(), Some(3), "{caller:?}");
+    }
+}

@@ -150,6 +150,11 @@ impl Child {
         Ok(())
     }
 
+    /// A new descriptor for the sandbox's PID 1, if it started.
+    pub(crate) fn init_pidfd(&self) -> Option<OwnedFd> {
+        self.init.as_ref().and_then(|fd| fd.try_clone().ok())
+    }
+
     pub(crate) fn has_init(&self) -> bool {
         self.init.is_some()
     }

@@ -147,6 +147,7 @@ pub fn overrides_from(args: &RunArgs) -> anyhow::Result<RunOverrides> {
         userns: args.userns,
         hostname: args.hostname.clone(),
         timeout,
+        forward_signals: true,
     })
 }
 
