@@ -2,7 +2,10 @@
 //! sandbox, so that Ctrl-C or `kill` on `flense run` reaches the command as it would
 //! reach a process started directly.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,6 +21,7 @@ use crate::sys;
 #[derive(Debug)]
 pub struct SignalForwarder {
     stop: Arc<AtomicBool>,
+    wake: Option<OwnedFd>,
     thread: Option<JoinHandle<()>>,
     old_mask: SigSet,
 }
@@ -50,6 +54,7 @@ impl SignalForwarder {
         .map_err(|e| RuntimeError::io("block signals", e.into()))?;
         Ok(SignalForwarder {
             stop: Arc::new(AtomicBool::new(false)),
+            wake: None,
             thread: None,
             old_mask,
         })
@@ -61,11 +66,27 @@ impl SignalForwarder {
         let init: OwnedFd = child
             .init_pidfd()
             .ok_or_else(|| RuntimeError::InvalidSpec("the sandbox has no init process".into()))?;
-        let set = forwarded();
+        let sfd =
+            SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+                .map_err(|e| RuntimeError::io("signalfd", e.into()))?;
+        let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| RuntimeError::io("create pipe", e.into()))?;
+        self.wake = Some(stop_w);
         let flag = Arc::clone(&self.stop);
         self.thread = Some(std::thread::spawn(move || {
             while !flag.load(Ordering::SeqCst) {
-                if let Some(sig) = sys::wait_signal(&set, 100) {
+                let mut fds = [
+                    PollFd::new(sfd.as_fd(), PollFlags::POLLIN),
+                    PollFd::new(stop_r.as_fd(), PollFlags::POLLIN),
+                ];
+                if poll(&mut fds, PollTimeout::NONE).is_err() {
+                    continue;
+                }
+                if fds[1].revents().is_some_and(|r| !r.is_empty()) {
+                    break;
+                }
+                while let Ok(Some(info)) = sfd.read_signal() {
+                    let sig = info.ssi_signo as i32;
                     tracing::debug!("forwarding signal {sig} to the sandbox");
                     let _ = sys::pidfd_send_signal(init.as_raw_fd(), sig);
                 }
@@ -78,6 +99,9 @@ impl SignalForwarder {
 impl Drop for SignalForwarder {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(wake) = self.wake.take() {
+            let _ = nix::unistd::write(&wake, b"x");
+        }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -152,15 +152,3 @@ pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: _exit never returns and touches no user-space state.
     unsafe { libc::_exit(code) }
 }
-
-/// Waits up to `timeout_ms` for one of the (blocked) signals in `set`.
-pub(crate) fn wait_signal(set: &nix::sys::signal::SigSet, timeout_ms: u64) -> Option<i32> {
-    let ts = libc::timespec {
-        tv_sec: (timeout_ms / 1000) as libc::time_t,
-        tv_nsec: ((timeout_ms % 1000) * 1_000_000) as libc::c_long,
-    };
-    let raw: &libc::sigset_t = set.as_ref();
-    // SAFETY: `raw` and `ts` are valid for the call; a null siginfo pointer is allowed.
-    let sig = unsafe { libc::sigtimedwait(raw, std::ptr::null_mut(), &ts) };
-    (sig > 0).then_some(sig)
-}
