@@ -320,3 +320,33 @@ fn sigterm_to_flense_reaches_the_command() {
         assert_eq!(child.wait().unwrap().code(), Some(3), "{caller:?}");
     }
 }
+
+#[test]
+fn forced_copy_fallback_runs_the_same_and_says_so() {
+    for caller in CALLERS {
+        let env = Env::new(caller);
+        let mut cmd = env.cmd();
+        cmd.env("FLENSE_FORCE_COPY", "1")
+            .args(["-v", "run", "--image", "localhost/busybox"]);
+        if let Caller::User(mode) = caller {
+            cmd.args(["--userns", mode]);
+        }
+        let out = output(cmd.args([
+            "--",
+            "sh",
+            "-c",
+            "echo x > /root/f && cat /root/f && rm /bin/sh && echo ok",
+        ]));
+        assert!(out.status.success(), "{caller:?}: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout), "x\nok\n");
+        assert!(
+            text(&out.stderr).contains("copy fallback"),
+            "{}",
+            text(&out.stderr)
+        );
+        let out = env.sh(&[], "test -e /bin/sh && test ! -e /root/f && echo pristine");
+        assert_eq!(text(&out.stdout), "pristine\n", "{caller:?}");
+        let left = std::fs::read_dir(env.store.join("tmp")).unwrap().count();
+        assert_eq!(left, 0, "{caller:?} left run state behind");
+    }
+}
