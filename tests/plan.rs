@@ -776,6 +776,7 @@ fn text_plan_shows_effective_commands() {
             .arg(fixtures().join("build-arguments.blubber.yaml"))
             .args(["--build-arg", "MAKE_TARGET=bar"]),
     );
+    assert!(text.starts_with("images: debian:stable\n"), "{text}");
     assert!(text.contains("stage make (from debian:stable)"), "{text}");
     assert!(text.contains("-> as 65533 in /srv/app: make bar"), "{text}");
 }
@@ -793,4 +794,43 @@ fn plan_of_invalid_config_exits_2() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not allowed if any of field(s)"));
+}
+
+#[test]
+fn library_lists_images_and_layers_env_for_the_executor() {
+    let file = fixtures()
+        .join("examples/acceptance/04-builders/06-builder-mounts-from-variant.blubber.yaml");
+    let config = flense::config::load(&file).unwrap();
+    let plan = flense::plan::compile(&config, "webserver", &Default::default()).unwrap();
+    assert_eq!(plan.images(), ["node:22-bookworm", "golang:1.23"]);
+    let build = plan.stage("build").unwrap();
+    let base_env = vec![
+        "PATH=/usr/local/go/bin:/usr/bin".to_string(),
+        "GOPATH=/go".to_string(),
+    ];
+    let image_env = build.image.env_over(&base_env);
+    assert_eq!(
+        image_env,
+        [
+            "PATH=/usr/local/go/bin:/usr/bin",
+            "GOPATH=/go",
+            "HOME=/home/runuser",
+            "CGO_ENABLED=0",
+            "GOCACHE=/var/cache/go"
+        ]
+    );
+    let run = build
+        .steps
+        .iter()
+        .find_map(|s| match &s.instruction {
+            flense::plan::Instruction::Run { context, .. } => Some(context),
+            _ => None,
+        })
+        .unwrap();
+    let exec_env = run.exec_env(&base_env, &plan);
+    assert!(exec_env.contains(&"HOME=/home/somebody".to_string()));
+    assert!(exec_env.contains(&"LIVES_UID=65533".to_string()));
+    assert!(exec_env
+        .iter()
+        .any(|e| e.starts_with("TARGETPLATFORM=linux/")));
 }

@@ -10,6 +10,7 @@ mod builders;
 pub mod compile;
 pub mod copies;
 pub mod dockerfile;
+pub mod env;
 pub mod expand;
 pub mod instruction;
 pub mod quote;
