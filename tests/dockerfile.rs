@@ -330,3 +330,16 @@ fn python_no_deps_pip2_and_custom_venv() {
         ]
     );
 }
+
+#[test]
+fn multi_line_commands_and_scripts_render_as_heredocs() {
+    let text = render("multiline.blubber.yaml", "build", &[]);
+    assert!(
+        text.contains("RUN <<'EOF'\necho one\necho two\nEOF\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RUN <<'EOF'\n#!/bin/sh\necho three\nEOF\n"),
+        "{text}"
+    );
+}
