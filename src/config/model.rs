@@ -233,13 +233,10 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    /// True when the standalone `node` key would count as "declared" for the
-    /// `builders` exclusion rule.
+    /// True when nothing is given (not even `requirements: []`): the standalone
+    /// `node` key then does not count as "declared" for the `builders` rule.
     pub fn is_empty(&self) -> bool {
-        self.requirements.as_ref().is_none_or(Vec::is_empty)
-            && self.env.is_empty()
-            && self.use_npm_ci.is_none()
-            && self.allow_dedupe_failure.is_none()
+        *self == NodeConfig::default()
     }
 }
 
@@ -253,9 +250,9 @@ pub struct PhpConfig {
 }
 
 impl PhpConfig {
-    /// True when nothing is set.
+    /// True when nothing is given (not even `requirements: []`).
     pub fn is_empty(&self) -> bool {
-        self.requirements.as_ref().is_none_or(Vec::is_empty) && self.production.is_none()
+        *self == PhpConfig::default()
     }
 }
 

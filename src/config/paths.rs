@@ -64,10 +64,10 @@ pub fn is_abs_non_root(p: &str) -> bool {
     p.starts_with('/') && clean(p) != "/"
 }
 
-/// Whether a local source escapes the context: absolute, or `..` after cleaning.
+/// Blubber's `relativelocal` rule, inverted: absolute, or starting with `..` after
+/// cleaning (so a file named `..foo` is refused too, like upstream).
 pub fn escapes_context(p: &str) -> bool {
-    let c = clean(p);
-    p.starts_with('/') || c == ".." || c.starts_with("../")
+    p.starts_with('/') || clean(p).starts_with("..")
 }
 
 #[cfg(test)]

@@ -88,12 +88,11 @@ pub fn is_image_ref(s: &str) -> bool {
     IMAGE_REF.is_match(s)
 }
 
-/// An http or https URL with a host.
+/// An http or https URL (Blubber only checks the scheme of what Go's `url.Parse`
+/// accepts).
 pub fn is_http_url(s: &str) -> bool {
     match url::Url::parse(s) {
-        Ok(u) => {
-            matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty())
-        }
+        Ok(u) => matches!(u.scheme(), "http" | "https"),
         Err(_) => false,
     }
 }

@@ -315,20 +315,7 @@ impl<'a> Validator<'a> {
         if c.builders.is_empty() {
             return;
         }
-        let declared = !c.node.is_empty()
-            || !c.php.is_empty()
-            || !c.python.is_empty()
-            || c.builder.as_ref().is_some_and(|b| !b.is_empty());
-        if declared {
-            self.err(
-                path,
-                Problem::NotAllowedWith {
-                    field: "builders".into(),
-                    param: "node php python builder".into(),
-                },
-            );
-            return;
-        }
+        // Blubber's tag order: uniquetypesexcept, then notallowedwith; the first wins.
         let mut seen = HashSet::new();
         for e in &c.builders {
             if !matches!(e, BuilderEntry::Custom(_)) && !seen.insert(e.kind()) {
@@ -340,6 +327,22 @@ impl<'a> Validator<'a> {
                 );
                 return;
             }
+        }
+        let declared = !c.node.is_empty()
+            || !c.php.is_empty()
+            || !c.python.is_empty()
+            || c.builder
+                .as_ref()
+                .is_some_and(|b| *b != CustomBuilder::default());
+        if declared {
+            self.err(
+                path,
+                Problem::NotAllowedWith {
+                    field: "builders".into(),
+                    param: "node php python builder".into(),
+                },
+            );
+            return;
         }
         for (i, e) in c.builders.iter().enumerate() {
             let epath = format!("{path}[{i}].{}", e.kind());
