@@ -50,7 +50,10 @@ pub fn as_test_user(program: &Path) -> Command {
         .arg("--init-groups")
         .arg(program)
         .env_clear()
-        .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
         .env("HOME", &home)
         .env("USER", TEST_USER);
     cmd
