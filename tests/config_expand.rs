@@ -494,3 +494,19 @@ fn pipeline_file_from_upstream_expands_every_variant() {
         assert!(!v.common.lives.dir.is_empty());
     }
 }
+
+#[test]
+fn null_environment_values_define_empty_variables() {
+    let cfg = config::load_str(
+        "version: v4\nruns:\n  environment:\n    GRADLE_USER_HOME: ~\n    FOO: bar\n",
+        "x.yaml",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.common.runs.environment,
+        BTreeMap::from([
+            ("FOO".to_string(), "bar".to_string()),
+            ("GRADLE_USER_HOME".into(), String::new())
+        ])
+    );
+}

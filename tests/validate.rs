@@ -426,6 +426,14 @@ fn hostile_inputs_exit_2_without_a_panic() {
             "version: v4\nbuilders: [[1]]\n".into(),
         ),
         (
+            "builders entry with two keys",
+            "version: v4\nbuilders: [{ node: {}, php: {} }]\n".into(),
+        ),
+        (
+            "empty builders entry",
+            "version: v4\nbuilders: [{}]\n".into(),
+        ),
+        (
             "bad cache access",
             "version: v4\nbuilder: { caches: [{ destination: /x, access: sometimes }] }\n".into(),
         ),
