@@ -16,6 +16,10 @@ pub enum Commands {
     Validate(ValidateArgs),
     /// List the variants of a blubber.yaml, one per line, in file order.
     Variants(VariantsArgs),
+    /// Print the Dockerfile-equivalent of a variant (Blubber's instruction stream, spec §6).
+    Dockerfile(DockerfileArgs),
+    /// Print the compiled build plan of a variant (`--json` for the machine-readable form).
+    Plan(PlanArgs),
 }
 
 /// The config file option shared by the config subcommands.
@@ -45,6 +49,8 @@ pub fn run(cmd: Commands, _globals: &Globals) -> anyhow::Result<ExitCode> {
     match cmd {
         Commands::Validate(args) => validate(&args),
         Commands::Variants(args) => variants(&args),
+        Commands::Dockerfile(args) => dockerfile(&args),
+        Commands::Plan(args) => plan(&args),
     }
 }
 
@@ -76,6 +82,69 @@ fn variants(args: &VariantsArgs) -> anyhow::Result<ExitCode> {
     let config = load_or_report(&args.config.file)?;
     for name in config.variant_names() {
         println!("{name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `flense dockerfile`.
+#[derive(Args, Debug)]
+pub struct DockerfileArgs {
+    /// The variant to render.
+    #[arg(default_value = "test")]
+    variant: String,
+    #[command(flatten)]
+    config: FileArg,
+    /// A build argument, NAME=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    build_args: Vec<String>,
+}
+
+/// Arguments of `flense plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The variant to compile.
+    #[arg(default_value = "test")]
+    variant: String,
+    #[command(flatten)]
+    config: FileArg,
+    /// A build argument, NAME=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    build_args: Vec<String>,
+    /// Print the plan as JSON (the stable, machine-readable form).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Loads the config and compiles `variant`; every failure is invalid input (exit 2).
+fn compile_variant(
+    file: &Path,
+    variant: &str,
+    build_args: &[String],
+) -> anyhow::Result<flense::plan::Plan> {
+    let build_args = flense::plan::parse_build_args(build_args).map_err(super::invalid)?;
+    let config = load_or_report(file)?;
+    let options = flense::plan::CompileOptions {
+        build_args,
+        ..Default::default()
+    };
+    flense::plan::compile(&config, variant, &options).map_err(|e| match e {
+        flense::plan::PlanError::Config(errors) => report(file, errors),
+        other => super::invalid(other),
+    })
+}
+
+fn dockerfile(args: &DockerfileArgs) -> anyhow::Result<ExitCode> {
+    let plan = compile_variant(&args.config.file, &args.variant, &args.build_args)?;
+    print!("{}", flense::plan::dockerfile::render(&plan));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let plan = compile_variant(&args.config.file, &args.variant, &args.build_args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", flense::plan::summary::render(&plan));
     }
     Ok(ExitCode::SUCCESS)
 }
