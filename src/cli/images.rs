@@ -1,16 +1,357 @@
-//! `images` area subcommands.
+//! `images` area subcommands: `import`, `images`, `inspect`, `tag`, `save`, `load`,
+//! `prune` (one variant and one handler each).
 
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use oci_spec::image::ConfigBuilder;
 
 use super::Globals;
+use flense::image::oci::{new_config, ImageFormat, ImageLayer};
+use flense::image::tree::entries_from_tar;
+use flense::image::LayerOptions;
+use flense::store::archive::ArchiveFormat;
+use flense::store::{default_root, parse_name, Store, StoreError};
+
+/// `println!` that stops quietly when stdout is closed (e.g. piped into `head`).
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*) {
+            if e.kind() != std::io::ErrorKind::BrokenPipe {
+                return Err(anyhow::Error::new(e).context("writing to stdout"));
+            }
+        }
+    }};
+}
 
 /// Subcommands of this area.
 #[derive(Subcommand, Debug)]
-pub enum Commands {}
+pub enum Commands {
+    /// Import a rootfs tarball (.tar or .tar.gz, `-` for stdin) as a one-layer image.
+    Import(ImportArgs),
+    /// List the images in the store.
+    Images(ImagesArgs),
+    /// Show an image's manifest digest, config and layers as JSON.
+    Inspect(InspectArgs),
+    /// Give an image another name.
+    Tag(TagArgs),
+    /// Write images to an oci-archive or docker-archive file.
+    Save(SaveArgs),
+    /// Load images from an oci-archive or docker-archive file.
+    Load(LoadArgs),
+    /// Delete blobs and unpacked layers that no tag reaches.
+    Prune(PruneArgs),
+}
+
+/// Manifest flavour.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatArg {
+    /// OCI image manifest and media types.
+    Oci,
+    /// Docker image manifest v2 schema 2.
+    Docker,
+}
+
+/// Archive flavour for `save`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ArchiveArg {
+    /// A tarred OCI image layout.
+    OciArchive,
+    /// The `docker save` format (loadable by `podman load`).
+    DockerArchive,
+}
+
+/// Arguments of `import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The rootfs tarball.
+    pub rootfs: PathBuf,
+    /// Name of the new image, e.g. `busybox` or `localhost:5000/x/y:tag`.
+    #[arg(long, short)]
+    pub tag: String,
+    /// Manifest flavour.
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: FormatArg,
+}
+
+/// Arguments of `images`.
+#[derive(Args, Debug)]
+pub struct ImagesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Image reference or manifest digest.
+    pub reference: String,
+}
+
+/// Arguments of `tag`.
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// Existing image reference or manifest digest.
+    pub source: String,
+    /// New name.
+    pub target: String,
+}
+
+/// Arguments of `save`.
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Images to save.
+    #[arg(required = true)]
+    pub references: Vec<String>,
+    /// Output file.
+    #[arg(long, short)]
+    pub output: PathBuf,
+    /// Archive flavour.
+    #[arg(long, value_enum, default_value = "oci-archive")]
+    pub format: ArchiveArg,
+}
+
+/// Arguments of `load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// An oci-archive or docker-archive file (optionally gzipped).
+    pub archive: PathBuf,
+}
+
+/// Arguments of `prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {}
 
 /// Runs one subcommand of this area.
-pub fn run(cmd: Commands, _globals: &Globals) -> anyhow::Result<ExitCode> {
-    match cmd {}
+pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Commands::Import(args) => import(args, globals),
+        Commands::Images(args) => images(args, globals),
+        Commands::Inspect(args) => inspect(args, globals),
+        Commands::Tag(args) => tag(args, globals),
+        Commands::Save(args) => save(args, globals),
+        Commands::Load(args) => load(args, globals),
+        Commands::Prune(args) => prune(args, globals),
+    }
+}
+
+/// Opens the store at `--root` / `$FLENSE_ROOT` / the default root.
+pub fn open_store(globals: &Globals) -> anyhow::Result<Store> {
+    let root = globals.root.clone().unwrap_or_else(default_root);
+    Store::open(&root).with_context(|| format!("opening store {}", root.display()))
+}
+
+/// Marks errors caused by the user's input (bad reference, unknown image, bad archive
+/// or layer) as invalid input (exit 2).
+fn classify(err: StoreError) -> anyhow::Error {
+    match err {
+        StoreError::Reference(_)
+        | StoreError::UnknownImage(_)
+        | StoreError::Archive { .. }
+        | StoreError::Unpack { .. }
+        | StoreError::Layer(_) => super::invalid(err),
+        other => other.into(),
+    }
+}
+
+fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let name = parse_name(&args.tag).map_err(super::invalid)?;
+    let store = open_store(globals)?;
+    let input: Box<dyn Read> = if args.rootfs.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(
+            File::open(&args.rootfs)
+                .with_context(|| format!("opening {}", args.rootfs.display()))
+                .map_err(super::invalid)?,
+        )
+    };
+    let mut input = BufReader::with_capacity(1 << 20, input);
+    let gzipped = input
+        .fill_buf()
+        .context("reading the rootfs tarball")?
+        .starts_with(&[0x1f, 0x8b]);
+    let stream: Box<dyn Read> = if gzipped {
+        Box::new(flate2::bufread::MultiGzDecoder::new(input))
+    } else {
+        Box::new(input)
+    };
+
+    let spool = tempfile::Builder::new()
+        .prefix(".import-")
+        .tempdir_in(store.root().join("tmp"))?;
+    let entries = entries_from_tar(stream, spool.path())
+        .with_context(|| format!("reading {}", args.rootfs.display()))
+        .map_err(super::invalid)?;
+    let opts = LayerOptions::default();
+    let layer = store.write_layer(entries, &opts).map_err(classify)?;
+    drop(spool);
+
+    let runtime = ConfigBuilder::default()
+        .env(vec![
+            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        ])
+        .build()?;
+    let layers = [ImageLayer {
+        digests: layer.clone(),
+        created_by: "flense import".into(),
+    }];
+    let config = new_config(&layers, Some(runtime), opts.epoch)?;
+    let format = match args.format {
+        FormatArg::Oci => ImageFormat::Oci,
+        FormatArg::Docker => ImageFormat::Docker,
+    };
+    let descriptor = store
+        .commit_image(Some(&name), format, &config, &[layer])
+        .map_err(classify)?;
+    outln!("{name} {}", descriptor.digest());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+fn images(args: ImagesArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let store = open_store(globals)?;
+    let images = store.images()?;
+    if args.json {
+        let list: Vec<serde_json::Value> = images
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "reference": i.reference,
+                    "digest": i.descriptor.digest().to_string(),
+                    "mediaType": i.descriptor.media_type().to_string(),
+                    "size": i.size(),
+                    "created": i.config.created(),
+                })
+            })
+            .collect();
+        outln!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let width = images
+        .iter()
+        .filter_map(|i| i.reference.as_ref().map(String::len))
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    outln!("{:<width$}  {:<71}  SIZE", "REFERENCE", "DIGEST");
+    for i in &images {
+        outln!(
+            "{:<width$}  {:<71}  {}",
+            i.reference.as_deref().unwrap_or("<none>"),
+            i.descriptor.digest().to_string(),
+            human_size(i.size())
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(args: InspectArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let store = open_store(globals)?;
+    let image = store.image(&args.reference).map_err(classify)?;
+    let diff_ids = image.config.rootfs().diff_ids();
+    let layers: Vec<serde_json::Value> = image
+        .manifest
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::json!({
+                "digest": l.digest().to_string(),
+                "size": l.size(),
+                "mediaType": l.media_type().to_string(),
+                "diffId": diff_ids.get(i),
+            })
+        })
+        .collect();
+    let out = serde_json::json!({
+        "reference": image.reference,
+        "digest": image.descriptor.digest().to_string(),
+        "mediaType": image.descriptor.media_type().to_string(),
+        "size": image.size(),
+        "configDigest": image.manifest.config().digest().to_string(),
+        "config": image.config,
+        "layers": layers,
+        "manifest": image.manifest,
+    });
+    outln!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn tag(args: TagArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let target = parse_name(&args.target).map_err(super::invalid)?;
+    let store = open_store(globals)?;
+    let (_, descriptor) = store.resolve(&args.source).map_err(classify)?;
+    store.set_tag(&target, &descriptor)?;
+    outln!("{target} {}", descriptor.digest());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn save(args: SaveArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let store = open_store(globals)?;
+    let mut images = Vec::new();
+    for reference in &args.references {
+        let image = store.image(reference).map_err(classify)?;
+        let name = match &image.reference {
+            Some(name) => name.clone(),
+            None => parse_name(reference.split('@').next().unwrap_or(reference))
+                .map_err(super::invalid)?,
+        };
+        images.push((name, image));
+    }
+    let format = match args.format {
+        ArchiveArg::OciArchive => ArchiveFormat::OciArchive,
+        ArchiveArg::DockerArchive => ArchiveFormat::DockerArchive,
+    };
+    store
+        .save(&images, format, &args.output)
+        .map_err(classify)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(args: LoadArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    if !args.archive.is_file() {
+        return Err(super::invalid(anyhow::anyhow!(
+            "{}: no such file",
+            args.archive.display()
+        )));
+    }
+    let store = open_store(globals)?;
+    for name in store.load(&args.archive).map_err(classify)? {
+        outln!("Loaded image: {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune(_args: PruneArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let store = open_store(globals)?;
+    let report = store.prune()?;
+    outln!(
+        "Removed {} blobs ({}) and {} unpacked layers",
+        report.blobs,
+        human_size(report.bytes),
+        report.layers
+    );
+    Ok(ExitCode::SUCCESS)
 }

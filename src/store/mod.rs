@@ -1,2 +1,186 @@
 //! The local store: blobs by digest in an OCI image layout, unpacked layers by diff-ID,
 //! and the build cache.
+//!
+//! Layout under the root (see [`default_root`]):
+//! ```text
+//! oci-layout, index.json, blobs/sha256/<hex>   OCI image layout (skopeo `oci:<root>:<ref>`,
+//!                                              umoci `--image <root>:<ref>` read it)
+//! index.lock                                   lock file guarding index.json updates
+//! tmp/                                         temp files, renamed into place when complete
+//! diffids/sha256/<blob hex>                    "sha256:<diff-id>" of a compressed layer blob
+//! layer-blobs/sha256/<diff-id hex>             "sha256:<blob>" compressed blob of a diff-ID
+//! layers/<diff-id hex>/                        an unpacked layer (see [`unpack`])
+//! ```
+
+pub mod archive;
+pub mod blobs;
+pub mod extract;
+pub mod images;
+pub mod index;
+pub mod reference;
+pub mod unpack;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use blobs::BlobWriter;
+pub use images::{PruneReport, StoredImage};
+pub use reference::{parse_name, parse_reference, LocalRef};
+pub use unpack::UnpackedLayer;
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation on the store failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A blob's bytes do not match its digest or size.
+    #[error("blob {digest} is corrupt: {detail}")]
+    Corrupt {
+        /// The blob's digest.
+        digest: String,
+        /// What did not match.
+        detail: String,
+    },
+    /// A blob is missing from the store.
+    #[error("blob {0} is not in the store")]
+    MissingBlob(String),
+    /// No image has this reference.
+    #[error("no image {0:?} in the store")]
+    UnknownImage(String),
+    /// A digest string is malformed.
+    #[error("invalid digest {0:?}")]
+    BadDigest(String),
+    /// A reference is malformed.
+    #[error(transparent)]
+    Reference(#[from] reference::ReferenceError),
+    /// A document in the store (index, manifest, config) is invalid.
+    #[error("invalid {what} {name}: {detail}")]
+    BadDocument {
+        /// Which kind of document.
+        what: &'static str,
+        /// Its digest or path.
+        name: String,
+        /// The parse error.
+        detail: String,
+    },
+    /// Writing a layer failed.
+    #[error(transparent)]
+    Layer(#[from] crate::image::LayerError),
+    /// Building an image document failed.
+    #[error(transparent)]
+    Oci(#[from] crate::image::oci::OciError),
+    /// A layer could not be extracted safely.
+    #[error("layer {digest}: {detail}")]
+    Unpack {
+        /// The layer blob.
+        digest: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// An archive given to `load` is malformed.
+    #[error("archive {}: {detail}", path.display())]
+    Archive {
+        /// The archive file.
+        path: PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+pub(crate) fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The default store root: `/var/lib/flense` for root, else `$XDG_DATA_HOME/flense`
+/// (`~/.local/share/flense`).
+pub fn default_root() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/flense");
+    }
+    if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(data).join("flense");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/flense")
+}
+
+/// A local store rooted at a directory. Cheap to clone; every method is safe to call
+/// from several processes at once.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating the layout when missing.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        for dir in [
+            "blobs/sha256",
+            "tmp",
+            "diffids/sha256",
+            "layer-blobs/sha256",
+            "layers",
+        ] {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path).map_err(io_err("creating", &path))?;
+        }
+        let store = Store {
+            root: root.to_path_buf(),
+        };
+        let layout = root.join("oci-layout");
+        if !layout.exists() {
+            store.write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        let index = root.join("index.json");
+        if !index.exists() {
+            let _lock = store.lock_index()?;
+            if !index.exists() {
+                store.write_atomic(&index, br#"{"schemaVersion":2,"manifests":[]}"#)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The store root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// A new temp file path inside the store (same filesystem as the blobs).
+    pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.root.join("tmp");
+        tempfile::NamedTempFile::new_in(&dir).map_err(io_err("creating a temp file in", &dir))
+    }
+
+    /// Writes `bytes` to `path` through a temp file and a rename.
+    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        use std::io::Write;
+        let mut tmp = self.temp_file()?;
+        tmp.write_all(bytes)
+            .map_err(io_err("writing", tmp.path()))?;
+        tmp.as_file()
+            .sync_all()
+            .map_err(io_err("syncing", tmp.path()))?;
+        tmp.persist(path).map_err(|e| StoreError::Io {
+            action: "renaming into",
+            path: path.into(),
+            source: e.error,
+        })?;
+        Ok(())
+    }
+}

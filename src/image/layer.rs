@@ -1,0 +1,367 @@
+//! The reproducible layer writer: `Vec<LayerEntry>` -> tar -> gzip, with the diff-ID
+//! (sha256 of the tar), the digest (sha256 of the gzip) and both sizes computed in the
+//! same streaming pass.
+//!
+//! Reproducibility rules:
+//! - entries are sorted by their tar path, component by component, so parents come
+//!   before children; a hard link never precedes the file it links to (when it would,
+//!   the first path in sorted order carries the content and the others link to it);
+//! - mtimes are clamped to the epoch ([`source_date_epoch`]: `$SOURCE_DATE_EPOCH`, or 0
+//!   when unset), atime/ctime are never written, user/group names are empty;
+//! - headers are ustar; only paths or link names longer than ustar allows use a GNU
+//!   long-name record, and PAX records are written only for xattrs (sorted by name);
+//! - gzip is [`super::gzip`]'s fixed-block stream: same bytes for any thread count.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Component, Path, PathBuf};
+
+use super::digest::HashingWriter;
+use super::entry::{Content, EntryKind, LayerEntry};
+use super::gzip::{ParallelGzipWriter, DEFAULT_LEVEL};
+
+/// Errors of the layer writer.
+#[derive(Debug, thiserror::Error)]
+pub enum LayerError {
+    /// An entry path is absolute, contains `..` or is empty.
+    #[error("invalid layer path {path:?}: {reason}")]
+    InvalidPath {
+        /// The offending path.
+        path: PathBuf,
+        /// Why it is refused.
+        reason: &'static str,
+    },
+    /// Two entries would write the same tar path.
+    #[error("duplicate layer path {0:?}")]
+    Duplicate(PathBuf),
+    /// A hard link points at a path that is not a regular file of the same layer.
+    #[error("hard link {path:?} points at {target:?}, which is not a file of this layer")]
+    HardlinkTarget {
+        /// The link.
+        path: PathBuf,
+        /// Its target.
+        target: PathBuf,
+    },
+    /// A host file named by [`Content::File`] could not be read or changed size.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The host file.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Writing the output failed.
+    #[error("writing layer: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// How to write a layer.
+#[derive(Debug, Clone)]
+pub struct LayerOptions {
+    /// mtimes later than this (seconds since the epoch) are clamped to it.
+    pub epoch: u64,
+    /// gzip level, 0-9.
+    pub level: u32,
+    /// Compression threads (the output does not depend on this).
+    pub threads: usize,
+}
+
+impl Default for LayerOptions {
+    fn default() -> Self {
+        LayerOptions {
+            epoch: source_date_epoch(),
+            level: DEFAULT_LEVEL,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
+    }
+}
+
+/// The reproducibility epoch: `$SOURCE_DATE_EPOCH` when set to a number, else 0
+/// (1970-01-01T00:00:00Z), so that a tree gives the same layer on every machine.
+pub fn source_date_epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Digests and sizes of a written layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerDigests {
+    /// `sha256:` of the compressed blob (the manifest's layer digest).
+    pub digest: String,
+    /// Size of the compressed blob in bytes.
+    pub size: u64,
+    /// `sha256:` of the uncompressed tar (the config's `rootfs.diff_ids` entry).
+    pub diff_id: String,
+    /// Size of the uncompressed tar in bytes.
+    pub tar_size: u64,
+}
+
+/// Writes `entries` as a gzipped tar layer into `out` and returns `out` with the digests.
+pub fn write_layer<W: Write>(
+    entries: Vec<LayerEntry>,
+    out: W,
+    opts: &LayerOptions,
+) -> Result<(W, LayerDigests), LayerError> {
+    let compressed = HashingWriter::new(out);
+    let gzip = ParallelGzipWriter::new(compressed, opts.level, opts.threads)?;
+    let tar = HashingWriter::new(gzip);
+    let tar = write_tar(entries, tar, opts.epoch)?;
+    let (gzip, diff_id, tar_size) = tar.finish();
+    let compressed = gzip.finish()?;
+    let (out, digest, size) = compressed.finish();
+    Ok((
+        out,
+        LayerDigests {
+            digest,
+            size,
+            diff_id,
+            tar_size,
+        },
+    ))
+}
+
+/// Writes `entries` as an uncompressed, normalised tar stream into `out`.
+pub fn write_tar<W: Write>(entries: Vec<LayerEntry>, out: W, epoch: u64) -> Result<W, LayerError> {
+    let entries = order_entries(entries)?;
+    let mut builder = tar::Builder::new(out);
+    for (name, entry) in &entries {
+        append_entry(&mut builder, name, entry, epoch)?;
+    }
+    builder.finish()?;
+    Ok(builder.into_inner()?)
+}
+
+/// Normalises a layer path: strips a leading `/` and `.` components; refuses `..`.
+pub fn normalise_path(path: &Path) -> Result<PathBuf, LayerError> {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(c) => out.push(c),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir => {
+                return Err(LayerError::InvalidPath {
+                    path: path.into(),
+                    reason: "contains `..`",
+                })
+            }
+            Component::Prefix(_) => {
+                return Err(LayerError::InvalidPath {
+                    path: path.into(),
+                    reason: "has a prefix",
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The tar path of an entry (whiteouts and opaque markers get their `.wh.` names).
+fn tar_name(entry: &LayerEntry) -> Result<Option<PathBuf>, LayerError> {
+    let path = normalise_path(&entry.path)?;
+    Ok(match entry.kind {
+        EntryKind::Whiteout => {
+            let name = path.file_name().ok_or(LayerError::InvalidPath {
+                path: entry.path.clone(),
+                reason: "a whiteout needs a file name",
+            })?;
+            let mut wh = std::ffi::OsString::from(".wh.");
+            wh.push(name);
+            Some(path.with_file_name(wh))
+        }
+        EntryKind::Opaque => Some(path.join(".wh..wh..opq")),
+        // The root directory itself is not written (its metadata is the runtime's).
+        _ if path.as_os_str().is_empty() => None,
+        _ => Some(path),
+    })
+}
+
+/// Sorts entries by tar path and rewrites hard links so that the content comes first.
+fn order_entries(entries: Vec<LayerEntry>) -> Result<Vec<(PathBuf, LayerEntry)>, LayerError> {
+    let mut named = BTreeMap::new();
+    for entry in entries {
+        let Some(name) = tar_name(&entry)? else {
+            continue;
+        };
+        if named.contains_key(&name) {
+            return Err(LayerError::Duplicate(name));
+        }
+        named.insert(name, entry);
+    }
+    // BTreeMap<PathBuf, _> iterates component-wise: "a" < "a/b" < "a-b".
+    let mut ordered: Vec<(PathBuf, LayerEntry)> = named.into_iter().collect();
+
+    let index: HashMap<PathBuf, usize> = ordered
+        .iter()
+        .enumerate()
+        .map(|(i, (name, _))| (name.clone(), i))
+        .collect();
+    // Group every hard link with the file it (transitively) names.
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, (name, entry)) in ordered.iter().enumerate() {
+        if let EntryKind::Hardlink(target) = &entry.kind {
+            let mut target_name = normalise_path(target)?;
+            let mut seen = 0;
+            let root = loop {
+                let Some(&t) = index.get(&target_name) else {
+                    return Err(LayerError::HardlinkTarget {
+                        path: name.clone(),
+                        target: target.clone(),
+                    });
+                };
+                match &ordered[t].1.kind {
+                    EntryKind::File(_) => break t,
+                    EntryKind::Hardlink(next) if seen < ordered.len() => {
+                        target_name = normalise_path(next)?;
+                        seen += 1;
+                    }
+                    _ => {
+                        return Err(LayerError::HardlinkTarget {
+                            path: name.clone(),
+                            target: target.clone(),
+                        })
+                    }
+                }
+            };
+            groups.entry(root).or_default().push(i);
+        }
+    }
+    for (file, links) in groups {
+        let first = *links.iter().min().expect("non-empty group").min(&file);
+        if first != file {
+            // The earliest path in tar order becomes the file; the others link to it.
+            let content = ordered[file].1.clone();
+            ordered[first].1.kind = content.kind;
+            ordered[first].1.mode = content.mode;
+            ordered[first].1.uid = content.uid;
+            ordered[first].1.gid = content.gid;
+            ordered[first].1.mtime = content.mtime;
+            ordered[first].1.xattrs = content.xattrs;
+            ordered[file].1.kind = EntryKind::Hardlink(ordered[first].0.clone());
+        }
+        for &link in &links {
+            if link != first {
+                ordered[link].1.kind = EntryKind::Hardlink(ordered[first].0.clone());
+            }
+        }
+    }
+    Ok(ordered)
+}
+
+fn append_entry<W: Write>(
+    builder: &mut tar::Builder<W>,
+    name: &Path,
+    entry: &LayerEntry,
+    epoch: u64,
+) -> Result<(), LayerError> {
+    if !entry.xattrs.is_empty() {
+        let mut xattrs: Vec<(String, &[u8])> = entry
+            .xattrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
+            .collect();
+        xattrs.sort();
+        builder.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), *v)))?;
+    }
+    let mut header = tar::Header::new_ustar();
+    header.set_mode(entry.mode & 0o7777);
+    header.set_uid(entry.uid.into());
+    header.set_gid(entry.gid.into());
+    header.set_mtime(entry.mtime.min(epoch));
+    header.set_size(0);
+    match &entry.kind {
+        EntryKind::File(Content::Bytes(bytes)) => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(bytes.len() as u64);
+            builder.append_data(&mut header, name, &bytes[..])?;
+        }
+        EntryKind::File(Content::File(host)) => {
+            let read_err = |source| LayerError::Read {
+                path: host.clone(),
+                source,
+            };
+            let file = File::open(host).map_err(read_err)?;
+            let len = file.metadata().map_err(read_err)?.len();
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(len);
+            let mut reader = ExactReader {
+                inner: file,
+                left: len,
+            };
+            builder
+                .append_data(&mut header, name, &mut reader)
+                .map_err(|e| LayerError::Read {
+                    path: host.clone(),
+                    source: e,
+                })?;
+            if reader.left != 0 {
+                return Err(read_err(io::Error::other("file shrank while being read")));
+            }
+        }
+        EntryKind::Dir => {
+            header.set_entry_type(tar::EntryType::Directory);
+            builder.append_data(&mut header, name, io::empty())?;
+        }
+        EntryKind::Symlink(target) => {
+            header.set_entry_type(tar::EntryType::Symlink);
+            builder.append_link(&mut header, name, target)?;
+        }
+        EntryKind::Hardlink(target) => {
+            header.set_entry_type(tar::EntryType::Link);
+            builder.append_link(&mut header, name, target)?;
+        }
+        EntryKind::CharDevice(major, minor) | EntryKind::BlockDevice(major, minor) => {
+            let kind = if matches!(entry.kind, EntryKind::CharDevice(..)) {
+                tar::EntryType::Char
+            } else {
+                tar::EntryType::Block
+            };
+            header.set_entry_type(kind);
+            header.set_device_major(*major)?;
+            header.set_device_minor(*minor)?;
+            builder.append_data(&mut header, name, io::empty())?;
+        }
+        EntryKind::Fifo => {
+            header.set_entry_type(tar::EntryType::Fifo);
+            builder.append_data(&mut header, name, io::empty())?;
+        }
+        EntryKind::Whiteout | EntryKind::Opaque => {
+            header.set_entry_type(tar::EntryType::Regular);
+            builder.append_data(&mut header, name, io::empty())?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads exactly `left` bytes at most and fails if the file grew (more bytes remain).
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            let mut probe = [0u8; 1];
+            if self.inner.read(&mut probe)? != 0 {
+                return Err(io::Error::other("file grew while being read"));
+            }
+            return Ok(0);
+        }
+        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being read",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;

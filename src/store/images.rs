@@ -1,0 +1,268 @@
+//! Images in the store: resolving references, reading manifests and configs, committing
+//! new images, and pruning what no tag reaches.
+
+use std::collections::BTreeSet;
+use std::fs;
+
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
+
+use super::reference::{parse_name, parse_reference, LocalRef};
+use super::{io_err, Store, StoreError};
+use crate::image::digest::sha256_hex;
+use crate::image::oci::{
+    canonical_json, descriptor_of, new_manifest, ImageFormat, DOCKER_MANIFEST_LIST,
+};
+use crate::image::LayerDigests;
+
+/// A resolved image: its manifest descriptor, manifest and config.
+#[derive(Debug, Clone)]
+pub struct StoredImage {
+    /// The tag it was found by, if any.
+    pub reference: Option<String>,
+    /// Descriptor of the manifest (for a multi-platform index: of the chosen manifest).
+    pub descriptor: Descriptor,
+    /// The image manifest.
+    pub manifest: ImageManifest,
+    /// The image config.
+    pub config: ImageConfiguration,
+}
+
+impl StoredImage {
+    /// Total size of config and layer blobs (compressed), as `images` shows it.
+    pub fn size(&self) -> u64 {
+        self.manifest.config().size() + self.manifest.layers().iter().map(|l| l.size()).sum::<u64>()
+    }
+}
+
+/// What `prune` removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Blobs deleted.
+    pub blobs: usize,
+    /// Bytes of blobs deleted.
+    pub bytes: u64,
+    /// Unpacked layer directories deleted.
+    pub layers: usize,
+}
+
+pub(crate) fn is_index(media_type: &MediaType) -> bool {
+    matches!(media_type, MediaType::ImageIndex) || media_type.to_string() == DOCKER_MANIFEST_LIST
+}
+
+impl Store {
+    /// Finds the manifest descriptor a reference names: a tag (`busybox`,
+    /// `localhost:5000/x:y`), `name@sha256:...` or a bare manifest digest.
+    pub fn resolve(&self, reference: &str) -> Result<(Option<String>, Descriptor), StoreError> {
+        let parsed = parse_reference(reference)?;
+        let tags = self.tags()?;
+        let by_digest = |digest: &str| -> Result<Descriptor, StoreError> {
+            if let Some((_, d)) = tags.iter().find(|(_, d)| d.digest().to_string() == digest) {
+                return Ok(d.clone());
+            }
+            let bytes = self.read_blob(digest).map_err(|e| match e {
+                StoreError::MissingBlob(_) => StoreError::UnknownImage(reference.to_owned()),
+                e => e,
+            })?;
+            let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| {
+                    v.get("mediaType")
+                        .and_then(|m| m.as_str())
+                        .map(MediaType::from)
+                })
+                .unwrap_or(MediaType::ImageManifest);
+            Ok(descriptor_of(media_type, &bytes)?)
+        };
+        match parsed {
+            LocalRef::Digest(digest) => Ok((None, by_digest(&digest)?)),
+            LocalRef::Named(name) => match name.split_once('@') {
+                Some((_, digest)) => Ok((None, by_digest(digest)?)),
+                None => tags
+                    .into_iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(n, d)| (Some(n), d))
+                    .ok_or(StoreError::UnknownImage(name)),
+            },
+        }
+    }
+
+    /// Reads the image a reference names.
+    pub fn image(&self, reference: &str) -> Result<StoredImage, StoreError> {
+        let (tag, descriptor) = self.resolve(reference)?;
+        let mut image = self.image_at(&descriptor)?;
+        image.reference = tag;
+        Ok(image)
+    }
+
+    /// Reads the image whose manifest (or index, resolved to this host's platform) is
+    /// `descriptor`.
+    pub fn image_at(&self, descriptor: &Descriptor) -> Result<StoredImage, StoreError> {
+        let digest = descriptor.digest().to_string();
+        let mut descriptor = descriptor.clone();
+        let mut bytes = self.read_blob(&digest)?;
+        if is_index(descriptor.media_type()) {
+            let index: ImageIndex = parse_doc("image index", &digest, &bytes)?;
+            let chosen = pick_platform(&index).ok_or_else(|| StoreError::BadDocument {
+                what: "image index",
+                name: digest.clone(),
+                detail: "no manifest for this platform".into(),
+            })?;
+            descriptor = chosen;
+            bytes = self.read_blob(descriptor.digest().as_ref())?;
+        }
+        let manifest: ImageManifest = parse_doc("manifest", descriptor.digest().as_ref(), &bytes)?;
+        let config_digest = manifest.config().digest().to_string();
+        let config: ImageConfiguration =
+            parse_doc("config", &config_digest, &self.read_blob(&config_digest)?)?;
+        Ok(StoredImage {
+            reference: None,
+            descriptor,
+            manifest,
+            config,
+        })
+    }
+
+    /// Stores a manifest document and returns its descriptor.
+    pub fn put_manifest(&self, manifest: &ImageManifest) -> Result<Descriptor, StoreError> {
+        let bytes = canonical_json(manifest)?;
+        self.put_blob(&bytes)?;
+        let media_type = manifest
+            .media_type()
+            .clone()
+            .unwrap_or(MediaType::ImageManifest);
+        Ok(descriptor_of(media_type, &bytes)?)
+    }
+
+    /// Stores `config` and a manifest over `layers` (whose blobs must be stored), and
+    /// tags it as `name` when given. Returns the manifest descriptor.
+    pub fn commit_image(
+        &self,
+        name: Option<&str>,
+        format: ImageFormat,
+        config: &ImageConfiguration,
+        layers: &[LayerDigests],
+    ) -> Result<Descriptor, StoreError> {
+        for layer in layers {
+            if !self.has_blob(&layer.digest) {
+                return Err(StoreError::MissingBlob(layer.digest.clone()));
+            }
+        }
+        let config_bytes = canonical_json(config)?;
+        self.put_blob(&config_bytes)?;
+        let manifest = new_manifest(format, &config_bytes, layers)?;
+        let descriptor = self.put_manifest(&manifest)?;
+        if let Some(name) = name {
+            self.set_tag(&parse_name(name)?, &descriptor)?;
+        }
+        Ok(descriptor)
+    }
+
+    /// Every tagged image, sorted by reference.
+    pub fn images(&self) -> Result<Vec<StoredImage>, StoreError> {
+        self.tags()?
+            .into_iter()
+            .map(|(name, d)| {
+                let mut image = self.image_at(&d)?;
+                image.descriptor = d;
+                image.reference = Some(name);
+                Ok(image)
+            })
+            .collect()
+    }
+
+    /// Deletes blobs, diff-ID records and unpacked layers that no tag reaches.
+    pub fn prune(&self) -> Result<PruneReport, StoreError> {
+        let _lock = self.lock_index()?;
+        let mut keep_blobs = BTreeSet::new();
+        let mut keep_diff_ids = BTreeSet::new();
+        for d in self.read_index()?.manifests() {
+            let digest = d.digest().to_string();
+            keep_blobs.insert(digest.clone());
+            let mut manifests = vec![(d.media_type().clone(), digest)];
+            while let Some((media_type, digest)) = manifests.pop() {
+                let Ok(bytes) = self.read_blob(&digest) else {
+                    continue;
+                };
+                if is_index(&media_type) {
+                    if let Ok(index) = serde_json::from_slice::<ImageIndex>(&bytes) {
+                        for m in index.manifests() {
+                            keep_blobs.insert(m.digest().to_string());
+                            manifests.push((m.media_type().clone(), m.digest().to_string()));
+                        }
+                    }
+                    continue;
+                }
+                let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&bytes) else {
+                    continue;
+                };
+                let config_digest = manifest.config().digest().to_string();
+                keep_blobs.insert(config_digest.clone());
+                for layer in manifest.layers() {
+                    keep_blobs.insert(layer.digest().to_string());
+                    if let Ok(Some(diff_id)) = self.diff_id_of(layer.digest().as_ref()) {
+                        keep_diff_ids.insert(diff_id);
+                    }
+                }
+                if let Ok(config) = self.read_blob(&config_digest) {
+                    if let Ok(config) = serde_json::from_slice::<ImageConfiguration>(&config) {
+                        keep_diff_ids.extend(config.rootfs().diff_ids().iter().cloned());
+                    }
+                }
+            }
+        }
+        let mut report = PruneReport::default();
+        for digest in self.list_blobs()? {
+            if keep_blobs.contains(&digest) {
+                continue;
+            }
+            let path = self.blob_path(&digest)?;
+            report.bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(&path).map_err(io_err("removing", &path))?;
+            report.blobs += 1;
+            if let Some(hex) = sha256_hex(&digest) {
+                let _ = fs::remove_file(self.root.join("diffids/sha256").join(hex));
+            }
+        }
+        let layers = self.root.join("layers");
+        for item in fs::read_dir(&layers).map_err(io_err("listing", &layers))? {
+            let item = item.map_err(io_err("listing", &layers))?;
+            let name = item.file_name().to_string_lossy().into_owned();
+            let diff_id = format!("sha256:{name}");
+            // Names that are not diff-IDs are extractions in progress: leave them.
+            if sha256_hex(&diff_id).is_none() || keep_diff_ids.contains(&diff_id) {
+                continue;
+            }
+            super::unpack::remove_tree(&item.path())?;
+            report.layers += 1;
+        }
+        Ok(report)
+    }
+}
+
+fn parse_doc<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    name: &str,
+    bytes: &[u8],
+) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::BadDocument {
+        what,
+        name: name.to_owned(),
+        detail: e.to_string(),
+    })
+}
+
+/// The manifest of an index for this host's platform (linux + this architecture), or
+/// the first one without a platform.
+fn pick_platform(index: &ImageIndex) -> Option<Descriptor> {
+    let arch = oci_spec::image::Arch::default();
+    index
+        .manifests()
+        .iter()
+        .find(|m| {
+            m.platform()
+                .as_ref()
+                .is_some_and(|p| *p.os() == oci_spec::image::Os::Linux && *p.architecture() == arch)
+        })
+        .or_else(|| index.manifests().iter().find(|m| m.platform().is_none()))
+        .cloned()
+}

@@ -1,0 +1,123 @@
+//! `index.json`: the tags of the store, as `org.opencontainers.image.ref.name`
+//! annotations holding the full normalised reference. Updates happen under an
+//! exclusive lock on `index.lock` and replace the file atomically.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+
+use fs2::FileExt;
+use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
+
+use super::{io_err, Store, StoreError};
+use crate::image::oci::canonical_json;
+
+/// The annotation that names a manifest in an OCI layout index.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+/// An exclusive lock on the store's index; released when dropped.
+pub struct IndexLock(File);
+
+impl Drop for IndexLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.0);
+    }
+}
+
+impl Store {
+    /// Takes the index lock (blocking until other processes release it).
+    pub fn lock_index(&self) -> Result<IndexLock, StoreError> {
+        let path = self.root.join("index.lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))?;
+        file.lock_exclusive().map_err(io_err("locking", &path))?;
+        Ok(IndexLock(file))
+    }
+
+    /// Reads `index.json`.
+    pub fn read_index(&self) -> Result<ImageIndex, StoreError> {
+        let path = self.root.join("index.json");
+        let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::BadDocument {
+            what: "index",
+            name: path.display().to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    fn write_index(&self, _lock: &IndexLock, manifests: Vec<Descriptor>) -> Result<(), StoreError> {
+        let mut manifests = manifests;
+        manifests.sort_by(|a, b| {
+            ref_name(a)
+                .cmp(&ref_name(b))
+                .then_with(|| a.digest().to_string().cmp(&b.digest().to_string()))
+        });
+        let index = ImageIndexBuilder::default()
+            .schema_version(2u32)
+            .media_type(MediaType::ImageIndex)
+            .manifests(manifests)
+            .build()
+            .map_err(crate::image::oci::OciError::from)?;
+        let bytes = canonical_json(&index)?;
+        self.write_atomic(&self.root.join("index.json"), &bytes)
+    }
+
+    /// Every tag with the manifest descriptor it names, sorted by reference.
+    pub fn tags(&self) -> Result<Vec<(String, Descriptor)>, StoreError> {
+        let mut out: Vec<(String, Descriptor)> = self
+            .read_index()?
+            .manifests()
+            .iter()
+            .filter_map(|d| ref_name(d).map(|n| (n.to_owned(), d.clone())))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Points the full reference `name` at `manifest` (replacing an older target).
+    pub fn set_tag(&self, name: &str, manifest: &Descriptor) -> Result<(), StoreError> {
+        let lock = self.lock_index()?;
+        let mut manifests: Vec<Descriptor> = self
+            .read_index()?
+            .manifests()
+            .iter()
+            .filter(|d| ref_name(d) != Some(name))
+            .cloned()
+            .collect();
+        let mut tagged = Descriptor::new(
+            manifest.media_type().clone(),
+            manifest.size(),
+            manifest.digest().clone(),
+        );
+        tagged.set_annotations(Some(HashMap::from([(
+            REF_NAME.to_owned(),
+            name.to_owned(),
+        )])));
+        manifests.push(tagged);
+        self.write_index(&lock, manifests)
+    }
+
+    /// Removes the tag `name`; returns whether it existed.
+    pub fn remove_tag(&self, name: &str) -> Result<bool, StoreError> {
+        let lock = self.lock_index()?;
+        let all = self.read_index()?.manifests().clone();
+        let kept: Vec<Descriptor> = all
+            .iter()
+            .filter(|d| ref_name(d) != Some(name))
+            .cloned()
+            .collect();
+        let removed = kept.len() != all.len();
+        if removed {
+            self.write_index(&lock, kept)?;
+        }
+        Ok(removed)
+    }
+}
+
+/// The `ref.name` annotation of a descriptor.
+pub fn ref_name(d: &Descriptor) -> Option<&str> {
+    d.annotations().as_ref()?.get(REF_NAME).map(String::as_str)
+}

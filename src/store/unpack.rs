@@ -1,0 +1,205 @@
+//! Unpacked layers, by diff-ID, for the runtime's overlay `lowerdir`s.
+//!
+//! ```text
+//! <root>/layers/<diff-id hex>/diff/            the layer's files (one overlay lowerdir)
+//! <root>/layers/<diff-id hex>/whiteouts.json   {"whiteouts":[..],"opaque":[..],
+//!                                               "whiteout_devices":bool,"skipped_devices":[..]}
+//! ```
+//! A layer directory appears only complete: extraction happens in
+//! `<root>/layers/.tmp-*` and is renamed into place, and a blob whose gzip or tar digest
+//! does not match is discarded. In `diff/`, whiteouts are overlay char 0/0 devices and
+//! opaque directories carry `user.overlay.opaque=y` (and `trusted.overlay.opaque=y`
+//! as root); so the runtime mounts `lowerdir=<top>/diff:...:<base>/diff` with
+//! `userxattr` inside its user namespace. When `whiteout_devices` is false (an old
+//! kernel refused mknod 0/0), or without overlayfs, apply the lists in
+//! `whiteouts.json` instead (delete those paths / empty those dirs from lower layers).
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use super::extract::{extract_tar, ExtractReport};
+use super::{io_err, Store, StoreError, StoredImage};
+use crate::image::digest::{sha256_hex, HashingReader};
+
+/// An unpacked layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnpackedLayer {
+    /// The layer's diff-ID.
+    pub diff_id: String,
+    /// The layer's files: use as an overlay lowerdir.
+    pub diff: PathBuf,
+    /// Whiteouts, opaque directories and skipped devices of this layer.
+    pub report: ExtractReport,
+}
+
+impl Store {
+    /// The directory of the unpacked layer with this diff-ID (whether or not present).
+    pub fn layer_dir(&self, diff_id: &str) -> Result<PathBuf, StoreError> {
+        let hex = sha256_hex(diff_id).ok_or_else(|| StoreError::BadDigest(diff_id.to_owned()))?;
+        Ok(self.root.join("layers").join(hex))
+    }
+
+    /// The unpacked layer with this diff-ID, if it has been unpacked.
+    pub fn unpacked_layer(&self, diff_id: &str) -> Result<Option<UnpackedLayer>, StoreError> {
+        let dir = self.layer_dir(diff_id)?;
+        let meta = dir.join("whiteouts.json");
+        let bytes = match fs::read(&meta) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(StoreError::Io {
+                    action: "reading",
+                    path: meta,
+                    source: e,
+                })
+            }
+        };
+        let report = serde_json::from_slice(&bytes).map_err(|e| StoreError::BadDocument {
+            what: "layer record",
+            name: meta.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Ok(Some(UnpackedLayer {
+            diff_id: diff_id.to_owned(),
+            diff: dir.join("diff"),
+            report,
+        }))
+    }
+
+    /// Unpacks the layer blob `digest` (gzip or plain tar) once, by diff-ID, in one
+    /// streaming pass that verifies both the blob digest and, when `diff_id` is given
+    /// (from the image config), the diff-ID. Returns the existing unpacked layer when
+    /// there is one.
+    pub fn unpack_layer(
+        &self,
+        digest: &str,
+        diff_id: Option<&str>,
+    ) -> Result<UnpackedLayer, StoreError> {
+        let known = match diff_id {
+            Some(d) => Some(d.to_owned()),
+            None => self.diff_id_of(digest)?,
+        };
+        if let Some(known) = &known {
+            if let Some(layer) = self.unpacked_layer(known)? {
+                return Ok(layer);
+            }
+        }
+        let layers = self.root.join("layers");
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&layers)
+            .map_err(io_err("creating a temp dir in", &layers))?;
+        let diff = tmp.path().join("diff");
+        fs::create_dir(&diff).map_err(io_err("creating", &diff))?;
+        fs::set_permissions(&diff, fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod", &diff))?;
+
+        let unpack_err = |detail: String| StoreError::Unpack {
+            digest: digest.to_owned(),
+            detail,
+        };
+        let path = self.blob_path(digest)?;
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::MissingBlob(digest.to_owned()),
+            _ => StoreError::Io {
+                action: "opening",
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        let mut compressed = HashingReader::new(file);
+        let (report, got_diff_id) = {
+            let mut buffered = BufReader::with_capacity(1 << 20, &mut compressed);
+            let head = buffered.fill_buf().map_err(io_err("reading", &path))?;
+            let stream: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
+                Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
+            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+                return Err(unpack_err("zstd layers are not supported yet".into()));
+            } else {
+                Box::new(buffered)
+            };
+            let mut tar = HashingReader::new(stream);
+            let result = extract_tar(&mut tar, &diff);
+            let report = result.map_err(|e| unpack_err(e.to_string()))?;
+            let (got, _) = tar
+                .drain_and_finish()
+                .map_err(|e| unpack_err(format!("decompressing: {e}")))?;
+            (report, got)
+        };
+        let (got_digest, _) = compressed
+            .drain_and_finish()
+            .map_err(io_err("reading", &path))?;
+        if got_digest != digest {
+            return Err(StoreError::Corrupt {
+                digest: digest.to_owned(),
+                detail: format!("content hashes to {got_digest}"),
+            });
+        }
+        if let Some(want) = &known {
+            if *want != got_diff_id {
+                return Err(unpack_err(format!(
+                    "uncompressed content hashes to {got_diff_id}, expected diff-ID {want}"
+                )));
+            }
+        }
+        self.record_layer(digest, &got_diff_id)?;
+        let meta = serde_json::to_vec(&report).map_err(|e| unpack_err(e.to_string()))?;
+        fs::write(tmp.path().join("whiteouts.json"), meta)
+            .map_err(io_err("writing", tmp.path()))?;
+        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
+            .map_err(io_err("chmod", tmp.path()))?;
+        let final_dir = self.layer_dir(&got_diff_id)?;
+        let tmp_path = tmp.keep();
+        if let Err(e) = fs::rename(&tmp_path, &final_dir) {
+            // Another process unpacked the same layer meanwhile: keep theirs.
+            remove_tree(&tmp_path)?;
+            if self.unpacked_layer(&got_diff_id)?.is_none() {
+                return Err(StoreError::Io {
+                    action: "renaming into",
+                    path: final_dir,
+                    source: e,
+                });
+            }
+        }
+        Ok(UnpackedLayer {
+            diff_id: got_diff_id,
+            diff: final_dir.join("diff"),
+            report,
+        })
+    }
+
+    /// Unpacks every layer of an image, base first (the order of overlay lowerdirs is
+    /// the reverse: the last layer is the topmost).
+    pub fn unpack_image(&self, image: &StoredImage) -> Result<Vec<UnpackedLayer>, StoreError> {
+        let diff_ids = image.config.rootfs().diff_ids();
+        image
+            .manifest
+            .layers()
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| {
+                self.unpack_layer(layer.digest().as_ref(), diff_ids.get(i).map(String::as_str))
+            })
+            .collect()
+    }
+}
+
+/// Removes a directory tree even where directories are read-only (as extracted from a
+/// layer): makes directories writable and retries.
+pub fn remove_tree(path: &Path) -> Result<(), StoreError> {
+    if fs::remove_dir_all(path).is_ok() || !path.exists() {
+        return Ok(());
+    }
+    for entry in walkdir::WalkDir::new(path)
+        .follow_links(false)
+        .into_iter()
+        .flatten()
+    {
+        if entry.file_type().is_dir() {
+            let _ = fs::set_permissions(entry.path(), fs::Permissions::from_mode(0o700));
+        }
+    }
+    fs::remove_dir_all(path).map_err(io_err("removing", path))
+}

@@ -1,0 +1,346 @@
+//! The store as a library: hostile layers, whiteouts, digest verification, diff-ID
+//! records, concurrent tagging and reproducible layers.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+
+use flense::image::{Content, EntryKind, LayerEntry, LayerOptions};
+use flense::store::extract::extract_tar;
+use flense::store::{Store, StoreError};
+
+fn hostile(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/hostile")
+        .join(name);
+    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Every path below `dir`, except those below `skip`.
+fn snapshot(dir: &Path, skip: &Path) -> BTreeSet<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_entry(|e| !e.path().starts_with(skip))
+        .map(|e| e.unwrap().path().to_path_buf())
+        .collect()
+}
+
+/// Extracts a hostile tar into `<tmp>/a/b/target` next to `<tmp>/outside/secret`, and
+/// checks that nothing outside the target changed. Returns the result and the target.
+fn extract_hostile(
+    name: &str,
+) -> (
+    Result<flense::store::extract::ExtractReport, String>,
+    tempfile::TempDir,
+    PathBuf,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("a/b/target");
+    fs::create_dir_all(&target).unwrap();
+    fs::create_dir_all(tmp.path().join("outside")).unwrap();
+    fs::write(tmp.path().join("outside/secret"), b"secret").unwrap();
+    let before = snapshot(tmp.path(), &target);
+    let result = extract_tar(&hostile(name)[..], &target).map_err(|e| e.to_string());
+    let after = snapshot(tmp.path(), &target);
+    assert_eq!(before, after, "{name} wrote outside the target");
+    assert_eq!(
+        fs::read(tmp.path().join("outside/secret")).unwrap(),
+        b"secret"
+    );
+    assert!(!Path::new("/etc/flense-escaped-symlink").exists());
+    (result, tmp, target)
+}
+
+#[test]
+fn dotdot_paths_are_refused() {
+    for name in ["dotdot.tar", "dotdot-nested.tar"] {
+        let (result, ..) = extract_hostile(name);
+        let err = result.expect_err(name);
+        assert!(
+            err.contains("..") && err.contains("escaped"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn absolute_paths_are_kept_inside_the_target() {
+    let (result, _tmp, target) = extract_hostile("absolute.tar");
+    result.unwrap();
+    assert_eq!(
+        fs::read(target.join("escaped-absolute")).unwrap(),
+        b"contained"
+    );
+}
+
+#[test]
+fn writing_through_a_symlink_is_refused() {
+    for name in ["symlink-then-write.tar", "symlink-absolute-then-write.tar"] {
+        let (result, ..) = extract_hostile(name);
+        let err = result.expect_err(name);
+        assert!(err.contains("symlink"), "{name}: {err}");
+    }
+}
+
+#[test]
+fn a_file_replaces_a_symlink_instead_of_following_it() {
+    let passwd = fs::read("/etc/passwd").unwrap();
+    let (result, _tmp, target) = extract_hostile("symlink-then-overwrite.tar");
+    result.unwrap();
+    let meta = fs::symlink_metadata(target.join("passwd")).unwrap();
+    assert!(meta.is_file());
+    assert_eq!(fs::read("/etc/passwd").unwrap(), passwd);
+}
+
+#[test]
+fn hard_links_outside_the_layer_are_refused() {
+    for name in [
+        "hardlink-outside.tar",
+        "hardlink-absolute.tar",
+        "hardlink-via-symlink.tar",
+    ] {
+        let (result, ..) = extract_hostile(name);
+        assert!(result.is_err(), "{name} was accepted");
+    }
+}
+
+#[test]
+fn device_nodes_stay_inside_or_are_skipped() {
+    let (result, _tmp, target) = extract_hostile("device.tar");
+    let report = result.unwrap();
+    let node = target.join("dev/evil-mem");
+    if nix::unistd::geteuid().is_root() {
+        assert!(fs::symlink_metadata(&node)
+            .unwrap()
+            .file_type()
+            .is_char_device());
+    } else {
+        assert_eq!(report.skipped_devices, vec![PathBuf::from("dev/evil-mem")]);
+        assert!(!node.exists());
+    }
+}
+
+#[test]
+fn whiteouts_become_overlay_whiteouts_and_are_listed() {
+    let (result, _tmp, target) = extract_hostile("whiteouts.tar");
+    let report = result.unwrap();
+    assert_eq!(report.whiteouts, vec![PathBuf::from("etc/gone")]);
+    assert_eq!(report.opaque, vec![PathBuf::from("var/cache")]);
+    assert!(report.whiteout_devices);
+    let gone = fs::symlink_metadata(target.join("etc/gone")).unwrap();
+    assert!(gone.file_type().is_char_device());
+    assert_eq!(gone.rdev(), 0);
+    assert_eq!(
+        xattr::get(target.join("var/cache"), "user.overlay.opaque")
+            .unwrap()
+            .as_deref(),
+        Some(&b"y"[..])
+    );
+    assert_eq!(fs::read(target.join("var/cache/kept")).unwrap(), b"new");
+}
+use std::os::unix::fs::MetadataExt;
+
+fn sample_entries(dir: &Path) -> Vec<LayerEntry> {
+    let host = dir.join("host-file");
+    fs::write(&host, vec![7u8; 3 << 20]).unwrap();
+    let e = |path: &str, kind| LayerEntry {
+        path: path.into(),
+        kind,
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 1_900_000_000,
+        xattrs: vec![],
+    };
+    vec![
+        e("usr", EntryKind::Dir),
+        e("usr/bin", EntryKind::Dir),
+        e("usr/bin/big", EntryKind::File(Content::File(host))),
+        e(
+            "usr/bin/small",
+            EntryKind::File(Content::Bytes(b"#!/bin/sh\necho hi\n".to_vec())),
+        ),
+        e("usr/bin/sh", EntryKind::Symlink("busybox".into())),
+        e("etc/old", EntryKind::Whiteout),
+        e("var", EntryKind::Opaque),
+    ]
+}
+
+#[test]
+fn layers_round_trip_through_the_store_and_unpack_by_diff_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("root")).unwrap();
+    let opts = LayerOptions {
+        epoch: 1_000,
+        level: 6,
+        threads: 2,
+    };
+    let layer = store
+        .write_layer(sample_entries(tmp.path()), &opts)
+        .unwrap();
+    assert!(store.has_blob(&layer.digest));
+    assert_eq!(
+        store.diff_id_of(&layer.digest).unwrap().as_deref(),
+        Some(layer.diff_id.as_str())
+    );
+    assert_eq!(
+        store.blob_of_diff_id(&layer.diff_id).unwrap().as_deref(),
+        Some(layer.digest.as_str())
+    );
+
+    let unpacked = store
+        .unpack_layer(&layer.digest, Some(&layer.diff_id))
+        .unwrap();
+    assert_eq!(
+        unpacked.diff,
+        store.layer_dir(&layer.diff_id).unwrap().join("diff")
+    );
+    assert_eq!(
+        fs::read(unpacked.diff.join("usr/bin/small")).unwrap(),
+        b"#!/bin/sh\necho hi\n"
+    );
+    assert_eq!(
+        fs::metadata(unpacked.diff.join("usr/bin/big"))
+            .unwrap()
+            .len(),
+        3 << 20
+    );
+    assert_eq!(
+        fs::metadata(unpacked.diff.join("usr/bin/small"))
+            .unwrap()
+            .mtime(),
+        1_000,
+        "mtime clamped to the epoch"
+    );
+    assert_eq!(
+        fs::read_link(unpacked.diff.join("usr/bin/sh")).unwrap(),
+        PathBuf::from("busybox")
+    );
+    assert_eq!(unpacked.report.whiteouts, vec![PathBuf::from("etc/old")]);
+    assert_eq!(unpacked.report.opaque, vec![PathBuf::from("var")]);
+    // A second call finds the unpacked layer instead of extracting again.
+    assert_eq!(store.unpack_layer(&layer.digest, None).unwrap(), unpacked);
+    assert_eq!(
+        store.unpacked_layer(&layer.diff_id).unwrap(),
+        Some(unpacked)
+    );
+}
+
+#[test]
+fn the_same_entries_give_the_same_layer_in_two_stores_with_any_thread_count() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open(&tmp.path().join("a")).unwrap();
+    let b = Store::open(&tmp.path().join("b")).unwrap();
+    let one = a
+        .write_layer(
+            sample_entries(tmp.path()),
+            &LayerOptions {
+                epoch: 0,
+                level: 6,
+                threads: 1,
+            },
+        )
+        .unwrap();
+    let two = b
+        .write_layer(
+            sample_entries(tmp.path()),
+            &LayerOptions {
+                epoch: 0,
+                level: 6,
+                threads: 2,
+            },
+        )
+        .unwrap();
+    assert_eq!(one, two);
+    assert_eq!(
+        fs::read(a.blob_path(&one.digest).unwrap()).unwrap(),
+        fs::read(b.blob_path(&two.digest).unwrap()).unwrap()
+    );
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("root")).unwrap();
+    let digest = store.put_blob(b"{\"hello\":1}").unwrap();
+    assert_eq!(store.read_blob(&digest).unwrap(), b"{\"hello\":1}");
+    fs::write(store.blob_path(&digest).unwrap(), b"{\"hello\":2}").unwrap();
+    assert!(matches!(
+        store.read_blob(&digest),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        store.verify_blob(&digest),
+        Err(StoreError::Corrupt { .. })
+    ));
+
+    // A corrupted layer never unpacks, and leaves no layer directory behind.
+    let layer = store
+        .write_layer(
+            sample_entries(tmp.path()),
+            &LayerOptions {
+                epoch: 0,
+                level: 1,
+                threads: 1,
+            },
+        )
+        .unwrap();
+    let path = store.blob_path(&layer.digest).unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let n = bytes.len();
+    bytes[n - 9] ^= 0xff; // inside the gzip trailer's CRC: the content still inflates
+    fs::write(&path, &bytes).unwrap();
+    assert!(store
+        .unpack_layer(&layer.digest, Some(&layer.diff_id))
+        .is_err());
+    assert!(store.unpacked_layer(&layer.diff_id).unwrap().is_none());
+    let leftovers: Vec<_> = fs::read_dir(store.root().join("layers")).unwrap().collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn received_blobs_with_the_wrong_digest_never_land() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("root")).unwrap();
+    let claimed = flense::image::digest::sha256_digest(b"expected");
+    let err = store
+        .put_blob_verified(&mut &b"something else"[..], &claimed, 8)
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    assert!(!store.has_blob(&claimed));
+    assert!(store.list_blobs().unwrap().is_empty());
+    assert_eq!(
+        fs::read_dir(store.root().join("tmp")).unwrap().count(),
+        0,
+        "temp file left behind"
+    );
+}
+
+#[test]
+fn concurrent_tagging_loses_no_tag() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let store = Store::open(&root).unwrap();
+    let digest = store.put_blob(b"{}").unwrap();
+    let descriptor = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::ImageManifest,
+        2,
+        digest.parse::<oci_spec::image::Digest>().unwrap(),
+    );
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let descriptor = descriptor.clone();
+            let root = root.clone();
+            s.spawn(move || {
+                let store = Store::open(&root).unwrap();
+                for i in 0..10 {
+                    store
+                        .set_tag(&format!("localhost/t{t}:v{i}"), &descriptor)
+                        .unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(store.tags().unwrap().len(), 40);
+}

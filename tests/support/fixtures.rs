@@ -1,0 +1,55 @@
+//! Fixture base images (rootfs tarballs made by `fixtures/base-images/*.sh`, cached
+//! between runs) and the hostile layers of `fixtures/hostile/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::cli::{flense, ok_stdout};
+
+fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+/// The rootfs tarball of fixture base image `name` (`busybox`, `bookworm`,
+/// `nodejs-devel`), building it first when the cache has none. `build.sh` serialises
+/// concurrent callers with a lock file per image, so parallel tests build it once.
+pub fn rootfs_tar(name: &str) -> PathBuf {
+    let script = fixtures_dir().join("base-images/build.sh");
+    let out = Command::new(&script)
+        .arg(name)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{} {name} failed:\n{}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        path.is_file(),
+        "{} printed {}, which is not a file",
+        script.display(),
+        path.display()
+    );
+    path
+}
+
+/// Imports fixture base image `name` into the store at `store_root` through the CLI and
+/// returns its reference (`localhost/<name>:latest`).
+pub fn import_fixture(store_root: &Path, name: &str) -> String {
+    let tar = rootfs_tar(name);
+    let reference = format!("localhost/{name}:latest");
+    ok_stdout(
+        flense(store_root)
+            .arg("import")
+            .arg(&tar)
+            .args(["--tag", &reference]),
+    );
+    reference
+}
+
+/// Path of a hostile layer tarball in `fixtures/hostile/`.
+pub fn hostile_tar(name: &str) -> PathBuf {
+    fixtures_dir().join("hostile").join(name)
+}
