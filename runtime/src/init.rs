@@ -178,6 +178,8 @@ fn reap_until_exit(command: Pid, set: &SigSet, report: Report) -> ! {
 /// The command's process: identity, limits, directory, then exec.
 fn exec_command(plan: &InitPlan, report: Report) -> ! {
     sys::reset_signals();
+    // Files a step creates must not depend on the caller's umask.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     if plan.set_ids {
         let groups: Vec<Gid> = plan.user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
         if let Err(e) = nix::unistd::setgroups(&groups) {

@@ -10,6 +10,7 @@
 pub mod cache;
 pub mod context;
 pub mod copy;
+pub mod diff;
 pub mod entries;
 pub mod events;
 pub mod executor;
@@ -19,6 +20,7 @@ pub mod images;
 pub mod mounts;
 pub mod owners;
 pub mod project;
+pub mod run_image;
 pub mod runner;
 pub mod sandbox;
 pub mod steps;

@@ -221,8 +221,12 @@ impl<'a> Decoder<'a> {
                 for (k, v) in entries {
                     let child = join(path, &k.name);
                     self.positions.insert(format!("{child}#key"), k.pos);
+                    // Like Go's encoding/json, a null value still defines the key,
+                    // with an empty value (`GRADLE_USER_HOME: ~` sets it to "").
                     if let Some(s) = self.string(v, &child) {
                         out.insert(k.name.clone(), s);
+                    } else if matches!(v.kind, NodeKind::Null) {
+                        out.insert(k.name.clone(), String::new());
                     }
                 }
             }

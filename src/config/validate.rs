@@ -61,7 +61,12 @@ impl<'a> Validator<'a> {
     }
 
     fn err(&mut self, path: &str, problem: Problem) {
-        let pos = self.locate(path);
+        self.err_at(path, path, problem);
+    }
+
+    /// Reports an error about `path` at the position of `at` (e.g. one bad key).
+    fn err_at(&mut self, at: &str, path: &str, problem: Problem) {
+        let pos = self.locate(at);
         self.errors.push(ConfigError {
             file: self.file.to_string(),
             pos,
@@ -154,13 +159,13 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        if c.arguments.keys().any(|k| !rules::is_env_name(k)) {
-            self.err(
-                &p("arguments"),
-                Problem::EnvVars {
-                    field: "arguments".into(),
-                },
-            );
+        if let Some(bad) = c.arguments.keys().find(|k| !rules::is_env_name(k)) {
+            let path = p("arguments");
+            let at = format!("{path}.{bad}#key");
+            let problem = Problem::EnvVars {
+                field: "arguments".into(),
+            };
+            self.err_at(&at, &path, problem);
         }
         self.apt(&c.apt, &p("apt"));
         if let Some(b) = &c.builder {
@@ -174,13 +179,13 @@ impl<'a> Validator<'a> {
         self.abs_path(&c.lives.dir, &p("lives.in"));
         self.user(&c.runs.user, &p("runs"));
         self.abs_path(&c.runs.dir, &p("runs.in"));
-        if c.runs.environment.keys().any(|k| !rules::is_env_name(k)) {
-            self.err(
-                &p("runs.environment"),
-                Problem::EnvVars {
-                    field: "environment".into(),
-                },
-            );
+        if let Some(bad) = c.runs.environment.keys().find(|k| !rules::is_env_name(k)) {
+            let path = p("runs.environment");
+            let at = format!("{path}.{bad}#key");
+            let problem = Problem::EnvVars {
+                field: "environment".into(),
+            };
+            self.err_at(&at, &path, problem);
         }
     }
 

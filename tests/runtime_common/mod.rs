@@ -48,10 +48,11 @@ pub fn scratch() -> tempfile::TempDir {
 }
 
 /// Runs the test named `name` (this test binary's own test) again as the unprivileged
-/// user, with `extra_env`, and asserts that it passed. Does nothing in the re-run itself.
-pub fn rerun_as_test_user(name: &str, extra_env: &[(&str, &str)]) {
+/// user, with `extra_env`, asserts that it passed and returns its output. Does nothing
+/// (and returns an empty string) in the re-run itself.
+pub fn rerun_as_test_user(name: &str, extra_env: &[(&str, &str)]) -> String {
     if is_user_run() {
-        return;
+        return String::new();
     }
     let exe = std::env::current_exe().expect("current_exe");
     let mut cmd = users::as_test_user(&exe);
@@ -70,6 +71,7 @@ pub fn rerun_as_test_user(name: &str, extra_env: &[(&str, &str)]) {
         "{name} failed as the unprivileged user:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    stdout.into_owned()
 }
 
 /// A sandbox on `rootfs` running `sh -c script`, with PATH set and stdout piped.
