@@ -8,11 +8,7 @@
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use flense_runtime::{
-    DiffEntry, DiffKind, IdMaps, IdMode, Mount, Network, Overlay, RootFs, Sandbox, Stdio,
-};
-
-use crate::image::{Content, EntryKind, LayerEntry};
+use flense_runtime::{IdMaps, IdMode, Mount, Network, Overlay, RootFs, Sandbox, Stdio};
 
 use super::runner::{RunnerError, StepMount, StepNetwork, StepOutcome, StepRequest, StepRunner};
 
@@ -36,30 +32,6 @@ impl SandboxRunner {
         IdMaps::resolve(self.mode, uid, gid)
             .map(|m| m.mode)
             .map_err(|e| RunnerError::Sandbox(e.to_string()))
-    }
-}
-
-/// Converts a captured diff entry into a layer entry.
-pub fn layer_entry(d: DiffEntry) -> LayerEntry {
-    let kind = match d.kind {
-        DiffKind::File(p) => EntryKind::File(Content::File(p)),
-        DiffKind::Dir => EntryKind::Dir,
-        DiffKind::Symlink(t) => EntryKind::Symlink(t),
-        DiffKind::Hardlink(t) => EntryKind::Hardlink(t),
-        DiffKind::CharDevice(a, b) => EntryKind::CharDevice(a, b),
-        DiffKind::BlockDevice(a, b) => EntryKind::BlockDevice(a, b),
-        DiffKind::Fifo => EntryKind::Fifo,
-        DiffKind::Whiteout => EntryKind::Whiteout,
-        DiffKind::Opaque => EntryKind::Opaque,
-    };
-    LayerEntry {
-        path: d.path,
-        kind,
-        mode: d.mode,
-        uid: d.uid,
-        gid: d.gid,
-        mtime: d.mtime,
-        xattrs: d.xattrs,
     }
 }
 
@@ -125,7 +97,7 @@ impl StepRunner for SandboxRunner {
                 .diff((req.uid, req.gid))
                 .map_err(|e| RunnerError::Capture(e.to_string()))?
                 .into_iter()
-                .map(layer_entry)
+                .map(super::diff::to_layer_entry)
                 .collect()
         } else {
             Vec::new()

@@ -104,6 +104,64 @@ pub struct BuildArgs {
     pub json: bool,
 }
 
+/// Build options of `flense run VARIANT` (network and user-namespace mode come from
+/// `run`'s own options).
+#[derive(Args, Debug, Clone)]
+pub struct RunBuildArgs {
+    /// The Blubber config file (default: CONTEXT/.pipeline/blubber.yaml).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// The build context directory.
+    #[arg(short = 'C', long = "context", default_value = ".")]
+    pub context: PathBuf,
+    /// A build argument, NAME=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build every step again, ignoring the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Registries config for base images.
+    #[arg(long, value_name = "FILE")]
+    pub registries_config: Option<PathBuf>,
+    /// Print nothing while building.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Builds `variant` for `flense run VARIANT` (progress on stderr) and returns the
+/// reference to run: the image's manifest digest.
+pub fn build_for_run(
+    globals: &Globals,
+    variant: &str,
+    args: &RunBuildArgs,
+    network: flense_runtime::Network,
+    userns: flense_runtime::IdMode,
+) -> anyhow::Result<String> {
+    let options = BuildOptions {
+        file: args.file.clone(),
+        context: args.context.clone(),
+        build_args: args.build_args.clone(),
+        no_cache: args.no_cache,
+        network: match network {
+            flense_runtime::Network::Host => NetworkArg::Host,
+            flense_runtime::Network::None => NetworkArg::None,
+        },
+        platform: None,
+        registries_config: args.registries_config.clone(),
+        userns: userns.to_string(),
+    };
+    let output = if args.quiet {
+        Output::Quiet
+    } else {
+        Output::Human
+    };
+    let (_, built) = build_variant(globals, variant, &options, None, ImageFormat::Oci, output)?;
+    Ok(built
+        .reference
+        .clone()
+        .unwrap_or_else(|| built.manifest.digest().to_string()))
+}
+
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
     match cmd {
