@@ -462,6 +462,24 @@ fn hostile_inputs_exit_2_without_a_panic() {
 }
 
 #[test]
+fn byte_order_mark_and_crlf_line_ends_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blubber.yaml");
+    fs::write(
+        &file,
+        "\u{feff}version: v4\r\nvariants:\r\n  test:\r\n    base: debian\r\n",
+    )
+    .unwrap();
+    let out = validate(&file);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn a_missing_file_is_invalid_input() {
     let dir = tempfile::tempdir().unwrap();
     let stderr = invalid(&dir.path().join("nope.yaml"));

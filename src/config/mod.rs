@@ -78,6 +78,8 @@ fn file_error(file: &str, problem: Problem) -> ConfigErrors {
 /// conflicts appear only when a variant is expanded ([`Config::expand`],
 /// [`Config::check_all`]).
 pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
+    // yaml.v2 skips a UTF-8 byte order mark; so do we.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root = yaml::parse(text).map_err(|e| {
         ConfigErrors::one(ConfigError {
             file: file_name.to_string(),
