@@ -557,3 +557,21 @@ fn variants_of_an_invalid_file_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field \"newphone\""));
 }
+
+#[test]
+fn type_errors_and_rule_errors_are_reported_together_without_follow_ons() {
+    let (_d, file, stderr) =
+        invalid_text("version: v4\nvariants:\n  go:\n    base: 1\n    copies: [{from: 7}]\n");
+    assert_lines(
+        &file,
+        &stderr,
+        &[
+            "3:3: variants: contains a bad variant name",
+            r#"4:11: variant "go": json: cannot unmarshal number into Go struct field variants.go.base of type string"#,
+            r#"5:21: variant "go": json: cannot unmarshal number into Go struct field variants.go.copies[0].from of type string"#,
+        ],
+    );
+    // The undecodable `from` is not reported a second time as missing.
+    assert!(!stderr.contains("from: is required"), "{stderr}");
+    assert!(stderr.contains("is invalid (3 errors)"), "{stderr}");
+}

@@ -144,7 +144,7 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
     };
 
     let mut decoder = decode::Decoder::new(file_name);
-    let (common, variants) = decoder.config(&root, version.clone());
+    let (common, variants) = decoder.config(&root);
     let decode_errors = std::mem::take(&mut decoder.errors);
     let positions = std::mem::take(&mut decoder.positions);
 
@@ -155,16 +155,16 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
     for v in &variants {
         validator.raw_variant(v);
     }
-    // A value that failed to decode is left unset; drop the follow-on errors about it.
-    let related = |a: &str, b: &str| {
-        a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["))
+    // A value that failed to decode is left unset; drop the follow-on errors about it
+    // (and about anything inside it).
+    let inside = |path: &str, decoded: &str| {
+        path == decoded
+            || path.starts_with(&format!("{decoded}."))
+            || path.starts_with(&format!("{decoded}["))
     };
     let mut errors = decode_errors;
     for e in validator.errors {
-        if !errors
-            .iter()
-            .any(|d| related(&e.path, &d.path) || related(&d.path, &e.path))
-        {
+        if !errors.iter().any(|d| inside(&e.path, &d.path)) {
             errors.push(e);
         }
     }
