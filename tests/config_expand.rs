@@ -486,6 +486,38 @@ fn string_commands_are_kept_verbatim() {
 fn pipeline_file_from_upstream_expands_every_variant() {
     let cfg = load("repo/pipeline.blubber.yaml");
     cfg.check_all().unwrap();
+    // Builder requirements from other variants make stages, leaves first.
+    assert_eq!(
+        cfg.copies_dependencies("docs-for-publishing").unwrap(),
+        ["configuration-docs", "example-docs", "build-docs"]
+    );
+    assert_eq!(
+        cfg.copies_dependencies("buildkit").unwrap(),
+        ["buildkit-build"]
+    );
+    let test = cfg.expand("test").unwrap();
+    assert_eq!(test.includes, ["golang", "build", "tools", "project"]);
+    // Custom builders accumulate in include order: build's two, tools', project's.
+    let commands: Vec<Option<Command>> = test
+        .common
+        .builders
+        .iter()
+        .map(|b| match b {
+            BuilderEntry::Custom(c) => c.command.clone(),
+            other => panic!("unexpected {}", other.kind()),
+        })
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            Some(Command::Shell("mkdir -p ${GOPATH}/bin".into())),
+            Some(Command::Shell("go mod download".into())),
+            Some(Command::Shell("make install-tools".into())),
+            None,
+        ]
+    );
+    assert_eq!(test.common.runs.environment["CGO_ENABLED"], "0");
+    assert_eq!(test.common.runs.insecurely, Some(true));
     for name in cfg.variant_names() {
         let v = cfg.expand(name).unwrap();
         for dep in cfg.copies_dependencies(name).unwrap() {
