@@ -575,3 +575,42 @@ fn type_errors_and_rule_errors_are_reported_together_without_follow_ons() {
     assert!(!stderr.contains("from: is required"), "{stderr}");
     assert!(stderr.contains("is invalid (3 errors)"), "{stderr}");
 }
+
+#[test]
+fn valid_but_suspicious_configs_get_warnings() {
+    let store = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blubber.yaml");
+    fs::write(
+        &file,
+        "version: v4\nvariants:\n  tiny:\n    apt: { packages: [curl] }\n    runs: { environment: { FOO: bar } }\n    copies: [local]\n",
+    )
+    .unwrap();
+    let out = output(flense(store.path()).arg("validate").arg("-f").arg(&file));
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "{}:3:3: warning: variant \"tiny\": it has no base image, so apt, runs are ignored (only copies and entrypoint apply)",
+            file.display()
+        )
+    );
+    // Top-level settings are for the other variants: no warning for derived/01.
+    let quiet = example("derived/01-scratch-ignores-common-config.blubber.yaml");
+    let out = output(flense(store.path()).arg("validate").arg("-f").arg(&quiet));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    fs::write(
+        &file,
+        "version: v4\nbase: debian\nvariants:\n  build: {}\n  prod:\n    copies: [{ from: biuld, source: /srv/app/x }]\n",
+    )
+    .unwrap();
+    let out = output(flense(store.path()).arg("validate").arg("-f").arg(&file));
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("variant \"prod\": \"biuld\" is not a variant, so it will be pulled as an image; did you mean \"build\"?"),
+        "{stderr}"
+    );
+}

@@ -72,6 +72,9 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let file = &args.config.file;
     let config = load_or_report(file)?;
     config.check_all().map_err(|errors| report(file, errors))?;
+    for warning in config.warnings() {
+        eprintln!("{warning}");
+    }
     let n = config.variants.len();
     let noun = if n == 1 { "variant" } else { "variants" };
     println!("{}: OK ({n} {noun})", file.display());

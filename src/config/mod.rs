@@ -16,6 +16,7 @@ mod decode;
 mod error;
 mod expand;
 mod graph;
+mod lint;
 mod merge;
 mod model;
 pub mod paths;
@@ -31,6 +32,7 @@ pub use decode::defaults;
 pub use error::{ConfigError, ConfigErrors, Pos, Problem};
 pub use expand::{expand_copies, stage_references};
 pub use graph::{DepGraph, GraphError};
+pub use lint::Warning;
 pub use merge::{merge_builders, merge_copies};
 pub use model::*;
 pub use requirements::{
