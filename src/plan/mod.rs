@@ -1,6 +1,6 @@
 //! Compiles a Blubber variant into a plan of instructions and renders it as a Dockerfile.
 //!
-//! Pure: no I/O. [`compile`] turns an expanded variant (and the variants it copies or
+//! Pure: no I/O. [`compile()`] turns an expanded variant (and the variants it copies or
 //! mounts from) into a [`Plan`]: one [`Stage`] per variant, dependencies first, each a
 //! list of [`Step`]s in Blubber's phase order (§5), carrying everything the build
 //! executor needs. [`dockerfile::render`] prints the Dockerfile-equivalent text (§6).
@@ -10,6 +10,7 @@ mod builders;
 pub mod compile;
 pub mod copies;
 pub mod dockerfile;
+pub mod env;
 pub mod expand;
 pub mod instruction;
 pub mod quote;
@@ -143,7 +144,7 @@ impl Platform {
     }
 }
 
-/// Inputs of [`compile`] besides the config.
+/// Inputs of [`compile()`] besides the config.
 #[derive(Debug, Clone, Default)]
 pub struct CompileOptions {
     /// `--build-arg NAME=VALUE` values. Declared arguments (user `arguments` and the
