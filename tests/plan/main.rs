@@ -6,6 +6,7 @@
 mod support;
 
 mod builders;
+mod corpus;
 mod derived;
 mod environment;
 mod languages;
