@@ -16,7 +16,7 @@ pub enum Commands {
     Validate(ValidateArgs),
     /// List the variants of a blubber.yaml, one per line, in file order.
     Variants(VariantsArgs),
-    /// Print the Dockerfile-equivalent of a variant (Blubber's instruction stream, spec §6).
+    /// Print a variant's build instructions as a Dockerfile (Blubber's instruction stream).
     Dockerfile(DockerfileArgs),
     /// Print the compiled build plan of a variant (`--json` for the machine-readable form).
     Plan(PlanArgs),

@@ -163,7 +163,7 @@ pub struct CompileOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// A user or group ID argument did not resolve to a number.
-    #[error("variant '{variant}': {name} is {value:?}, which is not a numeric ID")]
+    #[error("variant '{variant}': {name} is {value:?}, but user and group IDs must be numbers (check --build-arg {name}=...)")]
     NotNumeric {
         /// The variant being compiled.
         variant: String,
