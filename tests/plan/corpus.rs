@@ -77,3 +77,29 @@ fn every_accepted_corpus_variant_compiles() {
     }
     assert!(variants > 400, "only {variants} variants compiled");
 }
+
+#[test]
+fn every_variant_of_the_upstream_examples_compiles() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/blubber-examples");
+    let mut files: Vec<std::path::PathBuf> = Vec::new();
+    for dir in ["historical", "repo", "acceptance"] {
+        for entry in walkdir::WalkDir::new(root.join(dir)) {
+            let path = entry.unwrap().into_path();
+            let name = path.file_name().unwrap().to_string_lossy().to_string();
+            if name.ends_with(".yaml") && !name.starts_with("policy") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(files.len() >= 36, "{} files", files.len());
+    for file in files {
+        let config =
+            flense::config::load(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for name in config.variant_names() {
+            let label = format!("{} {name}", file.display());
+            let plan = plan::compile(&config, name, &Default::default())
+                .unwrap_or_else(|e| panic!("{label}: {e}"));
+            check_invariants(&plan, &label);
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod corpus;
 mod derived;
 mod environment;
 mod languages;
+mod repo;
 
 use std::path::{Path, PathBuf};
 
