@@ -281,6 +281,9 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
     }
     Ok(if reports.iter().all(PipelineReport::passed) {
         ExitCode::SUCCESS
+    } else if args.dry_run {
+        // Nothing real ran: a failing dry run is the config's fault.
+        ExitCode::from(2)
     } else {
         ExitCode::from(1)
     })

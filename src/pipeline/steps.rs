@@ -301,6 +301,7 @@ fn step_build(
         }
         Value::Mapping(_) => {
             let body = serde_yaml::to_string(&bf).map_err(|e| e.to_string())?;
+            log.line(&format!("inline blubberfile, resolved: {}", yaml(&bf)));
             let p = write_temp(&pipeline_dir, "blubber.yaml.", &body)?;
             temp = Some(p.clone());
             p
