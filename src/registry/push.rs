@@ -1,0 +1,462 @@
+//! Push: every blob (HEAD -> cross-repo mount -> chunked upload with resume -> PUT),
+//! a few at a time, then the manifest. Blobs are sent exactly as stored, so a pulled
+//! layer goes out as its original compressed bytes.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+
+use oci_spec::image::{Descriptor, Digest};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::StatusCode;
+use url::Url;
+
+use super::blobs::{sha256_digest, BlobOutcome, BlobStore, Progress};
+use super::client::{Client, Repository};
+use super::error::{RegistryError, Result};
+use super::manifest::{image_blobs, Manifest};
+use super::parallel::{for_each, PARALLEL_TRANSFERS};
+use super::reference::Reference;
+
+/// Bytes per PATCH request; a broken request is resumed from what the registry kept.
+pub const DEFAULT_CHUNK_SIZE: u64 = 32 * 1024 * 1024;
+
+/// A manifest held in the local store, ready to push.
+#[derive(Debug, Clone)]
+pub struct LocalImage {
+    /// Media type of the manifest (image manifest or index, OCI or Docker).
+    pub media_type: String,
+    /// The manifest bytes exactly as stored.
+    pub manifest: Vec<u8>,
+}
+
+/// A repository of the destination registry known to hold some blobs (e.g. the one
+/// an image was pulled from), tried for cross-repository mounts.
+#[derive(Debug, Clone)]
+pub struct MountSource {
+    /// Repository path in the destination registry.
+    pub repository: String,
+    /// Digests (`sha256:...`) of the blobs it holds.
+    pub blobs: HashSet<String>,
+}
+
+/// Push tuning.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// Where blobs may be mounted from instead of uploaded.
+    pub mount_from: Vec<MountSource>,
+    /// Bytes per upload chunk.
+    pub chunk_size: u64,
+}
+
+impl Default for PushOptions {
+    fn default() -> Self {
+        Self {
+            mount_from: Vec::new(),
+            chunk_size: DEFAULT_CHUNK_SIZE,
+        }
+    }
+}
+
+/// Pushes `image` (and, for an index, every manifest it lists, read from the store)
+/// to `dest`; returns the digest of the pushed manifest.
+pub fn push(
+    client: &Client,
+    dest: &Reference,
+    image: &LocalImage,
+    store: &dyn BlobStore,
+    options: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<Digest> {
+    let target = client.settings().rewrite(dest);
+    if target != *dest {
+        tracing::info!("pushing {dest} to {target}");
+    }
+    let repo = client.repository(&target, true)?;
+    for from in options
+        .mount_from
+        .iter()
+        .filter(|m| m.repository != repo.name())
+    {
+        repo.add_pull_scope(&from.repository);
+    }
+    let digest = sha256_digest(&image.manifest);
+    let (media_type, manifest) = Manifest::parse(&image.manifest, Some(&image.media_type))
+        .map_err(|reason| local_error(format!("manifest {digest}: {reason}")))?;
+    match manifest {
+        Manifest::Image(m) => push_blobs(&repo, image_blobs(&m), store, options, progress)?,
+        Manifest::Index(index) => {
+            for child in index.manifests() {
+                let bytes = read_blob(store, child.digest())?;
+                let child_type = child.media_type().to_string();
+                let (_, parsed) = Manifest::parse(&bytes, Some(&child_type)).map_err(|reason| {
+                    local_error(format!("manifest {}: {reason}", child.digest()))
+                })?;
+                let Manifest::Image(m) = parsed else {
+                    return Err(local_error(format!("nested index {}", child.digest())));
+                };
+                push_blobs(&repo, image_blobs(&m), store, options, progress)?;
+                put_manifest(&repo, child.digest().as_ref(), &child_type, &bytes)?;
+            }
+        }
+    }
+    let tag_or_digest = match (target.tag(), target.digest()) {
+        (_, Some(d)) if *d != digest => {
+            return Err(local_error(format!(
+                "destination {dest} names digest {d}, the manifest is {digest}"
+            )))
+        }
+        (Some(tag), _) => tag.to_string(),
+        (None, _) => digest.to_string(),
+    };
+    put_manifest(&repo, &tag_or_digest, &media_type, &image.manifest)?;
+    Ok(digest)
+}
+
+fn local_error(reason: String) -> RegistryError {
+    RegistryError::io(
+        "local image",
+        io::Error::new(io::ErrorKind::InvalidData, reason),
+    )
+}
+
+fn read_blob(store: &dyn BlobStore, digest: &Digest) -> Result<Vec<u8>> {
+    let context = || format!("reading blob {digest} from the store");
+    let (mut reader, _) = store
+        .open_blob(digest)
+        .map_err(|e| RegistryError::io(context(), e))?;
+    let mut bytes = Vec::new();
+    reader
+        .read_to_end(&mut bytes)
+        .map_err(|e| RegistryError::io(context(), e))?;
+    Ok(bytes)
+}
+
+fn push_blobs(
+    repo: &Repository<'_>,
+    blobs: Vec<Descriptor>,
+    store: &dyn BlobStore,
+    options: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<()> {
+    for_each(blobs, PARALLEL_TRANSFERS, |blob| {
+        let outcome = push_blob(repo, &blob, store, options, progress)?;
+        progress.blob_finished(blob.digest(), outcome);
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn push_blob(
+    repo: &Repository<'_>,
+    blob: &Descriptor,
+    store: &dyn BlobStore,
+    options: &PushOptions,
+    progress: &dyn Progress,
+) -> Result<BlobOutcome> {
+    let digest = blob.digest();
+    if blob_exists(repo, digest)? {
+        return Ok(BlobOutcome::Exists);
+    }
+    let mut location = None;
+    let sources = options
+        .mount_from
+        .iter()
+        .filter(|m| m.repository != repo.name() && m.blobs.contains(digest.as_ref()));
+    for from in sources {
+        match mount(repo, digest, &from.repository)? {
+            Mount::Done => return Ok(BlobOutcome::Mounted),
+            Mount::Upload(url) => {
+                location = Some(url);
+                break;
+            }
+            Mount::Refused => {}
+        }
+    }
+    progress.blob_started(digest, blob.size());
+    let policy = repo.retry_policy();
+    let mut restarts = 0;
+    loop {
+        let start = match location.take() {
+            Some(url) => url,
+            None => start_upload(repo, digest)?,
+        };
+        match upload(repo, blob, start, store, options.chunk_size, progress)? {
+            Upload::Done => return Ok(BlobOutcome::Uploaded),
+            Upload::Lost(why) if policy.should_retry(restarts + 1) => {
+                restarts += 1;
+                tracing::debug!("upload of {digest} lost ({why}); starting over");
+                progress.blob_restarted(digest, 0);
+                std::thread::sleep(policy.delay(restarts, None));
+            }
+            Upload::Lost(why) => {
+                return Err(repo.bad(format!("upload of {digest} failed: {why}")));
+            }
+        }
+    }
+}
+
+fn blob_exists(repo: &Repository<'_>, digest: &Digest) -> Result<bool> {
+    let url = repo.url(&format!("blobs/{digest}"));
+    let operation = format!("HEAD blob {digest}");
+    let resp = repo.send(&operation, &|http| http.head(url.clone()))?;
+    match resp.status() {
+        s if s.is_success() => Ok(true),
+        StatusCode::NOT_FOUND => Ok(false),
+        _ => Err(repo.status_error(&operation, resp)),
+    }
+}
+
+enum Mount {
+    Done,
+    Upload(Url),
+    Refused,
+}
+
+fn mount(repo: &Repository<'_>, digest: &Digest, from: &str) -> Result<Mount> {
+    let mut url = repo.url("blobs/uploads/");
+    url.query_pairs_mut()
+        .append_pair("mount", digest.as_ref())
+        .append_pair("from", from);
+    let operation = format!("mount blob {digest} from {from}");
+    let resp = repo.send(&operation, &|http| {
+        http.post(url.clone()).header(CONTENT_LENGTH, 0)
+    })?;
+    match resp.status() {
+        StatusCode::CREATED => Ok(Mount::Done),
+        StatusCode::ACCEPTED => Ok(Mount::Upload(location(repo, &resp)?)),
+        StatusCode::NOT_FOUND | StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => {
+            Ok(Mount::Refused)
+        }
+        _ => Err(repo.status_error(&operation, resp)),
+    }
+}
+
+fn start_upload(repo: &Repository<'_>, digest: &Digest) -> Result<Url> {
+    let url = repo.url("blobs/uploads/");
+    let operation = format!("start upload of {digest}");
+    let resp = repo.send(&operation, &|http| {
+        http.post(url.clone()).header(CONTENT_LENGTH, 0)
+    })?;
+    if resp.status() != StatusCode::ACCEPTED {
+        return Err(repo.status_error(&operation, resp));
+    }
+    location(repo, &resp)
+}
+
+fn location(repo: &Repository<'_>, resp: &reqwest::blocking::Response) -> Result<Url> {
+    let value = resp
+        .headers()
+        .get(LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| repo.bad("upload answer without Location".into()))?;
+    repo.resolve(value)
+}
+
+enum Upload {
+    Done,
+    /// The registry lost the upload session; start a new one.
+    Lost(String),
+}
+
+/// Sends the blob in chunks to `location`, resuming after failures from the offset the
+/// registry reports, then completes the upload with PUT.
+fn upload(
+    repo: &Repository<'_>,
+    blob: &Descriptor,
+    mut location: Url,
+    store: &dyn BlobStore,
+    chunk_size: u64,
+    progress: &dyn Progress,
+) -> Result<Upload> {
+    let digest = blob.digest();
+    let size = blob.size();
+    let policy = repo.retry_policy();
+    let context = || format!("reading blob {digest} from the store");
+    let (mut reader, stored_size) = store
+        .open_blob(digest)
+        .map_err(|e| RegistryError::io(context(), e))?;
+    if stored_size != size {
+        return Err(local_error(format!(
+            "blob {digest} has {stored_size} bytes in the store, the manifest says {size}"
+        )));
+    }
+    let mut offset = 0u64; // bytes the registry holds
+    let mut read_pos = 0u64; // bytes consumed from `reader`
+    let mut chunk: Vec<u8> = Vec::new();
+    let mut chunk_start = 0u64;
+    let mut failures = 0;
+    while offset < size {
+        // Make `chunk` hold the bytes from `offset` on.
+        if offset < chunk_start || offset >= chunk_start + chunk.len() as u64 {
+            if offset < read_pos {
+                (reader, _) = store
+                    .open_blob(digest)
+                    .map_err(|e| RegistryError::io(context(), e))?;
+                read_pos = 0;
+            }
+            io::copy(&mut (&mut reader).take(offset - read_pos), &mut io::sink())
+                .map_err(|e| RegistryError::io(context(), e))?;
+            chunk.clear();
+            (&mut reader)
+                .take(chunk_size.min(size - offset))
+                .read_to_end(&mut chunk)
+                .map_err(|e| RegistryError::io(context(), e))?;
+            chunk_start = offset;
+            read_pos = offset + chunk.len() as u64;
+            if chunk.is_empty() {
+                return Err(local_error(format!(
+                    "blob {digest} in the store is truncated"
+                )));
+            }
+        }
+        let body = chunk[(offset - chunk_start) as usize..].to_vec();
+        let end = offset + body.len() as u64;
+        let url = location.clone();
+        let content_range = format!("{}-{}", offset, end - 1);
+        let result = repo.send_once(&format!("upload {digest}"), &|http| {
+            http.patch(url.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header("Content-Range", content_range.clone())
+                .header(CONTENT_LENGTH, body.len())
+                .body(body.clone())
+        });
+        match result {
+            Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
+                location = self::location(repo, &resp)?;
+                progress.blob_advanced(digest, end - offset);
+                offset = end;
+                continue;
+            }
+            Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
+                return Ok(Upload::Lost("upload session not found".into()))
+            }
+            Ok(resp) if !retryable(resp.status()) => {
+                return Err(repo.status_error(&format!("upload {digest}"), resp))
+            }
+            Ok(resp) => tracing::debug!("upload {digest}: HTTP {}", resp.status()),
+            Err(e @ RegistryError::Transport { .. }) => tracing::debug!("upload {digest}: {e}"),
+            Err(e) => return Err(e),
+        }
+        failures += 1;
+        if !policy.should_retry(failures) {
+            return Err(repo.bad(format!("upload of {digest} kept failing at byte {offset}")));
+        }
+        std::thread::sleep(policy.delay(failures, None));
+        match upload_status(repo, &location)? {
+            Some((held, next)) => {
+                tracing::debug!("upload {digest}: registry holds {held} bytes, resuming");
+                progress.blob_restarted(digest, held);
+                offset = held;
+                location = next;
+            }
+            None => return Ok(Upload::Lost("registry dropped the upload".into())),
+        }
+    }
+    let mut put_url = location.clone();
+    put_url
+        .query_pairs_mut()
+        .append_pair("digest", digest.as_ref());
+    let operation = format!("finish upload of {digest}");
+    let resp = repo.send(&operation, &|http| {
+        http.put(put_url.clone()).header(CONTENT_LENGTH, 0)
+    })?;
+    if resp.status() == StatusCode::CREATED {
+        return Ok(Upload::Done);
+    }
+    // A retried PUT may find the upload already completed.
+    if blob_exists(repo, digest)? {
+        return Ok(Upload::Done);
+    }
+    match resp.status() {
+        StatusCode::NOT_FOUND => Ok(Upload::Lost(
+            "upload session not found at completion".into(),
+        )),
+        // The registry's copy does not match (e.g. a resumed upload that it appended to
+        // differently): the session is spoilt, start over.
+        StatusCode::BAD_REQUEST => Ok(Upload::Lost(format!(
+            "registry refused completion: {}",
+            repo.status_error(&operation, resp)
+        ))),
+        _ => Err(repo.status_error(&operation, resp)),
+    }
+}
+
+fn retryable(status: StatusCode) -> bool {
+    super::retry::RetryPolicy::retryable_status(status)
+}
+
+/// Asks how many bytes the registry holds for an upload: `Some((bytes, location))`, or
+/// `None` when the upload session is gone.
+fn upload_status(repo: &Repository<'_>, location: &Url) -> Result<Option<(u64, Url)>> {
+    let operation = "query upload status";
+    let resp = repo.send(operation, &|http| http.get(location.clone()))?;
+    if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
+        return Ok(None);
+    }
+    let held = resp
+        .headers()
+        .get(RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_range_end)
+        .unwrap_or(0);
+    let next = match resp.headers().get(LOCATION) {
+        Some(_) => self::location(repo, &resp)?,
+        None => location.clone(),
+    };
+    Ok(Some((held, next)))
+}
+
+/// `0-N` (inclusive end) -> bytes held. Distribution answers `0-0` for an empty upload
+/// (and for one byte); taking it as empty is the safe side, since a wrong guess ends in
+/// a digest mismatch at completion, which restarts the upload.
+fn parse_range_end(range: &str) -> Option<u64> {
+    let range = range.trim().trim_start_matches("bytes=");
+    let (_, end) = range.split_once('-')?;
+    let end: i64 = end.trim().parse().ok()?;
+    Some(if end <= 0 { 0 } else { end as u64 + 1 })
+}
+
+fn put_manifest(
+    repo: &Repository<'_>,
+    reference: &str,
+    media_type: &str,
+    bytes: &[u8],
+) -> Result<()> {
+    let url = repo.url(&format!("manifests/{reference}"));
+    let operation = format!("PUT manifest {reference}");
+    let resp = repo.send(&operation, &|http| {
+        http.put(url.clone())
+            .header(CONTENT_TYPE, media_type)
+            .body(bytes.to_vec())
+    })?;
+    if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
+        return Err(repo.status_error(&operation, resp));
+    }
+    let expected = sha256_digest(bytes).to_string();
+    if let Some(claimed) = resp
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+    {
+        if claimed != expected {
+            return Err(repo.bad(format!(
+                "registry stored manifest {reference} as {claimed}, expected {expected}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range_end("0--1"), Some(0));
+        assert_eq!(parse_range_end("0-0"), Some(0));
+        assert_eq!(parse_range_end("0-1023"), Some(1024));
+        assert_eq!(parse_range_end("bytes=0-9"), Some(10));
+        assert_eq!(parse_range_end("garbage"), None);
+    }
+}
