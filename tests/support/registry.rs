@@ -454,6 +454,16 @@ pub enum Fault {
         /// How many responses are cut.
         times: usize,
     },
+    /// Answer `500` once, to the matching request after the first `skip` ones (a
+    /// failure in the middle of a chunked upload).
+    ServerErrorAfter {
+        /// HTTP method to match.
+        method: &'static str,
+        /// Substring of the path to match.
+        path: String,
+        /// Matching requests let through first.
+        skip: usize,
+    },
     /// Flip one byte in the middle of every matching response body.
     CorruptResponse {
         /// HTTP method to match.
@@ -469,8 +479,8 @@ pub struct FaultProxy {
     /// `127.0.0.1:PORT` of the proxy.
     pub addr: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// How many times each fault fired, in the order given.
-    pub fired: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    /// Per fault, in the order given: (matching requests seen, faults injected).
+    pub fired: std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -483,7 +493,7 @@ impl FaultProxy {
         let addr = listener.local_addr().unwrap().to_string();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let fired = Arc::new(Mutex::new(vec![0usize; faults.len()]));
+        let fired = Arc::new(Mutex::new(vec![(0usize, 0usize); faults.len()]));
         let faults = Arc::new(faults);
         let upstream = upstream.to_string();
         let thread = {
@@ -513,9 +523,14 @@ impl FaultProxy {
         }
     }
 
-    /// How often fault number `i` fired.
+    /// How often fault number `i` was injected.
     pub fn fired(&self, i: usize) -> usize {
-        self.fired.lock().unwrap()[i]
+        self.fired.lock().unwrap()[i].1
+    }
+
+    /// How many requests fault number `i` matched (injected or let through).
+    pub fn seen(&self, i: usize) -> usize {
+        self.fired.lock().unwrap()[i].0
     }
 }
 
@@ -553,7 +568,7 @@ fn handle(
     mut conn: TcpStream,
     upstream: &str,
     faults: &[Fault],
-    fired: &std::sync::Mutex<Vec<usize>>,
+    fired: &std::sync::Mutex<Vec<(usize, usize)>>,
 ) -> std::io::Result<()> {
     let (head, body) = read_request(&mut conn)?;
     let mut first = head.lines().next().unwrap_or("").split(' ');
@@ -568,9 +583,9 @@ fn handle(
     let head = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
     let mut active = None;
     {
-        let mut fired = fired.lock().unwrap();
+        let mut counts = fired.lock().unwrap();
         for (i, fault) in faults.iter().enumerate() {
-            let (m, p, limit) = match fault {
+            let (m, p, skip, times) = match fault {
                 Fault::ServerError {
                     method,
                     path,
@@ -585,17 +600,23 @@ fn handle(
                     method,
                     path,
                     times,
-                } => (method, path, *times),
-                Fault::CorruptResponse { method, path } => (method, path, usize::MAX),
+                } => (method, path, 0, *times),
+                Fault::ServerErrorAfter { method, path, skip } => (method, path, *skip, 1),
+                Fault::CorruptResponse { method, path } => (method, path, 0, usize::MAX),
             };
-            if *m == method && path_matches(&path_only(&path), p) && fired[i] < limit {
-                fired[i] += 1;
+            if *m != method || !path_matches(&path_only(&path), p) {
+                continue;
+            }
+            // counts[i]: (matching requests seen, faults injected).
+            counts[i].0 += 1;
+            if counts[i].0 > skip && counts[i].1 < times {
+                counts[i].1 += 1;
                 active = Some(fault.clone());
                 break;
             }
         }
     }
-    if let Some(Fault::ServerError { .. }) = active {
+    if let Some(Fault::ServerError { .. } | Fault::ServerErrorAfter { .. }) = active {
         conn.write_all(
             b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         )?;
