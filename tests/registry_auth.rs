@@ -8,7 +8,7 @@ use std::path::Path;
 
 use base64::Engine;
 use support::cli::{flense, output};
-use support::registry::{simple_image, TestRegistry};
+use support::registry::{simple_image, TestRegistry, TokenServer};
 
 const USER: &str = "flense-ci";
 const PASSWORD: &str = "Corr3ct-Horse-Battery";
@@ -145,4 +145,82 @@ fn missing_credentials_say_where_they_were_looked_for() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no credentials found"), "{err}");
     assert!(err.contains("config.json"), "{err}");
+}
+
+#[test]
+fn bearer_token_with_repository_scope() {
+    let tokens = TokenServer::start(USER, PASSWORD);
+    let reg = TestRegistry::start_with_tokens(&tokens);
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "private/busybox:v1", &[]);
+    tokens.scopes.lock().unwrap().clear();
+
+    let docker = tmp.path().join("docker");
+    docker_config(&docker, &reg.addr, USER, PASSWORD);
+    let root = tmp.path().join("store");
+    let out = output(
+        flense_with(&root, &docker)
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.digest);
+    assert!(
+        tokens
+            .scopes
+            .lock()
+            .unwrap()
+            .contains(&"repository:private/busybox:pull".to_string()),
+        "{:?}",
+        tokens.scopes
+    );
+
+    // Push into another repository: a pull,push token for it, plus pull on the source
+    // repository for the cross-repository mount.
+    let out = output(
+        flense_with(&root, &docker)
+            .arg("push")
+            .arg(reg.image("private/busybox:v1"))
+            .arg(reg.image("team/app:1")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("mounted"), "{stderr}");
+    let scopes = tokens.scopes.lock().unwrap().clone();
+    assert!(
+        scopes.contains(&"repository:team/app:pull,push".to_string()),
+        "{scopes:?}"
+    );
+    assert!(
+        scopes.contains(&"repository:private/busybox:pull".to_string()),
+        "{scopes:?}"
+    );
+    assert_eq!(
+        support::registry::sha256(&reg.raw_manifest("team/app:1")),
+        image.digest
+    );
+
+    // Wrong password: the token server says no, the secret stays out of the message.
+    let wrong = tmp.path().join("wrong");
+    docker_config(&wrong, &reg.addr, USER, "Not-The-Password");
+    let out = output(
+        flense_with(&tmp.path().join("store2"), &wrong)
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("authentication failed") && !err.contains("Not-The-Password"),
+        "{err}"
+    );
 }
