@@ -224,3 +224,61 @@ fn bearer_token_with_repository_scope() {
         "{err}"
     );
 }
+
+#[test]
+fn credential_helper_from_cred_helpers() {
+    let (reg, tmp, digest) = setup();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-flensetest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\nif [ \"$1\" = get ] && [ \"$server\" = \"{}\" ]; then\n\
+             echo '{{\"ServerURL\":\"{}\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n\
+             else echo 'credentials not found in native keychain'; exit 1; fi\n",
+            reg.addr, reg.addr
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"flensetest"}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let root = tmp.path().join("store");
+    let out = output(
+        flense_with(&root, &docker)
+            .env("PATH", &path)
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+
+    // credsStore for everything: the helper has nothing for this registry, so the pull
+    // is anonymous and refused with a clear message.
+    std::fs::write(docker.join("config.json"), r#"{"credsStore":"flensetest"}"#).unwrap();
+    let other = TestRegistry::start_with_auth(USER, PASSWORD);
+    let out = output(
+        flense_with(&root, &docker)
+            .env("PATH", &path)
+            .arg("pull")
+            .arg(other.image("private/busybox:v1")),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no credentials found"), "{err}");
+}

@@ -8,6 +8,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use super::blobs::{sha256_digest, supported_digest, BlobOutcome, BlobStore, Progress};
+use super::client::SHORT_REQUEST;
 use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE};
@@ -112,7 +113,9 @@ fn fetch_manifest(
     let url = repo.url(&format!("manifests/{reference}"));
     let operation = format!("GET manifest {reference}");
     let resp = repo.send(&operation, &|http| {
-        http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+        http.get(url.clone())
+            .timeout(SHORT_REQUEST)
+            .header(ACCEPT, MANIFEST_ACCEPT)
     })?;
     if resp.status() == StatusCode::NOT_FOUND {
         return Err(RegistryError::NotFound {

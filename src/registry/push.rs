@@ -11,6 +11,7 @@ use reqwest::StatusCode;
 use url::Url;
 
 use super::blobs::{sha256_digest, BlobOutcome, BlobStore, Progress};
+use super::client::SHORT_REQUEST;
 use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest};
@@ -199,7 +200,9 @@ fn push_blob(
 pub(super) fn blob_exists(repo: &Repository<'_>, digest: &Digest) -> Result<bool> {
     let url = repo.url(&format!("blobs/{digest}"));
     let operation = format!("HEAD blob {digest}");
-    let resp = repo.send(&operation, &|http| http.head(url.clone()))?;
+    let resp = repo.send(&operation, &|http| {
+        http.head(url.clone()).timeout(SHORT_REQUEST)
+    })?;
     match resp.status() {
         s if s.is_success() => Ok(true),
         StatusCode::NOT_FOUND => Ok(false),
@@ -220,7 +223,9 @@ fn mount(repo: &Repository<'_>, digest: &Digest, from: &str) -> Result<Mount> {
         .append_pair("from", from);
     let operation = format!("mount blob {digest} from {from}");
     let resp = repo.send(&operation, &|http| {
-        http.post(url.clone()).header(CONTENT_LENGTH, 0)
+        http.post(url.clone())
+            .timeout(SHORT_REQUEST)
+            .header(CONTENT_LENGTH, 0)
     })?;
     match resp.status() {
         StatusCode::CREATED => Ok(Mount::Done),
@@ -236,7 +241,9 @@ fn start_upload(repo: &Repository<'_>, digest: &Digest) -> Result<Url> {
     let url = repo.url("blobs/uploads/");
     let operation = format!("start upload of {digest}");
     let resp = repo.send(&operation, &|http| {
-        http.post(url.clone()).header(CONTENT_LENGTH, 0)
+        http.post(url.clone())
+            .timeout(SHORT_REQUEST)
+            .header(CONTENT_LENGTH, 0)
     })?;
     if resp.status() != StatusCode::ACCEPTED {
         return Err(repo.status_error(&operation, resp));
@@ -254,6 +261,7 @@ fn put_manifest(
     let operation = format!("PUT manifest {reference}");
     let resp = repo.send(&operation, &|http| {
         http.put(url.clone())
+            .timeout(SHORT_REQUEST)
             .header(CONTENT_TYPE, media_type)
             .body(bytes.to_vec())
     })?;

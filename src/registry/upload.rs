@@ -15,6 +15,7 @@ use url::Url;
 
 use super::blobs::{BlobStore, Progress};
 use super::client::Repository;
+use super::client::SHORT_REQUEST;
 use super::error::{RegistryError, Result};
 use super::retry::RetryPolicy;
 
@@ -218,7 +219,9 @@ fn complete(repo: &Repository<'_>, digest: &Digest, location: Url) -> Result<Upl
         .append_pair("digest", digest.as_ref());
     let operation = format!("finish upload of {digest}");
     let resp = repo.send(&operation, &|http| {
-        http.put(put_url.clone()).header(CONTENT_LENGTH, 0)
+        http.put(put_url.clone())
+            .timeout(SHORT_REQUEST)
+            .header(CONTENT_LENGTH, 0)
     })?;
     if resp.status() == StatusCode::CREATED {
         return Ok(Upload::Done);
@@ -245,7 +248,9 @@ fn complete(repo: &Repository<'_>, digest: &Digest, location: Url) -> Result<Upl
 /// `None` when the upload session is gone.
 fn upload_status(repo: &Repository<'_>, location: &Url) -> Result<Option<(u64, Url)>> {
     let operation = "query upload status";
-    let resp = repo.send(operation, &|http| http.get(location.clone()))?;
+    let resp = repo.send(operation, &|http| {
+        http.get(location.clone()).timeout(SHORT_REQUEST)
+    })?;
     if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
         return Ok(None);
     }
