@@ -35,6 +35,8 @@ pub struct PulledImage {
 
 /// Pulls `reference` for `platform` into `store`. The manifest is committed to the store
 /// as a blob too; tagging is the caller's business.
+/// Mirrors (see [`super::settings::Mirror`]) are tried first; a mirror that fails in
+/// any way but a local one is skipped, with a warning.
 pub fn pull(
     client: &Client,
     reference: &Reference,
@@ -42,7 +44,31 @@ pub fn pull(
     store: &dyn BlobStore,
     progress: &dyn Progress,
 ) -> Result<PulledImage> {
-    let source = client.settings().rewrite(reference);
+    let mut sources = client.settings().pull_sources(reference);
+    let last = sources
+        .pop()
+        .expect("pull_sources ends with the reference itself");
+    for mirror in sources {
+        match pull_from(client, reference, &mirror, platform, store, progress) {
+            Ok(pulled) => return Ok(pulled),
+            Err(e @ (RegistryError::Io { .. } | RegistryError::NoMatchingPlatform { .. })) => {
+                return Err(e)
+            }
+            Err(e) => tracing::warn!("mirror {mirror} failed, trying the next source: {e}"),
+        }
+    }
+    pull_from(client, reference, &last, platform, store, progress)
+}
+
+fn pull_from(
+    client: &Client,
+    reference: &Reference,
+    source: &Reference,
+    platform: &Platform,
+    store: &dyn BlobStore,
+    progress: &dyn Progress,
+) -> Result<PulledImage> {
+    let source = source.clone();
     if source != *reference {
         tracing::info!("pulling {reference} from {source}");
     }
