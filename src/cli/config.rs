@@ -1,16 +1,150 @@
-//! `config` area subcommands.
+//! `config` area subcommands: `validate` and `variants` (blubber.yaml front end).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use anyhow::anyhow;
+use clap::{Args, Subcommand};
 
 use super::Globals;
+use flense::config::{self, Config, ConfigErrors};
 
 /// Subcommands of this area.
 #[derive(Subcommand, Debug)]
-pub enum Commands {}
+pub enum Commands {
+    /// Validate a blubber.yaml: every error with file:line:col and variant; exit 2 if invalid.
+    Validate(ValidateArgs),
+    /// List the variants of a blubber.yaml, one per line, in file order.
+    Variants(VariantsArgs),
+    /// Print the Dockerfile-equivalent of a variant (Blubber's instruction stream, spec §6).
+    Dockerfile(DockerfileArgs),
+    /// Print the compiled build plan of a variant (`--json` for the machine-readable form).
+    Plan(PlanArgs),
+}
+
+/// The config file option shared by the config subcommands.
+#[derive(Args, Debug, Clone)]
+pub struct FileArg {
+    /// The Blubber config file.
+    #[arg(short = 'f', long = "file", default_value = config::DEFAULT_PATH)]
+    pub file: PathBuf,
+}
+
+/// Arguments of `flense validate`.
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    config: FileArg,
+}
+
+/// Arguments of `flense variants`.
+#[derive(Args, Debug)]
+pub struct VariantsArgs {
+    #[command(flatten)]
+    config: FileArg,
+}
 
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, _globals: &Globals) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        Commands::Validate(args) => validate(&args),
+        Commands::Variants(args) => variants(&args),
+        Commands::Dockerfile(args) => dockerfile(&args),
+        Commands::Plan(args) => plan(&args),
+    }
+}
+
+/// Loads a config, printing every error on stderr; the error it returns exits with 2.
+pub fn load_or_report(file: &Path) -> anyhow::Result<Config> {
+    config::load(file).map_err(|errors| report(file, errors))
+}
+
+fn report(file: &Path, errors: ConfigErrors) -> anyhow::Error {
+    for e in &errors.errors {
+        eprintln!("{e}");
+    }
+    let n = errors.errors.len();
+    let noun = if n == 1 { "error" } else { "errors" };
+    super::invalid(anyhow!("{} is invalid ({n} {noun})", file.display()))
+}
+
+fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
+    let file = &args.config.file;
+    let config = load_or_report(file)?;
+    config.check_all().map_err(|errors| report(file, errors))?;
+    let n = config.variants.len();
+    let noun = if n == 1 { "variant" } else { "variants" };
+    println!("{}: OK ({n} {noun})", file.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn variants(args: &VariantsArgs) -> anyhow::Result<ExitCode> {
+    let config = load_or_report(&args.config.file)?;
+    for name in config.variant_names() {
+        println!("{name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Arguments of `flense dockerfile`.
+#[derive(Args, Debug)]
+pub struct DockerfileArgs {
+    /// The variant to render.
+    #[arg(default_value = "test")]
+    variant: String,
+    #[command(flatten)]
+    config: FileArg,
+    /// A build argument, NAME=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    build_args: Vec<String>,
+}
+
+/// Arguments of `flense plan`.
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// The variant to compile.
+    #[arg(default_value = "test")]
+    variant: String,
+    #[command(flatten)]
+    config: FileArg,
+    /// A build argument, NAME=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    build_args: Vec<String>,
+    /// Print the plan as JSON (the stable, machine-readable form).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Loads the config and compiles `variant`; every failure is invalid input (exit 2).
+fn compile_variant(
+    file: &Path,
+    variant: &str,
+    build_args: &[String],
+) -> anyhow::Result<flense::plan::Plan> {
+    let build_args = flense::plan::parse_build_args(build_args).map_err(super::invalid)?;
+    let config = load_or_report(file)?;
+    let options = flense::plan::CompileOptions {
+        build_args,
+        ..Default::default()
+    };
+    flense::plan::compile(&config, variant, &options).map_err(|e| match e {
+        flense::plan::PlanError::Config(errors) => report(file, errors),
+        other => super::invalid(other),
+    })
+}
+
+fn dockerfile(args: &DockerfileArgs) -> anyhow::Result<ExitCode> {
+    let plan = compile_variant(&args.config.file, &args.variant, &args.build_args)?;
+    print!("{}", flense::plan::dockerfile::render(&plan));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
+    let plan = compile_variant(&args.config.file, &args.variant, &args.build_args)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan)?);
+    } else {
+        print!("{}", flense::plan::summary::render(&plan));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,16 +1,335 @@
-//! `pipeline` area subcommands.
+//! `pipeline` area subcommands: `flense pipeline` runs `.pipeline/config.yaml`,
+//! `flense export argo` turns a pipeline into an Argo Workflow.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
-use clap::Subcommand;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use flense::pipeline::exec::{DryRunExecutor, Executor, ProcessExecutor};
+use flense::pipeline::graph::render_frames;
+use flense::pipeline::model::{self, ConfigFile, LoadOptions};
+use flense::pipeline::output::{Output, OutputMode};
+use flense::pipeline::report::{junit, summary_table, PipelineReport};
+use flense::pipeline::runner::{run_pipeline, INTERRUPTED};
+use flense::pipeline::setup::SetupInfo;
+use flense::pipeline::steps::RunOptions;
 
 use super::Globals;
 
 /// Subcommands of this area.
 #[derive(Subcommand, Debug)]
-pub enum Commands {}
+pub enum Commands {
+    /// Run PipelineLib pipelines from .pipeline/config.yaml (all of them, in file order,
+    /// unless named).
+    Pipeline(Box<PipelineArgs>),
+    /// Export a pipeline to another engine.
+    Export {
+        /// What to export to.
+        #[command(subcommand)]
+        target: ExportTarget,
+    },
+}
+
+/// Export targets.
+#[derive(Subcommand, Debug)]
+pub enum ExportTarget {
+    /// Write an Argo Workflow (a DAG of container tasks running the pushed images).
+    Argo(Box<ArgoArgs>),
+}
+
+/// Where the config is and how to validate it.
+#[derive(Args, Debug, Clone)]
+pub struct ConfigArgs {
+    /// Project directory (holding .pipeline/).
+    #[arg(short = 'C', long = "directory", default_value = ".")]
+    pub dir: PathBuf,
+    /// Config file (default: <DIR>/.pipeline/config.yaml).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// Validate against the verbatim upstream schema (no flense relaxations).
+    #[arg(long)]
+    pub strict: bool,
+    /// Only allow these stage actions (comma-separated, like the CI admin's allow-list).
+    #[arg(long, value_delimiter = ',')]
+    pub allowed_actions: Option<Vec<String>>,
+}
+
+impl ConfigArgs {
+    fn path(&self) -> PathBuf {
+        self.file
+            .clone()
+            .unwrap_or_else(|| self.dir.join(".pipeline").join("config.yaml"))
+    }
+
+    fn load(&self, names: &[String]) -> anyhow::Result<ConfigFile> {
+        let opts = LoadOptions {
+            strict: self.strict,
+            allowed_actions: self.allowed_actions.clone(),
+        };
+        let cfg = model::load(&self.path(), names, &opts).map_err(|e| {
+            if matches!(e, flense::pipeline::PipelineError::Read { .. }) {
+                anyhow::Error::new(e)
+            } else {
+                super::invalid(e)
+            }
+        })?;
+        for w in &cfg.warnings {
+            eprintln!("warning: {w}");
+        }
+        for p in cfg.select(names) {
+            p.frames().map_err(super::invalid)?;
+        }
+        Ok(cfg)
+    }
+}
+
+/// Options of `flense pipeline`.
+#[derive(Args, Debug)]
+pub struct PipelineArgs {
+    /// Pipelines to run (default: all, in file order).
+    pub names: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// List the pipelines and their frames, then exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Print the frames and resolve every step without building or running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// At most N stages at once (0: no limit).
+    #[arg(long, short = 'j', default_value_t = 0)]
+    pub jobs: usize,
+    /// Start each stage as soon as its own predecessors finish (not frame by frame).
+    #[arg(long)]
+    pub dag: bool,
+    /// Directory for one log file per stage (default: <DIR>/.pipeline/logs).
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Write a JUnit XML report (one testcase per stage).
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// JSON events on stdout instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// A job parameter: ${setup.params.NAME} and $NAME in run.env values.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// Let run.env values and run.credentials use this host environment variable.
+    #[arg(long = "env-from-host", value_name = "NAME")]
+    pub env_from_host: Vec<String>,
+    /// Registry to publish to: HOST[:PORT][/REPOSITORY].
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Directory for archived copies and publish.files.
+    #[arg(long)]
+    pub artifacts: Option<PathBuf>,
+    /// Bind ${setup.httpProxy}.
+    #[arg(long)]
+    pub http_proxy: Option<String>,
+    /// Extra option passed to every `flense run` (e.g. --run-option=--network=host).
+    #[arg(long = "run-option", value_name = "OPTION", allow_hyphen_values = true)]
+    pub run_options: Vec<String>,
+}
+
+/// Options of `flense export argo`.
+#[derive(Args, Debug)]
+pub struct ArgoArgs {
+    /// The pipeline (default: the first one).
+    pub pipeline: Option<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Registry the images were pushed to: HOST[:PORT][/REPOSITORY].
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// Use each stage's true dependencies instead of frame barriers.
+    #[arg(long)]
+    pub dag: bool,
+    /// Output file (default: stdout).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// A job parameter for ${setup.params.NAME}.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+}
 
 /// Runs one subcommand of this area.
-pub fn run(cmd: Commands, _globals: &Globals) -> anyhow::Result<ExitCode> {
-    match cmd {}
+pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Commands::Pipeline(args) => run_pipelines(*args, globals),
+        Commands::Export {
+            target: ExportTarget::Argo(args),
+        } => export_argo(*args),
+    }
+}
+
+fn parse_params(params: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
+    params
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .filter(|(k, _)| !k.is_empty())
+                .ok_or_else(|| {
+                    super::invalid(anyhow::anyhow!("--param {p:?}: expected NAME=VALUE"))
+                })
+        })
+        .collect()
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let cfg = args.config.load(&args.names)?;
+    let selected = cfg.select(&args.names);
+    if args.list {
+        for p in &selected {
+            println!("{}: {}", p.name, render_frames(&p.frames()?));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let project_dir = absolute(&args.config.dir);
+    let params = parse_params(&args.params)?;
+    let mut credentials = BTreeMap::new();
+    for name in &args.env_from_host {
+        match std::env::var(name) {
+            Ok(v) => {
+                credentials.insert(name.clone(), v);
+            }
+            Err(_) => eprintln!("warning: --env-from-host {name}: not set in the environment"),
+        }
+    }
+    let mut env_vars = params.clone();
+    env_vars.extend(credentials.clone());
+    let log_dir = if args.dry_run {
+        None
+    } else {
+        Some(absolute(&args.log_dir.clone().unwrap_or_else(|| {
+            project_dir.join(".pipeline").join("logs")
+        })))
+    };
+    let mut setup = SetupInfo::from_git(&project_dir);
+    setup.params = params;
+    setup.http_proxy = args.http_proxy.clone();
+    setup.log_url = log_dir
+        .as_ref()
+        .map(|d| format!("file://{}/", d.display()))
+        .unwrap_or_default();
+    let registry = args
+        .registry
+        .clone()
+        .or_else(|| args.dry_run.then(|| "<registry>".to_string()));
+    let opts = RunOptions {
+        project_dir,
+        log_dir,
+        jobs: args.jobs,
+        dag: args.dag,
+        registry,
+        artifacts: args.artifacts.as_deref().map(absolute),
+        env_vars,
+        credentials,
+        setup,
+    };
+    let output = Arc::new(Output::new(OutputMode::detect(args.json)));
+    let process;
+    let dry = DryRunExecutor;
+    let exec: &dyn Executor = if args.dry_run {
+        &dry
+    } else {
+        process = ProcessExecutor {
+            program: std::env::current_exe().context("cannot find the flense binary")?,
+            root: globals.root.clone(),
+            run_options: args.run_options.clone(),
+        };
+        watch_interrupts();
+        &process
+    };
+    let mut reports: Vec<PipelineReport> = Vec::new();
+    for p in selected {
+        let report = run_pipeline(p, exec, &opts, &output);
+        let passed = report.passed();
+        reports.push(report);
+        if !passed {
+            break;
+        }
+    }
+    if output.mode() == OutputMode::Json {
+        let summary: Vec<serde_json::Value> = reports
+            .iter()
+            .flat_map(|p| p.stages.iter())
+            .map(|s| serde_json::json!({"pipeline": s.pipeline, "stage": s.stage, "result": s.result.label(), "seconds": s.duration.as_secs_f64(), "image": s.image}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"event": "summary", "stages": summary})
+        );
+    } else {
+        print!("\n{}", summary_table(&reports));
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, junit(&reports))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if reports.iter().all(PipelineReport::passed) {
+        ExitCode::SUCCESS
+    } else if args.dry_run {
+        // Nothing real ran: a failing dry run is the config's fault.
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Ctrl-C: SIGINT is blocked in this process (and so in its children, which the
+/// terminal would otherwise kill mid-step); a watcher thread waits for it, stops new
+/// stages and sends SIGTERM to running children so teardown and reports still happen.
+fn watch_interrupts() {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    if set.thread_block().is_err() {
+        return;
+    }
+    std::thread::spawn(move || {
+        if set.wait().is_ok() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            eprintln!("interrupted: stopping running stages");
+            flense::pipeline::exec::terminate_children();
+        }
+    });
+}
+
+fn export_argo(args: ArgoArgs) -> anyhow::Result<ExitCode> {
+    let names: Vec<String> = args.pipeline.iter().cloned().collect();
+    let cfg = args.config.load(&names)?;
+    let pipeline = cfg.select(&names).into_iter().next().ok_or_else(|| {
+        super::invalid(anyhow::anyhow!(
+            "{} defines no pipeline",
+            cfg.path.display()
+        ))
+    })?;
+    let mut setup = SetupInfo::from_git(&absolute(&args.config.dir));
+    setup.params = parse_params(&args.params)?;
+    let registry = args
+        .registry
+        .clone()
+        .unwrap_or_else(|| "localhost".to_string());
+    let yaml = flense::pipeline::argo::export(pipeline, &setup, &registry, args.dag)
+        .map_err(super::invalid)?;
+    match &args.output {
+        Some(p) => {
+            std::fs::write(p, yaml).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => print!("{yaml}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }

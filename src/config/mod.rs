@@ -1,3 +1,180 @@
 //! The `.pipeline/blubber.yaml` (v4) model: parsing, validation, merging and includes.
 //!
 //! Pure: reads files, never touches the network or spawns processes.
+//!
+//! ```no_run
+//! let config = flense::config::load(std::path::Path::new(".pipeline/blubber.yaml"))?;
+//! for name in config.variant_names() {
+//!     let variant = config.expand(name)?;            // includes merged, copies expanded
+//!     let stages = config.copies_dependencies(name)?; // variants to build first
+//!     println!("{name}: base {:?}, stages {stages:?}", variant.common.base);
+//! }
+//! # Ok::<(), flense::config::ConfigErrors>(())
+//! ```
+
+mod decode;
+mod error;
+mod expand;
+mod graph;
+mod merge;
+mod model;
+pub mod paths;
+mod requirements;
+mod rules;
+mod validate;
+mod yaml;
+
+use std::collections::HashSet;
+use std::path::Path;
+
+pub use decode::defaults;
+pub use error::{ConfigError, ConfigErrors, Pos, Problem};
+pub use expand::{expand_copies, stage_references};
+pub use graph::{DepGraph, GraphError};
+pub use merge::{merge_builders, merge_copies};
+pub use model::*;
+pub use requirements::{
+    effective_destination, group_requirements, normalized_destination, normalized_source, CopyGroup,
+};
+
+use yaml::NodeKind;
+
+/// The default config path, relative to the project directory.
+pub const DEFAULT_PATH: &str = ".pipeline/blubber.yaml";
+
+/// The only supported config version.
+pub const VERSION: &str = "v4";
+
+/// Reads, parses and validates a config file; errors name `path` as given.
+pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    let name = path.display().to_string();
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => load_str(&text, &name),
+            Err(e) => Err(file_error(
+                &name,
+                Problem::Read(format!("not UTF-8 text: {e}")),
+            )),
+        },
+        Err(e) => Err(file_error(&name, Problem::Read(e.to_string()))),
+    }
+}
+
+fn file_error(file: &str, problem: Problem) -> ConfigErrors {
+    ConfigErrors::one(ConfigError {
+        file: file.to_string(),
+        pos: None,
+        variant: None,
+        path: String::new(),
+        problem,
+    })
+}
+
+/// Parses and validates config text; `file_name` is used in error messages.
+///
+/// Like Blubber: YAML 1.1 parse, then the version check (reported alone when it
+/// fails), then a strict decode (unknown keys are errors), then validation of the top
+/// level and of every raw variant. All errors are returned, in file order. Merged
+/// conflicts appear only when a variant is expanded ([`Config::expand`],
+/// [`Config::check_all`]).
+pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
+    let root = yaml::parse(text).map_err(|e| {
+        ConfigErrors::one(ConfigError {
+            file: file_name.to_string(),
+            pos: Some(e.pos),
+            variant: None,
+            path: String::new(),
+            problem: Problem::Yaml(e.message),
+        })
+    })?;
+    let at = |pos: Pos, path: &str, problem: Problem| {
+        ConfigErrors::one(ConfigError {
+            file: file_name.to_string(),
+            pos: Some(pos),
+            variant: None,
+            path: path.to_string(),
+            problem,
+        })
+    };
+    let NodeKind::Map(entries) = &root.kind else {
+        let problem = Problem::Schema {
+            pointer: String::new(),
+            detail: format!("expected a mapping, but got {}", root.kind.json_type()),
+        };
+        return Err(at(root.pos, "", problem));
+    };
+    let version = match entries.iter().find(|(k, _)| k.name == "version") {
+        None => {
+            return Err(at(
+                root.pos,
+                "version",
+                Problem::Required {
+                    field: "version".into(),
+                },
+            ))
+        }
+        Some((_, v)) => match &v.kind {
+            NodeKind::Str(s) if s == VERSION => s.clone(),
+            NodeKind::Str(s) if s.is_empty() => {
+                return Err(at(
+                    v.pos,
+                    "version",
+                    Problem::Required {
+                        field: "version".into(),
+                    },
+                ))
+            }
+            NodeKind::Str(s) => {
+                let problem = Problem::CurrentVersion {
+                    field: "version".into(),
+                    value: s.clone(),
+                };
+                return Err(at(v.pos, "version", problem));
+            }
+            other => {
+                let problem = Problem::Schema {
+                    pointer: "/version".into(),
+                    detail: format!("expected string, but got {}", other.json_type()),
+                };
+                return Err(at(v.pos, "version", problem));
+            }
+        },
+    };
+
+    let mut decoder = decode::Decoder::new(file_name);
+    let (common, variants) = decoder.config(&root, version.clone());
+    let decode_errors = std::mem::take(&mut decoder.errors);
+    let positions = std::mem::take(&mut decoder.positions);
+
+    let names: HashSet<&str> = variants.iter().map(|v| v.name.as_str()).collect();
+    let mut validator = validate::Validator::new(file_name, &positions, names);
+    validator.variant_names(&variants);
+    validator.top(&common);
+    for v in &variants {
+        validator.raw_variant(v);
+    }
+    // A value that failed to decode is left unset; drop the follow-on errors about it.
+    let related = |a: &str, b: &str| {
+        a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["))
+    };
+    let mut errors = decode_errors;
+    for e in validator.errors {
+        if !errors
+            .iter()
+            .any(|d| related(&e.path, &d.path) || related(&d.path, &e.path))
+        {
+            errors.push(e);
+        }
+    }
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.pos.unwrap_or_default());
+        return Err(ConfigErrors { errors });
+    }
+    Ok(Config {
+        version,
+        common,
+        variants,
+        file_name: file_name.to_string(),
+        positions,
+    })
+}

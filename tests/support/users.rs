@@ -39,6 +39,24 @@ fn lookup() -> Option<(u32, u32)> {
     Some((uid, gid))
 }
 
+/// A copy of `program` that the test user can execute: the checkout may sit below a
+/// directory only root can enter (e.g. /root), so the binary is copied to a world-readable
+/// temporary directory once per test process.
+pub fn reachable_copy(program: &Path) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("flense-test-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create test bin dir");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let dest = dir.join(program.file_name().expect("program has a file name"));
+    if !dest.exists() {
+        let tmp = dir.join(format!(".tmp-{:?}", std::thread::current().id()));
+        std::fs::copy(program, &tmp).expect("copy program for the test user");
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        std::fs::rename(&tmp, &dest).expect("rename program copy");
+    }
+    dest
+}
+
 /// Wraps `program args...` so it runs as the test user (with its own HOME and an otherwise
 /// empty environment: add what the test needs with `.env`), via `setpriv`.
 pub fn as_test_user(program: &Path) -> Command {
@@ -48,7 +66,7 @@ pub fn as_test_user(program: &Path) -> Command {
     cmd.arg(format!("--reuid={uid}"))
         .arg(format!("--regid={gid}"))
         .arg("--init-groups")
-        .arg(program)
+        .arg(reachable_copy(program))
         .env_clear()
         .env(
             "PATH",

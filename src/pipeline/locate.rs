@@ -1,0 +1,127 @@
+//! Best-effort mapping of a document path (`pipelines.test.stages[0].run`) to a
+//! line and column of block-style YAML, for error messages. Flow style and aliases
+//! are not followed; then no position is given.
+
+/// Splits `a.b[0].c` into segments; keys may contain dots only if nothing matches.
+fn segments(path: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    for part in path.split('.') {
+        let mut rest = part;
+        if let Some(i) = rest.find('[') {
+            if i > 0 {
+                out.push(Segment::Key(rest[..i].to_string()));
+            }
+            rest = &rest[i..];
+            while let Some(end) = rest.find(']') {
+                if let Ok(n) = rest[1..end].parse() {
+                    out.push(Segment::Index(n));
+                }
+                rest = &rest[end + 1..];
+            }
+        } else if !rest.is_empty() {
+            out.push(Segment::Key(rest.to_string()));
+        }
+    }
+    out
+}
+
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start().len()
+}
+
+/// (line, column), 1-based, of the node at `path`, when it can be found.
+pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    // The current node: its line and the column where its content starts.
+    let mut line = 0usize;
+    let mut min_col = 0usize;
+    let mut found: Option<(usize, usize)> = None;
+    let mut first = true;
+    for seg in segments(path) {
+        let start = if first { 0 } else { line + 1 };
+        let parent_col = if first { None } else { Some(min_col) };
+        first = false;
+        let mut hit = None;
+        match seg {
+            Segment::Key(key) => {
+                let pat = format!("{key}:");
+                for (i, l) in lines.iter().enumerate().skip(start) {
+                    let t = l.trim_start();
+                    if t.is_empty() || t.starts_with('#') {
+                        continue;
+                    }
+                    let col = indent(l);
+                    let t2 = t.strip_prefix("- ").unwrap_or(t);
+                    let col2 = col + (t.len() - t2.len());
+                    if let Some(pc) = parent_col {
+                        if col < pc && i > start {
+                            break;
+                        }
+                    }
+                    if (t2.starts_with(&pat)
+                        || t2.starts_with(&format!("'{key}':"))
+                        || t2.starts_with(&format!("\"{key}\":")))
+                        && parent_col.is_none_or(|pc| col2 >= pc)
+                    {
+                        hit = Some((i, col2));
+                        break;
+                    }
+                }
+            }
+            Segment::Index(n) => {
+                let mut count = 0;
+                let mut item_col = None;
+                for (i, l) in lines.iter().enumerate().skip(start) {
+                    let t = l.trim_start();
+                    if t.is_empty() || t.starts_with('#') {
+                        continue;
+                    }
+                    let col = indent(l);
+                    if let Some(pc) = parent_col {
+                        if col < pc {
+                            break;
+                        }
+                    }
+                    if t.starts_with("- ") || t == "-" {
+                        if item_col.is_none() {
+                            item_col = Some(col);
+                        }
+                        if Some(col) == item_col {
+                            if count == n {
+                                hit = Some((i, col + 2));
+                                break;
+                            }
+                            count += 1;
+                        }
+                    } else if item_col.is_some_and(|ic| col <= ic) {
+                        break;
+                    }
+                }
+            }
+        }
+        let (l, c) = hit?;
+        line = l;
+        min_col = c;
+        found = Some((l + 1, c + 1));
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::locate;
+
+    #[test]
+    fn finds_block_positions() {
+        let text =
+            "pipelines:\n  test:\n    stages:\n      - name: a\n      - name: b\n        run: x\n";
+        assert_eq!(locate(text, "pipelines.test.stages[1].run"), Some((6, 9)));
+        assert_eq!(locate(text, "pipelines.test.stages[0]"), Some((4, 9)));
+        assert_eq!(locate(text, "pipelines.test"), Some((2, 3)));
+    }
+}

@@ -1,0 +1,590 @@
+//! The `config.yaml` model: pipelines and stages with PipelineLib's defaults (§1),
+//! read from YAML (anchors and merge keys applied), validated by the schema and by the
+//! code's own rules. Step values stay YAML values: they are interpolated lazily, when
+//! the step runs.
+
+use std::path::{Path, PathBuf};
+
+use serde_yaml::{Mapping, Value};
+
+use super::error::{PipelineError, Result};
+use super::graph::Graph;
+use super::interp::is_falsy;
+use super::schema::Schema;
+
+/// Reserved stage names.
+pub const RESERVED: [&str; 2] = ["setup", "teardown"];
+
+/// Every step, in the fixed order a stage runs them.
+pub const STEPS: [&str; 8] = [
+    "build", "run", "copy", "publish", "promote", "deploy", "exports", "trigger",
+];
+
+/// A parsed and validated `config.yaml`.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// The pipelines, in file order.
+    pub pipelines: Vec<Pipeline>,
+    /// Warnings (stages that never run, unreferenceable names, ...).
+    pub warnings: Vec<String>,
+}
+
+/// One pipeline with its defaults filled in.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// Its name (the key under `pipelines`).
+    pub name: String,
+    /// Stage definitions, declaration order; with duplicate names the last one wins.
+    pub stages: Vec<Stage>,
+    /// The arcs of the execution graph (explicit, or one arc of every stage in order).
+    pub execution: Vec<Vec<String>>,
+    /// The default Blubber file: a path relative to `.pipeline/`, or an inline map.
+    pub blubberfile: Value,
+    /// Working directory of the steps, relative to the project root.
+    pub directory: String,
+    /// Git fetch options (they only matter to Zuul checkouts; kept for reports).
+    pub fetch: Fetch,
+    /// Pipeline-level `notify`, merged under each failing stage's own.
+    pub notify: Value,
+}
+
+/// `fetch` options with their defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fetch {
+    /// Shallow clone (default true).
+    pub shallow: bool,
+    /// Depth when shallow (default 20).
+    pub depth: i64,
+    /// Recursive submodules (default true).
+    pub submodules: bool,
+    /// Fetch tags (default false).
+    pub tags: bool,
+}
+
+/// One stage with PipelineLib's defaults applied; `None` means the step is off.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stage {
+    /// The stage name.
+    pub name: String,
+    /// Stage-level Blubber file (string path or inline map).
+    pub blubberfile: Option<Value>,
+    /// `{variant, context, excludes?, imagePullPolicy}`.
+    pub build: Option<Value>,
+    /// `{image, arguments, env, credentials, tail}`.
+    pub run: Option<Value>,
+    /// A list of copy items or a whole-list expression (normalised at run time).
+    pub copy: Option<Value>,
+    /// `{id, name, tag, tags}`.
+    pub publish_image: Option<Value>,
+    /// flense extension: `publish.files: {paths: [...]}` copies workspace files to the
+    /// artifacts directory.
+    pub publish_files: Option<Value>,
+    /// A list of `{chart, environments, version}` or an expression.
+    pub promote: Option<Value>,
+    /// `{chart: {name, version}, image, tag, cluster, test, timeout, overrides}`.
+    pub deploy: Option<Value>,
+    /// name -> value.
+    pub exports: Option<Mapping>,
+    /// `{email: {to, subject, body}}`.
+    pub notify: Option<Value>,
+    /// `{name, parameters, propagate, wait}`.
+    pub trigger: Option<Value>,
+}
+
+fn y(s: &str) -> Value {
+    serde_yaml::from_str(s).expect("built-in default is valid YAML")
+}
+
+fn s(text: &str) -> Value {
+    Value::String(text.to_string())
+}
+
+/// Inserts `key: default` into a map when the key is missing.
+fn default_key(map: &mut Mapping, key: &str, default: Value) {
+    if !map.contains_key(key) {
+        map.insert(s(key), default);
+    }
+}
+
+fn truthy(v: Option<&Value>) -> Option<&Value> {
+    v.filter(|v| !is_falsy(v))
+}
+
+impl Stage {
+    /// Applies PipelineLib's defaults to a raw stage map (§1.5-§1.14).
+    pub fn from_value(raw: &Mapping) -> Stage {
+        let get = |k: &str| truthy(raw.get(k));
+        let name = raw
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let name_only = raw.len() == 1 && raw.contains_key("name");
+        let build = if name_only {
+            Some(s("${.stage}"))
+        } else {
+            get("build").cloned()
+        };
+        let build = build.map(|b| {
+            let mut m = match b {
+                Value::Mapping(m) => m,
+                other => {
+                    let mut m = Mapping::new();
+                    m.insert(s("variant"), other);
+                    m
+                }
+            };
+            default_key(&mut m, "variant", s("${.stage}"));
+            default_key(&mut m, "context", s("."));
+            if truthy(m.get("imagePullPolicy")).is_none() {
+                m.insert(s("imagePullPolicy"), s("always"));
+            }
+            Value::Mapping(m)
+        });
+        let run = if name_only {
+            Some(Value::Bool(true))
+        } else {
+            get("run").cloned()
+        };
+        let run = run.map(|r| {
+            let mut m = r.as_mapping().cloned().unwrap_or_default();
+            default_key(&mut m, "image", s("${.imageID}"));
+            default_key(&mut m, "arguments", y("[]"));
+            default_key(&mut m, "env", y("{}"));
+            default_key(&mut m, "credentials", y("[]"));
+            default_key(&mut m, "tail", y("0"));
+            Value::Mapping(m)
+        });
+        let publish = get("publish").and_then(Value::as_mapping);
+        let publish_image = publish.and_then(|p| truthy(p.get("image"))).map(|i| {
+            let mut m = i.as_mapping().cloned().unwrap_or_default();
+            default_key(&mut m, "id", s("${.imageID}"));
+            default_key(&mut m, "name", s("${setup.project}"));
+            if truthy(m.get("tag")).is_none() {
+                m.insert(s("tag"), s("${setup.timestamp}-${.stage}"));
+            }
+            default_key(&mut m, "tags", y("['${setup.tag}']"));
+            Value::Mapping(m)
+        });
+        let publish_files = publish.and_then(|p| truthy(p.get("files"))).cloned();
+        let promote = get("promote").map(|p| match p {
+            Value::Bool(true) => Value::Sequence(vec![promote_defaults(&Mapping::new())]),
+            Value::Sequence(items) => Value::Sequence(
+                items
+                    .iter()
+                    .map(|i| {
+                        i.as_mapping()
+                            .map(promote_defaults)
+                            .unwrap_or_else(|| i.clone())
+                    })
+                    .collect(),
+            ),
+            other => other.clone(),
+        });
+        let deploy = get("deploy").map(|d| {
+            let mut m = d.as_mapping().cloned().unwrap_or_default();
+            let mut chart = m
+                .get("chart")
+                .and_then(Value::as_mapping)
+                .cloned()
+                .unwrap_or_default();
+            default_key(&mut chart, "name", s("${setup.projectShortName}"));
+            default_key(&mut chart, "version", s(""));
+            m.insert(s("chart"), Value::Mapping(chart));
+            default_key(&mut m, "image", s("${.imageName}"));
+            default_key(&mut m, "tag", s("${.imageTag}"));
+            default_key(&mut m, "cluster", s("ci"));
+            default_key(&mut m, "test", Value::Bool(true));
+            default_key(&mut m, "overrides", y("{}"));
+            default_key(&mut m, "timeout", Value::Null);
+            Value::Mapping(m)
+        });
+        Stage {
+            name,
+            blubberfile: get("blubberfile").cloned(),
+            build,
+            run,
+            copy: get("copy").cloned(),
+            publish_image,
+            publish_files,
+            promote,
+            deploy,
+            exports: get("exports").and_then(Value::as_mapping).cloned(),
+            notify: get("notify").cloned(),
+            trigger: get("trigger").cloned(),
+        }
+    }
+
+    /// The actions this stage performs (after defaults), as the allowed-actions check sees them.
+    pub fn actions(&self) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        let present = [
+            ("blubberfile", self.blubberfile.is_some()),
+            ("build", self.build.is_some()),
+            ("run", self.run.is_some()),
+            ("copy", self.copy.is_some()),
+            (
+                "publish",
+                self.publish_image.is_some() || self.publish_files.is_some(),
+            ),
+            ("promote", self.promote.is_some()),
+            ("deploy", self.deploy.is_some()),
+            ("exports", self.exports.is_some()),
+            ("notify", self.notify.is_some()),
+            ("trigger", self.trigger.is_some()),
+        ];
+        for (name, on) in present {
+            if on {
+                out.push(name);
+            }
+        }
+        out
+    }
+
+    /// An empty stage: a name in `execution` without a definition (it binds only `stage`).
+    pub fn empty(name: &str) -> Stage {
+        Stage {
+            name: name.to_string(),
+            ..Stage::default()
+        }
+    }
+}
+
+fn promote_defaults(m: &Mapping) -> Value {
+    let mut m = m.clone();
+    default_key(&mut m, "chart", s("${setup.projectShortName}"));
+    default_key(&mut m, "environments", y("[]"));
+    default_key(&mut m, "version", s("${.imageTag}"));
+    Value::Mapping(m)
+}
+
+/// Turns a copy step's interpolated value into items `{from, source, destination, archive}`.
+pub fn normalise_copy(value: &Value) -> std::result::Result<Vec<Mapping>, String> {
+    let items = value.as_sequence().ok_or("copy must be a list")?;
+    items
+        .iter()
+        .map(|item| {
+            let mut m = match item {
+                Value::String(src) => {
+                    let mut m = Mapping::new();
+                    m.insert(s("source"), s(src));
+                    m
+                }
+                Value::Mapping(m) => m.clone(),
+                _ => return Err("copy items must be strings or maps".to_string()),
+            };
+            let source = m
+                .get("source")
+                .and_then(Value::as_str)
+                .ok_or("copy item without a source")?
+                .to_string();
+            default_key(&mut m, "from", s("${.container}"));
+            default_key(&mut m, "destination", s(&source));
+            default_key(&mut m, "archive", Value::Bool(false));
+            Ok(m)
+        })
+        .collect()
+}
+
+impl Pipeline {
+    fn from_value(name: &str, raw: &Mapping) -> Pipeline {
+        let mut stages: Vec<Stage> = Vec::new();
+        let mut declared: Vec<String> = Vec::new();
+        for st in raw
+            .get("stages")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(m) = st.as_mapping() {
+                let stage = Stage::from_value(m);
+                declared.push(stage.name.clone());
+                stages.retain(|s| s.name != stage.name);
+                stages.push(stage);
+            }
+        }
+        let execution: Vec<Vec<String>> = raw
+            .get("execution")
+            .and_then(Value::as_sequence)
+            .map(|arcs| {
+                arcs.iter()
+                    .filter_map(Value::as_sequence)
+                    .map(|arc| {
+                        arc.iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect()
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let execution = if execution.is_empty() && !declared.is_empty() {
+            vec![declared]
+        } else {
+            execution
+        };
+        let fetch = raw.get("fetch").and_then(Value::as_mapping);
+        let flag = |k: &str, d: bool| {
+            fetch
+                .and_then(|f| f.get(k))
+                .and_then(Value::as_bool)
+                .unwrap_or(d)
+        };
+        Pipeline {
+            name: name.to_string(),
+            stages,
+            execution,
+            blubberfile: raw
+                .get("blubberfile")
+                .filter(|v| !is_falsy(v))
+                .cloned()
+                .unwrap_or_else(|| s(&format!("{name}/blubber.yaml"))),
+            directory: raw
+                .get("directory")
+                .and_then(Value::as_str)
+                .unwrap_or(".")
+                .to_string(),
+            fetch: Fetch {
+                shallow: flag("shallow", true),
+                depth: fetch
+                    .and_then(|f| f.get("depth"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or(20),
+                submodules: flag("submodules", true),
+                tags: flag("tags", false),
+            },
+            notify: raw.get("notify").cloned().unwrap_or(Value::Null),
+        }
+    }
+
+    /// The user graph (the arcs of `execution`).
+    pub fn user_graph(&self) -> Graph {
+        Graph::from_arcs(&self.execution)
+    }
+
+    /// `setup + user graph + teardown`.
+    pub fn full_graph(&self) -> Graph {
+        let user = self.user_graph();
+        let setup = Graph::from_arcs(&[vec!["setup"]]);
+        let teardown = Graph::from_arcs(&[vec!["teardown"]]);
+        if user.is_empty() {
+            return setup.union(&teardown);
+        }
+        setup.concat(&user).concat(&teardown)
+    }
+
+    /// The frames of the full graph, or the cycle error.
+    pub fn frames(&self) -> Result<Vec<Vec<String>>> {
+        self.full_graph()
+            .frames()
+            .map_err(|graph| PipelineError::Cycle {
+                pipeline: self.name.clone(),
+                graph,
+            })
+    }
+
+    /// The stage definition for `name`; names without a definition are empty stages.
+    pub fn stage(&self, name: &str) -> Stage {
+        self.stages
+            .iter()
+            .find(|s| s.name == name)
+            .cloned()
+            .unwrap_or_else(|| Stage::empty(name))
+    }
+
+    /// The code's own checks (§2.5), every problem reported: reserved names, list of
+    /// lists, nameless stages and actions outside `allowed_actions` (when given).
+    pub fn check(&self, raw: &Mapping, allowed_actions: Option<&[String]>) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (i, st) in raw
+            .get("stages")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            match st.get("name").and_then(Value::as_str) {
+                None => errors.push(format!(
+                    "pipeline `{}`: stage #{} has no `name`",
+                    self.name,
+                    i + 1
+                )),
+                Some(n) if RESERVED.contains(&n) => {
+                    errors.push(format!("{n} is a reserved stage name"))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(exec) = raw.get("execution") {
+            let ok = exec
+                .as_sequence()
+                .is_some_and(|arcs| arcs.iter().all(Value::is_sequence));
+            if !ok && !exec.is_null() {
+                errors
+                    .push("`execution` graph must be a list of lists (graph branches)".to_string());
+            }
+        }
+        if let Some(allowed) = allowed_actions {
+            for st in &self.stages {
+                for action in st.actions() {
+                    if !allowed.iter().any(|a| a == action) {
+                        errors.push(format!(
+                            "stage `{}` contains an action (`{action}`) that is not allowed by this pipeline",
+                            st.name
+                        ));
+                    }
+                }
+            }
+        }
+        errors
+    }
+
+    /// Warnings: stages that are defined but not in `execution`, unreferenceable names.
+    pub fn warnings(&self) -> Vec<String> {
+        let graph = self.user_graph();
+        let mut out = Vec::new();
+        for st in &self.stages {
+            if !graph.nodes().contains(&st.name) {
+                out.push(format!(
+                    "pipeline `{}`: stage `{}` is not in `execution` and will not run",
+                    self.name, st.name
+                ));
+            }
+            if st.name.contains('.')
+                || !st
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                out.push(format!(
+                    "pipeline `{}`: stage name `{}` cannot be referenced in ${{...}} (use [A-Za-z0-9_-])",
+                    self.name, st.name
+                ));
+            }
+        }
+        for n in graph.nodes() {
+            if !self.stages.iter().any(|s| &s.name == n) {
+                out.push(format!(
+                    "pipeline `{}`: `{n}` in `execution` has no stage definition and runs as an empty stage",
+                    self.name
+                ));
+            }
+        }
+        out
+    }
+}
+
+/// How strictly to validate.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Validate against the verbatim upstream schema (no flense relaxations).
+    pub strict: bool,
+    /// Only these stage keys are allowed (like the CI admin's allowed actions).
+    pub allowed_actions: Option<Vec<String>>,
+}
+
+/// Parses YAML text, applying `<<` merge keys; errors carry line and column.
+pub fn parse_yaml(path: &Path, text: &str) -> Result<Value> {
+    let mut v: Value = serde_yaml::from_str(text).map_err(|e| PipelineError::Yaml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    v.apply_merge().map_err(|e| PipelineError::Yaml {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    Ok(v)
+}
+
+/// Reads, validates (schema over the whole file, then the code's rules over the
+/// pipelines in `selected`, all when empty) and models a `config.yaml`.
+pub fn load(path: &Path, selected: &[String], opts: &LoadOptions) -> Result<ConfigFile> {
+    let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    load_str(path, &text, selected, opts)
+}
+
+/// [`load`] on text already read.
+pub fn load_str(
+    path: &Path,
+    text: &str,
+    selected: &[String],
+    opts: &LoadOptions,
+) -> Result<ConfigFile> {
+    let doc = parse_yaml(path, text)?;
+    let violations = Schema::load(opts.strict).validate(&doc);
+    if !violations.is_empty() {
+        let errors = violations
+            .iter()
+            .map(|v| match super::locate::locate(text, &v.path) {
+                Some((line, col)) => format!("{}:{line}:{col}: {v}", path.display()),
+                None => v.to_string(),
+            })
+            .collect();
+        return Err(PipelineError::Schema {
+            path: path.to_path_buf(),
+            errors,
+        });
+    }
+    let raw = doc
+        .get("pipelines")
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    for name in selected {
+        if !raw.contains_key(name.as_str()) {
+            return Err(PipelineError::UnknownPipeline {
+                name: name.clone(),
+                path: path.to_path_buf(),
+            });
+        }
+    }
+    let mut pipelines = Vec::new();
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    for (k, v) in &raw {
+        let name = k
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| super::interp::stringify(k));
+        let m = v.as_mapping().cloned().unwrap_or_default();
+        let p = Pipeline::from_value(&name, &m);
+        if selected.is_empty() || selected.contains(&name) {
+            errors.extend(p.check(&m, opts.allowed_actions.as_deref()));
+            warnings.extend(p.warnings());
+        }
+        pipelines.push(p);
+    }
+    if !errors.is_empty() {
+        return Err(PipelineError::Validation {
+            path: path.to_path_buf(),
+            errors,
+        });
+    }
+    Ok(ConfigFile {
+        path: path.to_path_buf(),
+        pipelines,
+        warnings,
+    })
+}
+
+impl ConfigFile {
+    /// The pipelines to run: `names` in the given order, or all in file order.
+    pub fn select(&self, names: &[String]) -> Vec<&Pipeline> {
+        if names.is_empty() {
+            self.pipelines.iter().collect()
+        } else {
+            names
+                .iter()
+                .filter_map(|n| self.pipelines.iter().find(|p| &p.name == n))
+                .collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! Live output: `[stage]`-prefixed lines (coloured on a terminal) or JSON events on
+//! stdout, and one log file per stage.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+/// How the live output is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputMode {
+    /// `[stage] line` with a coloured prefix.
+    Color,
+    /// `[stage] line`.
+    Plain,
+    /// One JSON object per line (`{"event": ...}`).
+    Json,
+    /// Nothing live (tests; the log files and reports are still written).
+    Quiet,
+}
+
+impl OutputMode {
+    /// Colour when stdout is a terminal and `NO_COLOR` is unset, plain otherwise.
+    pub fn detect(json: bool) -> OutputMode {
+        if json {
+            OutputMode::Json
+        } else if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
+            OutputMode::Color
+        } else {
+            OutputMode::Plain
+        }
+    }
+}
+
+/// The shared live-output sink (one lock, so lines of parallel stages never interleave
+/// mid-line).
+#[derive(Debug)]
+pub struct Output {
+    mode: OutputMode,
+    lock: Mutex<()>,
+}
+
+const COLOURS: [u8; 6] = [36, 33, 35, 32, 34, 31];
+
+impl Output {
+    /// A sink in `mode`.
+    pub fn new(mode: OutputMode) -> Output {
+        Output {
+            mode,
+            lock: Mutex::new(()),
+        }
+    }
+
+    /// The mode.
+    pub fn mode(&self) -> OutputMode {
+        self.mode
+    }
+
+    /// Prints one line of a stage.
+    pub fn stage_line(&self, pipeline: &str, stage: &str, line: &str) {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = match self.mode {
+            OutputMode::Quiet => Ok(()),
+            OutputMode::Plain => writeln!(out, "[{stage}] {line}"),
+            OutputMode::Color => {
+                let c = COLOURS[stage.bytes().map(usize::from).sum::<usize>() % COLOURS.len()];
+                writeln!(out, "\x1b[{c}m[{stage}]\x1b[0m {line}")
+            }
+            OutputMode::Json => writeln!(
+                out,
+                "{}",
+                json!({"event": "log", "pipeline": pipeline, "stage": stage, "line": line})
+            ),
+        };
+    }
+
+    /// Emits a JSON event (JSON mode) or a plain line (other modes) for run-level news.
+    pub fn event(&self, event: serde_json::Value, text: &str) {
+        let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = match self.mode {
+            OutputMode::Quiet => Ok(()),
+            OutputMode::Json => writeln!(out, "{event}"),
+            _ => writeln!(out, "{text}"),
+        };
+    }
+}
+
+/// Number of trailing log lines kept for reports.
+pub const KEPT_LINES: usize = 40;
+
+/// The log of one stage: its file, the live sink and the last lines for reports.
+#[derive(Debug)]
+pub struct StageLog {
+    pipeline: String,
+    stage: String,
+    path: Option<PathBuf>,
+    file: Mutex<Option<File>>,
+    output: Arc<Output>,
+    tail: Mutex<VecDeque<String>>,
+}
+
+impl StageLog {
+    /// Opens `<dir>/<pipeline>.<stage>.log` (truncating); `dir == None` keeps no file.
+    pub fn open(
+        dir: Option<&Path>,
+        pipeline: &str,
+        stage: &str,
+        output: Arc<Output>,
+    ) -> std::io::Result<StageLog> {
+        let (path, file) = match dir {
+            Some(d) => {
+                std::fs::create_dir_all(d)?;
+                let p = d.join(format!("{pipeline}.{stage}.log"));
+                let f = File::create(&p)?;
+                (Some(p), Some(f))
+            }
+            None => (None, None),
+        };
+        Ok(StageLog {
+            pipeline: pipeline.to_string(),
+            stage: stage.to_string(),
+            path,
+            file: Mutex::new(file),
+            output,
+            tail: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// Logs one line (several if it contains newlines).
+    pub fn line(&self, text: &str) {
+        for l in text.lines() {
+            if let Some(f) = self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+                let _ = writeln!(f, "{l}");
+            }
+            self.output.stage_line(&self.pipeline, &self.stage, l);
+            let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
+            if tail.len() == KEPT_LINES {
+                tail.pop_front();
+            }
+            tail.push_back(l.to_string());
+        }
+    }
+
+    /// The last lines logged.
+    pub fn tail(&self) -> Vec<String> {
+        self.tail
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// The log file, if any.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// The stage name.
+    pub fn stage(&self) -> &str {
+        &self.stage
+    }
+}
