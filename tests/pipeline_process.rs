@@ -90,7 +90,7 @@ fn sigterm_or_ctrl_c_stops_children_skips_the_rest_and_still_reports() {
     let config = r#"pipelines:
   p:
     stages:
-      - {name: slow, build: v, run: {arguments: ['sleep:600']}}
+      - {name: slow, build: v, run: {arguments: ['sleep:120']}}
       - {name: later, build: v, run: true}
 "#;
     let p = project(config);

@@ -305,9 +305,8 @@ fn watch_interrupts() {
     };
     std::thread::spawn(move || {
         for _ in signals.forever() {
-            INTERRUPTED.store(true, Ordering::SeqCst);
             eprintln!("interrupted: stopping running stages");
-            flense::pipeline::exec::terminate_children();
+            flense::pipeline::exec::interrupt();
         }
     });
 }
