@@ -14,16 +14,17 @@ FLENSE=${FLENSE:-$HERE/target/release/flense}
 [ -x "$FLENSE" ] || (cd "$HERE" && cargo build --release --quiet)
 
 WORK=$(mktemp -d)
-PIDS=()
 cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pidfile in "$WORK"/reg.*/pid; do
+        [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# Starts a fresh registry; prints its address.
+# Starts a fresh registry (pid in its dir); prints its address.
 start_registry() {
     local dir port
     dir=$(mktemp -d "$WORK/reg.XXXX")
@@ -42,12 +43,19 @@ http:
   secret: bench
 YML
     /usr/bin/docker-registry serve "$dir/config.yml" >/dev/null 2>&1 &
-    PIDS+=($!)
+    echo $! > "$dir/pid"
     for _ in $(seq 100); do
         curl -fs "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break
         sleep 0.1
     done
     echo "127.0.0.1:$port"
+}
+
+stop_registry() {
+    local pidfile
+    pidfile=$(grep -l "addr: $1" "$WORK"/reg.*/config.yml | head -1 | xargs dirname)/pid
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
 }
 
 now() { date +%s.%N; }
@@ -76,7 +84,7 @@ bench_tool() {
         t0=$(now); "$@" "$reg/bench/app:1" >/dev/null 2>&1; t1=$(now)
         "$@" "$reg/bench/app:1" >/dev/null 2>&1; t2=$(now)
         cold+=("$(elapsed "$t0" "$t1")"); noop+=("$(elapsed "$t1" "$t2")")
-        kill "${PIDS[-1]}" 2>/dev/null || true
+        stop_registry "$reg"
     done
     local median_cold median_noop
     median_cold=$(printf '%s\n' "${cold[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")

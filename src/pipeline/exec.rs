@@ -84,6 +84,16 @@ pub fn children() -> &'static Mutex<BTreeSet<u32>> {
     CHILDREN.get_or_init(|| Mutex::new(BTreeSet::new()))
 }
 
+/// Set once the run is interrupted (Ctrl-C, SIGTERM): children started afterwards are
+/// stopped at once and no new stage starts.
+pub static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Marks the run interrupted and sends SIGTERM to every child still running.
+pub fn interrupt() {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    terminate_children();
+}
+
 /// Sends SIGTERM to every child still running.
 pub fn terminate_children() {
     let pids: Vec<u32> = children()
@@ -120,6 +130,13 @@ pub fn stream(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(pid);
+    // An interrupt that came between the log line and the spawn must still stop it.
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+    }
     let stdout = child.stdout.take().expect("piped stdout");
     let stderr = child.stderr.take().expect("piped stderr");
     let kept = std::thread::scope(|s| {

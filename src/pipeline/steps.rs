@@ -332,11 +332,7 @@ fn step_build(
             "URL build contexts are not supported by flense ({context})"
         ));
     }
-    let context_dir = ctx
-        .opts
-        .project_dir
-        .join(&ctx.pipeline.directory)
-        .join(&context);
+    let context_dir = clean_join(&ctx.opts.project_dir, &[&ctx.pipeline.directory, &context]);
     let _swap = if excludes.is_empty() {
         None
     } else {

@@ -15,6 +15,11 @@ use super::reference::Reference;
 use super::retry::{retry_after, RetryPolicy};
 use super::settings::RegistrySettings;
 
+/// Time limit for requests without a blob body (manifests, HEAD, upload control,
+/// tokens). Blob transfers have none, since their length is unbounded; dead peers are
+/// caught by TCP keepalive.
+pub const SHORT_REQUEST: Duration = Duration::from_secs(120);
+
 /// A registry client: settings, credentials, one connection pool and the retry policy.
 /// Cheap to share between threads by reference.
 #[derive(Debug, Clone)]
@@ -348,7 +353,7 @@ impl Repository<'_> {
                         ("client_id", "flense".to_string()),
                     ];
                     form.extend(scopes.iter().map(|s| ("scope", s.clone())));
-                    http.post(url.clone()).form(&form)
+                    http.post(url.clone()).timeout(SHORT_REQUEST).form(&form)
                 }
                 other => {
                     let mut url = url.clone();
@@ -370,7 +375,7 @@ impl Repository<'_> {
                             );
                         }
                     }
-                    let req = http.get(url);
+                    let req = http.get(url).timeout(SHORT_REQUEST);
                     match other.as_ref().and_then(Credential::basic_header) {
                         Some(h) => req.header(AUTHORIZATION, h),
                         None => req,

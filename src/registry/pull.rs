@@ -8,6 +8,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use super::blobs::{sha256_digest, supported_digest, BlobOutcome, BlobStore, Progress};
+use super::client::SHORT_REQUEST;
 use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE};
@@ -34,6 +35,8 @@ pub struct PulledImage {
 
 /// Pulls `reference` for `platform` into `store`. The manifest is committed to the store
 /// as a blob too; tagging is the caller's business.
+/// Mirrors (see [`super::settings::Mirror`]) are tried first; a mirror that fails in
+/// any way but a local one is skipped, with a warning.
 pub fn pull(
     client: &Client,
     reference: &Reference,
@@ -41,7 +44,31 @@ pub fn pull(
     store: &dyn BlobStore,
     progress: &dyn Progress,
 ) -> Result<PulledImage> {
-    let source = client.settings().rewrite(reference);
+    let mut sources = client.settings().pull_sources(reference);
+    let last = sources
+        .pop()
+        .expect("pull_sources ends with the reference itself");
+    for mirror in sources {
+        match pull_from(client, reference, &mirror, platform, store, progress) {
+            Ok(pulled) => return Ok(pulled),
+            Err(e @ (RegistryError::Io { .. } | RegistryError::NoMatchingPlatform { .. })) => {
+                return Err(e)
+            }
+            Err(e) => tracing::warn!("mirror {mirror} failed, trying the next source: {e}"),
+        }
+    }
+    pull_from(client, reference, &last, platform, store, progress)
+}
+
+fn pull_from(
+    client: &Client,
+    reference: &Reference,
+    source: &Reference,
+    platform: &Platform,
+    store: &dyn BlobStore,
+    progress: &dyn Progress,
+) -> Result<PulledImage> {
+    let source = source.clone();
     if source != *reference {
         tracing::info!("pulling {reference} from {source}");
     }
@@ -112,7 +139,9 @@ fn fetch_manifest(
     let url = repo.url(&format!("manifests/{reference}"));
     let operation = format!("GET manifest {reference}");
     let resp = repo.send(&operation, &|http| {
-        http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+        http.get(url.clone())
+            .timeout(SHORT_REQUEST)
+            .header(ACCEPT, MANIFEST_ACCEPT)
     })?;
     if resp.status() == StatusCode::NOT_FOUND {
         return Err(RegistryError::NotFound {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use flate2::write::GzEncoder;
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
@@ -26,15 +27,24 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// Starts a registry without auth.
     pub fn start() -> Self {
-        Self::start_inner(None)
+        Self::start_inner(None, None)
     }
 
     /// Starts a registry with htpasswd Basic auth for `user`/`password`.
     pub fn start_with_auth(user: &str, password: &str) -> Self {
-        Self::start_inner(Some((user.to_string(), password.to_string())))
+        Self::start_inner(Some((user.to_string(), password.to_string())), None)
     }
 
-    fn start_inner(login: Option<(String, String)>) -> Self {
+    /// Starts a registry that wants Bearer tokens from `tokens` (which accepts `user`
+    /// and `password`).
+    pub fn start_with_tokens(tokens: &TokenServer) -> Self {
+        Self::start_inner(
+            Some((tokens.user.clone(), tokens.password.clone())),
+            Some(tokens),
+        )
+    }
+
+    fn start_inner(login: Option<(String, String)>, tokens: Option<&TokenServer>) -> Self {
         let bin = Path::new("/usr/bin/docker-registry");
         assert!(
             bin.exists(),
@@ -42,7 +52,14 @@ impl TestRegistry {
         );
         let dir = tempfile::tempdir().expect("temp dir");
         let mut auth = String::new();
-        if let Some((user, password)) = &login {
+        if let Some(tokens) = tokens {
+            auth = format!(
+                "auth:\n  token:\n    realm: http://{}/token\n    service: {TOKEN_SERVICE}\n    \
+                 issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                tokens.addr,
+                tokens.cert.display()
+            );
+        } else if let Some((user, password)) = &login {
             let htpasswd = dir.path().join("htpasswd");
             let out = Command::new("htpasswd")
                 .args(["-Bbn", user, password])
@@ -454,6 +471,16 @@ pub enum Fault {
         /// How many responses are cut.
         times: usize,
     },
+    /// Answer `500` once, to the matching request after the first `skip` ones (a
+    /// failure in the middle of a chunked upload).
+    ServerErrorAfter {
+        /// HTTP method to match.
+        method: &'static str,
+        /// Substring of the path to match.
+        path: String,
+        /// Matching requests let through first.
+        skip: usize,
+    },
     /// Flip one byte in the middle of every matching response body.
     CorruptResponse {
         /// HTTP method to match.
@@ -469,8 +496,8 @@ pub struct FaultProxy {
     /// `127.0.0.1:PORT` of the proxy.
     pub addr: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// How many times each fault fired, in the order given.
-    pub fired: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
+    /// Per fault, in the order given: (matching requests seen, faults injected).
+    pub fired: std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -483,7 +510,7 @@ impl FaultProxy {
         let addr = listener.local_addr().unwrap().to_string();
         listener.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
-        let fired = Arc::new(Mutex::new(vec![0usize; faults.len()]));
+        let fired = Arc::new(Mutex::new(vec![(0usize, 0usize); faults.len()]));
         let faults = Arc::new(faults);
         let upstream = upstream.to_string();
         let thread = {
@@ -513,9 +540,14 @@ impl FaultProxy {
         }
     }
 
-    /// How often fault number `i` fired.
+    /// How often fault number `i` was injected.
     pub fn fired(&self, i: usize) -> usize {
-        self.fired.lock().unwrap()[i]
+        self.fired.lock().unwrap()[i].1
+    }
+
+    /// How many requests fault number `i` matched (injected or let through).
+    pub fn seen(&self, i: usize) -> usize {
+        self.fired.lock().unwrap()[i].0
     }
 }
 
@@ -553,7 +585,7 @@ fn handle(
     mut conn: TcpStream,
     upstream: &str,
     faults: &[Fault],
-    fired: &std::sync::Mutex<Vec<usize>>,
+    fired: &std::sync::Mutex<Vec<(usize, usize)>>,
 ) -> std::io::Result<()> {
     let (head, body) = read_request(&mut conn)?;
     let mut first = head.lines().next().unwrap_or("").split(' ');
@@ -568,9 +600,9 @@ fn handle(
     let head = format!("{}\r\nConnection: close\r\n\r\n", head.trim_end());
     let mut active = None;
     {
-        let mut fired = fired.lock().unwrap();
+        let mut counts = fired.lock().unwrap();
         for (i, fault) in faults.iter().enumerate() {
-            let (m, p, limit) = match fault {
+            let (m, p, skip, times) = match fault {
                 Fault::ServerError {
                     method,
                     path,
@@ -585,17 +617,23 @@ fn handle(
                     method,
                     path,
                     times,
-                } => (method, path, *times),
-                Fault::CorruptResponse { method, path } => (method, path, usize::MAX),
+                } => (method, path, 0, *times),
+                Fault::ServerErrorAfter { method, path, skip } => (method, path, *skip, 1),
+                Fault::CorruptResponse { method, path } => (method, path, 0, usize::MAX),
             };
-            if *m == method && path_matches(&path_only(&path), p) && fired[i] < limit {
-                fired[i] += 1;
+            if *m != method || !path_matches(&path_only(&path), p) {
+                continue;
+            }
+            // counts[i]: (matching requests seen, faults injected).
+            counts[i].0 += 1;
+            if counts[i].0 > skip && counts[i].1 < times {
+                counts[i].1 += 1;
                 active = Some(fault.clone());
                 break;
             }
         }
     }
-    if let Some(Fault::ServerError { .. }) = active {
+    if let Some(Fault::ServerError { .. } | Fault::ServerErrorAfter { .. }) = active {
         conn.write_all(
             b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
         )?;
@@ -642,4 +680,174 @@ fn path_only(path: &str) -> String {
 
 fn path_matches(path: &str, pattern: &str) -> bool {
     path.contains(pattern)
+}
+
+/// The `service` the token server issues tokens for.
+pub const TOKEN_SERVICE: &str = "flense-test-registry";
+/// The token issuer name.
+pub const TOKEN_ISSUER: &str = "flense-test-issuer";
+
+/// A small token server (the Docker token protocol) on loopback: checks Basic
+/// credentials, grants the requested scopes, and signs JWTs with a throwaway RSA key
+/// through `openssl`; `docker-registry` verifies them against the key's certificate.
+pub struct TokenServer {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The accepted user.
+    pub user: String,
+    /// The accepted password.
+    pub password: String,
+    /// The certificate `docker-registry` trusts.
+    pub cert: PathBuf,
+    /// Every `scope` parameter requested so far.
+    pub scopes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    _dir: TempDir,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl TokenServer {
+    /// Starts the server with a new key pair.
+    pub fn start(user: &str, password: &str) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key.pem");
+        let cert = dir.path().join("cert.pem");
+        let out = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=flense-test-issuer", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let der = Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .stdout;
+        let x5c = base64::engine::general_purpose::STANDARD.encode(der);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let scopes = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        {
+            let (scopes, stop) = (scopes.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    match listener.accept() {
+                        Ok((mut conn, _)) => {
+                            let _ = conn.set_nonblocking(false);
+                            let _ = answer_token(&mut conn, &expected, &key, &x5c, &scopes);
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            });
+        }
+        Self {
+            addr,
+            user: user.to_string(),
+            password: password.to_string(),
+            cert,
+            scopes,
+            _dir: dir,
+            stop,
+        }
+    }
+}
+
+impl Drop for TokenServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn b64url(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn answer_token(
+    conn: &mut TcpStream,
+    expected_auth: &str,
+    key: &Path,
+    x5c: &str,
+    scopes: &std::sync::Mutex<Vec<String>>,
+) -> std::io::Result<()> {
+    let (head, _) = read_request(conn)?;
+    let target = head.split(' ').nth(1).unwrap_or("").to_string();
+    let url = url::Url::parse(&format!("http://token{target}")).unwrap();
+    let authorized = head.lines().any(|l| {
+        l.split_once(':').is_some_and(|(k, v)| {
+            k.trim().eq_ignore_ascii_case("authorization") && v.trim() == expected_auth
+        })
+    });
+    if !authorized {
+        let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
+        let resp = format!(
+            "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        return conn.write_all(resp.as_bytes());
+    }
+    let mut access = Vec::new();
+    for (k, v) in url.query_pairs() {
+        if k == "scope" {
+            scopes.lock().unwrap().push(v.to_string());
+            let parts: Vec<&str> = v.split(':').collect();
+            if parts.len() == 3 {
+                let actions: Vec<&str> = parts[2].split(',').collect();
+                access.push(
+                    serde_json::json!({"type": parts[0], "name": parts[1], "actions": actions}),
+                );
+            }
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER, "sub": "flense-ci", "aud": TOKEN_SERVICE,
+        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+        "access": access
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64url(header.to_string().as_bytes()),
+        b64url(claims.to_string().as_bytes())
+    );
+    let mut child = Command::new("openssl")
+        .args(["dgst", "-sha256", "-sign"])
+        .arg(key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(signing_input.as_bytes())?;
+    let signature = child.wait_with_output()?.stdout;
+    let token = format!("{signing_input}.{}", b64url(&signature));
+    let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+    let resp = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    conn.write_all(resp.as_bytes())
 }
