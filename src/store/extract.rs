@@ -15,8 +15,11 @@
 //! a copy-based fallback can apply them without overlayfs.
 //!
 //! Device nodes are created when permitted (as root) and skipped with a warning
-//! otherwise. Ownership is applied only as root; as another user the files belong to
-//! the caller (the runtime maps the caller to root in its user namespace).
+//! otherwise. Ownership is applied only when running as (namespace) root; as another
+//! user the files belong to the caller (the runtime maps the caller to root in its user
+//! namespace). To keep image ownership in subuid mode, run the extraction inside the
+//! user namespace: owners it maps are applied, the others are counted in
+//! [`ExtractReport::unmapped_owners`].
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
@@ -59,6 +62,10 @@ pub struct ExtractReport {
     pub whiteout_devices: bool,
     /// Device nodes skipped because creating them was not permitted.
     pub skipped_devices: Vec<PathBuf>,
+    /// Entries whose owner could not be set (running as root of a user namespace
+    /// that does not map the owner): they belong to the extracting user instead.
+    #[serde(default)]
+    pub unmapped_owners: u64,
 }
 
 /// Extracts the tar `stream` into the existing directory `target`.
@@ -322,13 +329,13 @@ impl Extractor {
         if self.is_root {
             let uid = nix::unistd::Uid::from_raw(header.uid()? as u32);
             let gid = nix::unistd::Gid::from_raw(header.gid()? as u32);
-            nix::unistd::fchownat(
-                None,
-                host,
-                Some(uid),
-                Some(gid),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
+            let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+            match nix::unistd::fchownat(None, host, Some(uid), Some(gid), flags) {
+                Ok(()) => {}
+                // Root of a user namespace without a mapping for this owner.
+                Err(nix::Error::EINVAL | nix::Error::EPERM) => self.report.unmapped_owners += 1,
+                Err(e) => return Err(e.into()),
+            }
         }
         if let Some(mode) = mode {
             fs::set_permissions(host, fs::Permissions::from_mode(mode))?;
