@@ -407,3 +407,36 @@ fn unprivileged_extraction_inner() {
         assert!(extract_hostile(name).0.is_err(), "{name}");
     }
 }
+
+#[test]
+fn prune_waits_for_writers_holding_blobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("root")).unwrap();
+    let hold = store.hold_blobs().unwrap();
+    let digest = store.put_blob(b"not tagged yet").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let pruner = store.clone();
+        s.spawn(move || {
+            let report = pruner.prune().unwrap();
+            tx.send(report).unwrap();
+        });
+        // Wait until the prune is blocked on gc.lock (a waiter shows in /proc/locks),
+        // then check that it has not deleted the held blob.
+        let inode = fs::metadata(store.root().join("gc.lock")).unwrap().ino();
+        let needle = format!(":{inode} ");
+        while !fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&needle))
+        {
+            std::thread::yield_now();
+        }
+        assert!(rx.try_recv().is_err());
+        assert!(store.has_blob(&digest));
+        drop(hold);
+        let report = rx.recv().unwrap();
+        assert_eq!(report.blobs, 1);
+    });
+    assert!(!store.has_blob(&digest));
+}

@@ -173,7 +173,9 @@ impl Store {
     }
 
     /// Deletes blobs, diff-ID records and unpacked layers that no tag reaches.
+    /// Waits for every [`super::index::BlobHold`] to be released first.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
+        let _hold = self.hold_blobs_exclusively()?;
         let _lock = self.lock_index()?;
         let mut keep_blobs = BTreeSet::new();
         let mut keep_diff_ids = BTreeSet::new();
