@@ -20,6 +20,7 @@ pub mod images;
 pub mod index;
 pub mod reference;
 pub mod unpack;
+mod writer_pool;
 
 use std::io;
 use std::path::{Path, PathBuf};
