@@ -519,7 +519,14 @@ fn parallel_extraction_gives_the_same_tree_as_sequential() {
     let r1 = flense::store::extract::extract_tar_with_threads(&tar[..], &one, 1).unwrap();
     let r4 = flense::store::extract::extract_tar_with_threads(&tar[..], &four, 4).unwrap();
     assert_eq!(r1, r4);
-    assert_eq!(describe(&one), describe(&four));
+    let (d1, d4) = (describe(&one), describe(&four));
+    let differ: Vec<_> = d1
+        .iter()
+        .zip(&d4)
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| (&a.0, &a.1, a.2, a.4, &b.0, &b.1, b.2, b.4))
+        .collect();
+    assert!(differ.is_empty() && d1.len() == d4.len(), "{differ:?}");
     assert_eq!(fs::read(four.join("d0/f0")).unwrap(), b"second version");
     assert_eq!(
         fs::metadata(four.join("d1/link")).unwrap().ino(),
@@ -530,6 +537,11 @@ fn parallel_extraction_gives_the_same_tree_as_sequential() {
         .file_type()
         .is_char_device());
     assert_eq!(fs::read(four.join("d9")).unwrap(), b"a file now");
+    assert_eq!(
+        fs::metadata(four.join("d9")).unwrap().mode() & 0o7777,
+        0o640,
+        "not the old directory's mode"
+    );
     assert_eq!(
         fs::metadata(four.join("d5/f7")).unwrap().mode() & 0o7777,
         0o640

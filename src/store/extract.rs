@@ -231,6 +231,7 @@ impl Extractor {
                     crate::store::unpack::remove_tree(host)
                         .map_err(|e| Failure::Io(io::Error::other(e.to_string())))?;
                     self.verified_dirs.retain(|d| !d.starts_with(host));
+                    self.dirs.retain(|(d, ..)| !d.starts_with(host));
                 }
             }
             Ok(_) => fs::remove_file(host)?,
@@ -261,7 +262,9 @@ impl Extractor {
             let hidden_rel = rel.with_file_name(hidden);
             let host = self.prepare_parents(&hidden_rel)?;
             self.clear(&host, false)?;
-            if mknod(&host, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).is_err() {
+            if mknod(&host, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).is_ok() {
+                set_mtime(&host, mtime)?;
+            } else {
                 self.report.whiteout_devices = false;
             }
             self.report.whiteouts.push(hidden_rel);
