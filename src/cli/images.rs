@@ -190,6 +190,7 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         Box::new(input)
     };
 
+    let _hold = store.hold_blobs()?;
     let spool = tempfile::Builder::new()
         .prefix(".import-")
         .tempdir_in(store.root().join("tmp"))?;
@@ -348,6 +349,7 @@ fn load(args: LoadArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         )));
     }
     let store = open_store(globals)?;
+    let _hold = store.hold_blobs()?;
     for name in store.load(&args.archive).map_err(classify)? {
         outln!("Loaded image: {name}");
     }
