@@ -95,6 +95,7 @@ impl Client {
             actions: if push { "pull,push" } else { "pull" },
             extra_scopes: Mutex::new(Vec::new()),
             authorization: Mutex::new(None),
+            auth_gate: Mutex::new(()),
             credential: OnceLock::new(),
         })
     }
@@ -109,6 +110,7 @@ pub struct Repository<'c> {
     actions: &'static str,
     extra_scopes: Mutex<Vec<String>>,
     authorization: Mutex<Option<String>>,
+    auth_gate: Mutex<()>,
     credential: OnceLock<Option<Credential>>,
 }
 
@@ -210,14 +212,21 @@ impl Repository<'_> {
         loop {
             attempt += 1;
             let mut request = build(&self.client.http);
-            if let Some(auth) = self.authorization.lock().expect("auth lock").clone() {
+            let sent_auth = self.authorization.lock().expect("auth lock").clone();
+            if let Some(auth) = &sent_auth {
                 request = request.header(AUTHORIZATION, auth);
             }
             match request.send() {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated_here => {
                     authenticated_here = true;
                     attempt -= 1;
-                    self.authenticate(resp.headers())?;
+                    // Parallel transfers hit the same 401: one fetches a token, the
+                    // others wait for it and use it.
+                    let _gate = self.auth_gate.lock().expect("auth gate");
+                    let current = self.authorization.lock().expect("auth lock").clone();
+                    if current.is_none() || current == sent_auth {
+                        self.authenticate(resp.headers())?;
+                    }
                 }
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                     return Err(self.unauthorized(resp));
