@@ -233,3 +233,113 @@ fn non_numeric_uid_build_arg_is_invalid_input() {
         stderr(&out)
     );
 }
+
+/// The RUN/ENV lines of a variant of `variations.blubber.yaml` after `WORKDIR`.
+fn variation(variant: &str) -> Vec<String> {
+    let text = render("variations.blubber.yaml", variant, &[]);
+    text.lines()
+        .skip_while(|l| !l.starts_with("WORKDIR"))
+        .skip(1)
+        .filter(|l| !l.is_empty() && !l.starts_with("LABEL"))
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn node_variations_of_6_2() {
+    let tail = [
+        "USER $RUNS_UID",
+        "ENV HOME=\"/home/$RUNS_AS\"",
+        "ENV NODE_ENV=\"production\"",
+    ];
+    let copy = "COPY --chown=$LIVES_UID:$LIVES_GID [\"package.json\", \"./\"]";
+    let expect = |runs: &[&str]| -> Vec<String> {
+        let mut v = vec![copy.to_string()];
+        v.extend(runs.iter().map(|s| s.to_string()));
+        v.extend(tail.iter().map(|s| s.to_string()));
+        v
+    };
+    assert_eq!(
+        variation("node-production"),
+        expect(&["RUN npm install \"--only=production\"", "RUN npm dedupe"])
+    );
+    assert_eq!(
+        variation("node-ci-production"),
+        expect(&["RUN npm ci \"--only=production\"", "RUN npm dedupe"])
+    );
+    assert_eq!(
+        variation("node-dedupe"),
+        expect(&[
+            "RUN npm install \"--only=production\"",
+            "RUN npm dedupe || echo \"WARNING: npm dedupe failed, continuing anyways\""
+        ])
+    );
+    assert_eq!(
+        variation("node-env-only"),
+        [
+            "USER $RUNS_UID",
+            "ENV HOME=\"/home/$RUNS_AS\"",
+            "ENV NODE_ENV=\"development\""
+        ]
+    );
+}
+
+#[test]
+fn php_composer_install() {
+    assert_eq!(
+        variation("php-production")[..2],
+        [
+            "COPY --chown=$LIVES_UID:$LIVES_GID [\"composer.json\", \"composer.lock\", \"./\"]",
+            "RUN composer install \"--no-scripts\" \"--no-dev\""
+        ]
+    );
+    assert_eq!(
+        variation("php-dev")[1],
+        "RUN composer install \"--no-scripts\""
+    );
+}
+
+#[test]
+fn python_no_deps_pip2_and_custom_venv() {
+    let no_deps = variation("python-no-deps");
+    assert_eq!(
+        no_deps[0],
+        "COPY --chown=$LIVES_UID:$LIVES_GID [\"requirements.txt\", \"./\"]"
+    );
+    assert_eq!(
+        no_deps[1],
+        "COPY --chown=$LIVES_UID:$LIVES_GID [\"docs/requirements.txt\", \"docs/\"]"
+    );
+    assert!(no_deps.contains(
+        &"RUN python3.11 \"-m\" \"pip\" \"install\" \"--no-deps\" \"-r\" \"requirements.txt\" \"-r\" \"docs/requirements.txt\"".to_string()
+    ));
+    // pip check runs after the switch to the runs user.
+    let user = no_deps.iter().position(|l| l == "USER $RUNS_UID").unwrap();
+    assert_eq!(no_deps[user + 2], "RUN python3.11 \"-m\" \"pip\" \"check\"");
+
+    let py2 = variation("python2");
+    assert!(py2.contains(&"RUN python2.7 \"-m\" \"pip\" \"install\" \"-U\" \"setuptools!=60.9.0\" && python2.7 \"-m\" \"pip\" \"install\" \"-U\" \"wheel\" \"tox\" \"pip<21\"".to_string()), "{py2:#?}");
+
+    // A short `version` does not crash (Blubber v1.8.0 panics: quirk Q7); the venv moves.
+    let venv = variation("python-venv");
+    assert_eq!(
+        venv[..2],
+        [
+            "RUN python \"-m\" \"venv\" \"/srv/venv\"",
+            "ENV PATH=\"/srv/venv/bin:$PATH\" VIRTUAL_ENV=\"/srv/venv\""
+        ]
+    );
+}
+
+#[test]
+fn multi_line_commands_and_scripts_render_as_heredocs() {
+    let text = render("multiline.blubber.yaml", "build", &[]);
+    assert!(
+        text.contains("RUN <<'EOF'\necho one\necho two\nEOF\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("RUN <<'EOF'\n#!/bin/sh\necho three\nEOF\n"),
+        "{text}"
+    );
+}

@@ -1,9 +1,11 @@
 //! The store as a library: hostile layers, whiteouts, digest verification, diff-ID
 //! records, concurrent tagging and reproducible layers.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use flense::image::{Content, EntryKind, LayerEntry, LayerOptions};
@@ -139,7 +141,6 @@ fn whiteouts_become_overlay_whiteouts_and_are_listed() {
     );
     assert_eq!(fs::read(target.join("var/cache/kept")).unwrap(), b"new");
 }
-use std::os::unix::fs::MetadataExt;
 
 fn sample_entries(dir: &Path) -> Vec<LayerEntry> {
     let host = dir.join("host-file");
@@ -343,4 +344,66 @@ fn concurrent_tagging_loses_no_tag() {
         }
     });
     assert_eq!(store.tags().unwrap().len(), 40);
+}
+
+const INNER: &str = "FLENSE_TEST_INNER_UNPRIVILEGED";
+
+#[test]
+fn extraction_as_an_unprivileged_user_skips_devices_and_still_makes_whiteouts() {
+    if std::env::var_os(INNER).is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = support::cli::output(support::users::as_test_user(&exe).env(INNER, "1").args([
+        "--exact",
+        "unprivileged_extraction_inner",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "inner test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run by the test above as the unprivileged test user (it needs a non-root process).
+#[test]
+#[ignore = "runs as the unprivileged user, started by extraction_as_an_unprivileged_user_..."]
+fn unprivileged_extraction_inner() {
+    if std::env::var_os(INNER).is_none() {
+        return;
+    }
+    assert!(!nix::unistd::geteuid().is_root(), "must run unprivileged");
+    let (result, _tmp, target) = extract_hostile("device.tar");
+    let report = result.unwrap();
+    assert_eq!(report.skipped_devices, vec![PathBuf::from("dev/evil-mem")]);
+    assert!(!target.join("dev/evil-mem").exists());
+
+    let (result, _tmp, target) = extract_hostile("whiteouts.tar");
+    let report = result.unwrap();
+    assert!(
+        report.whiteout_devices,
+        "mknod 0/0 is allowed unprivileged since Linux 5.8"
+    );
+    assert!(fs::symlink_metadata(target.join("etc/gone"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert_eq!(
+        xattr::get(target.join("var/cache"), "user.overlay.opaque")
+            .unwrap()
+            .as_deref(),
+        Some(&b"y"[..])
+    );
+
+    for name in [
+        "dotdot.tar",
+        "symlink-then-write.tar",
+        "hardlink-outside.tar",
+    ] {
+        assert!(extract_hostile(name).0.is_err(), "{name}");
+    }
 }

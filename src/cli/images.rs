@@ -47,6 +47,10 @@ pub enum Commands {
     Load(LoadArgs),
     /// Delete blobs and unpacked layers that no tag reaches.
     Prune(PruneArgs),
+    /// Download an image from a registry into the local store; prints its manifest digest.
+    Pull(PullArgs),
+    /// Upload an image from the local store to a registry; prints its manifest digest.
+    Push(PushArgs),
 }
 
 /// Manifest flavour.
@@ -139,6 +143,8 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
         Commands::Save(args) => save(args, globals),
         Commands::Load(args) => load(args, globals),
         Commands::Prune(args) => prune(args, globals),
+        Commands::Pull(args) => pull(args, globals),
+        Commands::Push(args) => push(args, globals),
     }
 }
 
@@ -232,37 +238,41 @@ fn human_size(bytes: u64) -> String {
 
 fn images(args: ImagesArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = open_store(globals)?;
-    let images = store.images()?;
+    // One broken image (a missing or corrupt blob) must not hide the others.
+    let rows: Vec<(
+        String,
+        String,
+        Result<flense::store::StoredImage, StoreError>,
+    )> = store
+        .tags()?
+        .into_iter()
+        .map(|(name, d)| (name, d.digest().to_string(), store.image_at(&d)))
+        .collect();
     if args.json {
-        let list: Vec<serde_json::Value> = images
+        let list: Vec<serde_json::Value> = rows
             .iter()
-            .map(|i| {
-                serde_json::json!({
-                    "reference": i.reference,
-                    "digest": i.descriptor.digest().to_string(),
+            .map(|(name, digest, image)| match image {
+                Ok(i) => serde_json::json!({
+                    "reference": name,
+                    "digest": digest,
                     "mediaType": i.descriptor.media_type().to_string(),
                     "size": i.size(),
                     "created": i.config.created(),
-                })
+                }),
+                Err(e) => serde_json::json!({ "reference": name, "digest": digest, "error": e.to_string() }),
             })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let width = images
-        .iter()
-        .filter_map(|i| i.reference.as_ref().map(String::len))
-        .max()
-        .unwrap_or(9)
-        .max(9);
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(9).max(9);
     outln!("{:<width$}  {:<71}  SIZE", "REFERENCE", "DIGEST");
-    for i in &images {
-        outln!(
-            "{:<width$}  {:<71}  {}",
-            i.reference.as_deref().unwrap_or("<none>"),
-            i.descriptor.digest().to_string(),
-            human_size(i.size())
-        );
+    for (name, digest, image) in &rows {
+        let size = match image {
+            Ok(i) => human_size(i.size()),
+            Err(e) => format!("error: {e}"),
+        };
+        outln!("{name:<width$}  {digest:<71}  {size}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -354,4 +364,169 @@ fn prune(_args: PruneArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         report.layers
     );
     Ok(ExitCode::SUCCESS)
+}
+
+// ---- registry: pull and push ----
+
+/// Options shared by the registry subcommands.
+#[derive(clap::Args, Debug)]
+pub struct RegistryArgs {
+    /// Registries config (insecure registries, rewrites/mirrors). Default:
+    /// $FLENSE_REGISTRIES_CONFIG, else $XDG_CONFIG_HOME/flense/config.toml.
+    #[arg(long, value_name = "FILE")]
+    pub registries_config: Option<std::path::PathBuf>,
+}
+
+/// `flense pull`.
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// Image reference, e.g. `debian:bookworm`, `127.0.0.1:5000/app:1`, `app@sha256:...`.
+    pub reference: String,
+    /// Platform to take from a multi-platform image, `os/arch[/variant]`.
+    /// Default: this machine's (e.g. linux/amd64).
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `flense push`.
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    /// Image in the local store (tag or digest).
+    pub source: String,
+    /// Registry reference to push to. Default: the source's name.
+    pub destination: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+fn registry_client(args: &RegistryArgs) -> anyhow::Result<flense::registry::Client> {
+    use flense::registry::{Client, CredentialSource, RegistrySettings};
+    let settings =
+        RegistrySettings::load(args.registries_config.as_deref()).map_err(super::invalid)?;
+    Ok(Client::new(settings, CredentialSource::from_env())?)
+}
+
+fn registry_error(err: flense::registry::RegistryError) -> anyhow::Error {
+    if err.is_invalid_input() {
+        super::invalid(err)
+    } else {
+        err.into()
+    }
+}
+
+fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    use flense::registry::{progress::StderrProgress, Platform, Reference};
+    let reference = Reference::parse(&args.reference).map_err(super::invalid)?;
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>().map_err(super::invalid)?,
+        None => Platform::host(),
+    };
+    let client = registry_client(&args.registry)?;
+    let store = open_store(globals)?;
+    let pulled = flense::registry::pull(
+        &client,
+        &reference,
+        &platform,
+        &store,
+        &StderrProgress::new(),
+    )
+    .map_err(registry_error)?;
+    let descriptor = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::from(pulled.media_type.as_str()),
+        pulled.manifest.len() as u64,
+        pulled.digest.clone(),
+    );
+    if let Some(tag) = reference.tag() {
+        let name = flense::store::parse_name(&format!("{}:{tag}", reference.name()))?;
+        store.set_tag(&name, &descriptor)?;
+        eprintln!("pulled {name} ({platform})");
+    } else {
+        eprintln!("pulled {reference} ({platform})");
+    }
+    println!("{}", pulled.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn push(args: PushArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    use flense::registry::{progress::StderrProgress, LocalImage, PushOptions, Reference};
+    use flense::store::StoreError;
+    let store = open_store(globals)?;
+    let (tag, descriptor) = store.resolve(&args.source).map_err(|e| match e {
+        e @ (StoreError::UnknownImage(_) | StoreError::Reference(_)) => super::invalid(e),
+        e => e.into(),
+    })?;
+    let destination = match (&args.destination, &tag) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => {
+            return Err(super::invalid(anyhow::anyhow!(
+                "{:?} names an untagged image: give a destination",
+                args.source
+            )))
+        }
+    };
+    let dest = Reference::parse(&destination).map_err(super::invalid)?;
+    let client = registry_client(&args.registry)?;
+    let image = LocalImage {
+        media_type: descriptor.media_type().to_string(),
+        manifest: store.read_blob(descriptor.digest().as_ref())?,
+    };
+    let options = PushOptions {
+        mount_from: mount_sources(&store, &client, &dest),
+        ..PushOptions::default()
+    };
+    let digest = flense::registry::push(
+        &client,
+        &dest,
+        &image,
+        &store,
+        &options,
+        &StderrProgress::new(),
+    )
+    .map_err(registry_error)?;
+    eprintln!("pushed {dest}");
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Repositories of the destination registry that images in the store came from, with
+/// their blobs: candidates for cross-repository mounts.
+fn mount_sources(
+    store: &flense::store::Store,
+    client: &flense::registry::Client,
+    dest: &flense::registry::Reference,
+) -> Vec<flense::registry::MountSource> {
+    let target = client.settings().rewrite(dest);
+    let Ok(tags) = store.tags() else {
+        return Vec::new();
+    };
+    let mut sources: Vec<flense::registry::MountSource> = Vec::new();
+    for (name, descriptor) in tags {
+        let Ok(reference) = flense::registry::Reference::parse(&name) else {
+            continue;
+        };
+        let origin = client.settings().rewrite(&reference);
+        if origin.registry() != target.registry() || origin.repository() == target.repository() {
+            continue;
+        }
+        let Ok(image) = store.image_at(&descriptor) else {
+            continue;
+        };
+        let blobs = std::iter::once(image.manifest.config())
+            .chain(image.manifest.layers())
+            .map(|d| d.digest().to_string());
+        match sources
+            .iter_mut()
+            .find(|s| s.repository == origin.repository())
+        {
+            Some(s) => s.blobs.extend(blobs),
+            None => sources.push(flense::registry::MountSource {
+                repository: origin.repository().to_string(),
+                blobs: blobs.collect(),
+            }),
+        }
+    }
+    sources
 }

@@ -1,16 +1,241 @@
-//! `run` area subcommands.
+//! `run` area subcommands: `flense run --image REF [-- ARGS...]` runs an image from the
+//! store in a rootless sandbox and exits with its command's code.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::Subcommand;
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use flense_runtime::{ExitStatus, IdMode, Mount, Network, RuntimeError};
 
-use super::Globals;
+use super::{invalid, Globals};
+use flense::build::run_image::{run_image, RunError, RunOverrides};
+use flense::store::{default_root, Store};
 
 /// Subcommands of this area.
 #[derive(Subcommand, Debug)]
-pub enum Commands {}
+pub enum Commands {
+    /// Run a command in a sandbox made from an image in the local store
+    /// (exit code: the command's, 128+N when killed by signal N, 124 after --timeout,
+    /// 127 when the program is not found, 126 when it cannot be executed).
+    Run(RunArgs),
+}
+
+/// Options of `flense run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// The image to run (a tag such as `busybox` or `localhost/app:1`, or a digest).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Set an environment variable (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    pub env: Vec<String>,
+    /// Network: `host` (shared with the host) or `none` (only loopback).
+    #[arg(long, default_value = "host", value_parser = parse_network)]
+    pub network: Network,
+    /// Extra mount: `type=bind,src=PATH,dst=PATH[,ro]`, `type=tmpfs,dst=PATH[,size=BYTES]`
+    /// or `type=cache,src=PATH,dst=PATH` (repeatable).
+    #[arg(long = "mount", value_name = "SPEC", value_parser = parse_mount)]
+    pub mounts: Vec<Mount>,
+    /// Working directory inside the sandbox (default: the image's).
+    #[arg(short = 'w', long)]
+    pub workdir: Option<PathBuf>,
+    /// User to run as: `uid[:gid]` or `name[:group]` (default: the image's).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Override the image's entrypoint (an empty string clears it).
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// User-namespace ID mode: auto, root, subuid or single.
+    #[arg(long, default_value = "auto", value_parser = parse_userns)]
+    pub userns: IdMode,
+    /// Host name inside the sandbox.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Kill the sandbox after this many seconds (exit code 124).
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<f64>,
+    /// The command and its arguments (after `--`); replaces the image's cmd.
+    #[arg(last = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+}
 
 /// Runs one subcommand of this area.
-pub fn run(cmd: Commands, _globals: &Globals) -> anyhow::Result<ExitCode> {
-    match cmd {}
+pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Commands::Run(args) => run_command(args, globals),
+    }
+}
+
+fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let Some(reference) = args.image.clone() else {
+        return Err(invalid(anyhow::anyhow!(
+            "nothing to run: give --image REF (flense run --image busybox -- sh)"
+        )));
+    };
+    let overrides = overrides_from(&args)?;
+    let root = globals.root.clone().unwrap_or_else(default_root);
+    let store = Store::open(&root).with_context(|| format!("open store {}", root.display()))?;
+    let status = match run_image(&store, &reference, &overrides) {
+        Ok(status) => status,
+        Err(e) if e.is_invalid_input() => return Err(invalid(e)),
+        Err(RunError::Runtime(RuntimeError::Exec { program, source })) => {
+            // Like a shell: 127 when the program is not found, 126 when it cannot run.
+            eprintln!("flense: {reference}: cannot execute {program:?}: {source}");
+            let not_found = source.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32);
+            return Ok(ExitCode::from(if not_found { 127 } else { 126 }));
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context(format!("run {reference}"))),
+    };
+    match status {
+        ExitStatus::TimedOut => eprintln!(
+            "flense: {reference}: killed after the timeout of {}s",
+            args.timeout.unwrap_or_default()
+        ),
+        ExitStatus::Signaled(sig) => tracing::info!("command killed by signal {sig}"),
+        ExitStatus::Exited(_) => {}
+    }
+    Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+
+/// The overrides `run_image` takes, from the command line.
+pub fn overrides_from(args: &RunArgs) -> anyhow::Result<RunOverrides> {
+    let mut env = Vec::new();
+    for kv in &args.env {
+        match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => env.push((k.to_string(), v.to_string())),
+            _ => match std::env::var(kv) {
+                // `-e NAME` passes the caller's value, like docker.
+                Ok(v) if !kv.is_empty() => env.push((kv.clone(), v)),
+                _ => return Err(invalid(anyhow::anyhow!("-e {kv:?}: expected K=V"))),
+            },
+        }
+    }
+    let timeout = match args.timeout {
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+        Some(t) => {
+            return Err(invalid(anyhow::anyhow!(
+                "--timeout {t}: expected seconds > 0"
+            )))
+        }
+        None => None,
+    };
+    if let Some(w) = &args.workdir {
+        if !w.is_absolute() {
+            return Err(invalid(anyhow::anyhow!(
+                "--workdir {}: expected an absolute path",
+                w.display()
+            )));
+        }
+    }
+    let entrypoint = args.entrypoint.as_ref().map(|e| {
+        if e.is_empty() {
+            Vec::new()
+        } else {
+            vec![e.clone()]
+        }
+    });
+    Ok(RunOverrides {
+        args: args.args.clone(),
+        entrypoint,
+        env,
+        network: args.network,
+        mounts: args.mounts.clone(),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        userns: args.userns,
+        hostname: args.hostname.clone(),
+        timeout,
+        forward_signals: true,
+    })
+}
+
+fn parse_network(s: &str) -> Result<Network, String> {
+    match s {
+        "host" => Ok(Network::Host),
+        "none" => Ok(Network::None),
+        other => Err(format!("unknown network {other:?} (expected host or none)")),
+    }
+}
+
+fn parse_userns(s: &str) -> Result<IdMode, String> {
+    s.parse()
+        .map_err(|e: flense_runtime::RuntimeError| e.to_string())
+}
+
+/// Parses a `--mount` value: comma-separated `key=value` fields and the `ro` flag.
+pub fn parse_mount(spec: &str) -> Result<Mount, String> {
+    let (mut kind, mut src, mut dst, mut ro, mut size) = (None, None, None, false, None);
+    for field in spec.split(',').filter(|f| !f.is_empty()) {
+        let (key, value) = match field.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (field, None),
+        };
+        match (key, value) {
+            ("type", Some(v)) => kind = Some(v.to_string()),
+            ("src" | "source", Some(v)) => src = Some(PathBuf::from(v)),
+            ("dst" | "destination" | "target", Some(v)) => dst = Some(PathBuf::from(v)),
+            ("ro" | "readonly", None | Some("true" | "1")) => ro = true,
+            ("ro" | "readonly", Some("false" | "0")) | ("rw", None) => ro = false,
+            ("size", Some(v)) => {
+                size = Some(
+                    v.parse::<u64>()
+                        .map_err(|_| format!("size={v}: expected bytes"))?,
+                )
+            }
+            _ => return Err(format!("unknown mount field {field:?} in {spec:?}")),
+        }
+    }
+    let dst = dst.ok_or_else(|| format!("{spec:?}: missing dst="))?;
+    if !dst.is_absolute() {
+        return Err(format!("{spec:?}: dst must be an absolute path"));
+    }
+    let absolute_src = |src: Option<PathBuf>| -> Result<PathBuf, String> {
+        let src = src.ok_or_else(|| format!("{spec:?}: missing src="))?;
+        std::path::absolute(&src).map_err(|e| format!("{}: {e}", src.display()))
+    };
+    match kind.as_deref().unwrap_or("bind") {
+        "bind" => Ok(Mount::Bind {
+            src: absolute_src(src)?,
+            dst,
+            readonly: ro,
+        }),
+        "tmpfs" => Ok(Mount::Tmpfs { dst, size }),
+        "cache" => Ok(Mount::Cache {
+            src: absolute_src(src)?,
+            dst,
+        }),
+        other => Err(format!(
+            "unknown mount type {other:?} (bind, tmpfs or cache)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_specs_parse() {
+        assert_eq!(
+            parse_mount("type=bind,src=/a,dst=/b,ro").unwrap(),
+            Mount::Bind {
+                src: "/a".into(),
+                dst: "/b".into(),
+                readonly: true
+            }
+        );
+        assert_eq!(
+            parse_mount("type=tmpfs,dst=/t,size=1024").unwrap(),
+            Mount::Tmpfs {
+                dst: "/t".into(),
+                size: Some(1024)
+            }
+        );
+        assert!(parse_mount("type=bind,src=/a").is_err());
+        assert!(parse_mount("type=bind,src=/a,dst=rel").is_err());
+        assert!(parse_mount("type=nfs,dst=/x").is_err());
+        assert!(parse_mount("type=bind,src=/a,dst=/b,bogus").is_err());
+    }
 }

@@ -221,8 +221,12 @@ impl<'a> Decoder<'a> {
                 for (k, v) in entries {
                     let child = join(path, &k.name);
                     self.positions.insert(format!("{child}#key"), k.pos);
+                    // Like Go's encoding/json, a null value still defines the key,
+                    // with an empty value (`GRADLE_USER_HOME: ~` sets it to "").
                     if let Some(s) = self.string(v, &child) {
                         out.insert(k.name.clone(), s);
+                    } else if matches!(v.kind, NodeKind::Null) {
+                        out.insert(k.name.clone(), String::new());
                     }
                 }
             }
@@ -231,14 +235,14 @@ impl<'a> Decoder<'a> {
         out
     }
 
-    /// Decodes the root mapping (after the version check) into a [`Config`].
-    pub fn config(&mut self, root: &Node, version: String) -> (CommonConfig, Vec<Variant>) {
+    /// Decodes the root mapping (after the version check): the top-level common config
+    /// over Blubber's defaults, and the raw variants.
+    pub fn config(&mut self, root: &Node) -> (CommonConfig, Vec<Variant>) {
         let mut allowed = vec!["version", "variants"];
         allowed.extend_from_slice(COMMON_KEYS);
         let entries = self.map(root, "", &allowed).unwrap_or_default();
         let mut common = defaults();
         self.common_into(&entries, "", &mut common);
-        let _ = version;
         let mut variants = Vec::new();
         if let Some((_, node)) = entries.iter().find(|(k, _)| k.name == "variants") {
             self.record("variants", node);

@@ -9,6 +9,9 @@ use super::model::*;
 use super::paths;
 use super::rules;
 
+mod apt;
+mod builders;
+
 /// Collects validation errors for one file.
 pub(crate) struct Validator<'a> {
     file: &'a str,
@@ -61,7 +64,12 @@ impl<'a> Validator<'a> {
     }
 
     fn err(&mut self, path: &str, problem: Problem) {
-        let pos = self.locate(path);
+        self.err_at(path, path, problem);
+    }
+
+    /// Reports an error about `path` at the position of `at` (e.g. one bad key).
+    fn err_at(&mut self, at: &str, path: &str, problem: Problem) {
+        let pos = self.locate(at);
         self.errors.push(ConfigError {
             file: self.file.to_string(),
             pos,
@@ -154,13 +162,13 @@ impl<'a> Validator<'a> {
                 );
             }
         }
-        if c.arguments.keys().any(|k| !rules::is_env_name(k)) {
-            self.err(
-                &p("arguments"),
-                Problem::EnvVars {
-                    field: "arguments".into(),
-                },
-            );
+        if let Some(bad) = c.arguments.keys().find(|k| !rules::is_env_name(k)) {
+            let path = p("arguments");
+            let at = format!("{path}.{bad}#key");
+            let problem = Problem::EnvVars {
+                field: "arguments".into(),
+            };
+            self.err_at(&at, &path, problem);
         }
         self.apt(&c.apt, &p("apt"));
         if let Some(b) = &c.builder {
@@ -174,13 +182,13 @@ impl<'a> Validator<'a> {
         self.abs_path(&c.lives.dir, &p("lives.in"));
         self.user(&c.runs.user, &p("runs"));
         self.abs_path(&c.runs.dir, &p("runs.in"));
-        if c.runs.environment.keys().any(|k| !rules::is_env_name(k)) {
-            self.err(
-                &p("runs.environment"),
-                Problem::EnvVars {
-                    field: "environment".into(),
-                },
-            );
+        if let Some(bad) = c.runs.environment.keys().find(|k| !rules::is_env_name(k)) {
+            let path = p("runs.environment");
+            let at = format!("{path}.{bad}#key");
+            let problem = Problem::EnvVars {
+                field: "environment".into(),
+            };
+            self.err_at(&at, &path, problem);
         }
     }
 
@@ -205,246 +213,6 @@ impl<'a> Validator<'a> {
                     value: u.name.clone(),
                 },
             );
-        }
-    }
-
-    fn apt(&mut self, apt: &AptConfig, path: &str) {
-        for (release, packages) in &apt.packages {
-            let rpath = format!("{path}.packages[{release}]");
-            if release != "default" && !rules::is_debian_release(release) {
-                self.err(
-                    &format!("{rpath}#key"),
-                    Problem::DebianRelease {
-                        field: field_of(&rpath),
-                        value: release.clone(),
-                    },
-                );
-            }
-            for (i, pkg) in packages.iter().enumerate() {
-                if !rules::is_debian_package(pkg) {
-                    let ppath = format!("{rpath}[{i}]");
-                    self.err(
-                        &ppath,
-                        Problem::DebianPackage {
-                            field: field_of(&ppath),
-                            value: pkg.clone(),
-                        },
-                    );
-                }
-            }
-        }
-        for (i, s) in apt.sources.iter().enumerate() {
-            let spath = format!("{path}.sources[{i}]");
-            if s.url.is_empty() {
-                self.err(
-                    &format!("{spath}.url"),
-                    Problem::Required {
-                        field: "url".into(),
-                    },
-                );
-            } else if !rules::is_http_url(&s.url) {
-                self.err(
-                    &format!("{spath}.url"),
-                    Problem::HttpUrl {
-                        field: "url".into(),
-                        value: s.url.clone(),
-                    },
-                );
-            }
-            if s.distribution.is_empty() {
-                self.err(
-                    &format!("{spath}.distribution"),
-                    Problem::Required {
-                        field: "distribution".into(),
-                    },
-                );
-            } else if !rules::is_debian_release(&s.distribution) {
-                self.err(
-                    &format!("{spath}.distribution"),
-                    Problem::DebianRelease {
-                        field: "distribution".into(),
-                        value: s.distribution.clone(),
-                    },
-                );
-            }
-            for (j, c) in s.components.iter().enumerate() {
-                if !rules::is_debian_component(c) {
-                    self.err(
-                        &format!("{spath}.components[{j}]"),
-                        Problem::DebianComponent {
-                            field: format!("components[{j}]"),
-                            value: c.clone(),
-                        },
-                    );
-                }
-            }
-        }
-        for (i, proxy) in apt.proxies.iter().enumerate() {
-            let ppath = format!("{path}.proxies[{i}]");
-            if proxy.url.is_empty() {
-                self.err(
-                    &format!("{ppath}.url"),
-                    Problem::Required {
-                        field: "url".into(),
-                    },
-                );
-            } else if !rules::is_http_url(&proxy.url) {
-                self.err(
-                    &format!("{ppath}.url"),
-                    Problem::HttpUrl {
-                        field: "url".into(),
-                        value: proxy.url.clone(),
-                    },
-                );
-            }
-            if let Some(source) = proxy.source.as_deref().filter(|s| !s.is_empty()) {
-                if !rules::is_http_url(source) {
-                    self.err(
-                        &format!("{ppath}.source"),
-                        Problem::HttpUrl {
-                            field: "source".into(),
-                            value: source.into(),
-                        },
-                    );
-                }
-            }
-        }
-    }
-
-    fn builders(&mut self, c: &CommonConfig, path: &str) {
-        if c.builders.is_empty() {
-            return;
-        }
-        // Blubber's tag order: uniquetypesexcept, then notallowedwith; the first wins.
-        let mut seen = HashSet::new();
-        for e in &c.builders {
-            if !matches!(e, BuilderEntry::Custom(_)) && !seen.insert(e.kind()) {
-                self.err(
-                    path,
-                    Problem::UniqueTypesExcept {
-                        field: "builders".into(),
-                    },
-                );
-                return;
-            }
-        }
-        let declared = !c.node.is_empty()
-            || !c.php.is_empty()
-            || !c.python.is_empty()
-            || c.builder
-                .as_ref()
-                .is_some_and(|b| *b != CustomBuilder::default());
-        if declared {
-            self.err(
-                path,
-                Problem::NotAllowedWith {
-                    field: "builders".into(),
-                    param: "node php python builder".into(),
-                },
-            );
-            return;
-        }
-        for (i, e) in c.builders.iter().enumerate() {
-            let epath = format!("{path}[{i}].{}", e.kind());
-            match e {
-                BuilderEntry::Custom(b) => self.custom_builder(b, &epath),
-                BuilderEntry::Node(n) => self.node(n, &epath),
-                BuilderEntry::Php(p) => self.php(p, &epath),
-                BuilderEntry::Python(p) => self.python(p, &epath),
-            }
-        }
-    }
-
-    fn custom_builder(&mut self, b: &CustomBuilder, path: &str) {
-        let has_command = b.command.as_ref().is_some_and(|c| !c.is_empty());
-        let has_script = b.script.as_deref().is_some_and(|s| !s.is_empty());
-        if has_command && has_script {
-            self.err(
-                &format!("{path}.command"),
-                Problem::NotAllowedWith {
-                    field: "command".into(),
-                    param: "script".into(),
-                },
-            );
-            self.err(
-                &format!("{path}.script"),
-                Problem::NotAllowedWith {
-                    field: "script".into(),
-                    param: "command".into(),
-                },
-            );
-        }
-        if let Some(reqs) = &b.requirements {
-            self.requirements(reqs, &format!("{path}.requirements"));
-        }
-        if let Some(mounts) = &b.mounts {
-            let mpath = format!("{path}.mounts");
-            if has_duplicates(mounts) {
-                self.err(
-                    &mpath,
-                    Problem::Duplicates {
-                        field: "mounts".into(),
-                    },
-                );
-            }
-        }
-        if let Some(caches) = &b.caches {
-            let cpath = format!("{path}.caches");
-            if has_duplicates(caches) {
-                self.err(
-                    &cpath,
-                    Problem::Duplicates {
-                        field: "caches".into(),
-                    },
-                );
-            } else {
-                for (i, c) in caches.iter().enumerate() {
-                    if c.destination.is_empty() {
-                        self.err(
-                            &format!("{cpath}[{i}].destination"),
-                            Problem::Required {
-                                field: "destination".into(),
-                            },
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    fn node(&mut self, n: &NodeConfig, path: &str) {
-        if !n.env.is_empty() && !rules::is_node_env(&n.env) {
-            self.err(
-                &format!("{path}.env"),
-                Problem::NodeEnv {
-                    field: "env".into(),
-                    value: n.env.clone(),
-                },
-            );
-        }
-        if let Some(reqs) = &n.requirements {
-            self.requirements(reqs, &format!("{path}.requirements"));
-        }
-    }
-
-    fn php(&mut self, p: &PhpConfig, path: &str) {
-        if let Some(reqs) = &p.requirements {
-            self.requirements(reqs, &format!("{path}.requirements"));
-        }
-    }
-
-    fn python(&mut self, p: &PythonConfig, path: &str) {
-        if !p.poetry.version.is_empty() && !rules::is_py_pkg_version(&p.poetry.version) {
-            self.err(
-                &format!("{path}.poetry.version"),
-                Problem::PyPkgVer {
-                    field: "version".into(),
-                    value: p.poetry.version.clone(),
-                },
-            );
-        }
-        if let Some(reqs) = &p.requirements {
-            self.requirements(reqs, &format!("{path}.requirements"));
         }
     }
 

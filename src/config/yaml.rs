@@ -10,6 +10,10 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::error::Pos;
 
+mod scalar;
+
+pub use scalar::resolve_plain;
+
 /// One YAML value with the position where it starts.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Node {
@@ -115,7 +119,10 @@ enum Open {
 #[derive(Default)]
 struct TreeBuilder {
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and their sizes (in nodes), for aliases.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes in the tree so far, aliases counted by their full size.
+    nodes: usize,
     root: Option<Node>,
     error: Option<YamlError>,
     done: bool,
@@ -182,6 +189,20 @@ impl TreeBuilder {
         if let Some((pos, msg)) = failure {
             self.fail(pos, msg);
         }
+    }
+}
+
+/// Largest tree (in nodes, aliases expanded) a config may produce.
+const MAX_NODES: usize = 1_000_000;
+
+/// Deepest nesting of collections a config may use.
+const MAX_DEPTH: usize = 256;
+
+fn size_of_tree(node: &Node) -> usize {
+    1 + match &node.kind {
+        NodeKind::Seq(items) => items.iter().map(size_of_tree).sum(),
+        NodeKind::Map(entries) => entries.iter().map(|(_, v)| 1 + size_of_tree(v)).sum(),
+        _ => 0,
     }
 }
 
@@ -279,19 +300,30 @@ impl MarkedEventReceiver for TreeBuilder {
                     _ => NodeKind::Str(value),
                 };
                 let node = Node { kind, pos };
+                self.nodes += 1;
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors.insert(anchor, (node.clone(), 1));
                 }
                 self.push_value(node, is_merge_key);
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
+                Some((node, size)) => {
+                    // Aliases are copied into the tree, so a "billion laughs" document
+                    // would grow without bound: cap the tree size.
+                    self.nodes += size;
+                    if self.nodes > MAX_NODES {
+                        self.fail(pos, "document contains excessive aliasing");
+                        return;
+                    }
                     let mut node = node.clone();
                     node.pos = pos;
                     self.push_value(node, false);
                 }
                 None => self.fail(pos, "unknown anchor"),
             },
+            Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
+                self.fail(pos, "document nests too deeply");
+            }
             Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq {
                 anchor,
                 pos,
@@ -342,8 +374,10 @@ impl MarkedEventReceiver for TreeBuilder {
                         )
                     }
                 };
+                self.nodes += 1;
                 if anchor > 0 {
-                    self.anchors.insert(anchor, node.clone());
+                    self.anchors
+                        .insert(anchor, (node.clone(), size_of_tree(&node)));
                 }
                 self.push_value(node, false);
             }
@@ -353,132 +387,12 @@ impl MarkedEventReceiver for TreeBuilder {
     }
 }
 
-/// Resolves a plain (unquoted) scalar the way `gopkg.in/yaml.v2` does.
-pub fn resolve_plain(text: &str) -> NodeKind {
-    match text {
-        "" | "~" | "null" | "Null" | "NULL" => return NodeKind::Null,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "true" | "True" | "TRUE" | "on" | "On" | "ON" => {
-            return NodeKind::Bool(true)
-        }
-        "n" | "N" | "no" | "No" | "NO" | "false" | "False" | "FALSE" | "off" | "Off" | "OFF" => {
-            return NodeKind::Bool(false)
-        }
-        ".nan" | ".NaN" | ".NAN" => return NodeKind::Float(f64::NAN, text.to_string()),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return NodeKind::Float(f64::INFINITY, text.to_string())
-        }
-        "-.inf" | "-.Inf" | "-.INF" => return NodeKind::Float(f64::NEG_INFINITY, text.to_string()),
-        _ => {}
-    }
-    let first = text.as_bytes()[0];
-    if !(first.is_ascii_digit() || first == b'-' || first == b'+' || first == b'.') {
-        return NodeKind::Str(text.to_string());
-    }
-    let plain = text.replace('_', "");
-    if let Some(i) = parse_go_int(&plain) {
-        return NodeKind::Int(i);
-    }
-    if is_yaml11_float(&plain) {
-        if let Ok(f) = plain.parse::<f64>() {
-            return NodeKind::Float(f, text.to_string());
-        }
-    }
-    NodeKind::Str(text.to_string())
-}
-
-/// `strconv.ParseInt(s, 0, 64)`: optional sign, then `0x`/`0o`/`0b` prefixes or a
-/// leading `0` for octal.
-fn parse_go_int(s: &str) -> Option<i64> {
-    let (neg, digits) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if digits.is_empty() {
-        return None;
-    }
-    let lower = digits.to_ascii_lowercase();
-    let (radix, body) = if let Some(rest) = lower.strip_prefix("0x") {
-        (16, rest.to_string())
-    } else if let Some(rest) = lower.strip_prefix("0o") {
-        (8, rest.to_string())
-    } else if let Some(rest) = lower.strip_prefix("0b") {
-        (2, rest.to_string())
-    } else if lower.len() > 1 && lower.starts_with('0') {
-        (8, lower[1..].to_string())
-    } else {
-        (10, lower)
-    };
-    if body.is_empty() || !body.chars().all(|c| c.is_digit(radix)) {
-        return None;
-    }
-    let magnitude = i128::from_str_radix(&body, radix).ok()?;
-    let value = if neg { -magnitude } else { magnitude };
-    i64::try_from(value).ok()
-}
-
-/// yaml.v2's float pattern: `^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$`.
-fn is_yaml11_float(s: &str) -> bool {
-    let b = s.as_bytes();
-    let mut i = 0;
-    if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
-        i += 1;
-    }
-    let int_start = i;
-    while i < b.len() && b[i].is_ascii_digit() {
-        i += 1;
-    }
-    let int_digits = i - int_start;
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        let frac_start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if int_digits == 0 && i == frac_start {
-            return false;
-        }
-    } else if int_digits == 0 {
-        return false;
-    }
-    if i < b.len() && (b[i] == b'e' || b[i] == b'E') {
-        i += 1;
-        if i < b.len() && (b[i] == b'-' || b[i] == b'+') {
-            i += 1;
-        }
-        let exp_start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == exp_start {
-            return false;
-        }
-    }
-    i == b.len()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn kinds(text: &str) -> NodeKind {
         parse(text).unwrap().kind
-    }
-
-    #[test]
-    fn yaml11_scalars_resolve_like_yaml_v2() {
-        assert_eq!(resolve_plain("yes"), NodeKind::Bool(true));
-        assert_eq!(resolve_plain("Off"), NodeKind::Bool(false));
-        assert_eq!(resolve_plain("n"), NodeKind::Bool(false));
-        assert_eq!(resolve_plain("0755"), NodeKind::Int(493));
-        assert_eq!(resolve_plain("0x1F"), NodeKind::Int(31));
-        assert_eq!(resolve_plain("1_000"), NodeKind::Int(1000));
-        assert_eq!(resolve_plain("-12"), NodeKind::Int(-12));
-        assert!(matches!(resolve_plain("3.9"), NodeKind::Float(f, _) if f == 3.9));
-        assert_eq!(resolve_plain("4.11.1"), NodeKind::Str("4.11.1".into()));
-        assert_eq!(resolve_plain("~"), NodeKind::Null);
-        assert_eq!(resolve_plain("09"), NodeKind::Float(9.0, "09".into()));
-        assert_eq!(resolve_plain("python3"), NodeKind::Str("python3".into()));
     }
 
     #[test]
@@ -525,6 +439,26 @@ mod tests {
             ]
         );
         assert!(matches!(&entries[2].1.kind, NodeKind::Seq(items) if items.len() == 1));
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused() {
+        let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        for i in 1..9 {
+            let prev = (b'a' + i - 1) as char;
+            let cur = (b'a' + i) as char;
+            bomb.push_str(&format!(
+                "{cur}: &{cur} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+        }
+        let err = parse(&bomb).unwrap_err();
+        assert!(err.message.contains("excessive aliasing"), "{err:?}");
+        let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+        let err = parse(&deep).unwrap_err();
+        assert!(
+            err.message.contains("too deeply") || err.message.contains("recursion limit"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -51,6 +51,13 @@ pub fn render_instruction(instruction: &Instruction) -> String {
         Instruction::WorkingDirectory { path, .. } => format!("WORKDIR {}", go_quote(path)),
         Instruction::Run {
             command, context, ..
+        } if command.contains('\n') => {
+            // A multi-line string-form command: a heredoc keeps the Dockerfile parseable
+            // and runs the text through the default shell, like `/bin/sh -c`.
+            format!("RUN {}{}", mount_flags(context), heredoc(command, ""))
+        }
+        Instruction::Run {
+            command, context, ..
         } => format!("RUN {}{}", mount_flags(context), command),
         Instruction::RunAll {
             commands, context, ..

@@ -8,6 +8,10 @@ use super::Plan;
 /// The plan as indented text, one line per step (plus one per executed command).
 pub fn render(plan: &Plan) -> String {
     let mut out = String::new();
+    let images = plan.images();
+    if !images.is_empty() {
+        out.push_str(&format!("images: {}\n", images.join(", ")));
+    }
     for stage in &plan.stages {
         let base = stage.base.as_deref().unwrap_or("scratch");
         out.push_str(&format!("stage {} (from {base})", stage.variant));

@@ -1,1 +1,31 @@
 //! Registry client: reference parsing, pull and push over HTTP(S), auth, retries.
+//!
+//! The client talks to the store through [`BlobStore`], so it works with any
+//! content-addressed store; everything it puts there has been verified (digest and size).
+
+pub mod auth;
+pub mod blobs;
+pub mod client;
+pub mod error;
+pub mod local;
+pub mod manifest;
+pub mod parallel;
+pub mod platform;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod reference;
+pub mod retry;
+pub mod settings;
+mod upload;
+
+pub use auth::{Credential, CredentialSource};
+pub use blobs::{BlobOutcome, BlobStore, NoProgress, Progress};
+pub use client::{Client, Repository};
+pub use error::{RegistryError, Result};
+pub use platform::Platform;
+pub use pull::{pull, PulledImage};
+pub use push::{push, LocalImage, MountSource, PushOptions};
+pub use reference::Reference;
+pub use retry::RetryPolicy;
+pub use settings::RegistrySettings;

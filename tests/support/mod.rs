@@ -4,4 +4,5 @@
 
 pub mod cli;
 pub mod fixtures;
+pub mod registry;
 pub mod users;

@@ -200,6 +200,20 @@ impl Decoder<'_> {
             let Some(entries) = self.map(item, &p, &["custom", "node", "php", "python"]) else {
                 continue;
             };
+            if entries.len() != 1 {
+                self.err(
+                    item.pos,
+                    &p,
+                    Problem::Schema {
+                        pointer: pointer_of(&p),
+                        detail: format!(
+                            "a builders entry must have exactly one key (custom, node, php or python), not {}",
+                            entries.len()
+                        ),
+                    },
+                );
+                continue;
+            }
             for (k, v) in entries {
                 let child = join(&p, &k.name);
                 let entry = match k.name.as_str() {

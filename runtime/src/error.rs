@@ -1,0 +1,55 @@
+//! Errors of the runtime crate.
+
+use std::io;
+
+/// Why a sandbox could not be set up, run or captured.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The sandbox specification is unusable (e.g. an empty command, a relative path).
+    #[error("invalid sandbox: {0}")]
+    InvalidSpec(String),
+    /// The user-namespace ID mode cannot be used.
+    #[error("user namespace: {0}")]
+    IdMode(String),
+    /// A host-side file operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A step of the sandbox set-up failed inside the new namespaces.
+    #[error("sandbox set-up failed at {stage}: {source}")]
+    Setup {
+        /// The step (e.g. `mount overlay on /var/lib/...`).
+        stage: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The program could not be started inside the sandbox.
+    #[error("cannot execute {program:?} in the sandbox: {source}")]
+    Exec {
+        /// The program as given.
+        program: String,
+        /// The OS error (ENOENT: not found in PATH).
+        source: io::Error,
+    },
+    /// The root filesystem diff could not be captured.
+    #[error("capture diff at {path}: {reason}")]
+    Capture {
+        /// The host path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl RuntimeError {
+    pub(crate) fn io(what: impl Into<String>, source: io::Error) -> Self {
+        RuntimeError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! What the client needs from its surroundings: a content-addressed blob store and a
+//! progress reporter; and the verifying writer that guards the store's door.
+
+use std::io::{self, Read, Write};
+
+use oci_spec::image::{Digest, DigestAlgorithm};
+use sha2::{Digest as _, Sha256};
+
+/// A content-addressed blob store. `put_verified` must check digest and size itself
+/// and make the blob visible atomically (temp file + rename), so a blob is either whole
+/// and correct or absent.
+pub trait BlobStore: Sync {
+    /// Whether the store holds the blob.
+    fn has_blob(&self, digest: &Digest) -> io::Result<bool>;
+    /// Opens a blob for reading; returns the reader and the blob's size.
+    fn open_blob(&self, digest: &Digest) -> io::Result<(Box<dyn Read + Send>, u64)>;
+    /// Copies `reader` into the store if and only if it yields exactly `size` bytes
+    /// with `digest`; a mismatch is an error of kind `InvalidData` and stores nothing.
+    fn put_verified(&self, reader: &mut dyn Read, digest: &Digest, size: u64) -> io::Result<()>;
+}
+
+/// What happened to one blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobOutcome {
+    /// Pull: the store already had it.
+    Cached,
+    /// Pull: downloaded and verified.
+    Downloaded,
+    /// Push: the registry already had it.
+    Exists,
+    /// Push: mounted from another repository of the same registry.
+    Mounted,
+    /// Push: uploaded.
+    Uploaded,
+}
+
+/// Receives progress events; called from several threads at once.
+pub trait Progress: Sync {
+    /// A blob transfer starts.
+    fn blob_started(&self, _digest: &Digest, _size: u64) {}
+    /// `bytes` more bytes of the blob were transferred.
+    fn blob_advanced(&self, _digest: &Digest, _bytes: u64) {}
+    /// A transfer restarts from `offset` after a failure.
+    fn blob_restarted(&self, _digest: &Digest, _offset: u64) {}
+    /// A blob is done.
+    fn blob_finished(&self, _digest: &Digest, _outcome: BlobOutcome) {}
+}
+
+/// Ignores all progress.
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// Hashes and counts everything written through it.
+pub struct VerifyingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl<W: Write> VerifyingWriter<W> {
+    /// Wraps `inner`.
+    pub fn new(inner: W) -> Self {
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            written: 0,
+        }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Checks the content against the expected digest and size; returns the inner writer
+    /// only when both match, else a description of the mismatch.
+    pub fn finish(self, expected: &Digest, size: u64) -> Result<W, String> {
+        if self.written != size {
+            return Err(format!(
+                "blob {expected}: expected {size} bytes, received {}",
+                self.written
+            ));
+        }
+        let actual = hex::encode(self.hasher.finalize());
+        if actual != expected.digest() {
+            return Err(format!(
+                "blob {expected}: content has digest sha256:{actual}"
+            ));
+        }
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for VerifyingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Whether this client can verify the digest (only sha256 for now).
+pub fn supported_digest(digest: &Digest) -> bool {
+    *digest.algorithm() == DigestAlgorithm::Sha256
+}
+
+/// The sha256 digest of `bytes`.
+pub fn sha256_digest(bytes: &[u8]) -> Digest {
+    let hex = hex::encode(Sha256::digest(bytes));
+    Digest::try_from(format!("sha256:{hex}")).expect("a sha256 hex string is a valid digest")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifies_digest_and_size() {
+        let d = sha256_digest(b"hello");
+        let mut w = VerifyingWriter::new(Vec::new());
+        w.write_all(b"hello").unwrap();
+        assert_eq!(w.finish(&d, 5).unwrap(), b"hello");
+        let mut w = VerifyingWriter::new(Vec::new());
+        w.write_all(b"hellO").unwrap();
+        assert!(w.finish(&d, 5).unwrap_err().contains("content has digest"));
+        let mut w = VerifyingWriter::new(Vec::new());
+        w.write_all(b"hello!").unwrap();
+        assert!(w.finish(&d, 5).unwrap_err().contains("expected 5 bytes"));
+    }
+}

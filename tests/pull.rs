@@ -1,0 +1,273 @@
+//! `flense pull` against a real registry filled by skopeo: by tag and digest, OCI and
+//! Docker v2s2, multi-platform indexes with `--platform`, rewrites, bad references,
+//! and as an unprivileged user.
+
+mod support;
+
+use support::cli::{flense, ok_stdout, output};
+use support::registry::{make_test_image, simple_image, TestPlatform, TestRegistry};
+
+fn store_index(root: &std::path::Path) -> String {
+    std::fs::read_to_string(root.join("index.json")).unwrap()
+}
+
+fn blob_exists(root: &std::path::Path, digest: &str) -> bool {
+    root.join("blobs/sha256")
+        .join(&digest["sha256:".len()..])
+        .is_file()
+}
+
+#[test]
+fn pulls_by_tag_and_by_digest_and_skopeo_reads_the_store() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
+    let root = tmp.path().join("store");
+
+    let out = ok_stdout(flense(&root).arg("pull").arg(reg.image("base/busybox:v1")));
+    assert_eq!(out.trim(), image.digest);
+    assert!(blob_exists(&root, &image.manifests[0].2[0]));
+    assert!(store_index(&root).contains(&format!("{}/base/busybox:v1", reg.addr)));
+
+    // The store is an OCI layout: skopeo copies the pulled image out of it.
+    let check = tmp.path().join("check");
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet"])
+        .arg(format!(
+            "oci:{}:{}/base/busybox:v1",
+            root.display(),
+            reg.addr
+        ))
+        .arg(format!("oci:{}:x", check.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+
+    let by_digest = format!("{}/base/busybox@{}", reg.addr, image.digest);
+    let root2 = tmp.path().join("store2");
+    let out = ok_stdout(flense(&root2).arg("pull").arg(&by_digest));
+    assert_eq!(out.trim(), image.digest);
+    assert!(blob_exists(&root2, &image.manifests[0].2[0]));
+}
+
+#[test]
+fn pulls_docker_v2s2_images_with_their_original_bytes() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "docker/busybox:v1", &["--format", "v2s2"]);
+    let raw = reg.raw_manifest("docker/busybox:v1");
+    let root = tmp.path().join("store");
+    let out = ok_stdout(
+        flense(&root)
+            .arg("pull")
+            .arg(reg.image("docker/busybox:v1")),
+    );
+    assert_eq!(out.trim(), support::registry::sha256(&raw));
+    let index = store_index(&root);
+    assert!(
+        index.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{index}"
+    );
+    // Layers keep their compressed digest.
+    assert!(blob_exists(&root, &image.manifests[0].2[0]));
+}
+
+#[test]
+fn platform_flag_picks_from_a_multi_platform_index() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = make_test_image(
+        &tmp.path().join("layout"),
+        "multi",
+        &[
+            TestPlatform {
+                architecture: "arm64",
+                marker: "arm64".into(),
+            },
+            TestPlatform {
+                architecture: "amd64",
+                marker: "amd64".into(),
+            },
+        ],
+    );
+    image.push_with_skopeo(&reg, "multi/busybox:1", &["--all"]);
+    let amd = &image.manifests[1];
+    let arm = &image.manifests[0];
+
+    let root = tmp.path().join("default");
+    let out = ok_stdout(flense(&root).arg("pull").arg(reg.image("multi/busybox:1")));
+    assert_eq!(
+        out.trim(),
+        amd.1,
+        "default is the host platform, linux/amd64"
+    );
+    assert!(blob_exists(&root, &amd.2[0]) && !blob_exists(&root, &arm.2[0]));
+
+    let root = tmp.path().join("arm");
+    let out = ok_stdout(
+        flense(&root)
+            .args(["pull", "--platform", "linux/arm64"])
+            .arg(reg.image("multi/busybox:1")),
+    );
+    assert_eq!(out.trim(), arm.1);
+    assert!(blob_exists(&root, &arm.2[0]) && !blob_exists(&root, &amd.2[0]));
+
+    let out = output(
+        flense(&root)
+            .args(["pull", "--platform", "linux/s390x"])
+            .arg(reg.image("multi/busybox:1")),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no manifest for platform linux/s390x"),
+        "{err}"
+    );
+    assert!(err.contains("linux/arm64, linux/amd64"), "{err}");
+
+    let out = output(
+        flense(&root)
+            .args(["pull", "--platform", "linux"])
+            .arg(reg.image("multi/busybox:1")),
+    );
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn bad_and_missing_references_are_explained() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let out = output(flense(&root).args(["pull", "Not/Valid:tag!"]));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"Not/Valid:tag!\""), "{err}");
+
+    let out = output(flense(&root).arg("pull").arg(reg.image("nothing/here:v9")));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("manifest v9 not found") && err.contains("nothing/here"),
+        "{err}"
+    );
+}
+
+#[test]
+fn rewrites_send_a_production_name_to_a_local_mirror() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "nodejs-devel:0.1", &[]);
+    let config = tmp.path().join("registries.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[rewrite]]\nfrom = \"docker-registry.wikimedia.org/nodejs*\"\nto = \"{}/nodejs-devel\"\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let root = tmp.path().join("store");
+    let out = ok_stdout(
+        flense(&root)
+            .arg("pull")
+            .arg("--registries-config")
+            .arg(&config)
+            .arg("docker-registry.wikimedia.org/nodejs20-devel:0.1"),
+    );
+    assert_eq!(out.trim(), image.digest);
+    // Stored under the name the user asked for, so builds find it.
+    assert!(store_index(&root).contains("docker-registry.wikimedia.org/nodejs20-devel:0.1"));
+
+    // The same through the environment variable.
+    let root = tmp.path().join("store2");
+    ok_stdout(
+        flense(&root)
+            .env("FLENSE_REGISTRIES_CONFIG", &config)
+            .arg("pull")
+            .arg("docker-registry.wikimedia.org/nodejs22-devel:0.1"),
+    );
+
+    std::fs::write(&config, "[[rewrite]]\nfrom = 'x'\n").unwrap();
+    let out = output(
+        flense(&root)
+            .arg("pull")
+            .arg("--registries-config")
+            .arg(&config)
+            .arg("busybox"),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("registries.toml") && err.contains("to"),
+        "{err}"
+    );
+}
+
+#[test]
+fn unprivileged_user_pulls_into_its_own_store() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
+    let home = tempfile::tempdir().unwrap();
+    support::users::give_to_test_user(home.path());
+    let root = home.path().join("store");
+    let out = output(
+        support::users::as_test_user(&support::cli::flense_bin())
+            .env("HOME", home.path())
+            .arg("--root")
+            .arg(&root)
+            .arg("pull")
+            .arg(reg.image("base/busybox:v1")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.digest);
+    assert!(blob_exists(&root, &image.manifests[0].2[0]));
+}
+
+#[test]
+fn mirrors_are_tried_first_and_the_registry_last() {
+    let origin = TestRegistry::start();
+    let mirror = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cached = simple_image(&tmp.path().join("cached"), "v1");
+    cached.push_with_skopeo(&mirror, "base/busybox:v1", &[]);
+    let fresh = simple_image(&tmp.path().join("fresh"), "v2");
+    fresh.push_with_skopeo(&origin, "base/busybox:v2", &[]);
+    let config = tmp.path().join("registries.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nprefix = \"{}\"\nmirrors = [\"{}\"]\n",
+            origin.addr, mirror.addr
+        ),
+    )
+    .unwrap();
+    let root = tmp.path().join("store");
+    // Only the mirror has v1: served from there.
+    let out = ok_stdout(
+        flense(&root)
+            .arg("pull")
+            .arg("--registries-config")
+            .arg(&config)
+            .arg(origin.image("base/busybox:v1")),
+    );
+    assert_eq!(out.trim(), cached.digest);
+    assert!(store_index(&root).contains(&origin.image("base/busybox:v1")));
+    // The mirror lacks v2: the registry itself answers.
+    let out = ok_stdout(
+        flense(&root)
+            .arg("pull")
+            .arg("--registries-config")
+            .arg(&config)
+            .arg(origin.image("base/busybox:v2")),
+    );
+    assert_eq!(out.trim(), fresh.digest);
+}

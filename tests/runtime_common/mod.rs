@@ -1,0 +1,102 @@
+//! Helpers for the runtime tests: a busybox root filesystem, and running a test's body
+//! again as the unprivileged test user (the test binary re-executes itself through
+//! `setpriv`, so the in-process runtime API is exercised without root).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio as ProcStdio};
+
+use flense_runtime::{Child, ExitStatus, RootFs, Sandbox, Stdio};
+
+#[path = "../support/users.rs"]
+pub mod users;
+
+/// Environment variable that marks the re-executed, unprivileged run of a test.
+pub const AS_USER_ENV: &str = "FLENSE_RUNTIME_TEST_AS_USER";
+
+/// True inside the unprivileged re-run of a test.
+pub fn is_user_run() -> bool {
+    std::env::var_os(AS_USER_ENV).is_some()
+}
+
+/// Makes a busybox root filesystem at `dir` with the fixture script.
+pub fn busybox_rootfs(dir: &Path) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rootfs/busybox.sh");
+    let status = Command::new("sh")
+        .arg(script)
+        .arg(dir)
+        .status()
+        .expect("run busybox.sh");
+    assert!(
+        status.success(),
+        "busybox.sh failed (apt-get install busybox-static)"
+    );
+}
+
+/// A scratch directory: under /tmp, readable by the test user.
+pub fn scratch() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("flense-rt-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    dir
+}
+
+/// Runs the test named `name` (this test binary's own test) again as the unprivileged
+/// user, with `extra_env`, asserts that it passed and returns its output. Does nothing
+/// (and returns an empty string) in the re-run itself.
+pub fn rerun_as_test_user(name: &str, extra_env: &[(&str, &str)]) -> String {
+    if is_user_run() {
+        return String::new();
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let mut cmd = users::as_test_user(&exe);
+    cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(AS_USER_ENV, "1");
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let out = cmd
+        .stdin(ProcStdio::null())
+        .output()
+        .expect("run test as test user");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} failed as the unprivileged user:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout.into_owned()
+}
+
+/// A sandbox on `rootfs` running `sh -c script`, with PATH set and stdout piped.
+pub fn sh(root: RootFs, script: &str) -> Sandbox {
+    Sandbox::new(root, ["/bin/sh", "-c", script])
+        .env("PATH", "/bin")
+        .stdout(Stdio::Piped)
+}
+
+/// Spawns, reads stdout to the end, waits.
+pub fn run_capture(sandbox: &mut Sandbox) -> (ExitStatus, String, Child) {
+    use std::io::Read;
+    let mut child = sandbox.spawn().expect("spawn sandbox");
+    let mut out = String::new();
+    if let Some(mut stdout) = child.stdout.take() {
+        stdout.read_to_string(&mut out).expect("read stdout");
+    }
+    let status = child.wait().expect("wait");
+    (status, out, child)
+}
+
+/// A plain-directory root.
+pub fn dir_root(path: &Path, writable: bool) -> RootFs {
+    RootFs::Dir {
+        path: PathBuf::from(path),
+        writable,
+    }
+}
