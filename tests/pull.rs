@@ -231,3 +231,64 @@ fn unprivileged_user_pulls_into_its_own_store() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.digest);
     assert!(blob_exists(&root, &image.manifests[0].2[0]));
 }
+
+#[test]
+fn mirrors_are_tried_first_and_the_registry_last() {
+    let origin = TestRegistry::start();
+    let mirror = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let cached = simple_image(&tmp.path().join("cached"), "v1");
+    cached.push_with_skopeo(&mirror, "base/busybox:v1", &[]);
+    let fresh = simple_image(&tmp.path().join("fresh"), "v2");
+    fresh.push_with_skopeo(&origin, "base/busybox:v2", &[]);
+    let config = tmp.path().join("registries.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[mirror]]\nprefix = \"{}\"\nmirrors = [\"{}\"]\n",
+            origin.addr, mirror.addr
+        ),
+    )
+    .unwrap();
+    let root = tmp.path().join("store");
+    // Only the mirror has v1: served from there.
+    let out = ok_stdout(
+        flense(&root)
+            .arg("pull")
+            .arg("--registries-config")
+            .arg(&config)
+            .arg(origin.image("base/busybox:v1")),
+    );
+    assert_eq!(out.trim(), cached.digest);
+    assert!(store_index(&root).contains(&origin.image("base/busybox:v1")));
+    // The mirror lacks v2: the registry itself answers.
+    let out = ok_stdout(
+        flense(&root)
+            .arg("pull")
+            .arg("--registries-config")
+            .arg(&config)
+            .arg(origin.image("base/busybox:v2")),
+    );
+    assert_eq!(out.trim(), fresh.digest);
+}
+
+#[test]
+fn single_platform_image_for_another_platform_is_pulled_with_a_warning() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = make_test_image(
+        &tmp.path().join("layout"),
+        "arm",
+        &[TestPlatform {
+            architecture: "arm64",
+            marker: "arm64 only".into(),
+        }],
+    );
+    image.push_with_skopeo(&reg, "arm/busybox:1", &[]);
+    let root = tmp.path().join("store");
+    let out = output(flense(&root).arg("pull").arg(reg.image("arm/busybox:1")));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is for linux/arm64, not linux/amd64"), "{err}");
+    assert!(err.contains("(linux/arm64)"), "{err}");
+}

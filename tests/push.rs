@@ -202,3 +202,66 @@ fn unprivileged_user_pushes() {
         image.digest
     );
 }
+
+#[test]
+fn pushes_a_multi_platform_index_with_every_platform() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = support::registry::make_test_image(
+        &tmp.path().join("layout"),
+        "multi",
+        &[
+            support::registry::TestPlatform {
+                architecture: "arm64",
+                marker: "arm64".into(),
+            },
+            support::registry::TestPlatform {
+                architecture: "amd64",
+                marker: "amd64".into(),
+            },
+        ],
+    );
+    let root = tmp.path().join("store");
+    let name = "localhost/multi/busybox:1";
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--all"])
+        .arg(image.skopeo_ref())
+        .arg(format!("oci:{}:{name}", root.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ok_stdout(
+        flense(&root)
+            .arg("push")
+            .arg(name)
+            .arg(reg.image("multi/busybox:1")),
+    );
+    assert_eq!(out.trim(), image.digest, "the index itself is pushed");
+    let index = reg.raw_manifest("multi/busybox:1");
+    assert_eq!(support::registry::sha256(&index), image.digest);
+    // Each platform's manifest and layers arrived: skopeo copies them all back out.
+    let check = tmp.path().join("check");
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--all", "--src-tls-verify=false"])
+        .arg(format!("docker://{}", reg.image("multi/busybox:1")))
+        .arg(format!("oci:{}:x", check.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (_, manifest, layers) in &image.manifests {
+        for digest in std::iter::once(manifest).chain(layers) {
+            assert!(check
+                .join("blobs/sha256")
+                .join(&digest["sha256:".len()..])
+                .is_file());
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use base64::Engine;
 use support::cli::{flense, output};
-use support::registry::{simple_image, TestRegistry};
+use support::registry::{simple_image, TestRegistry, TokenServer};
 
 const USER: &str = "flense-ci";
 const PASSWORD: &str = "Corr3ct-Horse-Battery";
@@ -145,4 +145,140 @@ fn missing_credentials_say_where_they_were_looked_for() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no credentials found"), "{err}");
     assert!(err.contains("config.json"), "{err}");
+}
+
+#[test]
+fn bearer_token_with_repository_scope() {
+    let tokens = TokenServer::start(USER, PASSWORD);
+    let reg = TestRegistry::start_with_tokens(&tokens);
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "private/busybox:v1", &[]);
+    tokens.scopes.lock().unwrap().clear();
+
+    let docker = tmp.path().join("docker");
+    docker_config(&docker, &reg.addr, USER, PASSWORD);
+    let root = tmp.path().join("store");
+    let out = output(
+        flense_with(&root, &docker)
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.digest);
+    assert!(
+        tokens
+            .scopes
+            .lock()
+            .unwrap()
+            .contains(&"repository:private/busybox:pull".to_string()),
+        "{:?}",
+        tokens.scopes
+    );
+
+    // Push into another repository: a pull,push token for it, plus pull on the source
+    // repository for the cross-repository mount.
+    let out = output(
+        flense_with(&root, &docker)
+            .arg("push")
+            .arg(reg.image("private/busybox:v1"))
+            .arg(reg.image("team/app:1")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("mounted"), "{stderr}");
+    let scopes = tokens.scopes.lock().unwrap().clone();
+    assert!(
+        scopes.contains(&"repository:team/app:pull,push".to_string()),
+        "{scopes:?}"
+    );
+    assert!(
+        scopes.contains(&"repository:private/busybox:pull".to_string()),
+        "{scopes:?}"
+    );
+    assert_eq!(
+        support::registry::sha256(&reg.raw_manifest("team/app:1")),
+        image.digest
+    );
+
+    // Wrong password: the token server says no, the secret stays out of the message.
+    let wrong = tmp.path().join("wrong");
+    docker_config(&wrong, &reg.addr, USER, "Not-The-Password");
+    let out = output(
+        flense_with(&tmp.path().join("store2"), &wrong)
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("authentication failed") && !err.contains("Not-The-Password"),
+        "{err}"
+    );
+}
+
+#[test]
+fn credential_helper_from_cred_helpers() {
+    let (reg, tmp, digest) = setup();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-flensetest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\nread server\nif [ \"$1\" = get ] && [ \"$server\" = \"{}\" ]; then\n\
+             echo '{{\"ServerURL\":\"{}\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}'\n\
+             else echo 'credentials not found in native keychain'; exit 1; fi\n",
+            reg.addr, reg.addr
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let docker = tmp.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"credHelpers":{{"{}":"flensetest"}}}}"#, reg.addr),
+    )
+    .unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let root = tmp.path().join("store");
+    let out = output(
+        flense_with(&root, &docker)
+            .env("PATH", &path)
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
+
+    // credsStore for everything: the helper has nothing for this registry, so the pull
+    // is anonymous and refused with a clear message.
+    std::fs::write(docker.join("config.json"), r#"{"credsStore":"flensetest"}"#).unwrap();
+    let other = TestRegistry::start_with_auth(USER, PASSWORD);
+    let out = output(
+        flense_with(&root, &docker)
+            .env("PATH", &path)
+            .arg("pull")
+            .arg(other.image("private/busybox:v1")),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no credentials found"), "{err}");
 }

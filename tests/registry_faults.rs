@@ -34,21 +34,34 @@ fn setup(tmp: &std::path::Path) -> (TestRegistry, DirStore, PulledImage) {
 }
 
 fn push_through(proxy: &FaultProxy, store: &DirStore, pulled: &PulledImage, repo: &str) -> String {
+    push_in_chunks(
+        proxy,
+        store,
+        pulled,
+        repo,
+        PushOptions::default().chunk_size,
+    )
+}
+
+fn push_in_chunks(
+    proxy: &FaultProxy,
+    store: &DirStore,
+    pulled: &PulledImage,
+    repo: &str,
+    chunk_size: u64,
+) -> String {
     let dest = Reference::parse(&format!("{}/{repo}", proxy.addr)).unwrap();
     let local = LocalImage {
         media_type: pulled.media_type.clone(),
         manifest: pulled.manifest.clone(),
     };
-    push(
-        &client(),
-        &dest,
-        &local,
-        store,
-        &PushOptions::default(),
-        &NoProgress,
-    )
-    .unwrap()
-    .to_string()
+    let options = PushOptions {
+        chunk_size,
+        ..PushOptions::default()
+    };
+    push(&client(), &dest, &local, store, &options, &NoProgress)
+        .unwrap()
+        .to_string()
 }
 
 #[test]
@@ -90,6 +103,51 @@ fn push_survives_server_errors_and_cut_uploads() {
     let out = std::process::Command::new("skopeo")
         .args(["copy", "--quiet", "--src-tls-verify=false"])
         .arg(format!("docker://{}", reg.image("pushed/busybox:v1")))
+        .arg(format!("oci:{}:check", tmp.path().join("check").display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn chunked_push_resumes_from_the_offset_the_registry_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (reg, store, pulled) = setup(tmp.path());
+    // The busybox layer is about 1 MiB: 64 KiB chunks make ~16 PATCH requests; the 5th
+    // fails, so the client must ask for the upload status and go on from there.
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        vec![
+            Fault::ServerErrorAfter {
+                method: "PATCH",
+                path: "/blobs/uploads/".into(),
+                skip: 4,
+            },
+            // Never injected: counts upload sessions started.
+            Fault::ServerError {
+                method: "POST",
+                path: "/blobs/uploads/".into(),
+                times: 0,
+            },
+        ],
+    );
+    let digest = push_in_chunks(&proxy, &store, &pulled, "chunked/busybox:v1", 64 * 1024);
+    assert_eq!(digest, pulled.digest.to_string());
+    assert_eq!(proxy.fired(0), 1);
+    assert!(
+        proxy.seen(0) > 10,
+        "expected many chunks, saw {}",
+        proxy.seen(0)
+    );
+    assert_eq!(reg.raw_manifest("chunked/busybox:v1"), pulled.manifest);
+    // The registry verified the layer digest at completion; skopeo reads it back.
+    let out = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{}", reg.image("chunked/busybox:v1")))
         .arg(format!("oci:{}:check", tmp.path().join("check").display()))
         .output()
         .unwrap();

@@ -254,3 +254,32 @@ fn limits_groups_stdio_files_and_devices() {
 fn libc_rlimit_nofile() -> u32 {
     7
 }
+
+#[test]
+fn many_layers_fit_in_one_overlay_mount() {
+    let tmp = scratch();
+    let base = tmp
+        .path()
+        .join("a-directory-name-long-enough-to-overflow-one-page");
+    let mut lowers = vec![base.join("layer-base-000000000000000000000000000000")];
+    busybox_rootfs(&lowers[0]);
+    for i in 1..80 {
+        let layer = base.join(format!("layer-{i:03}-0000000000000000000000000000000"));
+        std::fs::create_dir_all(layer.join("layers")).unwrap();
+        std::fs::write(layer.join("layers").join(format!("{i:03}")), "").unwrap();
+        lowers.push(layer);
+    }
+    let absolute: usize = lowers.iter().map(|l| l.as_os_str().len() + 1).sum();
+    assert!(
+        absolute > 4096,
+        "the test needs lower paths longer than a page"
+    );
+    let mut sandbox = sh(
+        RootFs::Overlay(Overlay::new(lowers, tmp.path().join("state"))),
+        "ls /layers | wc -l",
+    );
+    let (status, out, _) = run_capture(&mut sandbox);
+    assert!(status.success());
+    assert_eq!(out.trim(), "79");
+    rerun_as_test_user("many_layers_fit_in_one_overlay_mount", &[]);
+}

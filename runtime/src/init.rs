@@ -31,8 +31,12 @@ pub(crate) const TAG_OVERLAY: u8 = 3;
 /// How the new root is mounted.
 #[derive(Debug)]
 pub(crate) enum RootMount {
-    /// Kernel overlay on `target` with these options.
-    Overlay { options: String },
+    /// Kernel overlay with these options, mounted from `mount_cwd` when the lower
+    /// directories are given relative to it.
+    Overlay {
+        options: String,
+        mount_cwd: Option<PathBuf>,
+    },
     /// Bind the directory onto itself.
     Bind { writable: bool },
 }
@@ -258,7 +262,13 @@ impl FsSetup {
         );
         let root = &plan.new_root;
         match &plan.root {
-            RootMount::Overlay { options } => {
+            RootMount::Overlay { options, mount_cwd } => {
+                if let Some(dir) = mount_cwd {
+                    self.try_or_fail(
+                        || format!("chdir {}", dir.display()),
+                        nix::unistd::chdir(dir),
+                    );
+                }
                 if let Err(e) = mount(
                     Some("overlay"),
                     root,

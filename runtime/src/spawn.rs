@@ -145,25 +145,9 @@ impl Sandbox {
                         )));
                     }
                 }
-                let lower_list: Vec<String> = mount_lowers
-                    .iter()
-                    .rev()
-                    .map(|p| p.to_string_lossy().into_owned())
-                    .collect();
-                let options = format!(
-                    "lowerdir={},upperdir={},workdir={},userxattr",
-                    lower_list.join(":"),
-                    upper.display(),
-                    work.display()
-                );
-                if options.len() > 4000 {
-                    return Err(RuntimeError::InvalidSpec(format!(
-                        "{} layers give overlay options longer than a page",
-                        lowers.len()
-                    )));
-                }
+                let (options, mount_cwd) = overlay_options(&mount_lowers, &upper, &work)?;
                 Ok((
-                    RootMount::Overlay { options },
+                    RootMount::Overlay { options, mount_cwd },
                     merged,
                     RootState::Overlay { upper, lowers },
                 ))
@@ -338,6 +322,49 @@ impl From<RuntimeError> for Failure {
     fn from(e: RuntimeError) -> Self {
         Failure::Other(e)
     }
+}
+
+/// The overlay mount options. When absolute lower paths do not fit in the one page the
+/// kernel takes, they are given relative to their common parent, which becomes the
+/// working directory of the mount call.
+fn overlay_options(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+) -> Result<(String, Option<PathBuf>), RuntimeError> {
+    const PAGE: usize = 4000;
+    let build = |lowers: Vec<String>| {
+        format!(
+            "lowerdir={},upperdir={},workdir={},userxattr",
+            lowers.join(":"),
+            upper.display(),
+            work.display()
+        )
+    };
+    let text = |p: &Path| p.to_string_lossy().into_owned();
+    let options = build(lowers.iter().rev().map(|p| text(p)).collect());
+    if options.len() <= PAGE {
+        return Ok((options, None));
+    }
+    let mut common = lowers[0].clone();
+    while !lowers.iter().all(|l| l.starts_with(&common)) {
+        if !common.pop() {
+            break;
+        }
+    }
+    let relative: Vec<String> = lowers
+        .iter()
+        .rev()
+        .map(|l| text(l.strip_prefix(&common).unwrap_or(l)))
+        .collect();
+    let options = build(relative);
+    if options.len() > PAGE {
+        return Err(RuntimeError::InvalidSpec(format!(
+            "{} layers give overlay options longer than a page",
+            lowers.len()
+        )));
+    }
+    Ok((options, Some(common)))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf, RuntimeError> {

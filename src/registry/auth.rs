@@ -104,6 +104,9 @@ impl CredentialSource {
                         return Ok(Some(Credential::IdentityToken(t)))
                     }
                     Err(CredentialRetrievalError::NoCredentialConfigured) => {}
+                    // Helpers answer so when they hold nothing for this registry.
+                    Err(CredentialRetrievalError::HelperFailure { stdout, .. })
+                        if stdout.contains("credentials not found") => {}
                     Err(e) => {
                         return Err(RegistryError::Credentials {
                             registry: registry.to_string(),
@@ -121,7 +124,9 @@ impl CredentialSource {
 fn describe(e: &CredentialRetrievalError) -> String {
     match e {
         CredentialRetrievalError::HelperFailure { helper, .. } => {
-            format!("credential helper docker-credential-{helper} failed")
+            format!(
+                "credential helper {helper} failed (its output is not shown: it may hold secrets)"
+            )
         }
         other => other.to_string(),
     }

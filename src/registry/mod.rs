@@ -17,6 +17,7 @@ pub mod push;
 pub mod reference;
 pub mod retry;
 pub mod settings;
+mod upload;
 
 pub use auth::{Credential, CredentialSource};
 pub use blobs::{BlobOutcome, BlobStore, NoProgress, Progress};

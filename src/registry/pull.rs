@@ -8,6 +8,7 @@ use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
 use super::blobs::{sha256_digest, supported_digest, BlobOutcome, BlobStore, Progress};
+use super::client::SHORT_REQUEST;
 use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE};
@@ -30,10 +31,14 @@ pub struct PulledImage {
     pub index_digest: Option<Digest>,
     /// Config and layer descriptors, config first.
     pub blobs: Vec<Descriptor>,
+    /// The platform the image config declares (`None` when it declares none).
+    pub platform: Option<Platform>,
 }
 
 /// Pulls `reference` for `platform` into `store`. The manifest is committed to the store
 /// as a blob too; tagging is the caller's business.
+/// Mirrors (see [`super::settings::Mirror`]) are tried first; a mirror that fails in
+/// any way but a local one is skipped, with a warning.
 pub fn pull(
     client: &Client,
     reference: &Reference,
@@ -41,7 +46,31 @@ pub fn pull(
     store: &dyn BlobStore,
     progress: &dyn Progress,
 ) -> Result<PulledImage> {
-    let source = client.settings().rewrite(reference);
+    let mut sources = client.settings().pull_sources(reference);
+    let last = sources
+        .pop()
+        .expect("pull_sources ends with the reference itself");
+    for mirror in sources {
+        match pull_from(client, reference, &mirror, platform, store, progress) {
+            Ok(pulled) => return Ok(pulled),
+            Err(e @ (RegistryError::Io { .. } | RegistryError::NoMatchingPlatform { .. })) => {
+                return Err(e)
+            }
+            Err(e) => tracing::warn!("mirror {mirror} failed, trying the next source: {e}"),
+        }
+    }
+    pull_from(client, reference, &last, platform, store, progress)
+}
+
+fn pull_from(
+    client: &Client,
+    reference: &Reference,
+    source: &Reference,
+    platform: &Platform,
+    store: &dyn BlobStore,
+    progress: &dyn Progress,
+) -> Result<PulledImage> {
+    let source = source.clone();
     if source != *reference {
         tracing::info!("pulling {reference} from {source}");
     }
@@ -91,6 +120,12 @@ pub fn pull(
     for_each(blobs.clone(), PARALLEL_TRANSFERS, |blob| {
         pull_blob(&repo, &blob, store, progress)
     })?;
+    let image_platform = config_platform(store, image.config().digest());
+    if let Some(found) = &image_platform {
+        if found.os != platform.os || found.architecture != platform.architecture {
+            tracing::warn!("{reference} is for {found}, not {platform}");
+        }
+    }
     commit_bytes(store, &digest, &bytes)?;
     Ok(PulledImage {
         source,
@@ -99,6 +134,27 @@ pub fn pull(
         manifest: bytes,
         index_digest,
         blobs,
+        platform: image_platform,
+    })
+}
+
+/// The os/arch an image config declares, if it can be read.
+fn config_platform(store: &dyn BlobStore, config: &Digest) -> Option<Platform> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        os: String,
+        architecture: String,
+        variant: Option<String>,
+    }
+    let (reader, size) = store.open_blob(config).ok()?;
+    if size > MAX_MANIFEST_SIZE {
+        return None;
+    }
+    let config: Config = serde_json::from_reader(reader).ok()?;
+    Some(Platform {
+        os: config.os,
+        architecture: config.architecture,
+        variant: config.variant,
     })
 }
 
@@ -112,7 +168,9 @@ fn fetch_manifest(
     let url = repo.url(&format!("manifests/{reference}"));
     let operation = format!("GET manifest {reference}");
     let resp = repo.send(&operation, &|http| {
-        http.get(url.clone()).header(ACCEPT, MANIFEST_ACCEPT)
+        http.get(url.clone())
+            .timeout(SHORT_REQUEST)
+            .header(ACCEPT, MANIFEST_ACCEPT)
     })?;
     if resp.status() == StatusCode::NOT_FOUND {
         return Err(RegistryError::NotFound {

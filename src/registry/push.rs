@@ -6,19 +6,21 @@ use std::collections::HashSet;
 use std::io::{self, Read};
 
 use oci_spec::image::{Descriptor, Digest};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::StatusCode;
 use url::Url;
 
 use super::blobs::{sha256_digest, BlobOutcome, BlobStore, Progress};
+use super::client::SHORT_REQUEST;
 use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest};
 use super::parallel::{for_each, PARALLEL_TRANSFERS};
 use super::reference::Reference;
+use super::upload::{location, upload, Upload};
 
 /// Bytes per PATCH request; a broken request is resumed from what the registry kept.
-pub const DEFAULT_CHUNK_SIZE: u64 = 32 * 1024 * 1024;
+pub const DEFAULT_CHUNK_SIZE: u64 = 256 * 1024 * 1024;
 
 /// A manifest held in the local store, ready to push.
 #[derive(Debug, Clone)]
@@ -112,7 +114,7 @@ pub fn push(
     Ok(digest)
 }
 
-fn local_error(reason: String) -> RegistryError {
+pub(super) fn local_error(reason: String) -> RegistryError {
     RegistryError::io(
         "local image",
         io::Error::new(io::ErrorKind::InvalidData, reason),
@@ -195,10 +197,12 @@ fn push_blob(
     }
 }
 
-fn blob_exists(repo: &Repository<'_>, digest: &Digest) -> Result<bool> {
+pub(super) fn blob_exists(repo: &Repository<'_>, digest: &Digest) -> Result<bool> {
     let url = repo.url(&format!("blobs/{digest}"));
     let operation = format!("HEAD blob {digest}");
-    let resp = repo.send(&operation, &|http| http.head(url.clone()))?;
+    let resp = repo.send(&operation, &|http| {
+        http.head(url.clone()).timeout(SHORT_REQUEST)
+    })?;
     match resp.status() {
         s if s.is_success() => Ok(true),
         StatusCode::NOT_FOUND => Ok(false),
@@ -219,7 +223,9 @@ fn mount(repo: &Repository<'_>, digest: &Digest, from: &str) -> Result<Mount> {
         .append_pair("from", from);
     let operation = format!("mount blob {digest} from {from}");
     let resp = repo.send(&operation, &|http| {
-        http.post(url.clone()).header(CONTENT_LENGTH, 0)
+        http.post(url.clone())
+            .timeout(SHORT_REQUEST)
+            .header(CONTENT_LENGTH, 0)
     })?;
     match resp.status() {
         StatusCode::CREATED => Ok(Mount::Done),
@@ -235,185 +241,14 @@ fn start_upload(repo: &Repository<'_>, digest: &Digest) -> Result<Url> {
     let url = repo.url("blobs/uploads/");
     let operation = format!("start upload of {digest}");
     let resp = repo.send(&operation, &|http| {
-        http.post(url.clone()).header(CONTENT_LENGTH, 0)
+        http.post(url.clone())
+            .timeout(SHORT_REQUEST)
+            .header(CONTENT_LENGTH, 0)
     })?;
     if resp.status() != StatusCode::ACCEPTED {
         return Err(repo.status_error(&operation, resp));
     }
     location(repo, &resp)
-}
-
-fn location(repo: &Repository<'_>, resp: &reqwest::blocking::Response) -> Result<Url> {
-    let value = resp
-        .headers()
-        .get(LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| repo.bad("upload answer without Location".into()))?;
-    repo.resolve(value)
-}
-
-enum Upload {
-    Done,
-    /// The registry lost the upload session; start a new one.
-    Lost(String),
-}
-
-/// Sends the blob in chunks to `location`, resuming after failures from the offset the
-/// registry reports, then completes the upload with PUT.
-fn upload(
-    repo: &Repository<'_>,
-    blob: &Descriptor,
-    mut location: Url,
-    store: &dyn BlobStore,
-    chunk_size: u64,
-    progress: &dyn Progress,
-) -> Result<Upload> {
-    let digest = blob.digest();
-    let size = blob.size();
-    let policy = repo.retry_policy();
-    let context = || format!("reading blob {digest} from the store");
-    let (mut reader, stored_size) = store
-        .open_blob(digest)
-        .map_err(|e| RegistryError::io(context(), e))?;
-    if stored_size != size {
-        return Err(local_error(format!(
-            "blob {digest} has {stored_size} bytes in the store, the manifest says {size}"
-        )));
-    }
-    let mut offset = 0u64; // bytes the registry holds
-    let mut read_pos = 0u64; // bytes consumed from `reader`
-    let mut chunk: Vec<u8> = Vec::new();
-    let mut chunk_start = 0u64;
-    let mut failures = 0;
-    while offset < size {
-        // Make `chunk` hold the bytes from `offset` on.
-        if offset < chunk_start || offset >= chunk_start + chunk.len() as u64 {
-            if offset < read_pos {
-                (reader, _) = store
-                    .open_blob(digest)
-                    .map_err(|e| RegistryError::io(context(), e))?;
-                read_pos = 0;
-            }
-            io::copy(&mut (&mut reader).take(offset - read_pos), &mut io::sink())
-                .map_err(|e| RegistryError::io(context(), e))?;
-            chunk.clear();
-            (&mut reader)
-                .take(chunk_size.min(size - offset))
-                .read_to_end(&mut chunk)
-                .map_err(|e| RegistryError::io(context(), e))?;
-            chunk_start = offset;
-            read_pos = offset + chunk.len() as u64;
-            if chunk.is_empty() {
-                return Err(local_error(format!(
-                    "blob {digest} in the store is truncated"
-                )));
-            }
-        }
-        let body = chunk[(offset - chunk_start) as usize..].to_vec();
-        let end = offset + body.len() as u64;
-        let url = location.clone();
-        let content_range = format!("{}-{}", offset, end - 1);
-        let result = repo.send_once(&format!("upload {digest}"), &|http| {
-            http.patch(url.clone())
-                .header(CONTENT_TYPE, "application/octet-stream")
-                .header("Content-Range", content_range.clone())
-                .header(CONTENT_LENGTH, body.len())
-                .body(body.clone())
-        });
-        match result {
-            Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
-                location = self::location(repo, &resp)?;
-                progress.blob_advanced(digest, end - offset);
-                offset = end;
-                continue;
-            }
-            Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
-                return Ok(Upload::Lost("upload session not found".into()))
-            }
-            Ok(resp) if !retryable(resp.status()) => {
-                return Err(repo.status_error(&format!("upload {digest}"), resp))
-            }
-            Ok(resp) => tracing::debug!("upload {digest}: HTTP {}", resp.status()),
-            Err(e @ RegistryError::Transport { .. }) => tracing::debug!("upload {digest}: {e}"),
-            Err(e) => return Err(e),
-        }
-        failures += 1;
-        if !policy.should_retry(failures) {
-            return Err(repo.bad(format!("upload of {digest} kept failing at byte {offset}")));
-        }
-        std::thread::sleep(policy.delay(failures, None));
-        match upload_status(repo, &location)? {
-            Some((held, next)) => {
-                tracing::debug!("upload {digest}: registry holds {held} bytes, resuming");
-                progress.blob_restarted(digest, held);
-                offset = held;
-                location = next;
-            }
-            None => return Ok(Upload::Lost("registry dropped the upload".into())),
-        }
-    }
-    let mut put_url = location.clone();
-    put_url
-        .query_pairs_mut()
-        .append_pair("digest", digest.as_ref());
-    let operation = format!("finish upload of {digest}");
-    let resp = repo.send(&operation, &|http| {
-        http.put(put_url.clone()).header(CONTENT_LENGTH, 0)
-    })?;
-    if resp.status() == StatusCode::CREATED {
-        return Ok(Upload::Done);
-    }
-    // A retried PUT may find the upload already completed.
-    if blob_exists(repo, digest)? {
-        return Ok(Upload::Done);
-    }
-    match resp.status() {
-        StatusCode::NOT_FOUND => Ok(Upload::Lost(
-            "upload session not found at completion".into(),
-        )),
-        // The registry's copy does not match (e.g. a resumed upload that it appended to
-        // differently): the session is spoilt, start over.
-        StatusCode::BAD_REQUEST => Ok(Upload::Lost(format!(
-            "registry refused completion: {}",
-            repo.status_error(&operation, resp)
-        ))),
-        _ => Err(repo.status_error(&operation, resp)),
-    }
-}
-
-fn retryable(status: StatusCode) -> bool {
-    super::retry::RetryPolicy::retryable_status(status)
-}
-
-/// Asks how many bytes the registry holds for an upload: `Some((bytes, location))`, or
-/// `None` when the upload session is gone.
-fn upload_status(repo: &Repository<'_>, location: &Url) -> Result<Option<(u64, Url)>> {
-    let operation = "query upload status";
-    let resp = repo.send(operation, &|http| http.get(location.clone()))?;
-    if resp.status() != StatusCode::NO_CONTENT && !resp.status().is_success() {
-        return Ok(None);
-    }
-    let held = resp
-        .headers()
-        .get(RANGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_range_end)
-        .unwrap_or(0);
-    let next = match resp.headers().get(LOCATION) {
-        Some(_) => self::location(repo, &resp)?,
-        None => location.clone(),
-    };
-    Ok(Some((held, next)))
-}
-
-/// `0-N` (inclusive end) -> bytes held. Distribution answers `0-0` for an empty upload
-/// (and for one byte); taking it as empty is the safe side, since a wrong guess ends in
-/// a digest mismatch at completion, which restarts the upload.
-fn parse_range_end(range: &str) -> Option<u64> {
-    let range = range.trim().trim_start_matches("bytes=");
-    let (_, end) = range.split_once('-')?;
-    let end: i64 = end.trim().parse().ok()?;
-    Some(if end <= 0 { 0 } else { end as u64 + 1 })
 }
 
 fn put_manifest(
@@ -426,6 +261,7 @@ fn put_manifest(
     let operation = format!("PUT manifest {reference}");
     let resp = repo.send(&operation, &|http| {
         http.put(url.clone())
+            .timeout(SHORT_REQUEST)
             .header(CONTENT_TYPE, media_type)
             .body(bytes.to_vec())
     })?;
@@ -445,18 +281,4 @@ fn put_manifest(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        assert_eq!(parse_range_end("0--1"), Some(0));
-        assert_eq!(parse_range_end("0-0"), Some(0));
-        assert_eq!(parse_range_end("0-1023"), Some(1024));
-        assert_eq!(parse_range_end("bytes=0-9"), Some(10));
-        assert_eq!(parse_range_end("garbage"), None);
-    }
 }

@@ -13,6 +13,10 @@
 //! [[rewrite]]                       # '*': every repository starting with the prefix
 //! from = "docker-registry.wikimedia.org/nodejs*"
 //! to = "127.0.0.1:5000/nodejs-devel"
+//!
+//! [[mirror]]                         # pulls only: mirrors first, then the registry
+//! prefix = "docker.io"
+//! mirrors = ["127.0.0.1:5001", "mirror.internal/dockerhub"]
 //! ```
 
 use std::net::IpAddr;
@@ -33,6 +37,20 @@ pub struct RegistrySettings {
     /// Name rewrites, the longest matching `from` wins.
     #[serde(default, rename = "rewrite")]
     pub rewrites: Vec<Rewrite>,
+    /// Pull mirrors, tried before the registry itself; the longest matching prefix wins.
+    #[serde(default, rename = "mirror")]
+    pub mirrors: Vec<Mirror>,
+}
+
+/// Pull mirrors for a registry or name prefix.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Mirror {
+    /// A registry or `registry/repository` prefix, as in [`Rewrite::from`].
+    pub prefix: String,
+    /// Replacements for the prefix (`host[:port][/path]`), tried in order; when all
+    /// fail the original registry is used.
+    pub mirrors: Vec<String>,
 }
 
 /// One rewrite rule.
@@ -78,7 +96,19 @@ impl RegistrySettings {
     /// Parses config text; the error says what and where.
     pub fn from_toml(text: &str) -> Result<Self, String> {
         let settings: Self = toml::from_str(text).map_err(|e| e.to_string())?;
-        for rule in &settings.rewrites {
+        let mirror_rules = settings.mirrors.iter().flat_map(|m| {
+            m.mirrors.iter().map(move |to| Rewrite {
+                from: m.prefix.clone(),
+                to: to.clone(),
+            })
+        });
+        let rules: Vec<Rewrite> = settings
+            .rewrites
+            .iter()
+            .cloned()
+            .chain(mirror_rules)
+            .collect();
+        for rule in &rules {
             let target = format!("{}:rewrite-check", rule.to.trim_end_matches('/'));
             let target = if rule.to.contains('/') {
                 target
@@ -114,24 +144,52 @@ impl RegistrySettings {
             .iter()
             .filter(|rule| rule_matches(&rule.from, &name))
             .max_by_key(|rule| rule.from.len());
-        let Some(rule) = best else {
-            return reference.clone();
-        };
-        let new_name = if rule.from.ends_with('*') {
-            rule.to.clone()
-        } else {
-            format!(
-                "{}{}",
-                rule.to.trim_end_matches('/'),
-                &name[rule.from.len()..]
-            )
-        };
-        let (registry, repository) = match new_name.split_once('/') {
-            Some((registry, repository)) => (registry.to_string(), repository.to_string()),
-            None => (new_name, reference.repository().to_string()),
-        };
-        reference.with_name(&registry, &repository)
+        match best {
+            Some(rule) => replace_prefix(reference, &rule.from, &rule.to),
+            None => reference.clone(),
+        }
     }
+
+    /// Where a pull of `reference` is tried, in order: its mirrors, then the
+    /// (rewritten) reference itself.
+    pub fn pull_sources(&self, reference: &Reference) -> Vec<Reference> {
+        let target = self.rewrite(reference);
+        let name = target.name();
+        let mut sources: Vec<Reference> = self
+            .mirrors
+            .iter()
+            .filter(|m| rule_matches(&m.prefix, &name))
+            .max_by_key(|m| m.prefix.len())
+            .map(|m| {
+                m.mirrors
+                    .iter()
+                    .map(|to| replace_prefix(&target, &m.prefix, to))
+                    .collect()
+            })
+            .unwrap_or_default();
+        sources.push(target);
+        sources
+    }
+}
+
+/// Replaces the part of `reference`'s name matched by `from` (see [`Rewrite::from`])
+/// with `to`, keeping tag and digest.
+fn replace_prefix(reference: &Reference, from: &str, to: &str) -> Reference {
+    let name = reference.name();
+    let new_name = if from.ends_with('*') {
+        to.to_string()
+    } else {
+        format!(
+            "{}{}",
+            to.trim_end_matches('/'),
+            &name[from.len().min(name.len())..]
+        )
+    };
+    let (registry, repository) = match new_name.split_once('/') {
+        Some((registry, repository)) => (registry.to_string(), repository.to_string()),
+        None => (new_name, reference.repository().to_string()),
+    };
+    reference.with_name(&registry, &repository)
 }
 
 fn rule_matches(from: &str, name: &str) -> bool {
@@ -204,6 +262,40 @@ to = "mirror.local/dockerhub"
         assert_eq!(rw("quay.io/a/b"), "quay.io/a/b:latest");
         // A prefix matches whole components only.
         assert_eq!(rw("docker.io/libraryx/b"), "docker.io/libraryx/b:latest");
+    }
+
+    #[test]
+    fn mirrors_come_first_then_the_registry() {
+        let s = RegistrySettings::from_toml(
+            r#"
+[[mirror]]
+prefix = "docker.io"
+mirrors = ["127.0.0.1:5001", "mirror.local/hub"]
+"#,
+        )
+        .unwrap();
+        let sources: Vec<String> = s
+            .pull_sources(&Reference::parse("debian:12").unwrap())
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        assert_eq!(
+            sources,
+            [
+                "127.0.0.1:5001/library/debian:12",
+                "mirror.local/hub/library/debian:12",
+                "docker.io/library/debian:12"
+            ]
+        );
+        assert_eq!(
+            s.pull_sources(&Reference::parse("quay.io/a:1").unwrap())
+                .len(),
+            1
+        );
+        let err =
+            RegistrySettings::from_toml("[[mirror]]\nprefix='docker.io'\nmirrors=['Bad Host']")
+                .unwrap_err();
+        assert!(err.contains("Bad Host"), "{err}");
     }
 
     #[test]
