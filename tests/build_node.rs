@@ -90,8 +90,8 @@ fn text(out: &Output) -> String {
 fn owner_in_image(root: &Path, reference: &str, path: &str) -> Option<(u64, u64)> {
     let image: Value =
         serde_json::from_str(&ok_stdout(flense(root).args(["inspect", reference]))).unwrap();
-    let mut found = None;
-    for layer in image["manifest"]["layers"].as_array().unwrap() {
+    // Top layer first; the base layer (first) never holds the files asked about.
+    for layer in image["manifest"]["layers"].as_array().unwrap().iter().skip(1).rev() {
         let digest = layer["digest"]
             .as_str()
             .unwrap()
@@ -101,11 +101,11 @@ fn owner_in_image(root: &Path, reference: &str, path: &str) -> Option<(u64, u64)
         for e in tar.entries().unwrap() {
             let e = e.unwrap();
             if e.path().unwrap().to_string_lossy().trim_end_matches('/') == path {
-                found = Some((e.header().uid().unwrap(), e.header().gid().unwrap()));
+                return Some((e.header().uid().unwrap(), e.header().gid().unwrap()));
             }
         }
     }
-    found
+    None
 }
 
 #[test]
