@@ -91,7 +91,13 @@ fn owner_in_image(root: &Path, reference: &str, path: &str) -> Option<(u64, u64)
     let image: Value =
         serde_json::from_str(&ok_stdout(flense(root).args(["inspect", reference]))).unwrap();
     // Top layer first; the base layer (first) never holds the files asked about.
-    for layer in image["manifest"]["layers"].as_array().unwrap().iter().skip(1).rev() {
+    for layer in image["manifest"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+        .rev()
+    {
         let digest = layer["digest"]
             .as_str()
             .unwrap()
