@@ -35,6 +35,8 @@ base_tar="$("$here/fixtures/base-images/build.sh" nodejs-devel)"
 store="$work/store"
 "$flense" --root "$store" import "$base_tar" --tag "$wmf_base" >/dev/null
 "$flense" --root "$store" save "$wmf_base" -o "$work/base.oci.tar"
+# chroot isolation: no OCI runtime or cgroups needed (crun refuses hybrid cgroups here).
+export BUILDAH_ISOLATION=chroot
 B=(buildah --root "$work/buildah" --runroot "$work/buildah-run" --storage-driver overlay)
 "${B[@]}" pull -q "oci-archive:$work/base.oci.tar" >/dev/null
 base_id="$("${B[@]}" images -q | head -1)"
@@ -57,6 +59,7 @@ bu_build() {
 measure() { # name tool command...
   local name="$1" tool="$2"; shift 2
   local s; s="$(now)"; "$@"; T["$name,$tool"]="$(elapsed "$s")"
+  echo "compare.sh: $name $tool ${T[$name,$tool]}s" >&2
 }
 
 measure cold flense fl_build
