@@ -9,9 +9,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use oci_spec::image::{Descriptor, ImageConfiguration};
-
-use crate::image::oci::ImageFormat;
 use crate::image::{LayerDigests, LayerEntry, LayerOptions};
 use crate::plan::{dockerfile, Instruction, Plan, Stage};
 use crate::store::{Store, StoredImage};
@@ -21,118 +18,11 @@ use super::context::BuildContext;
 use super::events::{BuildEvent, EventSink, StepStatus};
 use super::imageconfig::{final_config, NewLayer};
 use super::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
-use super::runner::{StepNetwork, StepRunner};
-use super::view::LayerStackView;
+use super::runner::StepRunner;
+pub use super::stage::{
+    BuildSettings, BuiltImage, ImageSource, LocalImages, StageLayer, StageState,
+};
 use super::BuildError;
-
-/// How to build.
-#[derive(Debug, Clone)]
-pub struct BuildSettings {
-    /// The build context directory (`.dockerignore` applies).
-    pub context_dir: PathBuf,
-    /// Ignore the cache (results are still recorded for later builds).
-    pub no_cache: bool,
-    /// Network of build steps.
-    pub network: StepNetwork,
-    /// SOURCE_DATE_EPOCH: clamp for mtimes, `created` of the config and history.
-    pub epoch: u64,
-    /// Manifest format of the image.
-    pub format: ImageFormat,
-    /// Tag for the image in the store.
-    pub tag: Option<String>,
-}
-
-/// Where base images and copy/mount source images come from.
-pub trait ImageSource {
-    /// The image `reference`, from the local store or pulled into it.
-    fn image(&self, reference: &str) -> Result<StoredImage, BuildError>;
-}
-
-/// Images from the local store only.
-#[derive(Debug, Clone)]
-pub struct LocalImages {
-    store: Store,
-}
-
-impl LocalImages {
-    /// Images of this store.
-    pub fn new(store: Store) -> Self {
-        Self { store }
-    }
-}
-
-impl ImageSource for LocalImages {
-    fn image(&self, reference: &str) -> Result<StoredImage, BuildError> {
-        self.store.image(reference).map_err(|e| BuildError::Image {
-            reference: reference.to_string(),
-            detail: e.to_string(),
-        })
-    }
-}
-
-/// One layer of a stage's filesystem.
-#[derive(Debug, Clone)]
-pub struct StageLayer {
-    /// Digests of the layer blob (tar size 0 for pulled layers).
-    pub digests: LayerDigests,
-    /// The unpacked layer directory.
-    pub dir: PathBuf,
-    /// History text (for layers this build made).
-    pub created_by: String,
-    /// Whether this build made it (false for base layers).
-    pub new: bool,
-    /// Real modes and owners when the disk cannot hold them (rootless).
-    pub owners: Option<Arc<OwnerIndex>>,
-}
-
-/// The state of a stage while its instructions run.
-#[derive(Debug, Clone)]
-pub struct StageState {
-    /// The variant.
-    pub variant: String,
-    /// The base image (`None` = scratch).
-    pub base: Option<StoredImage>,
-    /// Layers so far, bottom first.
-    pub layers: Vec<StageLayer>,
-    /// The cache key of the state so far.
-    pub key: CacheKey,
-}
-
-impl StageState {
-    /// A view of the stage's filesystem so far.
-    pub fn view(&self) -> LayerStackView {
-        LayerStackView::with_owners(
-            self.layers.iter().map(|l| l.dir.clone()).collect(),
-            self.layers.iter().map(|l| l.owners.clone()).collect(),
-        )
-    }
-
-    /// The base image's `Env`.
-    pub fn base_env(&self) -> Vec<String> {
-        self.base
-            .as_ref()
-            .and_then(|b| b.config.config().clone())
-            .and_then(|c| c.env().clone())
-            .unwrap_or_default()
-    }
-}
-
-/// The image a build produced.
-#[derive(Debug, Clone)]
-pub struct BuiltImage {
-    /// The variant.
-    pub variant: String,
-    /// The manifest descriptor in the store.
-    pub manifest: Descriptor,
-    /// The image config.
-    pub config: ImageConfiguration,
-    /// The tag, if any.
-    pub reference: Option<String>,
-    /// Layer-producing instructions that ran.
-    pub ran: usize,
-    /// Layer-producing instructions answered from the cache.
-    pub cached: usize,
-}
 
 /// Executes plans against a store.
 pub struct Executor<'a> {

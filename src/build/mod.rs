@@ -23,6 +23,7 @@ pub mod project;
 pub mod run_image;
 pub mod runner;
 pub mod sandbox;
+pub mod stage;
 pub mod steps;
 pub mod users;
 pub mod view;

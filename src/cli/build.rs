@@ -1,8 +1,10 @@
 //! `build` area subcommands: `flense build [VARIANT]`.
 
+mod printer;
 mod push;
 
-use std::io::Write;
+pub use printer::{Output, Printer};
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,7 +12,6 @@ use anyhow::{anyhow, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::Globals;
-use flense::build::events::{BuildEvent, EventSink, StepStatus};
 use flense::build::executor::{BuildSettings, BuiltImage};
 use flense::build::images::PullingImages;
 use flense::build::project::{build_project, default_config_file, default_tag, ProjectBuild};
@@ -176,76 +177,6 @@ pub fn open_store(globals: &Globals) -> anyhow::Result<Store> {
         .clone()
         .unwrap_or_else(flense::store::default_root);
     Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
-}
-
-/// How build events are shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
-    /// One line per instruction on stderr.
-    Human,
-    /// Nothing but errors.
-    Quiet,
-    /// JSON lines on stdout.
-    Json,
-}
-
-struct Printer(Output);
-
-impl EventSink for Printer {
-    fn event(&self, event: &BuildEvent) {
-        match self.0 {
-            Output::Quiet => {}
-            Output::Json => {
-                if let Ok(line) = serde_json::to_string(event) {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
-                }
-            }
-            Output::Human => match event {
-                BuildEvent::Stage { variant, base } => {
-                    eprintln!(
-                        "==> variant {variant} (base {})",
-                        base.as_deref().unwrap_or("scratch")
-                    );
-                }
-                BuildEvent::Step {
-                    variant,
-                    index,
-                    total,
-                    instruction,
-                    status,
-                    seconds,
-                } => {
-                    let what = match status {
-                        StepStatus::Cached => "cached",
-                        StepStatus::Ran => "ran",
-                        StepStatus::Applied => "",
-                    };
-                    let mut text = instruction.clone();
-                    if text.chars().count() > 100 {
-                        text = text.chars().take(97).collect::<String>() + "...";
-                    }
-                    if what.is_empty() {
-                        eprintln!("[{variant} {index}/{total}] {text}");
-                    } else {
-                        eprintln!("[{variant} {index}/{total}] {text}  ({what}, {seconds:.2}s)");
-                    }
-                }
-                BuildEvent::Image {
-                    digest, reference, ..
-                } => {
-                    eprintln!(
-                        "==> image {}{digest}",
-                        reference
-                            .as_ref()
-                            .map(|r| format!("{r} "))
-                            .unwrap_or_default()
-                    );
-                }
-            },
-        }
-    }
 }
 
 /// Builds a variant with the given options; shared with `flense run VARIANT`.
