@@ -34,7 +34,7 @@ impl Sandbox {
     pub fn spawn(&mut self) -> Result<Child, RuntimeError> {
         self.validate()?;
         let maps = IdMaps::resolve(self.id_mode, self.user.uid, self.user.gid)?;
-        tracing::info!(mode = %maps.mode, "user namespace mode: {}", maps.mode);
+        tracing::info!("user namespace mode: {}", maps.mode);
         let root = self.prepare_root(false)?;
         match self.start(root, maps.clone()) {
             Err(Failure::Overlay(err)) => {
