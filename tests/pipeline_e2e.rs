@@ -184,3 +184,35 @@ fn unknown_images_fail_the_stage_clearly() {
         "{stdout}"
     );
 }
+
+#[test]
+fn publishes_to_a_real_registry_with_the_naming_rules() {
+    let registry = support::registry::TestRegistry::start();
+    let env = Env::new(false);
+    let digest = env.import();
+    env.write_config(
+        "pipelines:\n  p:\n    stages:\n      - name: candidate\n        publish: {image: {id: '${setup.params.IMAGE}', tags: [Extra/Tag, '${setup.tag}']}}\n        exports: {ref: '${.publishedImage}'}\n",
+    );
+    let image = format!("IMAGE={digest}");
+    let dest = format!("{}/wmf", registry.addr);
+    let out = env.pipeline(&["--param", &image, "--registry", &dest]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No git checkout: the project is the directory's name; the empty git tag is dropped.
+    assert!(
+        stdout.contains(&format!("ref: {dest}/project:")),
+        "{stdout}"
+    );
+    let extra = registry.raw_manifest("wmf/project:extra-tag");
+    let text = String::from_utf8_lossy(&extra);
+    assert!(text.contains("\"layers\""), "{text}");
+    let log = std::fs::read_to_string(env.project().join(".pipeline/logs/p.teardown.log")).unwrap();
+    assert!(
+        log.contains("published by candidate: ") && log.contains("extra-tag"),
+        "{log}"
+    );
+}
