@@ -62,11 +62,7 @@ fn project(dir: &Path) -> PathBuf {
 }
 
 fn run(root: &Path, project: &Path, variant: &str) -> Output {
-    output(
-        flense(root)
-            .args(["run", variant, "-C"])
-            .arg(project),
-    )
+    output(flense(root).args(["run", variant, "-C"]).arg(project))
 }
 
 fn stdout_of(out: &Output) -> String {
@@ -84,8 +80,16 @@ fn layer_paths(root: &Path, reference: &str) -> Vec<String> {
     let image: Value =
         serde_json::from_str(&ok_stdout(flense(root).args(["inspect", reference]))).unwrap();
     let mut paths = Vec::new();
-    for layer in image["manifest"]["layers"].as_array().unwrap().iter().skip(1) {
-        let digest = layer["digest"].as_str().unwrap().trim_start_matches("sha256:");
+    for layer in image["manifest"]["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .skip(1)
+    {
+        let digest = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
         let file = fs::File::open(root.join("blobs/sha256").join(digest)).unwrap();
         let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
         for e in tar.entries().unwrap() {
@@ -105,8 +109,10 @@ fn apt_custom_and_python_builders() {
     // apt, as root in the Privileged phase.
     let out = stdout_of(&run(&root, &p, "tools"));
     assert!(out.starts_with("jq-"), "{out}");
-    let image: Value =
-        serde_json::from_str(&ok_stdout(flense(&root).args(["inspect", "builders:tools"]))).unwrap();
+    let image: Value = serde_json::from_str(&ok_stdout(
+        flense(&root).args(["inspect", "builders:tools"]),
+    ))
+    .unwrap();
     let env = image["config"]["config"]["Env"].to_string();
     assert!(env.contains("DEBIAN_FRONTEND=noninteractive"), "{env}");
 
@@ -114,9 +120,14 @@ fn apt_custom_and_python_builders() {
     let out = stdout_of(&run(&root, &p, "custom"));
     assert_eq!(out, "HELLO\nWORLD\n2\nsum=5\n");
     let paths = layer_paths(&root, "builders:custom");
-    assert!(paths.iter().any(|p| p.ends_with("srv/app/lines.txt")), "{paths:?}");
     assert!(
-        paths.iter().all(|p| !p.contains("mnt/ctx/input.txt") && !p.contains(".cache/flense/runs")),
+        paths.iter().any(|p| p.ends_with("srv/app/lines.txt")),
+        "{paths:?}"
+    );
+    assert!(
+        paths
+            .iter()
+            .all(|p| !p.contains("mnt/ctx/input.txt") && !p.contains(".cache/flense/runs")),
         "mounts and caches stay out of the layers: {paths:?}"
     );
     // The cache persisted in the store: one run recorded.

@@ -2,7 +2,7 @@
 //! runtime) on the busybox fixture image in the store, as root and as the unprivileged
 //! user: run arguments and env, `tail` output into a later stage, `copy` into the
 //! workspace, exit codes deciding stage results, logs and JUnit.
-//! (Stages with `build` need `flense build`; see docs/compatibility.md.)
+//! Stages with `build` go through the real `flense build` (test-copy of the systemtest).
 
 mod support;
 
@@ -215,4 +215,73 @@ fn publishes_to_a_real_registry_with_the_naming_rules() {
         log.contains("published by candidate: ") && log.contains("extra-tag"),
         "{log}"
     );
+}
+
+const BLUBBER: &str = r#"version: v4
+base: localhost/busybox:latest
+variants:
+  make-file:
+    builder:
+      command: [sh, -c, 'echo built-hi > /tmp/greeting']
+    entrypoint: [sh, -c]
+  check:
+    copies: [local]
+    entrypoint: [sh, -c, 'test "$(cat bar/greeting)" = built-hi && echo checked-$0', from-check]
+"#;
+
+const BUILD_CONFIG: &str = r#"pipelines:
+  test-copy:
+    blubberfile: blubber.yaml
+    stages:
+      - name: make-a-file
+        build: make-file
+        run: {arguments: ['echo ran; echo last-line'], tail: 1}
+        copy: [{source: tmp/greeting, destination: bar/greeting}]
+      - name: check-file-contents
+        build: check
+        run: true
+        exports: {seen: '${make-a-file.output}'}
+"#;
+
+/// The systemtest's test-copy, for real: build a variant, run it, copy a file out of its
+/// image into the workspace, rebuild another variant whose local copy now includes the
+/// file, and run its check.
+fn build_run_copy_rebuild(unprivileged: bool) {
+    let env = Env::new(unprivileged);
+    env.import();
+    std::fs::write(env.project().join(".pipeline/blubber.yaml"), BLUBBER).unwrap();
+    env.write_config(BUILD_CONFIG);
+    let out = env.pipeline(&[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.project().join("bar/greeting")).unwrap(),
+        "built-hi\n"
+    );
+    assert!(stdout.contains("[make-a-file] ran"), "{stdout}");
+    assert!(
+        stdout.contains("[check-file-contents] checked-from-check"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("seen: last-line\n"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with("test-copy")
+            && l.contains("make-a-file")
+            && l.contains("sha256:")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn builds_runs_copies_and_rebuilds_as_root() {
+    build_run_copy_rebuild(false);
+}
+
+#[test]
+fn builds_runs_copies_and_rebuilds_as_an_unprivileged_user() {
+    build_run_copy_rebuild(true);
 }
