@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Push benchmark: cold push (empty registry) and no-op push (everything already there)
 # of one image, flense vs `skopeo copy` (and `buildah push` when installed), each
-# against its own fresh Debian docker-registry on loopback.
+# against its own fresh Debian docker-registry on loopback. Then pull: cold (empty
+# store) and warm (store has everything), flense pull vs skopeo copy to an OCI layout.
 #
 # Usage: bench/push.sh [SIZE_MIB] [RUNS]   (default: 200 MiB of content, 3 runs)
 # Needs: docker-registry, skopeo; a release build of flense (built if missing).
@@ -99,3 +100,28 @@ buildah_push() { buildah push --tls-verify=false "oci:$STORE:localhost/bench:1" 
 bench_tool flense flense_push
 bench_tool skopeo skopeo_push
 if command -v buildah >/dev/null; then bench_tool buildah buildah_push; fi
+
+# Pull: one registry holding the image; cold = empty store, warm = pull again.
+echo
+printf '%-14s %10s %10s\n' tool cold_s warm_s
+PULL_REG=$(start_registry)
+flense_push "$PULL_REG/bench/app:1" >/dev/null 2>&1
+bench_pull() {
+    local name=$1; shift
+    local cold=() warm=()
+    for i in $(seq "$RUNS"); do
+        local dest=$WORK/pull-$name-$i t0 t1 t2
+        t0=$(now); "$@" "$dest" >/dev/null 2>&1; t1=$(now)
+        "$@" "$dest" >/dev/null 2>&1; t2=$(now)
+        cold+=("$(elapsed "$t0" "$t1")"); warm+=("$(elapsed "$t1" "$t2")")
+        rm -rf "$dest"
+    done
+    printf '%-14s %10s %10s   (runs: cold %s; warm %s)\n' "$name" \
+        "$(printf '%s\n' "${cold[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")" \
+        "$(printf '%s\n' "${warm[@]}" | sort -n | sed -n "$(( (RUNS + 1) / 2 ))p")" \
+        "${cold[*]}" "${warm[*]}"
+}
+flense_pull() { "$FLENSE" --root "$1" pull "$PULL_REG/bench/app:1"; }
+skopeo_pull() { skopeo copy --quiet --src-tls-verify=false "docker://$PULL_REG/bench/app:1" "oci:$1:app"; }
+bench_pull flense flense_pull
+bench_pull skopeo skopeo_pull

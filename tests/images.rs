@@ -110,6 +110,13 @@ fn import_lists_inspects_and_tags_an_image() {
         .all(|i| i["digest"] == digest && i["size"].as_u64().unwrap() > 500_000));
     assert_eq!(digest_of(&root, &format!("@{digest}")), digest);
     assert_eq!(digest_of(&root, "localhost:5000/x/y:tag"), digest);
+
+    // Short names also find Docker Hub names (what `pull busybox` stores).
+    ok_stdout(flense(&root).args(["tag", "busybox", "docker.io/library/hubonly:1"]));
+    assert_eq!(
+        inspect(&root, "hubonly:1")["reference"],
+        "docker.io/library/hubonly:1"
+    );
 }
 
 #[test]

@@ -271,3 +271,24 @@ fn mirrors_are_tried_first_and_the_registry_last() {
     );
     assert_eq!(out.trim(), fresh.digest);
 }
+
+#[test]
+fn single_platform_image_for_another_platform_is_pulled_with_a_warning() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = make_test_image(
+        &tmp.path().join("layout"),
+        "arm",
+        &[TestPlatform {
+            architecture: "arm64",
+            marker: "arm64 only".into(),
+        }],
+    );
+    image.push_with_skopeo(&reg, "arm/busybox:1", &[]);
+    let root = tmp.path().join("store");
+    let out = output(flense(&root).arg("pull").arg(reg.image("arm/busybox:1")));
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is for linux/arm64, not linux/amd64"), "{err}");
+    assert!(err.contains("(linux/arm64)"), "{err}");
+}

@@ -567,8 +567,8 @@ fn type_errors_and_rule_errors_are_reported_together_without_follow_ons() {
         &stderr,
         &[
             "3:3: variants: contains a bad variant name",
-            r#"4:11: variant "go": json: cannot unmarshal number into Go struct field variants.go.base of type string"#,
-            r#"5:21: variant "go": json: cannot unmarshal number into Go struct field variants.go.copies[0].from of type string"#,
+            r#"4:11: variant "go": json: cannot unmarshal number into Go struct field variants.go.base of type string (quote it to make it a string: YAML 1.1 reads unquoted numbers and yes/no/on/off as numbers and booleans)"#,
+            r#"5:21: variant "go": json: cannot unmarshal number into Go struct field variants.go.copies[0].from of type string (quote it to make it a string: YAML 1.1 reads unquoted numbers and yes/no/on/off as numbers and booleans)"#,
         ],
     );
     // The undecodable `from` is not reported a second time as missing.

@@ -190,6 +190,7 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         Box::new(input)
     };
 
+    let _hold = store.hold_blobs()?;
     let spool = tempfile::Builder::new()
         .prefix(".import-")
         .tempdir_in(store.root().join("tmp"))?;
@@ -348,6 +349,7 @@ fn load(args: LoadArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         )));
     }
     let store = open_store(globals)?;
+    let _hold = store.hold_blobs()?;
     for name in store.load(&args.archive).map_err(classify)? {
         outln!("Loaded image: {name}");
     }
@@ -425,14 +427,11 @@ fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     };
     let client = registry_client(&args.registry)?;
     let store = open_store(globals)?;
-    let pulled = flense::registry::pull(
-        &client,
-        &reference,
-        &platform,
-        &store,
-        &StderrProgress::new(),
-    )
-    .map_err(registry_error)?;
+    let progress = StderrProgress::new();
+    let pulled = flense::registry::pull(&client, &reference, &platform, &store, &progress)
+        .map_err(registry_error)?;
+    drop(progress);
+    let platform = pulled.platform.clone().unwrap_or(platform);
     let descriptor = oci_spec::image::Descriptor::new(
         oci_spec::image::MediaType::from(pulled.media_type.as_str()),
         pulled.manifest.len() as u64,
@@ -477,15 +476,10 @@ fn push(args: PushArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         mount_from: mount_sources(&store, &client, &dest),
         ..PushOptions::default()
     };
-    let digest = flense::registry::push(
-        &client,
-        &dest,
-        &image,
-        &store,
-        &options,
-        &StderrProgress::new(),
-    )
-    .map_err(registry_error)?;
+    let progress = StderrProgress::new();
+    let digest = flense::registry::push(&client, &dest, &image, &store, &options, &progress)
+        .map_err(registry_error)?;
+    drop(progress);
     eprintln!("pushed {dest}");
     println!("{digest}");
     Ok(ExitCode::SUCCESS)

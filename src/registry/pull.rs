@@ -31,6 +31,8 @@ pub struct PulledImage {
     pub index_digest: Option<Digest>,
     /// Config and layer descriptors, config first.
     pub blobs: Vec<Descriptor>,
+    /// The platform the image config declares (`None` when it declares none).
+    pub platform: Option<Platform>,
 }
 
 /// Pulls `reference` for `platform` into `store`. The manifest is committed to the store
@@ -118,6 +120,12 @@ fn pull_from(
     for_each(blobs.clone(), PARALLEL_TRANSFERS, |blob| {
         pull_blob(&repo, &blob, store, progress)
     })?;
+    let image_platform = config_platform(store, image.config().digest());
+    if let Some(found) = &image_platform {
+        if found.os != platform.os || found.architecture != platform.architecture {
+            tracing::warn!("{reference} is for {found}, not {platform}");
+        }
+    }
     commit_bytes(store, &digest, &bytes)?;
     Ok(PulledImage {
         source,
@@ -126,6 +134,27 @@ fn pull_from(
         manifest: bytes,
         index_digest,
         blobs,
+        platform: image_platform,
+    })
+}
+
+/// The os/arch an image config declares, if it can be read.
+fn config_platform(store: &dyn BlobStore, config: &Digest) -> Option<Platform> {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        os: String,
+        architecture: String,
+        variant: Option<String>,
+    }
+    let (reader, size) = store.open_blob(config).ok()?;
+    if size > MAX_MANIFEST_SIZE {
+        return None;
+    }
+    let config: Config = serde_json::from_reader(reader).ok()?;
+    Some(Platform {
+        os: config.os,
+        architecture: config.architecture,
+        variant: config.variant,
     })
 }
 

@@ -1,6 +1,8 @@
 //! HTTP(S) access to one repository of a registry: URL building, auth (anonymous ->
 //! challenge -> Bearer token or Basic) and the retry loop.
 
+mod token;
+
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -9,11 +11,12 @@ use reqwest::header::{HeaderMap, AUTHORIZATION, WWW_AUTHENTICATE};
 use reqwest::StatusCode;
 use url::Url;
 
-use super::auth::{Challenge, Credential, CredentialSource, TokenResponse};
+use super::auth::{Challenge, Credential, CredentialSource};
 use super::error::{RegistryError, Result};
 use super::reference::Reference;
 use super::retry::{retry_after, RetryPolicy};
 use super::settings::RegistrySettings;
+use token::error_detail;
 
 /// Time limit for requests without a blob body (manifests, HEAD, upload control,
 /// tokens). Blob transfers have none, since their length is unbounded; dead peers are
@@ -92,6 +95,7 @@ impl Client {
             actions: if push { "pull,push" } else { "pull" },
             extra_scopes: Mutex::new(Vec::new()),
             authorization: Mutex::new(None),
+            auth_gate: Mutex::new(()),
             credential: OnceLock::new(),
         })
     }
@@ -106,6 +110,7 @@ pub struct Repository<'c> {
     actions: &'static str,
     extra_scopes: Mutex<Vec<String>>,
     authorization: Mutex<Option<String>>,
+    auth_gate: Mutex<()>,
     credential: OnceLock<Option<Credential>>,
 }
 
@@ -207,14 +212,21 @@ impl Repository<'_> {
         loop {
             attempt += 1;
             let mut request = build(&self.client.http);
-            if let Some(auth) = self.authorization.lock().expect("auth lock").clone() {
+            let sent_auth = self.authorization.lock().expect("auth lock").clone();
+            if let Some(auth) = &sent_auth {
                 request = request.header(AUTHORIZATION, auth);
             }
             match request.send() {
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED && !authenticated_here => {
                     authenticated_here = true;
                     attempt -= 1;
-                    self.authenticate(resp.headers())?;
+                    // Parallel transfers hit the same 401: one fetches a token, the
+                    // others wait for it and use it.
+                    let _gate = self.auth_gate.lock().expect("auth gate");
+                    let current = self.authorization.lock().expect("auth lock").clone();
+                    if current.is_none() || current == sent_auth {
+                        self.authenticate(resp.headers())?;
+                    }
                 }
                 Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                     return Err(self.unauthorized(resp));
@@ -323,136 +335,5 @@ impl Repository<'_> {
             repository: self.repository.clone(),
             reason: format!("{why}; no credentials found (docker config.json, REGISTRY_AUTH_FILE)"),
         }
-    }
-
-    fn fetch_token(
-        &self,
-        realm: &str,
-        params: &std::collections::HashMap<String, String>,
-    ) -> Result<String> {
-        let mut scopes = vec![format!("repository:{}:{}", self.repository, self.actions)];
-        scopes.extend(
-            self.extra_scopes
-                .lock()
-                .expect("scope lock")
-                .iter()
-                .cloned(),
-        );
-        let service = params.get("service").cloned().unwrap_or_default();
-        let credential = self.credential()?;
-        let url =
-            Url::parse(realm).map_err(|e| self.bad(format!("bad token realm {realm:?}: {e}")))?;
-        let operation = "get auth token";
-        let build = |http: &reqwest::blocking::Client| -> RequestBuilder {
-            match &credential {
-                Some(Credential::IdentityToken(token)) => {
-                    let mut form = vec![
-                        ("grant_type", "refresh_token".to_string()),
-                        ("refresh_token", token.clone()),
-                        ("service", service.clone()),
-                        ("client_id", "flense".to_string()),
-                    ];
-                    form.extend(scopes.iter().map(|s| ("scope", s.clone())));
-                    http.post(url.clone()).timeout(SHORT_REQUEST).form(&form)
-                }
-                other => {
-                    let mut url = url.clone();
-                    {
-                        let mut q = url.query_pairs_mut();
-                        if !service.is_empty() {
-                            q.append_pair("service", &service);
-                        }
-                        for s in &scopes {
-                            q.append_pair("scope", s);
-                        }
-                        if other.is_some() {
-                            q.append_pair(
-                                "account",
-                                match other {
-                                    Some(Credential::Basic { username, .. }) => username,
-                                    _ => "",
-                                },
-                            );
-                        }
-                    }
-                    let req = http.get(url).timeout(SHORT_REQUEST);
-                    match other.as_ref().and_then(Credential::basic_header) {
-                        Some(h) => req.header(AUTHORIZATION, h),
-                        None => req,
-                    }
-                }
-            }
-        };
-        let mut attempt = 0;
-        let resp = loop {
-            attempt += 1;
-            match build(&self.client.http).send() {
-                Ok(r)
-                    if RetryPolicy::retryable_status(r.status())
-                        && self.client.retry.should_retry(attempt) =>
-                {
-                    std::thread::sleep(self.client.retry.delay(attempt, retry_after(r.headers())));
-                }
-                Ok(r) => break r,
-                Err(e)
-                    if RetryPolicy::retryable_error(&e)
-                        && self.client.retry.should_retry(attempt) =>
-                {
-                    std::thread::sleep(self.client.retry.delay(attempt, None));
-                }
-                Err(e) => {
-                    return Err(RegistryError::Transport {
-                        registry: self.registry.clone(),
-                        operation: operation.into(),
-                        source: e.without_url(),
-                    })
-                }
-            }
-        };
-        if !resp.status().is_success() {
-            return Err(self.unauthorized(resp));
-        }
-        let body: TokenResponse = resp
-            .json()
-            .map_err(|e| self.bad(format!("token endpoint sent bad JSON: {e}")))?;
-        body.into_token()
-            .ok_or_else(|| self.bad("token endpoint sent no token".into()))
-    }
-}
-
-/// Registry error codes and messages from a body like `{"errors":[{"code","message"}]}`,
-/// else the start of the body.
-fn error_detail(resp: Response) -> String {
-    #[derive(serde::Deserialize)]
-    struct Errors {
-        errors: Vec<ErrorItem>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrorItem {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    let text = resp.text().unwrap_or_default();
-    if let Ok(errors) = serde_json::from_str::<Errors>(&text) {
-        let list: Vec<String> = errors
-            .errors
-            .into_iter()
-            .map(|e| {
-                format!(
-                    "{}: {}",
-                    e.code.unwrap_or_default(),
-                    e.message.unwrap_or_default()
-                )
-            })
-            .collect();
-        if !list.is_empty() {
-            return list.join("; ");
-        }
-    }
-    let text = text.trim();
-    if text.is_empty() {
-        "no details".into()
-    } else {
-        text.chars().take(300).collect()
     }
 }
