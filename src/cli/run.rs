@@ -25,6 +25,13 @@ pub enum Commands {
 /// Options of `flense run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// A variant of the Blubber config to build (when needed) and run as its runs user,
+    /// like Blubber's run-variant. Give either VARIANT or --image.
+    #[arg(conflicts_with = "image")]
+    pub variant: Option<String>,
+    /// With VARIANT: build options (config file, context, build args, cache).
+    #[command(flatten)]
+    pub build: super::build::RunBuildArgs,
     /// The image to run (a tag such as `busybox` or `localhost/app:1`, or a digest).
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
@@ -69,10 +76,16 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
 }
 
 fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let Some(reference) = args.image.clone() else {
-        return Err(invalid(anyhow::anyhow!(
-            "nothing to run: give --image REF (flense run --image busybox -- sh)"
-        )));
+    let reference = match (&args.image, &args.variant) {
+        (Some(image), _) => image.clone(),
+        (None, Some(variant)) => {
+            super::build::build_for_run(globals, variant, &args.build, args.network, args.userns)?
+        }
+        (None, None) => {
+            return Err(invalid(anyhow::anyhow!(
+                "nothing to run: give a VARIANT or --image REF (flense run --image busybox -- sh)"
+            )))
+        }
     };
     let overrides = overrides_from(&args)?;
     let root = globals.root.clone().unwrap_or_else(default_root);

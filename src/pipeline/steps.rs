@@ -60,6 +60,17 @@ pub struct Shared {
 }
 
 impl Shared {
+    /// The reference to pass to `flense run`/`push` for image ID `id`: the local name of
+    /// an image built in this run, else `sha256:<id>` (an image already in the store, as
+    /// upstream accepts any local image ID); `None` when `id` is not a hex digest.
+    pub fn local_image(&self, id: &str) -> Option<String> {
+        let id = id.strip_prefix("sha256:").unwrap_or(id);
+        self.image_ref(id).or_else(|| {
+            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| format!("sha256:{id}"))
+        })
+    }
+
     /// The local reference to use for image ID `id`.
     pub fn image_ref(&self, id: &str) -> Option<String> {
         self.images

@@ -77,9 +77,9 @@ impl Executor for ProcessExecutor {
         cmd.arg("--").args(&req.arguments);
         let shown: Vec<String> = req.env.iter().map(|(k, _)| format!("-e {k}=…")).collect();
         log.line(&format!(
-            "$ flense run --image {} {} -- {}",
+            "$ flense run --image {}{} -- {}",
             req.image,
-            shown.join(" "),
+            shown.iter().map(|s| format!(" {s}")).collect::<String>(),
             req.arguments
                 .iter()
                 .map(|a| shell_quote(a))
@@ -118,10 +118,14 @@ impl Executor for ProcessExecutor {
                 "type=bind,src={},dst=/.flense-copy",
                 parent.display()
             ))
+            // As root in the sandbox (the caller outside it), whatever the image's user,
+            // so the workspace directory is writable and the files end up the caller's.
+            .arg("--user")
+            .arg("0")
             .arg("--entrypoint")
             .arg("cp")
             .arg("--")
-            .arg("-a")
+            .arg("-R")
             .arg(&source)
             .arg(format!("/.flense-copy/{}", name.to_string_lossy()));
         log.line(&format!("$ {}", render(&cmd)));

@@ -166,8 +166,8 @@ pub(super) fn step_run(
         .interpolate(&Value::Mapping(m))
         .map_err(|e| e.to_string())?;
     let image_id = text(&r["image"]);
-    let image = ctx.shared.image_ref(&image_id).ok_or_else(|| {
-        format!("run.image '{image_id}' is not the ID of an image built in this pipeline run")
+    let image = ctx.shared.local_image(&image_id).ok_or_else(|| {
+        format!("run.image '{image_id}' is not a local image ID (the hex digest of an image built in this run or in the store)")
     })?;
     let arguments = strings(r.get("arguments").unwrap_or(&Value::Null))?;
     let mut env = Vec::new();
