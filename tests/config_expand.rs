@@ -486,6 +486,38 @@ fn string_commands_are_kept_verbatim() {
 fn pipeline_file_from_upstream_expands_every_variant() {
     let cfg = load("repo/pipeline.blubber.yaml");
     cfg.check_all().unwrap();
+    // Builder requirements from other variants make stages, leaves first.
+    assert_eq!(
+        cfg.copies_dependencies("docs-for-publishing").unwrap(),
+        ["configuration-docs", "example-docs", "build-docs"]
+    );
+    assert_eq!(
+        cfg.copies_dependencies("buildkit").unwrap(),
+        ["buildkit-build"]
+    );
+    let test = cfg.expand("test").unwrap();
+    assert_eq!(test.includes, ["golang", "build", "tools", "project"]);
+    // Custom builders accumulate in include order: build's two, tools', project's.
+    let commands: Vec<Option<Command>> = test
+        .common
+        .builders
+        .iter()
+        .map(|b| match b {
+            BuilderEntry::Custom(c) => c.command.clone(),
+            other => panic!("unexpected {}", other.kind()),
+        })
+        .collect();
+    assert_eq!(
+        commands,
+        [
+            Some(Command::Shell("mkdir -p ${GOPATH}/bin".into())),
+            Some(Command::Shell("go mod download".into())),
+            Some(Command::Shell("make install-tools".into())),
+            None,
+        ]
+    );
+    assert_eq!(test.common.runs.environment["CGO_ENABLED"], "0");
+    assert_eq!(test.common.runs.insecurely, Some(true));
     for name in cfg.variant_names() {
         let v = cfg.expand(name).unwrap();
         for dep in cfg.copies_dependencies(name).unwrap() {
@@ -509,4 +541,82 @@ fn null_environment_values_define_empty_variables() {
             ("GRADLE_USER_HOME".into(), String::new())
         ])
     );
+}
+
+#[test]
+fn acceptance_configs_expand_to_the_expected_users_and_dirs() {
+    let hey = load("acceptance/01-basic-usage/04-includes.blubber.yaml")
+        .expand("hey")
+        .unwrap();
+    assert_eq!(hey.common.base.as_deref(), Some("debian:bullseye"));
+    assert_eq!(hey.expanded_copies, [from("local", ".", ".")]);
+
+    let hello = load("acceptance/02-defining-the-environment/02-custom-lives.blubber.yaml")
+        .expand("hello")
+        .unwrap();
+    let lives = &hello.common.lives;
+    assert_eq!(
+        (
+            lives.dir.as_str(),
+            lives.user.name.as_str(),
+            lives.user.uid,
+            lives.user.gid
+        ),
+        ("/usr/local/app", "appowner", 1234, 1235)
+    );
+    assert_eq!(hello.common.runs.user.uid, 900);
+
+    let hello = load("acceptance/02-defining-the-environment/03-custom-runs-user.blubber.yaml")
+        .expand("hello")
+        .unwrap();
+    let runs = &hello.common.runs.user;
+    assert_eq!(
+        (runs.name.as_str(), runs.uid, runs.gid),
+        ("apprunner", 4321, 4320)
+    );
+
+    let hello = load("acceptance/02-defining-the-environment/04-runs-insecurely.blubber.yaml")
+        .expand("hello")
+        .unwrap();
+    assert_eq!(hello.common.runs.insecurely, Some(true));
+    assert_eq!(
+        (
+            hello.common.runs.user.name.as_str(),
+            hello.common.runs.user.uid
+        ),
+        ("runuser", 4321)
+    );
+    assert_eq!(
+        (hello.common.lives.user.uid, hello.common.lives.user.gid),
+        (1234, 65533)
+    );
+    assert_eq!(hello.common.lives.user.name, "somebody");
+
+    let hello = load("acceptance/02-defining-the-environment/05-runs-environment.blubber.yaml")
+        .expand("hello")
+        .unwrap();
+    assert_eq!(
+        hello.common.runs.environment,
+        BTreeMap::from([
+            ("FOO".to_string(), "bar".to_string()),
+            ("BAZ".into(), "qux".into())
+        ])
+    );
+
+    let hello = load("acceptance/02-defining-the-environment/06-runs-in.blubber.yaml")
+        .expand("hello")
+        .unwrap();
+    assert_eq!(hello.common.runs.dir, "/some/other/directory");
+    assert_eq!(hello.common.lives.dir, "/srv/app");
+
+    let cfg = load(
+        "acceptance/05-copying-from-other-variants/01-copies-from-variant-to-scratch.blubber.yaml",
+    );
+    let production = cfg.expand("production").unwrap();
+    assert!(production.is_scratch());
+    assert_eq!(
+        production.expanded_copies,
+        [from("build", "/src/hello-world-go", "/hello-world")]
+    );
+    assert_eq!(cfg.copies_dependencies("production").unwrap(), ["build"]);
 }

@@ -110,6 +110,13 @@ fn import_lists_inspects_and_tags_an_image() {
         .all(|i| i["digest"] == digest && i["size"].as_u64().unwrap() > 500_000));
     assert_eq!(digest_of(&root, &format!("@{digest}")), digest);
     assert_eq!(digest_of(&root, "localhost:5000/x/y:tag"), digest);
+
+    // Short names also find Docker Hub names (what `pull busybox` stores).
+    ok_stdout(flense(&root).args(["tag", "busybox", "docker.io/library/hubonly:1"]));
+    assert_eq!(
+        inspect(&root, "hubonly:1")["reference"],
+        "docker.io/library/hubonly:1"
+    );
 }
 
 #[test]
@@ -465,4 +472,41 @@ fn an_unprivileged_user_imports_and_lists_images_in_its_own_store() {
     let as_root = tmp.path().join("root-store");
     import_fixture(&as_root, "busybox");
     assert!(imported.trim().ends_with(&digest_of(&as_root, "busybox")));
+}
+
+#[test]
+fn import_can_write_a_docker_v2s2_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let rootfs = small_rootfs(tmp.path(), "docker");
+    ok_stdout(
+        flense(&root)
+            .arg("import")
+            .arg(&rootfs)
+            .args(["--tag", "d", "--format", "docker"]),
+    );
+    ok_stdout(
+        flense(&root)
+            .arg("import")
+            .arg(&rootfs)
+            .args(["--tag", "o"]),
+    );
+    let docker = inspect(&root, "d");
+    let oci = inspect(&root, "o");
+    assert_eq!(
+        docker["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        docker["manifest"]["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    assert_eq!(
+        docker["layers"][0]["mediaType"],
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    // Same blobs, different manifest.
+    assert_eq!(docker["layers"][0]["digest"], oci["layers"][0]["digest"]);
+    assert_eq!(docker["configDigest"], oci["configDigest"]);
+    assert_ne!(docker["digest"], oci["digest"]);
 }

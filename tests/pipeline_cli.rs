@@ -376,3 +376,32 @@ fn a_failing_real_stage_exits_1_and_warnings_go_to_stderr() {
         "{xml}"
     );
 }
+
+#[test]
+fn runs_as_an_unprivileged_user() {
+    let p = project("pipelines:\n  p:\n    stages:\n      - {name: a, exports: {who: '${setup.params.X}'}}\n      - {name: b, exports: {got: '${a.who}'}}\n");
+    support::users::give_to_test_user(p.path());
+    let junit = p.path().join("junit.xml");
+    let out = output(
+        support::users::as_test_user(&support::cli::flense_bin())
+            .arg("pipeline")
+            .arg("-C")
+            .arg(p.path())
+            .args(["--param", "X=rootless", "--junit"])
+            .arg(&junit),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("[b] stage b completed. exported: [got: rootless, stage: b]"),
+        "{text}"
+    );
+    assert!(p.path().join(".pipeline/logs/p.b.log").is_file());
+    assert!(std::fs::read_to_string(&junit)
+        .unwrap()
+        .contains("tests=\"2\" failures=\"0\""));
+}

@@ -216,3 +216,106 @@ fn host_files_are_visible_but_not_captured() {
     assert_eq!(child.diff((0, 0)).unwrap(), vec![]);
     rerun_as_test_user("host_files_are_visible_but_not_captured", &[]);
 }
+
+#[test]
+fn limits_groups_stdio_files_and_devices() {
+    let tmp = scratch();
+    let rootfs = tmp.path().join("rootfs");
+    busybox_rootfs(&rootfs);
+    let out_path = tmp.path().join("out.txt");
+    let out_file = std::fs::File::create(&out_path).unwrap();
+    let user_run = is_user_run();
+    let script = "ulimit -n; id -G; test -c /dev/pts/ptmx && test -L /dev/ptmx && echo pts; \
+                  awk '$5 == \"/sys\" { print $6 }' /proc/self/mountinfo | cut -d, -f1; \
+                  echo hi > /dev/null && head -c 4 /dev/zero | wc -c";
+    let mut sandbox = Sandbox::new(dir_root(&rootfs, false), ["/bin/sh", "-c", script])
+        .env("PATH", "/bin")
+        .rlimit(libc_rlimit_nofile(), 64, 64)
+        .groups(vec![10, 20])
+        .stdout(Stdio::File(out_file));
+    let mut child = sandbox.spawn().unwrap();
+    assert!(child.wait().unwrap().success());
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("64"));
+    let groups = lines.next().unwrap();
+    if user_run && child.id_mode() == IdMode::Single {
+        assert_eq!(groups, "0", "single mode cannot set groups");
+    } else {
+        assert_eq!(groups, "0 10 20");
+    }
+    assert_eq!(lines.next(), Some("pts"));
+    assert_eq!(lines.next(), Some("ro"), "/sys must be read-only: {out}");
+    assert_eq!(lines.next().map(str::trim), Some("4"));
+    rerun_as_test_user("limits_groups_stdio_files_and_devices", &[]);
+}
+
+/// `RLIMIT_NOFILE` on Linux.
+fn libc_rlimit_nofile() -> u32 {
+    7
+}
+
+#[test]
+fn many_layers_fit_in_one_overlay_mount() {
+    let tmp = scratch();
+    let base = tmp
+        .path()
+        .join("a-directory-name-long-enough-to-overflow-one-page");
+    let mut lowers = vec![base.join("layer-base-000000000000000000000000000000")];
+    busybox_rootfs(&lowers[0]);
+    for i in 1..80 {
+        let layer = base.join(format!("layer-{i:03}-0000000000000000000000000000000"));
+        std::fs::create_dir_all(layer.join("layers")).unwrap();
+        std::fs::write(layer.join("layers").join(format!("{i:03}")), "").unwrap();
+        lowers.push(layer);
+    }
+    let absolute: usize = lowers.iter().map(|l| l.as_os_str().len() + 1).sum();
+    assert!(
+        absolute > 4096,
+        "the test needs lower paths longer than a page"
+    );
+    let mut sandbox = sh(
+        RootFs::Overlay(Overlay::new(lowers, tmp.path().join("state"))),
+        "ls /layers | wc -l",
+    );
+    let (status, out, _) = run_capture(&mut sandbox);
+    assert!(status.success());
+    assert_eq!(out.trim(), "79");
+    rerun_as_test_user("many_layers_fit_in_one_overlay_mount", &[]);
+}
+
+#[test]
+fn piped_stdin_and_kill() {
+    use std::io::{Read, Write};
+    let tmp = scratch();
+    busybox_rootfs(tmp.path());
+    let mut sandbox = Sandbox::new(dir_root(tmp.path(), false), ["tr", "a-z", "A-Z"])
+        .env("PATH", "/bin")
+        .stdin(Stdio::Piped)
+        .stdout(Stdio::Piped);
+    let mut child = sandbox.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "SHOUT\n");
+    assert!(child.wait().unwrap().success());
+
+    // SIGTERM to the sandbox reaches the command through PID 1.
+    let mut sandbox = sh(dir_root(tmp.path(), false), "echo up; exec sleep 600");
+    let mut child = sandbox.spawn().unwrap();
+    let mut first = [0u8; 3];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    child.kill(15).unwrap();
+    assert_eq!(child.wait().unwrap(), ExitStatus::Signaled(15));
+    rerun_as_test_user("piped_stdin_and_kill", &[]);
+}

@@ -1,9 +1,11 @@
 //! The store as a library: hostile layers, whiteouts, digest verification, diff-ID
 //! records, concurrent tagging and reproducible layers.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::fs;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use flense::image::{Content, EntryKind, LayerEntry, LayerOptions};
@@ -139,7 +141,6 @@ fn whiteouts_become_overlay_whiteouts_and_are_listed() {
     );
     assert_eq!(fs::read(target.join("var/cache/kept")).unwrap(), b"new");
 }
-use std::os::unix::fs::MetadataExt;
 
 fn sample_entries(dir: &Path) -> Vec<LayerEntry> {
     let host = dir.join("host-file");
@@ -343,4 +344,207 @@ fn concurrent_tagging_loses_no_tag() {
         }
     });
     assert_eq!(store.tags().unwrap().len(), 40);
+}
+
+const INNER: &str = "FLENSE_TEST_INNER_UNPRIVILEGED";
+
+#[test]
+fn extraction_as_an_unprivileged_user_skips_devices_and_still_makes_whiteouts() {
+    if std::env::var_os(INNER).is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = support::cli::output(support::users::as_test_user(&exe).env(INNER, "1").args([
+        "--exact",
+        "unprivileged_extraction_inner",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "inner test failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Run by the test above as the unprivileged test user (it needs a non-root process).
+#[test]
+#[ignore = "runs as the unprivileged user, started by extraction_as_an_unprivileged_user_..."]
+fn unprivileged_extraction_inner() {
+    if std::env::var_os(INNER).is_none() {
+        return;
+    }
+    assert!(!nix::unistd::geteuid().is_root(), "must run unprivileged");
+    let (result, _tmp, target) = extract_hostile("device.tar");
+    let report = result.unwrap();
+    assert_eq!(report.skipped_devices, vec![PathBuf::from("dev/evil-mem")]);
+    assert!(!target.join("dev/evil-mem").exists());
+
+    let (result, _tmp, target) = extract_hostile("whiteouts.tar");
+    let report = result.unwrap();
+    assert!(
+        report.whiteout_devices,
+        "mknod 0/0 is allowed unprivileged since Linux 5.8"
+    );
+    assert!(fs::symlink_metadata(target.join("etc/gone"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert_eq!(
+        xattr::get(target.join("var/cache"), "user.overlay.opaque")
+            .unwrap()
+            .as_deref(),
+        Some(&b"y"[..])
+    );
+
+    for name in [
+        "dotdot.tar",
+        "symlink-then-write.tar",
+        "hardlink-outside.tar",
+    ] {
+        assert!(extract_hostile(name).0.is_err(), "{name}");
+    }
+}
+
+#[test]
+fn prune_waits_for_writers_holding_blobs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("root")).unwrap();
+    let hold = store.hold_blobs().unwrap();
+    let digest = store.put_blob(b"not tagged yet").unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        let pruner = store.clone();
+        s.spawn(move || {
+            let report = pruner.prune().unwrap();
+            tx.send(report).unwrap();
+        });
+        // Wait until the prune is blocked on gc.lock (a waiter shows in /proc/locks),
+        // then check that it has not deleted the held blob.
+        let inode = fs::metadata(store.root().join("gc.lock")).unwrap().ino();
+        let needle = format!(":{inode} ");
+        while !fs::read_to_string("/proc/locks")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&needle))
+        {
+            std::thread::yield_now();
+        }
+        assert!(rx.try_recv().is_err());
+        assert!(store.has_blob(&digest));
+        drop(hold);
+        let report = rx.recv().unwrap();
+        assert_eq!(report.blobs, 1);
+    });
+    assert!(!store.has_blob(&digest));
+}
+
+/// A tar of many small files with the orderings that matter to parallel extraction:
+/// a path written twice, a hard link to a just-written file, a whiteout of a
+/// just-written file and a directory replaced by a file.
+fn busy_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |name: &str, kind: tar::EntryType, data: &[u8], link: Option<&str>| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_size(data.len() as u64);
+        h.set_mode(if kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o640
+        });
+        h.set_mtime(1_234_567);
+        h.set_uid(0);
+        h.set_gid(0);
+        match link {
+            Some(l) => b.append_link(&mut h, name, l).unwrap(),
+            None => b.append_data(&mut h, name, data).unwrap(),
+        }
+    };
+    for d in 0..10 {
+        add(&format!("d{d}"), tar::EntryType::Directory, b"", None);
+        for f in 0..30 {
+            add(
+                &format!("d{d}/f{f}"),
+                tar::EntryType::Regular,
+                format!("{d}/{f}").as_bytes(),
+                None,
+            );
+        }
+    }
+    add("d0/f0", tar::EntryType::Regular, b"second version", None);
+    add("d1/link", tar::EntryType::Link, b"", Some("d2/f3"));
+    add("d3/.wh.f1", tar::EntryType::Regular, b"", None);
+    add("d9", tar::EntryType::Regular, b"a file now", None);
+    add("big", tar::EntryType::Regular, &vec![9u8; 3 << 20], None);
+    b.into_inner().unwrap()
+}
+
+/// (path, kind, mode, size, mtime, content) of everything below `dir`.
+fn describe(dir: &Path) -> Vec<(String, String, u32, u64, i64, Vec<u8>)> {
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .sort_by_file_name()
+        .into_iter()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = fs::symlink_metadata(e.path()).unwrap();
+            let content = if m.is_file() {
+                fs::read(e.path()).unwrap()
+            } else {
+                Vec::new()
+            };
+            let kind = format!("{:?}", m.file_type());
+            (
+                e.path().strip_prefix(dir).unwrap().display().to_string(),
+                kind,
+                m.mode(),
+                m.len(),
+                m.mtime(),
+                content,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn parallel_extraction_gives_the_same_tree_as_sequential() {
+    let tar = busy_tar();
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, four) = (tmp.path().join("one"), tmp.path().join("four"));
+    fs::create_dir(&one).unwrap();
+    fs::create_dir(&four).unwrap();
+    let r1 = flense::store::extract::extract_tar_with_threads(&tar[..], &one, 1).unwrap();
+    let r4 = flense::store::extract::extract_tar_with_threads(&tar[..], &four, 4).unwrap();
+    assert_eq!(r1, r4);
+    let (d1, d4) = (describe(&one), describe(&four));
+    let differ: Vec<_> = d1
+        .iter()
+        .zip(&d4)
+        .filter(|(a, b)| a != b)
+        .map(|(a, b)| (&a.0, &a.1, a.2, a.4, &b.0, &b.1, b.2, b.4))
+        .collect();
+    assert!(differ.is_empty() && d1.len() == d4.len(), "{differ:?}");
+    assert_eq!(fs::read(four.join("d0/f0")).unwrap(), b"second version");
+    assert_eq!(
+        fs::metadata(four.join("d1/link")).unwrap().ino(),
+        fs::metadata(four.join("d2/f3")).unwrap().ino()
+    );
+    assert!(fs::symlink_metadata(four.join("d3/f1"))
+        .unwrap()
+        .file_type()
+        .is_char_device());
+    assert_eq!(fs::read(four.join("d9")).unwrap(), b"a file now");
+    assert_eq!(
+        fs::metadata(four.join("d9")).unwrap().mode() & 0o7777,
+        0o640,
+        "not the old directory's mode"
+    );
+    assert_eq!(
+        fs::metadata(four.join("d5/f7")).unwrap().mode() & 0o7777,
+        0o640
+    );
+    assert_eq!(fs::metadata(four.join("d5/f7")).unwrap().mtime(), 1_234_567);
 }

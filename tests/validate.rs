@@ -462,6 +462,24 @@ fn hostile_inputs_exit_2_without_a_panic() {
 }
 
 #[test]
+fn byte_order_mark_and_crlf_line_ends_are_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blubber.yaml");
+    fs::write(
+        &file,
+        "\u{feff}version: v4\r\nvariants:\r\n  test:\r\n    base: debian\r\n",
+    )
+    .unwrap();
+    let out = validate(&file);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn a_missing_file_is_invalid_input() {
     let dir = tempfile::tempdir().unwrap();
     let stderr = invalid(&dir.path().join("nope.yaml"));
@@ -538,4 +556,61 @@ fn variants_of_an_invalid_file_exit_2() {
     let out = output(flense(store.path()).arg("variants").arg("-f").arg(&file));
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field \"newphone\""));
+}
+
+#[test]
+fn type_errors_and_rule_errors_are_reported_together_without_follow_ons() {
+    let (_d, file, stderr) =
+        invalid_text("version: v4\nvariants:\n  go:\n    base: 1\n    copies: [{from: 7}]\n");
+    assert_lines(
+        &file,
+        &stderr,
+        &[
+            "3:3: variants: contains a bad variant name",
+            r#"4:11: variant "go": json: cannot unmarshal number into Go struct field variants.go.base of type string (quote it to make it a string: YAML 1.1 reads unquoted numbers and yes/no/on/off as numbers and booleans)"#,
+            r#"5:21: variant "go": json: cannot unmarshal number into Go struct field variants.go.copies[0].from of type string (quote it to make it a string: YAML 1.1 reads unquoted numbers and yes/no/on/off as numbers and booleans)"#,
+        ],
+    );
+    // The undecodable `from` is not reported a second time as missing.
+    assert!(!stderr.contains("from: is required"), "{stderr}");
+    assert!(stderr.contains("is invalid (3 errors)"), "{stderr}");
+}
+
+#[test]
+fn valid_but_suspicious_configs_get_warnings() {
+    let store = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blubber.yaml");
+    fs::write(
+        &file,
+        "version: v4\nvariants:\n  tiny:\n    apt: { packages: [curl] }\n    runs: { environment: { FOO: bar } }\n    copies: [local]\n",
+    )
+    .unwrap();
+    let out = output(flense(store.path()).arg("validate").arg("-f").arg(&file));
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "{}:3:3: warning: variant \"tiny\": it has no base image, so apt, runs are ignored (only copies and entrypoint apply)",
+            file.display()
+        )
+    );
+    // Top-level settings are for the other variants: no warning for derived/01.
+    let quiet = example("derived/01-scratch-ignores-common-config.blubber.yaml");
+    let out = output(flense(store.path()).arg("validate").arg("-f").arg(&quiet));
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    fs::write(
+        &file,
+        "version: v4\nbase: debian\nvariants:\n  build: {}\n  prod:\n    copies: [{ from: biuld, source: /srv/app/x }]\n",
+    )
+    .unwrap();
+    let out = output(flense(store.path()).arg("validate").arg("-f").arg(&file));
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("variant \"prod\": \"biuld\" is not a variant, so it will be pulled as an image; did you mean \"build\"?"),
+        "{stderr}"
+    );
 }

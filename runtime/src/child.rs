@@ -150,6 +150,11 @@ impl Child {
         Ok(())
     }
 
+    /// A new descriptor for the sandbox's PID 1, if it started.
+    pub(crate) fn init_pidfd(&self) -> Option<OwnedFd> {
+        self.init.as_ref().and_then(|fd| fd.try_clone().ok())
+    }
+
     pub(crate) fn has_init(&self) -> bool {
         self.init.is_some()
     }
@@ -200,6 +205,26 @@ impl Child {
             return Ok(status);
         }
         drop(self.stdin.take());
+        // PID 1 ends once every process of the sandbox is gone; its status record is
+        // then written. The middle process, whose exit tears the namespaces down (an
+        // RCU grace period or two), is reaped in the background.
+        if let Some(init) = &self.init {
+            loop {
+                let mut fds = [PollFd::new(init.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::NONE) {
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    _ => break,
+                }
+            }
+            if !self.timed_out.load(Ordering::SeqCst) {
+                if let Some(status) = self.read_status() {
+                    let middle = self.middle;
+                    std::thread::spawn(move || waitpid(middle, None));
+                    self.status = Some(status);
+                    return Ok(status);
+                }
+            }
+        }
         let ws = loop {
             match waitpid(self.middle, None) {
                 Ok(ws @ (WaitStatus::Exited(..) | WaitStatus::Signaled(..))) => break ws,

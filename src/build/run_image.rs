@@ -6,7 +6,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flense_runtime::{ExitStatus, IdMode, Mount, Network, Overlay, RootFs, Sandbox};
+use flense_runtime::{
+    ExitStatus, IdMode, Mount, Network, Overlay, RootFs, Sandbox, SignalForwarder,
+};
 
 use crate::store::{Store, StoreError, StoredImage};
 
@@ -77,6 +79,9 @@ pub struct RunOverrides {
     pub hostname: Option<String>,
     /// Kill the sandbox after this long.
     pub timeout: Option<Duration>,
+    /// Forward SIGINT, SIGTERM, SIGHUP and SIGQUIT of this process to the command
+    /// (for a command-line front end; blocks them in the calling thread meanwhile).
+    pub forward_signals: bool,
 }
 
 /// Runs the image `reference` from `store` with `overrides`, inheriting stdio, and
@@ -101,8 +106,16 @@ pub fn run_image(
             source,
         })?;
     let mut sandbox = sandbox_for(&image, reference, &layers, state.path(), overrides)?;
+    let mut forwarder = match overrides.forward_signals {
+        true => Some(SignalForwarder::block()?),
+        false => None,
+    };
     let result = sandbox.spawn().and_then(|mut child| {
+        if let Some(f) = forwarder.as_mut() {
+            f.forward_to(&child)?;
+        }
         let status = child.wait();
+        drop(forwarder);
         let removed = flense_runtime::remove_tree(state.path(), child.id_maps());
         if let Err(e) = removed {
             tracing::warn!("leaving {}: {e}", state.path().display());

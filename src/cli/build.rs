@@ -1,16 +1,467 @@
-//! `build` area subcommands.
+//! `build` area subcommands: `flense build [VARIANT]`.
 
+mod push;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use anyhow::{anyhow, Context as _};
+use clap::{Args, Subcommand, ValueEnum};
 
 use super::Globals;
+use flense::build::events::{BuildEvent, EventSink, StepStatus};
+use flense::build::executor::{BuildSettings, BuiltImage};
+use flense::build::images::PullingImages;
+use flense::build::project::{build_project, default_config_file, default_tag, ProjectBuild};
+use flense::build::runner::StepNetwork;
+use flense::build::sandbox::SandboxRunner;
+use flense::image::oci::ImageFormat;
+use flense::plan::Platform;
+use flense::store::Store;
 
 /// Subcommands of this area.
 #[derive(Subcommand, Debug)]
-pub enum Commands {}
+pub enum Commands {
+    /// Build a variant of a Blubber config into an image in the local store.
+    Build(BuildArgs),
+}
+
+/// Network of build steps.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkArg {
+    /// Share the host's network.
+    Host,
+    /// Only a loopback interface.
+    None,
+}
+
+/// Manifest format of the built image.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FormatArg {
+    /// OCI image manifest (the default).
+    Oci,
+    /// Docker image manifest v2 schema 2.
+    Docker,
+}
+
+/// Options shared by `flense build` and `flense run VARIANT`.
+#[derive(Args, Debug, Clone)]
+pub struct BuildOptions {
+    /// The Blubber config file (default: CONTEXT/.pipeline/blubber.yaml).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// The build context directory (`.dockerignore` applies).
+    #[arg(short = 'C', long = "context", default_value = ".")]
+    pub context: PathBuf,
+    /// A build argument, NAME=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build every step again, ignoring the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Network of build steps.
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: NetworkArg,
+    /// Target platform, os/arch[/variant] (only the host's platform can run steps).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Registries config (insecure registries, rewrites/mirrors) for base images and
+    /// `--push`. Default: $FLENSE_REGISTRIES_CONFIG, else
+    /// $XDG_CONFIG_HOME/flense/config.toml.
+    #[arg(long, value_name = "FILE")]
+    pub registries_config: Option<PathBuf>,
+    /// User-namespace mode of build steps: auto, root, subuid or single.
+    #[arg(long, default_value = "auto")]
+    pub userns: String,
+}
+
+/// Arguments of `flense build`.
+#[derive(Args, Debug)]
+pub struct BuildArgs {
+    /// The variant to build.
+    #[arg(default_value = "test")]
+    pub variant: String,
+    #[command(flatten)]
+    pub options: BuildOptions,
+    /// Tag for the image in the store (default: <context dir name>:<variant>).
+    #[arg(short = 't', long)]
+    pub tag: Option<String>,
+    /// Push the image to this registry reference after building.
+    #[arg(long, value_name = "REF")]
+    pub push: Option<String>,
+    /// Also write the image to oci:DIR, oci-archive:FILE or docker-archive:FILE.
+    #[arg(short = 'o', long, value_name = "DEST")]
+    pub output: Option<String>,
+    /// Manifest format.
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: FormatArg,
+    /// Print only the image digest.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Print build events as JSON lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Build options of `flense run VARIANT` (network and user-namespace mode come from
+/// `run`'s own options).
+#[derive(Args, Debug, Clone)]
+pub struct RunBuildArgs {
+    /// The Blubber config file (default: CONTEXT/.pipeline/blubber.yaml).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<PathBuf>,
+    /// The build context directory.
+    #[arg(short = 'C', long = "context", default_value = ".")]
+    pub context: PathBuf,
+    /// A build argument, NAME=VALUE (repeatable).
+    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
+    pub build_args: Vec<String>,
+    /// Build every step again, ignoring the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Registries config for base images.
+    #[arg(long, value_name = "FILE")]
+    pub registries_config: Option<PathBuf>,
+    /// Print nothing while building.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Builds `variant` for `flense run VARIANT` (progress on stderr) and returns the
+/// reference to run: the image's manifest digest.
+pub fn build_for_run(
+    globals: &Globals,
+    variant: &str,
+    args: &RunBuildArgs,
+    network: flense_runtime::Network,
+    userns: flense_runtime::IdMode,
+) -> anyhow::Result<String> {
+    let options = BuildOptions {
+        file: args.file.clone(),
+        context: args.context.clone(),
+        build_args: args.build_args.clone(),
+        no_cache: args.no_cache,
+        network: match network {
+            flense_runtime::Network::Host => NetworkArg::Host,
+            flense_runtime::Network::None => NetworkArg::None,
+        },
+        platform: None,
+        registries_config: args.registries_config.clone(),
+        userns: userns.to_string(),
+    };
+    let output = if args.quiet {
+        Output::Quiet
+    } else {
+        Output::Human
+    };
+    let (_, built) = build_variant(globals, variant, &options, None, ImageFormat::Oci, output)?;
+    Ok(built
+        .reference
+        .clone()
+        .unwrap_or_else(|| built.manifest.digest().to_string()))
+}
 
 /// Runs one subcommand of this area.
-pub fn run(cmd: Commands, _globals: &Globals) -> anyhow::Result<ExitCode> {
-    match cmd {}
+pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Commands::Build(args) => build(args, globals),
+    }
+}
+
+/// Opens the store of `--root` (or the default root).
+pub fn open_store(globals: &Globals) -> anyhow::Result<Store> {
+    let root = globals
+        .root
+        .clone()
+        .unwrap_or_else(flense::store::default_root);
+    Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
+}
+
+/// How build events are shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// One line per instruction on stderr.
+    Human,
+    /// Nothing but errors.
+    Quiet,
+    /// JSON lines on stdout.
+    Json,
+}
+
+struct Printer(Output);
+
+impl EventSink for Printer {
+    fn event(&self, event: &BuildEvent) {
+        match self.0 {
+            Output::Quiet => {}
+            Output::Json => {
+                if let Ok(line) = serde_json::to_string(event) {
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}");
+                    let _ = out.flush();
+                }
+            }
+            Output::Human => match event {
+                BuildEvent::Stage { variant, base } => {
+                    eprintln!(
+                        "==> variant {variant} (base {})",
+                        base.as_deref().unwrap_or("scratch")
+                    );
+                }
+                BuildEvent::Step {
+                    variant,
+                    index,
+                    total,
+                    instruction,
+                    status,
+                    seconds,
+                } => {
+                    let what = match status {
+                        StepStatus::Cached => "cached",
+                        StepStatus::Ran => "ran",
+                        StepStatus::Applied => "",
+                    };
+                    let mut text = instruction.clone();
+                    if text.chars().count() > 100 {
+                        text = text.chars().take(97).collect::<String>() + "...";
+                    }
+                    if what.is_empty() {
+                        eprintln!("[{variant} {index}/{total}] {text}");
+                    } else {
+                        eprintln!("[{variant} {index}/{total}] {text}  ({what}, {seconds:.2}s)");
+                    }
+                }
+                BuildEvent::Image {
+                    digest, reference, ..
+                } => {
+                    eprintln!(
+                        "==> image {}{digest}",
+                        reference
+                            .as_ref()
+                            .map(|r| format!("{r} "))
+                            .unwrap_or_default()
+                    );
+                }
+            },
+        }
+    }
+}
+
+/// Builds a variant with the given options; shared with `flense run VARIANT`.
+pub fn build_variant(
+    globals: &Globals,
+    variant: &str,
+    options: &BuildOptions,
+    tag: Option<String>,
+    format: ImageFormat,
+    output: Output,
+) -> anyhow::Result<(Store, BuiltImage)> {
+    let build_args = flense::plan::parse_build_args(&options.build_args).map_err(super::invalid)?;
+    let platform = options
+        .platform
+        .as_deref()
+        .map(parse_platform)
+        .transpose()
+        .map_err(super::invalid)?;
+    if let Some(p) = &platform {
+        if p.architecture != Platform::host().architecture {
+            return Err(super::invalid(anyhow!(
+                "cannot build for {}: build steps run natively and this machine is {}",
+                p.spec(),
+                Platform::host().spec()
+            )));
+        }
+    }
+    if !options.context.is_dir() {
+        return Err(super::invalid(anyhow!(
+            "build context {} is not a directory",
+            options.context.display()
+        )));
+    }
+    let config_file = options
+        .file
+        .clone()
+        .unwrap_or_else(|| default_config_file(&options.context));
+    let store = open_store(globals)?;
+    let tag = tag.unwrap_or_else(|| default_tag(&options.context, variant));
+    let req = ProjectBuild {
+        config_file,
+        variant: variant.to_string(),
+        build_args,
+        platform,
+        settings: BuildSettings {
+            context_dir: options.context.clone(),
+            no_cache: options.no_cache,
+            network: match options.network {
+                NetworkArg::Host => StepNetwork::Host,
+                NetworkArg::None => StepNetwork::None,
+            },
+            epoch: flense::image::source_date_epoch(),
+            format,
+            tag: Some(tag),
+        },
+    };
+    let mode: flense_runtime::IdMode = options.userns.parse().map_err(super::invalid)?;
+    let runner = SandboxRunner::new(mode);
+    let settings = flense::registry::RegistrySettings::load(options.registries_config.as_deref())
+        .map_err(super::invalid)?;
+    let client =
+        flense::registry::Client::new(settings, flense::registry::CredentialSource::from_env())?;
+    let pull_platform = match &req.platform {
+        Some(p) => p.spec().parse().map_err(super::invalid)?,
+        None => flense::registry::Platform::host(),
+    };
+    let images = PullingImages::new(store.clone(), client, pull_platform);
+    let printer = Printer(output);
+    let built = build_project(&store, &runner, &images, &printer, &req).map_err(|e| {
+        if e.is_invalid_input() {
+            super::invalid(e)
+        } else {
+            anyhow::Error::new(e)
+        }
+    })?;
+    Ok((store, built))
+}
+
+fn parse_platform(s: &str) -> anyhow::Result<Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+            os: os.to_string(),
+            architecture: arch.to_string(),
+            variant: String::new(),
+        }),
+        [os, arch, variant] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
+            os: os.to_string(),
+            architecture: arch.to_string(),
+            variant: variant.to_string(),
+        }),
+        _ => Err(anyhow!("platform {s:?} is not os/arch[/variant]")),
+    }
+}
+
+fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let output = if args.json {
+        Output::Json
+    } else if args.quiet {
+        Output::Quiet
+    } else {
+        Output::Human
+    };
+    let format = match args.format {
+        FormatArg::Oci => ImageFormat::Oci,
+        FormatArg::Docker => ImageFormat::Docker,
+    };
+    if let Some(dest) = &args.output {
+        parse_output(dest).map_err(super::invalid)?;
+    }
+    let (store, built) = build_variant(
+        globals,
+        &args.variant,
+        &args.options,
+        args.tag.clone(),
+        format,
+        output,
+    )?;
+    let digest = built.manifest.digest().to_string();
+    if let Some(dest) = &args.output {
+        export(&store, &built, dest)?;
+    }
+    if let Some(dest) = &args.push {
+        push::push(
+            args.options.registries_config.as_deref(),
+            &store,
+            &built,
+            dest,
+        )?;
+    }
+    if output != Output::Json {
+        println!("{digest}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where `--output` writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OutputDest {
+    OciDir(PathBuf),
+    OciArchive(PathBuf),
+    DockerArchive(PathBuf),
+}
+
+fn parse_output(dest: &str) -> anyhow::Result<OutputDest> {
+    let (kind, path) = dest.split_once(':').ok_or_else(|| {
+        anyhow!("--output {dest:?}: expected oci:DIR, oci-archive:FILE or docker-archive:FILE")
+    })?;
+    if path.is_empty() {
+        return Err(anyhow!("--output {dest:?}: the path is empty"));
+    }
+    let path = PathBuf::from(path);
+    match kind {
+        "oci" => Ok(OutputDest::OciDir(path)),
+        "oci-archive" => Ok(OutputDest::OciArchive(path)),
+        "docker-archive" => Ok(OutputDest::DockerArchive(path)),
+        other => Err(anyhow!(
+            "--output {dest:?}: unknown kind {other:?} (oci, oci-archive, docker-archive)"
+        )),
+    }
+}
+
+fn export(store: &Store, built: &BuiltImage, dest: &str) -> anyhow::Result<()> {
+    use flense::store::archive::ArchiveFormat;
+    let reference = built
+        .reference
+        .clone()
+        .ok_or_else(|| anyhow!("the image has no tag to export"))?;
+    let image = store.image(&reference)?;
+    let name = image.reference.clone().unwrap_or(reference);
+    let images = vec![(name, image)];
+    match parse_output(dest)? {
+        OutputDest::OciArchive(path) => store.save(&images, ArchiveFormat::OciArchive, &path)?,
+        OutputDest::DockerArchive(path) => {
+            store.save(&images, ArchiveFormat::DockerArchive, &path)?
+        }
+        OutputDest::OciDir(dir) => {
+            let tmp = tempfile::NamedTempFile::new_in(store.root().join("tmp"))?;
+            store.save(&images, ArchiveFormat::OciArchive, tmp.path())?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            unpack_layout(tmp.path(), &dir)?;
+        }
+    }
+    Ok(())
+}
+
+fn unpack_layout(archive: &Path, dir: &Path) -> anyhow::Result<()> {
+    let file = std::fs::File::open(archive)?;
+    let mut tar = tar::Archive::new(file);
+    tar.unpack(dir)
+        .with_context(|| format!("writing the OCI layout to {}", dir.display()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_destinations() {
+        assert_eq!(
+            parse_output("oci:out").unwrap(),
+            OutputDest::OciDir("out".into())
+        );
+        assert_eq!(
+            parse_output("docker-archive:/tmp/x.tar").unwrap(),
+            OutputDest::DockerArchive("/tmp/x.tar".into())
+        );
+        assert!(parse_output("zip:x").is_err());
+        assert!(parse_output("oci:").is_err());
+        assert!(parse_output("nothing").is_err());
+    }
+
+    #[test]
+    fn platforms() {
+        assert_eq!(parse_platform("linux/arm64/v8").unwrap().variant, "v8");
+        assert!(parse_platform("linux").is_err());
+    }
 }

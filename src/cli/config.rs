@@ -16,7 +16,7 @@ pub enum Commands {
     Validate(ValidateArgs),
     /// List the variants of a blubber.yaml, one per line, in file order.
     Variants(VariantsArgs),
-    /// Print the Dockerfile-equivalent of a variant (Blubber's instruction stream, spec §6).
+    /// Print a variant's build instructions as a Dockerfile (Blubber's instruction stream).
     Dockerfile(DockerfileArgs),
     /// Print the compiled build plan of a variant (`--json` for the machine-readable form).
     Plan(PlanArgs),
@@ -72,6 +72,9 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     let file = &args.config.file;
     let config = load_or_report(file)?;
     config.check_all().map_err(|errors| report(file, errors))?;
+    for warning in config.warnings() {
+        eprintln!("{warning}");
+    }
     let n = config.variants.len();
     let noun = if n == 1 { "variant" } else { "variants" };
     println!("{}: OK ({n} {noun})", file.display());
@@ -110,6 +113,10 @@ pub struct PlanArgs {
     /// A build argument, NAME=VALUE (repeatable).
     #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     build_args: Vec<String>,
+    /// Target platform, os/arch[/variant] (default: this machine's); sets
+    /// TARGETPLATFORM and friends for the build steps.
+    #[arg(long)]
+    platform: Option<String>,
     /// Print the plan as JSON (the stable, machine-readable form).
     #[arg(long)]
     json: bool,
@@ -120,11 +127,17 @@ fn compile_variant(
     file: &Path,
     variant: &str,
     build_args: &[String],
+    platform: Option<&str>,
 ) -> anyhow::Result<flense::plan::Plan> {
     let build_args = flense::plan::parse_build_args(build_args).map_err(super::invalid)?;
+    let platform = platform
+        .map(flense::plan::Platform::parse)
+        .transpose()
+        .map_err(super::invalid)?;
     let config = load_or_report(file)?;
     let options = flense::plan::CompileOptions {
         build_args,
+        platform,
         ..Default::default()
     };
     flense::plan::compile(&config, variant, &options).map_err(|e| match e {
@@ -134,13 +147,18 @@ fn compile_variant(
 }
 
 fn dockerfile(args: &DockerfileArgs) -> anyhow::Result<ExitCode> {
-    let plan = compile_variant(&args.config.file, &args.variant, &args.build_args)?;
+    let plan = compile_variant(&args.config.file, &args.variant, &args.build_args, None)?;
     print!("{}", flense::plan::dockerfile::render(&plan));
     Ok(ExitCode::SUCCESS)
 }
 
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let plan = compile_variant(&args.config.file, &args.variant, &args.build_args)?;
+    let plan = compile_variant(
+        &args.config.file,
+        &args.variant,
+        &args.build_args,
+        args.platform.as_deref(),
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

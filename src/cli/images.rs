@@ -190,6 +190,7 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         Box::new(input)
     };
 
+    let _hold = store.hold_blobs()?;
     let spool = tempfile::Builder::new()
         .prefix(".import-")
         .tempdir_in(store.root().join("tmp"))?;
@@ -238,37 +239,41 @@ fn human_size(bytes: u64) -> String {
 
 fn images(args: ImagesArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = open_store(globals)?;
-    let images = store.images()?;
+    // One broken image (a missing or corrupt blob) must not hide the others.
+    let rows: Vec<(
+        String,
+        String,
+        Result<flense::store::StoredImage, StoreError>,
+    )> = store
+        .tags()?
+        .into_iter()
+        .map(|(name, d)| (name, d.digest().to_string(), store.image_at(&d)))
+        .collect();
     if args.json {
-        let list: Vec<serde_json::Value> = images
+        let list: Vec<serde_json::Value> = rows
             .iter()
-            .map(|i| {
-                serde_json::json!({
-                    "reference": i.reference,
-                    "digest": i.descriptor.digest().to_string(),
+            .map(|(name, digest, image)| match image {
+                Ok(i) => serde_json::json!({
+                    "reference": name,
+                    "digest": digest,
                     "mediaType": i.descriptor.media_type().to_string(),
                     "size": i.size(),
                     "created": i.config.created(),
-                })
+                }),
+                Err(e) => serde_json::json!({ "reference": name, "digest": digest, "error": e.to_string() }),
             })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let width = images
-        .iter()
-        .filter_map(|i| i.reference.as_ref().map(String::len))
-        .max()
-        .unwrap_or(9)
-        .max(9);
+    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(9).max(9);
     outln!("{:<width$}  {:<71}  SIZE", "REFERENCE", "DIGEST");
-    for i in &images {
-        outln!(
-            "{:<width$}  {:<71}  {}",
-            i.reference.as_deref().unwrap_or("<none>"),
-            i.descriptor.digest().to_string(),
-            human_size(i.size())
-        );
+    for (name, digest, image) in &rows {
+        let size = match image {
+            Ok(i) => human_size(i.size()),
+            Err(e) => format!("error: {e}"),
+        };
+        outln!("{name:<width$}  {digest:<71}  {size}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -344,6 +349,7 @@ fn load(args: LoadArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         )));
     }
     let store = open_store(globals)?;
+    let _hold = store.hold_blobs()?;
     for name in store.load(&args.archive).map_err(classify)? {
         outln!("Loaded image: {name}");
     }

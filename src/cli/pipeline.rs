@@ -131,6 +131,9 @@ pub struct PipelineArgs {
     /// Bind ${setup.httpProxy}.
     #[arg(long)]
     pub http_proxy: Option<String>,
+    /// The flense binary whose `build`, `run` and `push` the stages drive (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub flense_bin: Option<PathBuf>,
     /// Extra option passed to every `flense run` (e.g. --run-option=--network=host).
     #[arg(long = "run-option", value_name = "OPTION", allow_hyphen_values = true)]
     pub run_options: Vec<String>,
@@ -243,7 +246,10 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
         &dry
     } else {
         process = ProcessExecutor {
-            program: std::env::current_exe().context("cannot find the flense binary")?,
+            program: match &args.flense_bin {
+                Some(p) => p.clone(),
+                None => std::env::current_exe().context("cannot find the flense binary")?,
+            },
             root: globals.root.clone(),
             run_options: args.run_options.clone(),
         };
@@ -289,21 +295,18 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
     })
 }
 
-/// Ctrl-C: SIGINT is blocked in this process (and so in its children, which the
-/// terminal would otherwise kill mid-step); a watcher thread waits for it, stops new
-/// stages and sends SIGTERM to running children so teardown and reports still happen.
+/// Ctrl-C (SIGINT) or SIGTERM: a watcher thread stops new stages and sends SIGTERM to
+/// running children, so the stages fail as "interrupted", teardown runs and the reports
+/// are still written (exit code 130). On a terminal the children also get the SIGINT.
 fn watch_interrupts() {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    set.add(Signal::SIGINT);
-    if set.thread_block().is_err() {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) else {
         return;
-    }
+    };
     std::thread::spawn(move || {
-        if set.wait().is_ok() {
-            INTERRUPTED.store(true, Ordering::SeqCst);
+        for _ in signals.forever() {
             eprintln!("interrupted: stopping running stages");
-            flense::pipeline::exec::terminate_children();
+            flense::pipeline::exec::interrupt();
         }
     });
 }

@@ -7,23 +7,31 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use flense_runtime::{ExitStatus, IdMode, Mount, Network};
+use flense_runtime::{ExitStatus, IdMode, Mount, Network, RuntimeError};
 
 use super::{invalid, Globals};
-use flense::build::run_image::{run_image, RunOverrides};
+use flense::build::run_image::{run_image, RunError, RunOverrides};
 use flense::store::{default_root, Store};
 
 /// Subcommands of this area.
 #[derive(Subcommand, Debug)]
 pub enum Commands {
     /// Run a command in a sandbox made from an image in the local store
-    /// (exit code: the command's, 128+N when killed by signal N, 124 after --timeout).
+    /// (exit code: the command's, 128+N when killed by signal N, 124 after --timeout,
+    /// 127 when the program is not found, 126 when it cannot be executed).
     Run(RunArgs),
 }
 
 /// Options of `flense run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
+    /// A variant of the Blubber config to build (when needed) and run as its runs user,
+    /// like Blubber's run-variant. Give either VARIANT or --image.
+    #[arg(conflicts_with = "image")]
+    pub variant: Option<String>,
+    /// With VARIANT: build options (config file, context, build args, cache).
+    #[command(flatten)]
+    pub build: super::build::RunBuildArgs,
     /// The image to run (a tag such as `busybox` or `localhost/app:1`, or a digest).
     #[arg(long, value_name = "REF")]
     pub image: Option<String>,
@@ -68,10 +76,16 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
 }
 
 fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let Some(reference) = args.image.clone() else {
-        return Err(invalid(anyhow::anyhow!(
-            "nothing to run: give --image REF (flense run --image busybox -- sh)"
-        )));
+    let reference = match (&args.image, &args.variant) {
+        (Some(image), _) => image.clone(),
+        (None, Some(variant)) => {
+            super::build::build_for_run(globals, variant, &args.build, args.network, args.userns)?
+        }
+        (None, None) => {
+            return Err(invalid(anyhow::anyhow!(
+                "nothing to run: give a VARIANT or --image REF (flense run --image busybox -- sh)"
+            )))
+        }
     };
     let overrides = overrides_from(&args)?;
     let root = globals.root.clone().unwrap_or_else(default_root);
@@ -79,6 +93,12 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let status = match run_image(&store, &reference, &overrides) {
         Ok(status) => status,
         Err(e) if e.is_invalid_input() => return Err(invalid(e)),
+        Err(RunError::Runtime(RuntimeError::Exec { program, source })) => {
+            // Like a shell: 127 when the program is not found, 126 when it cannot run.
+            eprintln!("flense: {reference}: cannot execute {program:?}: {source}");
+            let not_found = source.raw_os_error() == Some(nix::errno::Errno::ENOENT as i32);
+            return Ok(ExitCode::from(if not_found { 127 } else { 126 }));
+        }
         Err(e) => return Err(anyhow::Error::new(e).context(format!("run {reference}"))),
     };
     match status {
@@ -140,6 +160,7 @@ pub fn overrides_from(args: &RunArgs) -> anyhow::Result<RunOverrides> {
         userns: args.userns,
         hostname: args.hostname.clone(),
         timeout,
+        forward_signals: true,
     })
 }
 

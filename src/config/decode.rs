@@ -33,6 +33,9 @@ const COMMON_KEYS: &[&str] = &[
     "entrypoint",
 ];
 
+/// The fix for a number or boolean where text is expected.
+const QUOTE_HINT: &str = "quote it to make it a string: YAML 1.1 reads unquoted numbers and yes/no/on/off as numbers and booleans";
+
 /// Hints for keys that Blubber removed (they fail as unknown fields, like upstream).
 fn removed_key_hint(name: &str, path: &str) -> Option<String> {
     let hint = match name {
@@ -76,6 +79,11 @@ impl<'a> Decoder<'a> {
     }
 
     fn wrong_type(&mut self, node: &Node, path: &str, expected: &str) {
+        let scalar = matches!(
+            node.kind,
+            NodeKind::Bool(_) | NodeKind::Int(_) | NodeKind::Float(..)
+        );
+        let hint = (scalar && expected == "string").then_some(QUOTE_HINT);
         self.err(
             node.pos,
             path,
@@ -83,6 +91,7 @@ impl<'a> Decoder<'a> {
                 field: path.to_string(),
                 found: node.kind.json_type().to_string(),
                 expected: expected.to_string(),
+                hint,
             },
         );
     }
@@ -166,6 +175,7 @@ impl<'a> Decoder<'a> {
                         field: path.to_string(),
                         found: format!("number {i}"),
                         expected: "uint32".into(),
+                        hint: None,
                     },
                 );
                 None
@@ -178,6 +188,7 @@ impl<'a> Decoder<'a> {
                         field: path.to_string(),
                         found: format!("number {text}"),
                         expected: "uint32".into(),
+                        hint: None,
                     },
                 );
                 None
@@ -235,14 +246,14 @@ impl<'a> Decoder<'a> {
         out
     }
 
-    /// Decodes the root mapping (after the version check) into a [`Config`].
-    pub fn config(&mut self, root: &Node, version: String) -> (CommonConfig, Vec<Variant>) {
+    /// Decodes the root mapping (after the version check): the top-level common config
+    /// over Blubber's defaults, and the raw variants.
+    pub fn config(&mut self, root: &Node) -> (CommonConfig, Vec<Variant>) {
         let mut allowed = vec!["version", "variants"];
         allowed.extend_from_slice(COMMON_KEYS);
         let entries = self.map(root, "", &allowed).unwrap_or_default();
         let mut common = defaults();
         self.common_into(&entries, "", &mut common);
-        let _ = version;
         let mut variants = Vec::new();
         if let Some((_, node)) = entries.iter().find(|(k, _)| k.name == "variants") {
             self.record("variants", node);

@@ -37,7 +37,7 @@ pub enum Problem {
         hint: Option<String>,
     },
     /// A value of the wrong JSON type.
-    #[error("json: cannot unmarshal {found} into Go struct field {field} of type {expected}")]
+    #[error("json: cannot unmarshal {found} into Go struct field {field} of type {expected}{}", hint.map(|h| format!(" ({h})")).unwrap_or_default())]
     WrongType {
         /// Dotted path of the field.
         field: String,
@@ -45,6 +45,8 @@ pub enum Problem {
         found: String,
         /// Go type expected (`string`, `uint32`, ...).
         expected: String,
+        /// How to fix it, when there is an obvious way.
+        hint: Option<&'static str>,
     },
     /// A schema-level failure (type or pattern) that Blubber reports through jsonschema.
     #[error("jsonschema: '{pointer}' does not validate: {detail}")]

@@ -8,7 +8,6 @@ use super::error::{ConfigError, ConfigErrors, Problem};
 use super::graph::{DepGraph, GraphError};
 use super::merge::merge_copies;
 use super::model::*;
-use super::rules;
 use super::validate::Validator;
 
 impl Config {
@@ -170,8 +169,9 @@ impl Config {
     }
 }
 
-/// The `from` values of an expanded variant that may name other variants: copies,
-/// builder requirements (non-local) and mounts that look like variant names.
+/// The `from` values of an expanded variant other than `local`, in order, each once:
+/// copies, builder requirements and mounts. Those that name a defined variant are its
+/// build stages; the others are images.
 pub fn stage_references(v: &VariantConfig) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     let mut add = |from: &str| {
@@ -210,9 +210,7 @@ pub fn stage_references(v: &VariantConfig) -> Vec<String> {
     }
     for list in mount_lists {
         for m in list {
-            if rules::is_variant_name(&m.from) {
-                add(&m.from);
-            }
+            add(&m.from);
         }
     }
     out

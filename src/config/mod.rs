@@ -16,6 +16,7 @@ mod decode;
 mod error;
 mod expand;
 mod graph;
+mod lint;
 mod merge;
 mod model;
 pub mod paths;
@@ -31,6 +32,7 @@ pub use decode::defaults;
 pub use error::{ConfigError, ConfigErrors, Pos, Problem};
 pub use expand::{expand_copies, stage_references};
 pub use graph::{DepGraph, GraphError};
+pub use lint::Warning;
 pub use merge::{merge_builders, merge_copies};
 pub use model::*;
 pub use requirements::{
@@ -78,6 +80,8 @@ fn file_error(file: &str, problem: Problem) -> ConfigErrors {
 /// conflicts appear only when a variant is expanded ([`Config::expand`],
 /// [`Config::check_all`]).
 pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
+    // yaml.v2 skips a UTF-8 byte order mark; so do we.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let root = yaml::parse(text).map_err(|e| {
         ConfigErrors::one(ConfigError {
             file: file_name.to_string(),
@@ -142,7 +146,7 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
     };
 
     let mut decoder = decode::Decoder::new(file_name);
-    let (common, variants) = decoder.config(&root, version.clone());
+    let (common, variants) = decoder.config(&root);
     let decode_errors = std::mem::take(&mut decoder.errors);
     let positions = std::mem::take(&mut decoder.positions);
 
@@ -153,16 +157,16 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
     for v in &variants {
         validator.raw_variant(v);
     }
-    // A value that failed to decode is left unset; drop the follow-on errors about it.
-    let related = |a: &str, b: &str| {
-        a == b || a.starts_with(&format!("{b}.")) || a.starts_with(&format!("{b}["))
+    // A value that failed to decode is left unset; drop the follow-on errors about it
+    // (and about anything inside it).
+    let inside = |path: &str, decoded: &str| {
+        path == decoded
+            || path.starts_with(&format!("{decoded}."))
+            || path.starts_with(&format!("{decoded}["))
     };
     let mut errors = decode_errors;
     for e in validator.errors {
-        if !errors
-            .iter()
-            .any(|d| related(&e.path, &d.path) || related(&d.path, &e.path))
-        {
+        if !errors.iter().any(|d| inside(&e.path, &d.path)) {
             errors.push(e);
         }
     }

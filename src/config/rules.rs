@@ -38,7 +38,8 @@ static IMAGE_REF: LazyLock<Regex> = LazyLock::new(|| {
     let host = format!(r"(?:{domain_name}|{ipv6})");
     let domain = format!(r"{host}(?::[0-9]+)?");
     let name = format!(r"(?:{domain}/)?{path_component}(?:/{path_component})*");
-    let tag = r"[\w][\w.-]{0,127}";
+    // Go's `\w` is ASCII-only.
+    let tag = r"[0-9A-Za-z_][0-9A-Za-z_.-]{0,127}";
     let digest = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}";
     re(&format!(r"^{name}(?::{tag})?(?:@{digest})?$"))
 });
@@ -149,6 +150,10 @@ mod tests {
             "debian@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
         ));
         assert!(!is_image_ref("foo fighter"));
+        assert!(
+            !is_image_ref("debian:bookwörm"),
+            "tags are ASCII, as Go's \\w"
+        );
         assert!(!is_image_ref("Foo"));
         assert!(is_image_ref("Registry.example/bar"));
     }

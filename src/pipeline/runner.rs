@@ -4,7 +4,7 @@
 //! each stage starts as soon as its own predecessors have passed.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -20,8 +20,7 @@ use super::output::{Output, StageLog};
 use super::report::{PipelineReport, StageReport, StageResult};
 use super::steps::{run_stage, RunOptions, Shared, StageCtx};
 
-/// Set by the Ctrl-C watcher: no new stage starts, running ones are terminated.
-pub static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+pub use super::exec::INTERRUPTED;
 
 /// A counting semaphore for `--jobs`.
 struct Slots {

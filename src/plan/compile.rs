@@ -132,7 +132,7 @@ pub fn compile_stage(
         }
         if phase == Phase::Install {
             let owner = users::phase_owner(&state, variant)?;
-            copies::emit_copies(&mut state, &env, &variant.expanded_copies, owner)?;
+            copies::emit_copies(&mut state, &env, &variant.expanded_copies, owner);
         }
     }
     state.image.labels = vec![

@@ -5,7 +5,7 @@ use crate::config::{group_requirements, Artifact, LOCAL};
 
 use super::instruction::{CopySource, Owner};
 use super::stage::StageState;
-use super::{PlanError, StageEnv};
+use super::StageEnv;
 
 /// Emits the copy instructions of builder requirements, owned by `owner`.
 pub(crate) fn emit_requirements(
@@ -30,7 +30,7 @@ pub(crate) fn emit_copies(
     env: &StageEnv,
     copies: &[Artifact],
     owner: Option<Owner>,
-) -> Result<(), PlanError> {
+) {
     for c in copies {
         let spec = state.copy_spec(
             vec![c.source.clone()],
@@ -40,11 +40,11 @@ pub(crate) fn emit_copies(
         );
         emit_copy(state, env, &c.from, spec);
     }
-    Ok(())
 }
 
 fn emit_copy(state: &mut StageState, env: &StageEnv, from: &str, spec: super::CopySpec) {
-    if from == LOCAL {
+    // Blubber treats an empty `from` in requirements as the build context too.
+    if from == LOCAL || from.is_empty() {
         state.copy(spec);
     } else if env.is_variant(from) {
         let workdir = env.final_workdir(from);

@@ -150,7 +150,9 @@ pub struct RunContext {
     /// The user the step runs as: the bare numeric UID string (`USER` semantics;
     /// the group comes from the image's `/etc/passwd`).
     pub user: String,
-    /// The working directory of the step.
+    /// The working directory of the step. Before the stage's first `WORKDIR` (the
+    /// Privileged phase: apt and user set-up, which use absolute paths only) this is
+    /// `/`; BuildKit would use the base image's `WorkingDir` there.
     pub workdir: String,
     /// Variables the plan has set in the build environment so far, in order (build
     /// arguments, `HOME`, `runs.environment`, builder ENVs). Apply them over the base

@@ -134,6 +134,26 @@ impl Platform {
         }
     }
 
+    /// Parses `os/arch[/variant]`, e.g. `linux/arm64/v8`.
+    pub fn parse(text: &str) -> Result<Self, PlanError> {
+        let parts: Vec<&str> = text.split('/').collect();
+        let valid =
+            |s: &&str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        match parts.as_slice() {
+            [os, arch] if valid(os) && valid(arch) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: String::new(),
+            }),
+            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => Ok(Platform {
+                os: os.to_string(),
+                architecture: arch.to_string(),
+                variant: variant.to_string(),
+            }),
+            _ => Err(PlanError::BadPlatform(text.to_string())),
+        }
+    }
+
     /// `os/arch[/variant]`.
     pub fn spec(&self) -> String {
         if self.variant.is_empty() {
@@ -163,7 +183,7 @@ pub struct CompileOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// A user or group ID argument did not resolve to a number.
-    #[error("variant '{variant}': {name} is {value:?}, which is not a numeric ID")]
+    #[error("variant '{variant}': {name} is {value:?}, but user and group IDs must be numbers (check --build-arg {name}=...)")]
     NotNumeric {
         /// The variant being compiled.
         variant: String,
@@ -185,6 +205,9 @@ pub enum PlanError {
         /// Where the cycle closed.
         at: String,
     },
+    /// A platform was not of the form `os/arch[/variant]`.
+    #[error("platform {0:?} is not of the form os/arch[/variant] (e.g. linux/amd64)")]
+    BadPlatform(String),
     /// A `--build-arg` was not of the form `NAME=VALUE`.
     #[error("build argument {0:?} is not of the form NAME=VALUE")]
     BadBuildArg(String),

@@ -34,17 +34,28 @@ pub fn go_quote(s: &str) -> String {
     out
 }
 
-/// Non-printable by Go's definition, approximated: control characters, separators other
-/// than the ASCII space, and the Unicode noncharacters/format characters Rust knows.
+/// Non-printable by Go's `strconv.IsPrint`, approximated without Unicode tables: control
+/// characters, space separators other than the ASCII space, the common format
+/// characters (category Cf) and the private-use area. Unassigned code points are kept.
 fn is_non_printable(c: char) -> bool {
+    const RANGES: [(char, char); 12] = [
+        ('\u{00a0}', '\u{00a0}'),
+        ('\u{00ad}', '\u{00ad}'),
+        ('\u{0600}', '\u{0605}'),
+        ('\u{061c}', '\u{061c}'),
+        ('\u{1680}', '\u{1680}'),
+        ('\u{180e}', '\u{180e}'),
+        ('\u{2000}', '\u{200f}'),
+        ('\u{2028}', '\u{202f}'),
+        ('\u{205f}', '\u{206f}'),
+        ('\u{3000}', '\u{3000}'),
+        ('\u{e000}', '\u{f8ff}'),
+        ('\u{fff9}', '\u{fffb}'),
+    ];
     c.is_control()
-        || matches!(
-            c,
-            '\u{00a0}' | '\u{00ad}' | '\u{2028}' | '\u{2029}' | '\u{feff}'
-        )
-        || ('\u{2000}'..='\u{200f}').contains(&c)
-        || ('\u{202a}'..='\u{202f}').contains(&c)
-        || ('\u{2060}'..='\u{206f}').contains(&c)
+        || c == '\u{feff}'
+        || ('\u{e0000}'..='\u{e007f}').contains(&c)
+        || RANGES.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c))
 }
 
 /// A shell line in Blubber's `build.Run` form: `command` followed by each argument
@@ -74,6 +85,10 @@ mod tests {
         assert_eq!(go_quote(""), r#""""#);
         assert_eq!(go_quote("\u{7f}"), r#""\x7f""#);
         assert_eq!(go_quote("\u{200b}"), r#""\u200b""#);
+        assert_eq!(
+            go_quote("a\u{a0}b\u{3000}\u{feff}"),
+            r#""a\u00a0b\u3000\ufeff""#
+        );
     }
 
     #[test]

@@ -15,8 +15,11 @@
 //! a copy-based fallback can apply them without overlayfs.
 //!
 //! Device nodes are created when permitted (as root) and skipped with a warning
-//! otherwise. Ownership is applied only as root; as another user the files belong to
-//! the caller (the runtime maps the caller to root in its user namespace).
+//! otherwise. Ownership is applied only when running as (namespace) root; as another
+//! user the files belong to the caller (the runtime maps the caller to root in its user
+//! namespace). To keep image ownership in subuid mode, run the extraction inside the
+//! user namespace: owners it maps are applied, the others are counted in
+//! [`ExtractReport::unmapped_owners`].
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
@@ -26,6 +29,8 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{makedev, mknod, utimensat, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
+
+use super::writer_pool::{FileJob, WriterPool, MAX_POOLED_FILE};
 
 /// Why an extraction stopped.
 #[derive(Debug, thiserror::Error)]
@@ -59,47 +64,71 @@ pub struct ExtractReport {
     pub whiteout_devices: bool,
     /// Device nodes skipped because creating them was not permitted.
     pub skipped_devices: Vec<PathBuf>,
+    /// Entries whose owner could not be set (running as root of a user namespace
+    /// that does not map the owner): they belong to the extracting user instead.
+    #[serde(default)]
+    pub unmapped_owners: u64,
 }
 
 /// Extracts the tar `stream` into the existing directory `target`.
 pub fn extract_tar<R: Read>(stream: R, target: &Path) -> Result<ExtractReport, ExtractError> {
-    let mut ex = Extractor {
-        target: target.to_path_buf(),
-        is_root: nix::unistd::geteuid().is_root(),
-        verified_dirs: HashSet::new(),
-        dirs: Vec::new(),
-        report: ExtractReport {
-            whiteout_devices: true,
-            ..Default::default()
-        },
-    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4);
+    extract_tar_with_threads(stream, target, threads)
+}
+
+/// [`extract_tar`] with `threads` file-writing threads (1: everything inline).
+pub fn extract_tar_with_threads<R: Read>(
+    stream: R,
+    target: &Path,
+    threads: usize,
+) -> Result<ExtractReport, ExtractError> {
     let io_at = |entry: &Path| {
         let entry = entry.to_path_buf();
         move |source| ExtractError::Io { entry, source }
     };
-    let mut archive = tar::Archive::new(stream);
-    for item in archive.entries().map_err(io_at(Path::new("")))? {
-        let mut item = item.map_err(io_at(Path::new("")))?;
-        let raw = item.path().map_err(io_at(Path::new("")))?.into_owned();
-        ex.entry(&mut item, &raw).map_err(|e| match e {
-            Failure::Unsafe(reason) => ExtractError::Unsafe {
-                entry: raw.clone(),
-                reason,
+    let pool_err = |(entry, source): (PathBuf, io::Error)| ExtractError::Io { entry, source };
+    std::thread::scope(|scope| {
+        let mut ex = Extractor {
+            target: target.to_path_buf(),
+            is_root: nix::unistd::geteuid().is_root(),
+            verified_dirs: HashSet::new(),
+            dirs: Vec::new(),
+            report: ExtractReport {
+                whiteout_devices: true,
+                ..Default::default()
             },
-            Failure::Io(source) => ExtractError::Io {
-                entry: raw.clone(),
-                source,
-            },
-        })?;
-    }
-    // Directory modes and mtimes last, deepest first, so that read-only directories
-    // and the children's writes do not interfere.
-    ex.dirs.sort_by(|a, b| b.0.cmp(&a.0));
-    for (dir, mode, mtime) in &ex.dirs {
-        fs::set_permissions(dir, fs::Permissions::from_mode(*mode)).map_err(io_at(dir))?;
-        set_mtime(dir, *mtime).map_err(io_at(dir))?;
-    }
-    Ok(ex.report)
+            pool: (threads > 1).then(|| WriterPool::start(scope, threads)),
+        };
+        let mut archive = tar::Archive::new(stream);
+        for item in archive.entries().map_err(io_at(Path::new("")))? {
+            let mut item = item.map_err(io_at(Path::new("")))?;
+            let raw = item.path().map_err(io_at(Path::new("")))?.into_owned();
+            ex.entry(&mut item, &raw).map_err(|e| match e {
+                Failure::Unsafe(reason) => ExtractError::Unsafe {
+                    entry: raw.clone(),
+                    reason,
+                },
+                Failure::Io(source) => ExtractError::Io {
+                    entry: raw.clone(),
+                    source,
+                },
+            })?;
+        }
+        if let Some(mut pool) = ex.pool.take() {
+            pool.flush().map_err(pool_err)?;
+            ex.report.unmapped_owners += pool.unmapped_owners;
+        }
+        // Directory modes and mtimes last, deepest first, so that read-only directories
+        // and the children's writes do not interfere.
+        ex.dirs.sort_by(|a, b| b.0.cmp(&a.0));
+        for (dir, mode, mtime) in &ex.dirs {
+            fs::set_permissions(dir, fs::Permissions::from_mode(*mode)).map_err(io_at(dir))?;
+            set_mtime(dir, *mtime).map_err(io_at(dir))?;
+        }
+        Ok(ex.report)
+    })
 }
 
 enum Failure {
@@ -125,6 +154,7 @@ struct Extractor {
     verified_dirs: HashSet<PathBuf>,
     dirs: Vec<(PathBuf, u32, u64)>,
     report: ExtractReport,
+    pool: Option<WriterPool>,
 }
 
 /// `path` relative to the target, with a leading `/` and `.` dropped; `..` refused.
@@ -179,13 +209,29 @@ impl Extractor {
 
     /// Removes whatever is at `host` (never following a symlink), unless it is a
     /// directory and `keep_dir` is set.
+    /// Waits for the file-writing threads (see [`WriterPool`]).
+    fn flush(&mut self) -> Result<(), Failure> {
+        if let Some(pool) = &mut self.pool {
+            pool.flush().map_err(|(path, e)| {
+                Failure::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+            })?;
+        }
+        Ok(())
+    }
+
     fn clear(&mut self, host: &Path, keep_dir: bool) -> Result<(), Failure> {
+        if self.pool.as_ref().is_some_and(|p| p.is_pending(host)) {
+            self.flush()?;
+        }
         match fs::symlink_metadata(host) {
             Ok(m) if m.is_dir() => {
                 if !keep_dir {
+                    // Workers may be writing below this directory.
+                    self.flush()?;
                     crate::store::unpack::remove_tree(host)
                         .map_err(|e| Failure::Io(io::Error::other(e.to_string())))?;
                     self.verified_dirs.retain(|d| !d.starts_with(host));
+                    self.dirs.retain(|(d, ..)| !d.starts_with(host));
                 }
             }
             Ok(_) => fs::remove_file(host)?,
@@ -216,7 +262,9 @@ impl Extractor {
             let hidden_rel = rel.with_file_name(hidden);
             let host = self.prepare_parents(&hidden_rel)?;
             self.clear(&host, false)?;
-            if mknod(&host, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).is_err() {
+            if mknod(&host, SFlag::S_IFCHR, Mode::empty(), makedev(0, 0)).is_ok() {
+                set_mtime(&host, mtime)?;
+            } else {
                 self.report.whiteout_devices = false;
             }
             self.report.whiteouts.push(hidden_rel);
@@ -229,6 +277,30 @@ impl Extractor {
         let kind = header.entry_type();
         self.clear(&host, kind.is_dir())?;
         match kind {
+            tar::EntryType::Regular | tar::EntryType::Continuous
+                if self.pool.is_some() && header.size()? <= MAX_POOLED_FILE =>
+            {
+                let mut data = Vec::with_capacity(header.size()? as usize);
+                item.read_to_end(&mut data)?;
+                let owner = if self.is_root {
+                    Some((header.uid()? as u32, header.gid()? as u32))
+                } else {
+                    None
+                };
+                let xattrs = pax_xattrs(item)?;
+                let job = FileJob {
+                    host,
+                    data,
+                    mode,
+                    mtime,
+                    owner,
+                    xattrs,
+                };
+                let pool = self.pool.as_mut().expect("checked above");
+                pool.submit(job).map_err(|(path, e)| {
+                    Failure::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+                })?;
+            }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
                 let mut file = OpenOptions::new()
                     .write(true)
@@ -257,6 +329,8 @@ impl Extractor {
                 self.finish_entry(&host, &header, None, mtime, item)?;
             }
             tar::EntryType::Link => {
+                // The target may be a file a worker is still writing.
+                self.flush()?;
                 let target = item
                     .link_name()?
                     .ok_or_else(|| Failure::Unsafe("hard link without target".into()))?;
@@ -322,26 +396,21 @@ impl Extractor {
         if self.is_root {
             let uid = nix::unistd::Uid::from_raw(header.uid()? as u32);
             let gid = nix::unistd::Gid::from_raw(header.gid()? as u32);
-            nix::unistd::fchownat(
-                None,
-                host,
-                Some(uid),
-                Some(gid),
-                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-            )?;
+            let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
+            match nix::unistd::fchownat(None, host, Some(uid), Some(gid), flags) {
+                Ok(()) => {}
+                // Root of a user namespace without a mapping for this owner.
+                Err(nix::Error::EINVAL | nix::Error::EPERM) => self.report.unmapped_owners += 1,
+                Err(e) => return Err(e.into()),
+            }
         }
         if let Some(mode) = mode {
             fs::set_permissions(host, fs::Permissions::from_mode(mode))?;
         }
         if !is_link {
-            if let Some(pax) = item.pax_extensions()? {
-                for ext in pax.flatten() {
-                    if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr."))
-                    {
-                        if let Err(e) = xattr::set(host, name, ext.value_bytes()) {
-                            tracing::debug!("cannot set xattr {name} on {}: {e}", host.display());
-                        }
-                    }
+            for (name, value) in pax_xattrs(item)? {
+                if let Err(e) = xattr::set(host, &name, &value) {
+                    tracing::debug!("cannot set xattr {name} on {}: {e}", host.display());
                 }
             }
         }
@@ -352,7 +421,20 @@ impl Extractor {
     }
 }
 
-fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
+/// The `SCHILY.xattr.*` PAX records of an entry.
+fn pax_xattrs<R: Read>(item: &mut tar::Entry<R>) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let mut out = Vec::new();
+    if let Some(pax) = item.pax_extensions()? {
+        for ext in pax.flatten() {
+            if let Some(name) = ext.key().ok().and_then(|k| k.strip_prefix("SCHILY.xattr.")) {
+                out.push((name.to_owned(), ext.value_bytes().to_vec()));
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub(crate) fn set_mtime(path: &Path, mtime: u64) -> io::Result<()> {
     let t = TimeSpec::new(mtime.min(i64::MAX as u64) as i64, 0);
     utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink).map_err(io::Error::from)
 }

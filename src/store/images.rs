@@ -6,7 +6,7 @@ use std::fs;
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
-use super::reference::{parse_name, parse_reference, LocalRef};
+use super::reference::{candidate_names, parse_name, parse_reference, LocalRef};
 use super::{io_err, Store, StoreError};
 use crate::image::digest::sha256_hex;
 use crate::image::oci::{
@@ -51,7 +51,9 @@ pub(crate) fn is_index(media_type: &MediaType) -> bool {
 
 impl Store {
     /// Finds the manifest descriptor a reference names: a tag (`busybox`,
-    /// `localhost:5000/x:y`), `name@sha256:...` or a bare manifest digest.
+    /// `localhost:5000/x:y`), `name@sha256:...` or a bare manifest digest. A short name
+    /// means `localhost/<name>` first, then Docker Hub's `docker.io/library/<name>`
+    /// (see [`candidate_names`]). Returns the tag found, if any.
     pub fn resolve(&self, reference: &str) -> Result<(Option<String>, Descriptor), StoreError> {
         let parsed = parse_reference(reference)?;
         let tags = self.tags()?;
@@ -77,9 +79,9 @@ impl Store {
             LocalRef::Digest(digest) => Ok((None, by_digest(&digest)?)),
             LocalRef::Named(name) => match name.split_once('@') {
                 Some((_, digest)) => Ok((None, by_digest(digest)?)),
-                None => tags
+                None => candidate_names(reference)?
                     .into_iter()
-                    .find(|(n, _)| *n == name)
+                    .find_map(|c| tags.iter().find(|(n, _)| *n == c).cloned())
                     .map(|(n, d)| (Some(n), d))
                     .ok_or(StoreError::UnknownImage(name)),
             },
@@ -171,7 +173,9 @@ impl Store {
     }
 
     /// Deletes blobs, diff-ID records and unpacked layers that no tag reaches.
+    /// Waits for every [`super::index::BlobHold`] to be released first.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
+        let _hold = self.hold_blobs_exclusively()?;
         let _lock = self.lock_index()?;
         let mut keep_blobs = BTreeSet::new();
         let mut keep_diff_ids = BTreeSet::new();

@@ -23,7 +23,45 @@ impl Drop for IndexLock {
     }
 }
 
+/// A shared hold on the store's blobs: while any hold lives, `prune` waits. Take one
+/// before writing the first blob of an image and keep it until the image is tagged,
+/// so a concurrent `prune` cannot delete blobs that are about to become reachable.
+/// (Never call `prune` while holding one: it would wait for itself.)
+pub struct BlobHold(File);
+
+impl Drop for BlobHold {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.0);
+    }
+}
+
 impl Store {
+    fn gc_lock_file(&self) -> Result<File, StoreError> {
+        let path = self.root.join("gc.lock");
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("opening", &path))
+    }
+
+    /// Takes a shared [`BlobHold`] (waits while a prune runs).
+    pub fn hold_blobs(&self) -> Result<BlobHold, StoreError> {
+        let file = self.gc_lock_file()?;
+        file.lock_shared()
+            .map_err(io_err("locking", &self.root.join("gc.lock")))?;
+        Ok(BlobHold(file))
+    }
+
+    /// Takes the exclusive side of the blob hold: no writer holds blobs meanwhile.
+    pub(crate) fn hold_blobs_exclusively(&self) -> Result<BlobHold, StoreError> {
+        let file = self.gc_lock_file()?;
+        file.lock_exclusive()
+            .map_err(io_err("locking", &self.root.join("gc.lock")))?;
+        Ok(BlobHold(file))
+    }
+
     /// Takes the index lock (blocking until other processes release it).
     pub fn lock_index(&self) -> Result<IndexLock, StoreError> {
         let path = self.root.join("index.lock");

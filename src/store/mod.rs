@@ -6,6 +6,7 @@
 //! oci-layout, index.json, blobs/sha256/<hex>   OCI image layout (skopeo `oci:<root>:<ref>`,
 //!                                              umoci `--image <root>:<ref>` read it)
 //! index.lock                                   lock file guarding index.json updates
+//! gc.lock                                      shared by writers (BlobHold), exclusive for prune
 //! tmp/                                         temp files, renamed into place when complete
 //! diffids/sha256/<blob hex>                    "sha256:<diff-id>" of a compressed layer blob
 //! layer-blobs/sha256/<diff-id hex>             "sha256:<blob>" compressed blob of a diff-ID
@@ -19,12 +20,14 @@ pub mod images;
 pub mod index;
 pub mod reference;
 pub mod unpack;
+mod writer_pool;
 
 use std::io;
 use std::path::{Path, PathBuf};
 
 pub use blobs::BlobWriter;
 pub use images::{PruneReport, StoredImage};
+pub use index::BlobHold;
 pub use reference::{parse_name, parse_reference, LocalRef};
 pub use unpack::UnpackedLayer;
 

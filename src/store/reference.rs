@@ -94,6 +94,32 @@ pub fn parse_reference(input: &str) -> Result<LocalRef, ReferenceError> {
     Ok(LocalRef::Named(out))
 }
 
+/// The full names a reference may mean, most preferred first. A name without a registry
+/// host means a local image (`localhost/<name>`) first, then Docker Hub's
+/// (`docker.io/library/<name>` or `docker.io/<org>/<name>`, the form `flense pull`
+/// stores), like podman's short-name lookup.
+pub fn candidate_names(input: &str) -> Result<Vec<String>, ReferenceError> {
+    let LocalRef::Named(full) = parse_reference(input)? else {
+        return Ok(Vec::new());
+    };
+    let first = input.split('/').next().unwrap_or("");
+    let gave_domain =
+        input.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    if gave_domain {
+        return Ok(vec![full]);
+    }
+    let path = full
+        .strip_prefix("localhost/")
+        .expect("short names get localhost/");
+    let repository = path.split(['@', ':']).next().unwrap_or(path);
+    let hub = if repository.contains('/') {
+        format!("docker.io/{path}")
+    } else {
+        format!("docker.io/library/{path}")
+    };
+    Ok(vec![full.clone(), hub])
+}
+
 /// Parses a reference that must name an image (not a bare digest), e.g. a tag target.
 pub fn parse_name(input: &str) -> Result<String, ReferenceError> {
     match parse_reference(input)? {
@@ -186,6 +212,25 @@ mod tests {
         assert_eq!(
             parse_reference(&format!("@{d}")).unwrap(),
             LocalRef::Digest(d)
+        );
+    }
+
+    #[test]
+    fn short_names_also_mean_docker_hub_images() {
+        assert_eq!(
+            candidate_names("busybox").unwrap(),
+            vec![
+                "localhost/busybox:latest",
+                "docker.io/library/busybox:latest"
+            ]
+        );
+        assert_eq!(
+            candidate_names("wmf/node:20").unwrap(),
+            vec!["localhost/wmf/node:20", "docker.io/wmf/node:20"]
+        );
+        assert_eq!(
+            candidate_names("localhost:5000/x:y").unwrap(),
+            vec!["localhost:5000/x:y"]
         );
     }
 

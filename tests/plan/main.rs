@@ -6,9 +6,11 @@
 mod support;
 
 mod builders;
+mod corpus;
 mod derived;
 mod environment;
 mod languages;
+mod repo;
 
 use std::path::{Path, PathBuf};
 
@@ -197,4 +199,26 @@ fn library_lists_images_and_layers_env_for_the_executor() {
     assert!(exec_env
         .iter()
         .any(|e| e.starts_with("TARGETPLATFORM=linux/")));
+}
+
+#[test]
+fn platform_option_sets_the_platform_variables() {
+    let p = plan(
+        "platform.blubber.yaml",
+        "build",
+        &["--platform", "linux/arm64/v8"],
+    );
+    run_step(target(&p), "echo building for linux/arm64/v8 on arm64");
+    assert!(pairs(&p["platform_env"]).contains(&"TARGETVARIANT=v8".to_string()));
+    let root = tempfile::tempdir().unwrap();
+    let out = output(
+        flense(root.path())
+            .arg("plan")
+            .arg("build")
+            .arg("-f")
+            .arg(fixtures().join("platform.blubber.yaml"))
+            .args(["--platform", "arm64"]),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("os/arch"));
 }

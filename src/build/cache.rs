@@ -1,0 +1,421 @@
+//! The build cache: content-derived keys per instruction, a stat cache so unchanged files
+//! are not re-hashed, and an index from key to the layer the instruction produced.
+//!
+//! Layout under the store root:
+//! - `cache/stat-cache.tsv`: `size mtime_ns inode sha256 path` per line (like git's index);
+//! - `cache/index/<key>.json`: one [`CacheRecord`] per key, written atomically.
+//!
+//! A key is `sha256(parent key, instruction, inputs)`, so a change anywhere upstream
+//! changes every key below it, and an unchanged prefix of a plan hits the cache.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::image::{Content, EntryKind, LayerEntry};
+
+/// Errors of the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Reading or writing a cache file failed.
+    #[error("build cache {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A cache record could not be encoded.
+    #[error("build cache record: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A cache key: lower-case sha256 hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CacheKey(pub String);
+
+impl CacheKey {
+    /// The key of a stage's base: the resolved base (manifest digest, or `scratch`).
+    pub fn root(base: &str) -> Self {
+        Self::derive(None, "base", &[base.as_bytes()])
+    }
+
+    /// The key of an instruction: hash of the parent key, the instruction's canonical
+    /// text and the digests of its inputs.
+    pub fn derive(parent: Option<&CacheKey>, instruction: &str, inputs: &[&[u8]]) -> Self {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(b"flense-cache-v1");
+        field(parent.map(|p| p.0.as_bytes()).unwrap_or_default());
+        field(instruction.as_bytes());
+        for input in inputs {
+            field(input);
+        }
+        CacheKey(hex::encode(h.finalize()))
+    }
+
+    /// The key text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StatRecord {
+    size: u64,
+    mtime_ns: i128,
+    inode: u64,
+    sha256: String,
+}
+
+/// Maps (path, size, mtime, inode) to the file's sha256 so unchanged files are hashed once.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    file: Option<PathBuf>,
+    records: HashMap<PathBuf, StatRecord>,
+    dirty: bool,
+    /// Files hashed (cache misses) since this cache was loaded.
+    pub hashed: u64,
+    /// Files answered from the cache since it was loaded.
+    pub reused: u64,
+}
+
+impl StatCache {
+    /// An in-memory cache that is never saved.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// Loads the stat cache of a store root (empty when missing or unreadable).
+    pub fn load(store_root: &Path) -> Self {
+        let file = store_root.join("cache").join("stat-cache.tsv");
+        let mut records = HashMap::new();
+        if let Ok(text) = fs::read_to_string(&file) {
+            for line in text.lines() {
+                let mut parts = line.splitn(5, ' ');
+                let (Some(size), Some(mtime), Some(inode), Some(sha), Some(path)) = (
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                ) else {
+                    continue;
+                };
+                let (Ok(size), Ok(mtime_ns), Ok(inode)) =
+                    (size.parse(), mtime.parse(), inode.parse())
+                else {
+                    continue;
+                };
+                records.insert(
+                    PathBuf::from(path),
+                    StatRecord {
+                        size,
+                        mtime_ns,
+                        inode,
+                        sha256: sha.to_string(),
+                    },
+                );
+            }
+        }
+        Self {
+            file: Some(file),
+            records,
+            ..Self::default()
+        }
+    }
+
+    /// The sha256 hex of the file at `path`, from the cache when its size, mtime and
+    /// inode are unchanged.
+    pub fn sha256(&mut self, path: &Path) -> io::Result<String> {
+        let meta = fs::metadata(path)?;
+        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        if let Some(r) = self.records.get(path) {
+            if r.size == meta.len() && r.mtime_ns == mtime_ns && r.inode == meta.ino() {
+                self.reused += 1;
+                return Ok(r.sha256.clone());
+            }
+        }
+        let mut file = fs::File::open(path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let sha256 = hex::encode(h.finalize());
+        self.hashed += 1;
+        if !path.to_string_lossy().contains('\n') {
+            self.records.insert(
+                path.to_path_buf(),
+                StatRecord {
+                    size: meta.len(),
+                    mtime_ns,
+                    inode: meta.ino(),
+                    sha256: sha256.clone(),
+                },
+            );
+            self.dirty = true;
+        }
+        Ok(sha256)
+    }
+
+    /// Writes the cache back (atomically) when it changed.
+    pub fn save(&mut self) -> Result<(), CacheError> {
+        let Some(file) = self.file.clone() else {
+            return Ok(());
+        };
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut text = String::new();
+        let mut paths: Vec<_> = self.records.iter().collect();
+        paths.sort_by(|a, b| a.0.cmp(b.0));
+        for (path, r) in paths {
+            text.push_str(&format!(
+                "{} {} {} {} {}\n",
+                r.size,
+                r.mtime_ns,
+                r.inode,
+                r.sha256,
+                path.display()
+            ));
+        }
+        write_atomic(&file, text.as_bytes())?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+    tmp.write_all(bytes).map_err(io_err(path))?;
+    tmp.persist(path).map_err(|e| CacheError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// A digest of layer entries as they would be written: path, kind, mode, owner, mtime
+/// clamped to `epoch`, xattrs and file contents (hashed through `stats`). Two entry lists
+/// with the same digest give the same layer.
+pub fn entries_digest(
+    entries: &[LayerEntry],
+    stats: &mut StatCache,
+    epoch: u64,
+) -> Result<String, CacheError> {
+    let mut h = Sha256::new();
+    for e in entries {
+        let kind = match &e.kind {
+            EntryKind::File(Content::File(p)) => {
+                format!("file:{}", stats.sha256(p).map_err(io_err(p))?)
+            }
+            EntryKind::File(Content::Bytes(b)) => {
+                format!("file:{}", hex::encode(Sha256::digest(b)))
+            }
+            EntryKind::Dir => "dir".into(),
+            EntryKind::Symlink(t) => format!("symlink:{}", t.display()),
+            EntryKind::Hardlink(t) => format!("hardlink:{}", t.display()),
+            EntryKind::CharDevice(a, b) => format!("char:{a}:{b}"),
+            EntryKind::BlockDevice(a, b) => format!("block:{a}:{b}"),
+            EntryKind::Fifo => "fifo".into(),
+            EntryKind::Whiteout => "whiteout".into(),
+            EntryKind::Opaque => "opaque".into(),
+        };
+        let line = format!(
+            "{}\0{kind}\0{:o}\0{}\0{}\0{}\0",
+            e.path.display(),
+            e.mode,
+            e.uid,
+            e.gid,
+            e.mtime.min(epoch)
+        );
+        h.update(line.as_bytes());
+        for (name, value) in &e.xattrs {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(value);
+            h.update([0]);
+        }
+        h.update(b"\n");
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// What an instruction produced, as remembered by the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// The layer, when the instruction made one.
+    pub layer: Option<CachedLayer>,
+    /// The history `created_by` text of the step.
+    pub created_by: String,
+}
+
+/// A layer in the store, by its digests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedLayer {
+    /// `sha256:` of the compressed blob.
+    pub digest: String,
+    /// Compressed size.
+    pub size: u64,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
+    /// Uncompressed size.
+    pub tar_size: u64,
+    /// True when the layer has no entries (it is then left out of the image).
+    pub empty: bool,
+}
+
+/// The index of cached instruction results under a store root.
+#[derive(Debug, Clone)]
+pub struct CacheIndex {
+    dir: PathBuf,
+}
+
+impl CacheIndex {
+    /// The index of the store at `store_root`.
+    pub fn open(store_root: &Path) -> Self {
+        Self {
+            dir: store_root.join("cache").join("index"),
+        }
+    }
+
+    fn path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(format!("{}.json", key.0))
+    }
+
+    /// The record for `key`, if any (an unreadable record counts as a miss).
+    pub fn get(&self, key: &CacheKey) -> Option<CacheRecord> {
+        let bytes = fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Remembers what `key` produced.
+    pub fn put(&self, key: &CacheKey, record: &CacheRecord) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec_pretty(record)?;
+        write_atomic(&self.path(key), &bytes)
+    }
+
+    /// Forgets `key` (e.g. when its layer blob was pruned).
+    pub fn remove(&self, key: &CacheKey) {
+        let _ = fs::remove_file(self.path(key));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_chain_through_parents() {
+        let a = CacheKey::root("sha256:abc");
+        let b = CacheKey::derive(Some(&a), "RUN npm install", &[b"lock"]);
+        assert_eq!(b, CacheKey::derive(Some(&a), "RUN npm install", &[b"lock"]));
+        assert_ne!(
+            b,
+            CacheKey::derive(Some(&a), "RUN npm install", &[b"lock2"])
+        );
+        assert_ne!(
+            b,
+            CacheKey::derive(Some(&CacheKey::root("x")), "RUN npm install", &[b"lock"])
+        );
+        // Field boundaries matter: ("ab","c") differs from ("a","bc").
+        assert_ne!(
+            CacheKey::derive(None, "ab", &[b"c"]),
+            CacheKey::derive(None, "a", &[b"bc"])
+        );
+    }
+
+    #[test]
+    fn stat_cache_skips_unchanged_files_and_survives_reload() {
+        let store = tempfile::tempdir().unwrap();
+        let data = tempfile::tempdir().unwrap();
+        let f = data.path().join("a.txt");
+        fs::write(&f, "hello").unwrap();
+        let mut sc = StatCache::load(store.path());
+        let h1 = sc.sha256(&f).unwrap();
+        assert_eq!(
+            h1,
+            "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+        );
+        assert_eq!((sc.hashed, sc.reused), (1, 0));
+        sc.save().unwrap();
+        let mut sc = StatCache::load(store.path());
+        assert_eq!(sc.sha256(&f).unwrap(), h1);
+        assert_eq!((sc.hashed, sc.reused), (0, 1));
+        // A change of content (and size) is noticed.
+        fs::write(&f, "hello, world").unwrap();
+        assert_ne!(sc.sha256(&f).unwrap(), h1);
+        assert_eq!(sc.hashed, 1);
+    }
+
+    #[test]
+    fn entries_digest_follows_content_owner_and_clamped_mtime() {
+        let data = tempfile::tempdir().unwrap();
+        let f = data.path().join("x");
+        fs::write(&f, "1").unwrap();
+        let entry = |uid, mtime| LayerEntry {
+            path: "srv/app/x".into(),
+            kind: EntryKind::File(Content::File(f.clone())),
+            mode: 0o644,
+            uid,
+            gid: uid,
+            mtime,
+            xattrs: vec![],
+        };
+        let mut sc = StatCache::in_memory();
+        let d1 = entries_digest(&[entry(1, 50)], &mut sc, 10).unwrap();
+        assert_eq!(
+            d1,
+            entries_digest(&[entry(1, 99)], &mut sc, 10).unwrap(),
+            "both clamp to 10"
+        );
+        assert_ne!(d1, entries_digest(&[entry(2, 50)], &mut sc, 10).unwrap());
+        fs::write(&f, "2").unwrap();
+        assert_ne!(d1, entries_digest(&[entry(1, 50)], &mut sc, 10).unwrap());
+    }
+
+    #[test]
+    fn index_round_trip() {
+        let store = tempfile::tempdir().unwrap();
+        let idx = CacheIndex::open(store.path());
+        let k = CacheKey::root("scratch");
+        assert!(idx.get(&k).is_none());
+        let rec = CacheRecord {
+            layer: Some(CachedLayer {
+                digest: "sha256:aa".into(),
+                size: 1,
+                diff_id: "sha256:bb".into(),
+                tar_size: 2,
+                empty: false,
+            }),
+            created_by: "RUN x".into(),
+        };
+        idx.put(&k, &rec).unwrap();
+        assert_eq!(idx.get(&k), Some(rec));
+        idx.remove(&k);
+        assert!(idx.get(&k).is_none());
+    }
+}

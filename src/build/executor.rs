@@ -1,0 +1,502 @@
+//! The executor: walks a plan's stages (dependencies first), keeps each stage's layers
+//! (unpacked once by diff-ID, used as overlay lowerdirs), reuses cached layers, and
+//! commits the target stage as an image in the store. The per-instruction work is in
+//! [`super::steps`].
+
+use std::cell::{Cell, OnceCell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use oci_spec::image::{Descriptor, ImageConfiguration};
+
+use crate::image::oci::ImageFormat;
+use crate::image::{LayerDigests, LayerEntry, LayerOptions};
+use crate::plan::{dockerfile, Instruction, Plan, Stage};
+use crate::store::{Store, StoredImage};
+
+use super::cache::{CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
+use super::context::BuildContext;
+use super::events::{BuildEvent, EventSink, StepStatus};
+use super::imageconfig::{final_config, NewLayer};
+use super::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
+use super::runner::{StepNetwork, StepRunner};
+use super::view::LayerStackView;
+use super::BuildError;
+
+/// How to build.
+#[derive(Debug, Clone)]
+pub struct BuildSettings {
+    /// The build context directory (`.dockerignore` applies).
+    pub context_dir: PathBuf,
+    /// Ignore the cache (results are still recorded for later builds).
+    pub no_cache: bool,
+    /// Network of build steps.
+    pub network: StepNetwork,
+    /// SOURCE_DATE_EPOCH: clamp for mtimes, `created` of the config and history.
+    pub epoch: u64,
+    /// Manifest format of the image.
+    pub format: ImageFormat,
+    /// Tag for the image in the store.
+    pub tag: Option<String>,
+}
+
+/// Where base images and copy/mount source images come from.
+pub trait ImageSource {
+    /// The image `reference`, from the local store or pulled into it.
+    fn image(&self, reference: &str) -> Result<StoredImage, BuildError>;
+}
+
+/// Images from the local store only.
+#[derive(Debug, Clone)]
+pub struct LocalImages {
+    store: Store,
+}
+
+impl LocalImages {
+    /// Images of this store.
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl ImageSource for LocalImages {
+    fn image(&self, reference: &str) -> Result<StoredImage, BuildError> {
+        self.store.image(reference).map_err(|e| BuildError::Image {
+            reference: reference.to_string(),
+            detail: e.to_string(),
+        })
+    }
+}
+
+/// One layer of a stage's filesystem.
+#[derive(Debug, Clone)]
+pub struct StageLayer {
+    /// Digests of the layer blob (tar size 0 for pulled layers).
+    pub digests: LayerDigests,
+    /// The unpacked layer directory.
+    pub dir: PathBuf,
+    /// History text (for layers this build made).
+    pub created_by: String,
+    /// Whether this build made it (false for base layers).
+    pub new: bool,
+    /// Real modes and owners when the disk cannot hold them (rootless).
+    pub owners: Option<Arc<OwnerIndex>>,
+}
+
+/// The state of a stage while its instructions run.
+#[derive(Debug, Clone)]
+pub struct StageState {
+    /// The variant.
+    pub variant: String,
+    /// The base image (`None` = scratch).
+    pub base: Option<StoredImage>,
+    /// Layers so far, bottom first.
+    pub layers: Vec<StageLayer>,
+    /// The cache key of the state so far.
+    pub key: CacheKey,
+}
+
+impl StageState {
+    /// A view of the stage's filesystem so far.
+    pub fn view(&self) -> LayerStackView {
+        LayerStackView::with_owners(
+            self.layers.iter().map(|l| l.dir.clone()).collect(),
+            self.layers.iter().map(|l| l.owners.clone()).collect(),
+        )
+    }
+
+    /// The base image's `Env`.
+    pub fn base_env(&self) -> Vec<String> {
+        self.base
+            .as_ref()
+            .and_then(|b| b.config.config().clone())
+            .and_then(|c| c.env().clone())
+            .unwrap_or_default()
+    }
+}
+
+/// The image a build produced.
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    /// The variant.
+    pub variant: String,
+    /// The manifest descriptor in the store.
+    pub manifest: Descriptor,
+    /// The image config.
+    pub config: ImageConfiguration,
+    /// The tag, if any.
+    pub reference: Option<String>,
+    /// Layer-producing instructions that ran.
+    pub ran: usize,
+    /// Layer-producing instructions answered from the cache.
+    pub cached: usize,
+}
+
+/// Executes plans against a store.
+pub struct Executor<'a> {
+    pub(crate) store: &'a Store,
+    pub(crate) runner: &'a dyn StepRunner,
+    pub(crate) images: &'a dyn ImageSource,
+    events: &'a dyn EventSink,
+    pub(crate) settings: BuildSettings,
+    pub(crate) stats: RefCell<StatCache>,
+    index: CacheIndex,
+    context: OnceCell<BuildContext>,
+    pub(crate) stages: RefCell<HashMap<String, StageState>>,
+    counts: Cell<(usize, usize)>,
+    scratch: RefCell<Vec<PathBuf>>,
+}
+
+impl Drop for Executor<'_> {
+    fn drop(&mut self) {
+        self.clean_scratch();
+    }
+}
+
+impl<'a> Executor<'a> {
+    /// An executor writing into `store`, running commands with `runner`.
+    pub fn new(
+        store: &'a Store,
+        runner: &'a dyn StepRunner,
+        images: &'a dyn ImageSource,
+        events: &'a dyn EventSink,
+        settings: BuildSettings,
+    ) -> Self {
+        Self {
+            store,
+            runner,
+            images,
+            events,
+            stats: RefCell::new(StatCache::load(store.root())),
+            index: CacheIndex::open(store.root()),
+            context: OnceCell::new(),
+            stages: RefCell::new(HashMap::new()),
+            counts: Cell::new((0, 0)),
+            scratch: RefCell::new(Vec::new()),
+            settings,
+        }
+    }
+
+    /// A scratch directory under the store's `tmp/`, removed after the current step's
+    /// layer is written (captured files are read from it until then).
+    pub(crate) fn scratch_dir(&self, prefix: &str) -> Result<PathBuf, BuildError> {
+        let tmp = self.store.root().join("tmp");
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .map_err(super::io_err(&tmp))?
+            .keep();
+        self.scratch.borrow_mut().push(dir.clone());
+        Ok(dir)
+    }
+
+    fn clean_scratch(&self) {
+        for dir in self.scratch.borrow_mut().drain(..) {
+            if let Err(e) = crate::store::unpack::remove_tree(&dir) {
+                tracing::warn!("cannot remove {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// The build context, read once.
+    pub(crate) fn context(&self) -> Result<&BuildContext, BuildError> {
+        if let Some(c) = self.context.get() {
+            return Ok(c);
+        }
+        let ctx = BuildContext::open(&self.settings.context_dir)?;
+        Ok(self.context.get_or_init(|| ctx))
+    }
+
+    /// Builds every stage of `plan` and commits the target as an image.
+    pub fn build(&self, plan: &Plan) -> Result<BuiltImage, BuildError> {
+        for stage in &plan.stages {
+            let state = self.build_stage(plan, stage)?;
+            self.stages
+                .borrow_mut()
+                .insert(stage.variant.clone(), state);
+        }
+        let target = plan.target_stage();
+        let stages = self.stages.borrow();
+        let state = stages
+            .get(&target.variant)
+            .ok_or_else(|| BuildError::UnknownStage(target.variant.clone()))?;
+        let new_layers: Vec<NewLayer> = state
+            .layers
+            .iter()
+            .filter(|l| l.new)
+            .map(|l| NewLayer {
+                diff_id: l.digests.diff_id.clone(),
+                created_by: l.created_by.clone(),
+            })
+            .collect();
+        let config = final_config(
+            state.base.as_ref().map(|b| &b.config),
+            &target.image,
+            &plan.labels,
+            &new_layers,
+            self.settings.epoch,
+        )?;
+        let layers: Vec<LayerDigests> = state.layers.iter().map(|l| l.digests.clone()).collect();
+        let manifest = self.store.commit_image(
+            self.settings.tag.as_deref(),
+            self.settings.format,
+            &config,
+            &layers,
+        )?;
+        self.stats.borrow_mut().save()?;
+        self.events.event(&BuildEvent::Image {
+            variant: target.variant.clone(),
+            digest: manifest.digest().to_string(),
+            reference: self.settings.tag.clone(),
+        });
+        let (ran, cached) = self.counts.get();
+        Ok(BuiltImage {
+            variant: target.variant.clone(),
+            manifest,
+            config,
+            reference: self.settings.tag.clone(),
+            ran,
+            cached,
+        })
+    }
+
+    fn build_stage(&self, plan: &Plan, stage: &Stage) -> Result<StageState, BuildError> {
+        self.events.event(&BuildEvent::Stage {
+            variant: stage.variant.clone(),
+            base: stage.base.clone(),
+        });
+        let mut state = StageState {
+            variant: stage.variant.clone(),
+            base: None,
+            layers: Vec::new(),
+            key: CacheKey::root("scratch"),
+        };
+        let total = stage.steps.len();
+        for (i, step) in stage.steps.iter().enumerate() {
+            let started = Instant::now();
+            let text = dockerfile::render_instruction(&step.instruction);
+            let status = self.step(plan, &mut state, i + 1, &step.instruction, &text)?;
+            let (ran, cached) = self.counts.get();
+            match status {
+                StepStatus::Ran => self.counts.set((ran + 1, cached)),
+                StepStatus::Cached => self.counts.set((ran, cached + 1)),
+                StepStatus::Applied => {}
+            }
+            self.events.event(&BuildEvent::Step {
+                variant: stage.variant.clone(),
+                index: i + 1,
+                total,
+                instruction: text.lines().next().unwrap_or_default().to_string(),
+                status,
+                seconds: started.elapsed().as_secs_f64(),
+            });
+        }
+        Ok(state)
+    }
+
+    fn step(
+        &self,
+        plan: &Plan,
+        st: &mut StageState,
+        index: usize,
+        instr: &Instruction,
+        text: &str,
+    ) -> Result<StepStatus, BuildError> {
+        match instr {
+            Instruction::Base { image, .. } => {
+                self.base(st, image.as_deref())?;
+                Ok(StepStatus::Applied)
+            }
+            Instruction::Run {
+                effective, context, ..
+            }
+            | Instruction::RunAll {
+                effective, context, ..
+            } => self.run_shell(plan, st, index, instr, text, effective, context),
+            Instruction::RunScript {
+                script,
+                sha256,
+                context,
+            } => self.run_script(plan, st, index, instr, text, script, sha256, context),
+            Instruction::Copy(spec) => self.copy_local(st, instr, text, spec),
+            Instruction::CopyFrom {
+                from,
+                source_workdir,
+                copy,
+            } => self.copy_from(st, instr, text, from, source_workdir.as_deref(), copy),
+            Instruction::File {
+                path,
+                content,
+                mode,
+            } => self.file(st, instr, text, path, content, *mode),
+            Instruction::Arg { .. }
+            | Instruction::Env { .. }
+            | Instruction::User { .. }
+            | Instruction::WorkingDirectory { .. }
+            | Instruction::EntryPoint { .. }
+            | Instruction::Label { .. } => {
+                st.key = CacheKey::derive(Some(&st.key), &instruction_json(instr), &[]);
+                Ok(StepStatus::Applied)
+            }
+        }
+    }
+
+    fn base(&self, st: &mut StageState, image: Option<&str>) -> Result<(), BuildError> {
+        let Some(reference) = image else {
+            st.key = CacheKey::root("scratch");
+            return Ok(());
+        };
+        let img = self.images.image(reference)?;
+        st.layers = self.unpack_image(&img)?;
+        st.key = CacheKey::root(img.descriptor.digest().as_ref());
+        st.base = Some(img);
+        Ok(())
+    }
+
+    /// Unpacks (once, by diff-ID) every layer of a stored image.
+    pub(crate) fn unpack_image(&self, img: &StoredImage) -> Result<Vec<StageLayer>, BuildError> {
+        let diff_ids = img.config.rootfs().diff_ids();
+        if diff_ids.len() != img.manifest.layers().len() {
+            return Err(BuildError::Image {
+                reference: img.reference.clone().unwrap_or_default(),
+                detail: format!(
+                    "the manifest has {} layers but the config lists {} diff-IDs",
+                    img.manifest.layers().len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let mut layers = Vec::new();
+        for (desc, diff_id) in img.manifest.layers().iter().zip(diff_ids) {
+            let digest = desc.digest().to_string();
+            let unpacked = self.store.unpack_layer(&digest, Some(diff_id))?;
+            let owners = if disk_has_owners() {
+                None
+            } else {
+                Some(Arc::new(layer_owners(self.store, &digest, diff_id)?))
+            };
+            layers.push(StageLayer {
+                owners,
+                digests: LayerDigests {
+                    digest,
+                    size: desc.size(),
+                    diff_id: diff_id.clone(),
+                    tar_size: 0,
+                },
+                dir: unpacked.diff,
+                created_by: String::new(),
+                new: false,
+            });
+        }
+        Ok(layers)
+    }
+
+    /// The cached result of `key`, unless `--no-cache` or its blob is gone.
+    pub(crate) fn lookup(&self, key: &CacheKey) -> Option<CacheRecord> {
+        if self.settings.no_cache {
+            return None;
+        }
+        let rec = self.index.get(key)?;
+        if let Some(layer) = &rec.layer {
+            if !self.store.has_blob(&layer.digest) {
+                self.index.remove(key);
+                return None;
+            }
+        }
+        Some(rec)
+    }
+
+    /// Applies a cached result to the stage.
+    pub(crate) fn reuse(
+        &self,
+        st: &mut StageState,
+        key: CacheKey,
+        rec: CacheRecord,
+    ) -> Result<(), BuildError> {
+        if let Some(l) = rec.layer {
+            let unpacked = self.store.unpack_layer(&l.digest, Some(&l.diff_id))?;
+            let owners = if disk_has_owners() {
+                None
+            } else {
+                Some(Arc::new(layer_owners(self.store, &l.digest, &l.diff_id)?))
+            };
+            st.layers.push(StageLayer {
+                owners,
+                digests: LayerDigests {
+                    digest: l.digest,
+                    size: l.size,
+                    diff_id: l.diff_id,
+                    tar_size: l.tar_size,
+                },
+                dir: unpacked.diff,
+                created_by: rec.created_by,
+                new: true,
+            });
+        }
+        st.key = key;
+        Ok(())
+    }
+
+    /// Writes `entries` as the stage's next layer (none when empty) and records it
+    /// under `key`.
+    pub(crate) fn commit(
+        &self,
+        st: &mut StageState,
+        key: CacheKey,
+        entries: Vec<LayerEntry>,
+        created_by: &str,
+    ) -> Result<(), BuildError> {
+        let record = if entries.is_empty() {
+            CacheRecord {
+                layer: None,
+                created_by: created_by.to_string(),
+            }
+        } else {
+            let opts = LayerOptions {
+                epoch: self.settings.epoch,
+                ..LayerOptions::default()
+            };
+            let index = OwnerIndex::from_entries(&entries);
+            let d = self.store.write_layer(entries, &opts)?;
+            if !disk_has_owners() {
+                remember_owners(self.store, &d.diff_id, &index)?;
+            }
+            CacheRecord {
+                layer: Some(CachedLayer {
+                    digest: d.digest,
+                    size: d.size,
+                    diff_id: d.diff_id,
+                    tar_size: d.tar_size,
+                    empty: false,
+                }),
+                created_by: created_by.to_string(),
+            }
+        };
+        self.index.put(&key, &record)?;
+        self.reuse(st, key, record)
+    }
+
+    /// Reuses the cached result of `key`, or commits what `produce` makes.
+    pub(crate) fn layer_step(
+        &self,
+        st: &mut StageState,
+        key: CacheKey,
+        created_by: &str,
+        produce: impl FnOnce(&StageState) -> Result<Vec<LayerEntry>, BuildError>,
+    ) -> Result<StepStatus, BuildError> {
+        if let Some(rec) = self.lookup(&key) {
+            self.reuse(st, key, rec)?;
+            return Ok(StepStatus::Cached);
+        }
+        let result = produce(st).and_then(|entries| self.commit(st, key, entries, created_by));
+        self.clean_scratch();
+        result.map(|()| StepStatus::Ran)
+    }
+}
+
+/// The canonical text of an instruction for cache keys.
+pub(crate) fn instruction_json(instr: &Instruction) -> String {
+    serde_json::to_string(instr).unwrap_or_else(|_| format!("{instr:?}"))
+}

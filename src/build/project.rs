@@ -1,0 +1,160 @@
+//! Building a variant of a project: load the config, compile the plan (twice: once to
+//! learn the base images, then with their `Env` so Blubber's variable expansion sees
+//! the base variables), and execute it. Shared by `flense build`, `flense run VARIANT`
+//! and the pipeline runner.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::config::{self, ConfigErrors};
+use crate::plan::{self, CompileOptions, Plan, PlanError, Platform};
+use crate::store::Store;
+
+use super::events::EventSink;
+use super::executor::{BuildSettings, BuiltImage, Executor, ImageSource};
+use super::runner::StepRunner;
+use super::BuildError;
+
+/// Errors before anything runs: the config or the plan is invalid (exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    /// The config file is invalid; each error is printed with its position.
+    #[error("{} is invalid:\n{errors}", file.display())]
+    Config {
+        /// The config file.
+        file: PathBuf,
+        /// The errors.
+        errors: ConfigErrors,
+    },
+    /// The variant cannot be compiled.
+    #[error("{}: {source}", file.display())]
+    Plan {
+        /// The config file.
+        file: PathBuf,
+        /// The cause.
+        source: PlanError,
+    },
+    /// The build failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+impl ProjectError {
+    /// True for errors in the user's input (config, variant, build arguments).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(
+            self,
+            ProjectError::Config { .. } | ProjectError::Plan { .. }
+        )
+    }
+}
+
+/// What to build.
+#[derive(Debug, Clone)]
+pub struct ProjectBuild {
+    /// The Blubber config file.
+    pub config_file: PathBuf,
+    /// The variant.
+    pub variant: String,
+    /// `--build-arg` values.
+    pub build_args: BTreeMap<String, String>,
+    /// Target platform (`None`: the host's).
+    pub platform: Option<Platform>,
+    /// Executor settings (context, cache, network, epoch, format, tag).
+    pub settings: BuildSettings,
+}
+
+/// The default config file of a context directory: `.pipeline/blubber.yaml`.
+pub fn default_config_file(context: &Path) -> PathBuf {
+    context.join(config::DEFAULT_PATH)
+}
+
+/// The default tag of a build: `<context directory name>:<variant>`.
+pub fn default_tag(context: &Path, variant: &str) -> String {
+    let dir = std::fs::canonicalize(context).unwrap_or_else(|_| context.to_path_buf());
+    let name: String = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_else(|| "flense".into())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let name = name.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    let name = if name.is_empty() { "flense" } else { name };
+    format!("{name}:{variant}")
+}
+
+fn plan_error(file: &Path, e: PlanError) -> ProjectError {
+    match e {
+        PlanError::Config(errors) => ProjectError::Config {
+            file: file.to_path_buf(),
+            errors,
+        },
+        source => ProjectError::Plan {
+            file: file.to_path_buf(),
+            source,
+        },
+    }
+}
+
+/// Loads and compiles the variant, resolving base images through `images` so that the
+/// plan expands base-image variables like Blubber does.
+pub fn compile_project(req: &ProjectBuild, images: &dyn ImageSource) -> Result<Plan, ProjectError> {
+    let file = &req.config_file;
+    let config = config::load(file).map_err(|errors| ProjectError::Config {
+        file: file.clone(),
+        errors,
+    })?;
+    let mut options = CompileOptions {
+        build_args: req.build_args.clone(),
+        platform: req.platform.clone(),
+        base_env: BTreeMap::new(),
+    };
+    let first = plan::compile(&config, &req.variant, &options).map_err(|e| plan_error(file, e))?;
+    for base in first.stages.iter().filter_map(|s| s.base.as_ref()) {
+        if options.base_env.contains_key(base) {
+            continue;
+        }
+        let image = images.image(base)?;
+        let env = image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.env().clone())
+            .unwrap_or_default();
+        options.base_env.insert(base.clone(), env);
+    }
+    plan::compile(&config, &req.variant, &options).map_err(|e| plan_error(file, e))
+}
+
+/// Compiles and builds a variant into `store`.
+pub fn build_project(
+    store: &Store,
+    runner: &dyn StepRunner,
+    images: &dyn ImageSource,
+    events: &dyn EventSink,
+    req: &ProjectBuild,
+) -> Result<BuiltImage, ProjectError> {
+    let plan = compile_project(req, images)?;
+    let executor = Executor::new(store, runner, images, events, req.settings.clone());
+    Ok(executor.build(&plan)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_tag_uses_the_directory_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("Node Service");
+        std::fs::create_dir(&dir).unwrap();
+        assert_eq!(default_tag(&dir, "test"), "node-service:test");
+    }
+}

@@ -1,0 +1,97 @@
+//! The boundary between the executor and the sandbox: one command on an overlay of
+//! layer directories, whose writes come back as layer entries. The real implementation
+//! (`flense-runtime`) lives in [`super::sandbox`]; tests may use their own.
+
+use std::path::PathBuf;
+
+use crate::image::LayerEntry;
+
+/// Network of a build step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StepNetwork {
+    /// Share the host's network (the default, like BuildKit).
+    #[default]
+    Host,
+    /// Only a loopback interface.
+    None,
+}
+
+/// An extra mount of a build step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepMount {
+    /// A host directory or file at `dst`; writes to a read-write one are the caller's
+    /// to discard (it passes a scratch copy).
+    Bind {
+        /// Host path.
+        src: PathBuf,
+        /// Absolute path in the sandbox.
+        dst: PathBuf,
+        /// Read-only.
+        readonly: bool,
+    },
+    /// A persistent cache directory, never part of the layer.
+    Cache {
+        /// Host directory.
+        src: PathBuf,
+        /// Absolute path in the sandbox.
+        dst: PathBuf,
+    },
+}
+
+/// One command to run as a build step.
+#[derive(Debug, Clone)]
+pub struct StepRequest {
+    /// argv.
+    pub argv: Vec<String>,
+    /// Environment, in order (later entries win).
+    pub env: Vec<(String, String)>,
+    /// Working directory inside the image.
+    pub cwd: PathBuf,
+    /// User ID.
+    pub uid: u32,
+    /// Primary group ID.
+    pub gid: u32,
+    /// Supplementary groups (from `/etc/group`).
+    pub groups: Vec<u32>,
+    /// Unpacked layer directories, bottom first.
+    pub lowers: Vec<PathBuf>,
+    /// Scratch directory for the overlay's upper/work dirs (removed by the caller).
+    pub state_dir: PathBuf,
+    /// Extra mounts.
+    pub mounts: Vec<StepMount>,
+    /// Network.
+    pub network: StepNetwork,
+    /// Whether to capture the step's writes as layer entries.
+    pub capture: bool,
+}
+
+/// What a step did.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// Exit code (128 + signal for a signal).
+    pub exit_code: i32,
+    /// The writes of the step, as layer entries (empty when not captured).
+    pub entries: Vec<LayerEntry>,
+}
+
+/// Errors of a step runner.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    /// The sandbox could not be set up or the command not started.
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+    /// The step's writes could not be captured.
+    #[error("capturing the step's changes: {0}")]
+    Capture(String),
+}
+
+/// Runs build steps.
+pub trait StepRunner {
+    /// Runs one step to completion; its stdout and stderr go to the runner's output.
+    fn run(&self, req: &StepRequest) -> Result<StepOutcome, RunnerError>;
+
+    /// A hint for a step that exited with `code` (e.g. how to enable more user IDs).
+    fn failure_hint(&self, _req: &StepRequest, _code: i32) -> Option<String> {
+        None
+    }
+}

@@ -1,0 +1,242 @@
+//! The real executor (`flense build`/`run`/`push` as child processes) and the pretend
+//! one used by `--dry-run`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use sha2::{Digest, Sha256};
+
+use super::super::output::StageLog;
+use super::{stream, BuildRequest, CopyRequest, Executor, RunOutcome, RunRequest};
+
+/// Drives the `flense` binary (`build`, `run`, `push`) as child processes.
+#[derive(Debug, Clone)]
+pub struct ProcessExecutor {
+    /// The `flense` binary (normally `std::env::current_exe()`).
+    pub program: PathBuf,
+    /// `--root` to pass on.
+    pub root: Option<PathBuf>,
+    /// Extra `flense run` options (e.g. `--network host`).
+    pub run_options: Vec<String>,
+}
+
+impl ProcessExecutor {
+    fn command(&self, verb: &str) -> Command {
+        let mut cmd = Command::new(&self.program);
+        if let Some(r) = &self.root {
+            cmd.arg("--root").arg(r);
+        }
+        cmd.arg(verb);
+        cmd
+    }
+}
+
+impl Executor for ProcessExecutor {
+    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, String> {
+        let mut cmd = self.command("build");
+        cmd.arg(&req.variant)
+            .arg("-f")
+            .arg(&req.blubberfile)
+            .arg("-C")
+            .arg(&req.context)
+            .arg("--tag")
+            .arg(&req.local_name)
+            .arg("--quiet");
+        log.line(&format!("$ {}", render(&cmd)));
+        let (code, stdout) = stream(cmd, log, 0, true)?;
+        for l in &stdout {
+            log.line(l);
+        }
+        if code != 0 {
+            return Err(format!(
+                "failed to build image: flense build exited with {code}"
+            ));
+        }
+        let digest = stdout
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty())
+            .ok_or("failed to build image: flense build printed no digest")?;
+        let hex = digest.rsplit(':').next().unwrap_or(digest);
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "failed to build image: unexpected digest '{digest}'"
+            ));
+        }
+        Ok(hex.to_string())
+    }
+
+    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, String> {
+        let mut cmd = self.command("run");
+        cmd.arg("--image").arg(&req.image);
+        cmd.args(&self.run_options);
+        for (k, v) in &req.env {
+            cmd.arg("-e").arg(format!("{k}={v}"));
+        }
+        cmd.arg("--").args(&req.arguments);
+        let shown: Vec<String> = req.env.iter().map(|(k, _)| format!("-e {k}=…")).collect();
+        log.line(&format!(
+            "$ flense run --image {}{} -- {}",
+            req.image,
+            shown.iter().map(|s| format!(" {s}")).collect::<String>(),
+            req.arguments
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+        let (exit_code, stdout_tail) = stream(cmd, log, req.tail, false)?;
+        Ok(RunOutcome {
+            exit_code,
+            stdout_tail,
+        })
+    }
+
+    fn copy(&self, req: &CopyRequest, log: &StageLog) -> Result<(), String> {
+        // `flense run` does not keep stopped containers, so the copy runs `cp` in a fresh
+        // container of the same image with the destination's parent bind-mounted.
+        let parent = req
+            .destination
+            .parent()
+            .ok_or("copy destination has no parent")?;
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        let name = req
+            .destination
+            .file_name()
+            .ok_or("copy destination has no file name")?;
+        let source = if req.source.ends_with('/') {
+            format!("/{}.", req.source.trim_start_matches('/'))
+        } else {
+            format!("/{}", req.source.trim_start_matches('/'))
+        };
+        let mut cmd = self.command("run");
+        cmd.arg("--image")
+            .arg(&req.image)
+            .arg("--mount")
+            .arg(format!(
+                "type=bind,src={},dst=/.flense-copy",
+                parent.display()
+            ))
+            // As root in the sandbox (the caller outside it), whatever the image's user,
+            // so the workspace directory is writable and the files end up the caller's.
+            .arg("--user")
+            .arg("0")
+            .arg("--entrypoint")
+            .arg("cp")
+            .arg("--")
+            .arg("-R")
+            .arg(&source)
+            .arg(format!("/.flense-copy/{}", name.to_string_lossy()));
+        log.line(&format!("$ {}", render(&cmd)));
+        let (code, _) = stream(cmd, log, 0, false)?;
+        if code != 0 {
+            return Err(format!(
+                "copy of {} from {} failed with exit code {code}",
+                req.source, req.container
+            ));
+        }
+        Ok(())
+    }
+
+    fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), String> {
+        let mut cmd = self.command("push");
+        cmd.arg(image).arg(destination);
+        log.line(&format!("$ {}", render(&cmd)));
+        let (code, _) = stream(cmd, log, 0, false)?;
+        if code != 0 {
+            return Err(format!(
+                "push of {destination} failed with exit code {code}"
+            ));
+        }
+        Ok(())
+    }
+
+    fn remove_containers(&self, containers: &[String], log: &StageLog) {
+        if !containers.is_empty() {
+            log.line(&format!(
+                "removing containers: {} (flense run keeps none)",
+                containers.join(", ")
+            ));
+        }
+    }
+}
+
+fn render(cmd: &Command) -> String {
+    let mut parts = vec!["flense".to_string()];
+    parts.extend(cmd.get_args().map(|a| shell_quote(&a.to_string_lossy())));
+    parts.join(" ")
+}
+
+/// Single-quotes a word for display when it needs it.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// Pretends: builds get a digest derived from the request, runs succeed with no output,
+/// copies and pushes are only logged. Used by `--dry-run` so that interpolation
+/// errors surface before anything runs.
+#[derive(Debug, Default)]
+pub struct DryRunExecutor;
+
+impl Executor for DryRunExecutor {
+    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, String> {
+        log.line(&format!(
+            "would build variant '{}' of {} in {}{}",
+            req.variant,
+            req.blubberfile.display(),
+            req.context.display(),
+            if req.pull { " (pull: always)" } else { "" }
+        ));
+        let mut h = Sha256::new();
+        h.update(format!(
+            "{}\0{}\0{}",
+            req.blubberfile.display(),
+            req.variant,
+            req.context.display()
+        ));
+        Ok(hex::encode(h.finalize()))
+    }
+
+    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, String> {
+        let env: Vec<String> = req.env.iter().map(|(k, _)| format!("{k}=…")).collect();
+        log.line(&format!(
+            "would run {} env [{}] arguments [{}]",
+            req.image,
+            env.join(", "),
+            req.arguments
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        Ok(RunOutcome {
+            exit_code: 0,
+            stdout_tail: Vec::new(),
+        })
+    }
+
+    fn copy(&self, req: &CopyRequest, log: &StageLog) -> Result<(), String> {
+        log.line(&format!(
+            "would copy {}:{} to {}",
+            req.container,
+            req.source,
+            req.destination.display()
+        ));
+        Ok(())
+    }
+
+    fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), String> {
+        log.line(&format!("would push {image} to {destination}"));
+        Ok(())
+    }
+
+    fn remove_containers(&self, _containers: &[String], _log: &StageLog) {}
+}

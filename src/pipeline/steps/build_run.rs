@@ -1,0 +1,237 @@
+//! The build and run steps.
+
+use std::sync::atomic::Ordering;
+
+use serde_yaml::Value;
+
+use super::super::exec::{rand8, BuildRequest, RunRequest};
+use super::super::interp::Scope;
+use super::super::model::Stage;
+use super::super::output::StageLog;
+use super::{clean_join, strings, text, write_temp, yaml, IgnoreSwap, StageCtx, StepResult};
+
+pub(super) fn step_build(
+    ctx: &StageCtx,
+    stage: &Stage,
+    build: &Value,
+    scope: &mut Scope,
+    log: &StageLog,
+) -> StepResult<String> {
+    let pipeline_dir = ctx.opts.project_dir.join(".pipeline");
+    let bf = stage
+        .blubberfile
+        .as_ref()
+        .unwrap_or(&ctx.pipeline.blubberfile);
+    let bf = scope.interpolate(bf).map_err(|e| e.to_string())?;
+    let mut temp = None;
+    let blubberfile = match &bf {
+        Value::String(rel) => {
+            let p = pipeline_dir.join(rel);
+            if !p.is_file() {
+                return Err(format!(
+                    "failed to build image: no Blubber config found at {}",
+                    p.display()
+                ));
+            }
+            p
+        }
+        Value::Mapping(_) => {
+            let body = serde_yaml::to_string(&bf).map_err(|e| e.to_string())?;
+            log.line(&format!("inline blubberfile, resolved: {}", yaml(&bf)));
+            let p = write_temp(&pipeline_dir, "blubber.yaml.", &body)?;
+            temp = Some(p.clone());
+            p
+        }
+        other => {
+            return Err(format!(
+                "blubberfile must be a path or a map, found {}",
+                super::super::schema::describe(other)
+            ))
+        }
+    };
+    let b = scope.interpolate(build).map_err(|e| e.to_string())?;
+    let variant = text(&b["variant"]);
+    let context = text(&b["context"]);
+    let excludes = b
+        .get("excludes")
+        .map(strings)
+        .transpose()?
+        .unwrap_or_default();
+    let pull = text(&b["imagePullPolicy"]) == "always";
+    if context.contains("://") {
+        if !excludes.is_empty() {
+            return Err(format!(
+                "excludes cannot be used with a URL context ({context})"
+            ));
+        }
+        return Err(format!(
+            "URL build contexts are not supported by flense ({context})"
+        ));
+    }
+    let context_dir = clean_join(&ctx.opts.project_dir, &[&ctx.pipeline.directory, &context]);
+    let _swap = if excludes.is_empty() {
+        None
+    } else {
+        let target = context_dir.join(".dockerignore");
+        let backup = if target.exists() {
+            let b = pipeline_dir.join(format!("dockerignore.bak.{}", rand8()));
+            std::fs::rename(&target, &b).map_err(|e| format!("{}: {e}", target.display()))?;
+            Some(b)
+        } else {
+            None
+        };
+        let swap = IgnoreSwap {
+            target: target.clone(),
+            backup,
+        };
+        std::fs::write(
+            &target,
+            excludes
+                .iter()
+                .map(|e| format!("{e}\n"))
+                .collect::<String>(),
+        )
+        .map_err(|e| format!("{}: {e}", target.display()))?;
+        Some(swap)
+    };
+    let content = std::fs::read_to_string(&blubberfile).unwrap_or_default();
+    let key = format!(
+        "{content}\0{variant}\0{}\0{}\0{pull}\0{}",
+        context_dir.display(),
+        excludes.join("\n"),
+        ctx.shared.workspace_generation.load(Ordering::SeqCst)
+    );
+    let req = BuildRequest {
+        blubberfile: blubberfile.clone(),
+        variant,
+        context: context_dir,
+        pull,
+        local_name: format!("localhost/plib-image-{}", rand8()),
+    };
+    let cell = ctx
+        .shared
+        .builds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone();
+    let mut built_here = false;
+    let result = cell
+        .get_or_init(|| {
+            built_here = true;
+            let r = ctx.exec.build(&req, log);
+            if let Ok(id) = &r {
+                ctx.shared
+                    .images
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone(), req.local_name.clone());
+            }
+            r
+        })
+        .clone();
+    if let Some(t) = temp {
+        let _ = std::fs::remove_file(t);
+    }
+    let id = result?;
+    let local = ctx
+        .shared
+        .image_ref(&id)
+        .unwrap_or_else(|| req.local_name.clone());
+    if !built_here {
+        log.line(&format!(
+            "reusing the image built for an identical build in this run: {local}"
+        ));
+    }
+    scope
+        .bind("imageID", Value::String(id.clone()))
+        .map_err(|e| e.to_string())?;
+    scope
+        .bind("imageLocalName", Value::String(local))
+        .map_err(|e| e.to_string())?;
+    Ok(id)
+}
+
+pub(super) fn step_run(
+    ctx: &StageCtx,
+    run: &Value,
+    scope: &mut Scope,
+    log: &StageLog,
+) -> StepResult<()> {
+    let mut m = run.as_mapping().cloned().unwrap_or_default();
+    let credentials = m.remove("credentials").unwrap_or(Value::Null);
+    let tail = m.remove("tail").and_then(|t| t.as_u64()).unwrap_or(0) as usize;
+    let r = scope
+        .interpolate(&Value::Mapping(m))
+        .map_err(|e| e.to_string())?;
+    let image_id = text(&r["image"]);
+    let image = ctx.shared.local_image(&image_id).ok_or_else(|| {
+        format!("run.image '{image_id}' is not a local image ID (the hex digest of an image built in this run or in the store)")
+    })?;
+    let arguments = strings(r.get("arguments").unwrap_or(&Value::Null))?;
+    let mut env = Vec::new();
+    if let Some(map) = r.get("env").and_then(Value::as_mapping) {
+        for (k, v) in map {
+            let (value, missing) = super::super::interp::expand_env(&text(v), &ctx.opts.env_vars);
+            for name in missing {
+                log.line(&format!(
+                    "warning: run.env {}: ${name} is not set (pass --param {name}=... or --env-from-host {name}); expanded to \"\"",
+                    text(k)
+                ));
+            }
+            env.push((text(k), value));
+        }
+    }
+    for c in credentials.as_sequence().into_iter().flatten() {
+        let id = text(&c["id"]);
+        let name = c
+            .get("name")
+            .map(text)
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| id.clone());
+        let value = ctx.opts.credentials.get(&id).ok_or_else(|| {
+            format!(
+                "Invalid Credential: '{id}'. Allowed credentials: [{}] (allow one with --env-from-host {id})",
+                ctx.opts.credentials.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?;
+        env.push((name, value.clone()));
+    }
+    let container = format!("plib-run-{}", rand8());
+    ctx.shared
+        .containers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(container.clone(), image.clone());
+    scope
+        .bind("container", Value::String(container.clone()))
+        .map_err(|e| e.to_string())?;
+    let req = RunRequest {
+        image,
+        arguments,
+        env,
+        container,
+        tail,
+    };
+    let outcome = ctx.exec.run(&req, log)?;
+    let output = if tail == 0 {
+        String::new()
+    } else {
+        outcome
+            .stdout_tail
+            .iter()
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    scope
+        .bind("output", Value::String(output))
+        .map_err(|e| e.to_string())?;
+    if outcome.exit_code != 0 {
+        return Err(format!(
+            "the container exited with code {}",
+            outcome.exit_code
+        ));
+    }
+    Ok(())
+}

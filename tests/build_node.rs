@@ -1,0 +1,198 @@
+//! The Node sample (`examples/node-service`) on the `nodejs-devel` fixture, through the
+//! CLI: `flense build test`, `flense run test` and `flense run lint`, the cache across
+//! rebuilds (a source change re-runs only the local copy; a lockfile change re-runs npm),
+//! ownership of what npm installed, and a failing test's exit code.
+//!
+//! One scenario in one store: importing and unpacking the 450 MB base once.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+use support::cli::{flense, ok_stdout, output};
+use support::fixtures::import_fixture;
+
+const WMF_BASE: &str = "docker-registry.wikimedia.org/nodejs20-devel:latest";
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(from).unwrap();
+        if rel.starts_with("node_modules") {
+            continue;
+        }
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&dest).unwrap();
+        } else {
+            fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn sample(dir: &Path) -> PathBuf {
+    let p = dir.join("node-service");
+    copy_tree(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-service"),
+        &p,
+    );
+    p
+}
+
+/// Builds with `--json` and returns (step instruction, status) of layer steps.
+fn build(root: &Path, project: &Path, variant: &str) -> Vec<(String, String)> {
+    let out = ok_stdout(
+        flense(root)
+            .args(["build", variant, "--json", "-C"])
+            .arg(project),
+    );
+    out.lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["event"] == "step" && e["status"] != "applied")
+        .map(|e| {
+            (
+                e["instruction"].as_str().unwrap().to_string(),
+                e["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn ran(steps: &[(String, String)]) -> Vec<&str> {
+    steps
+        .iter()
+        .filter(|(_, s)| s == "ran")
+        .map(|(i, _)| i.as_str())
+        .collect()
+}
+
+fn run(root: &Path, project: &Path, variant: &str) -> Output {
+    output(
+        flense(root)
+            .args(["run", variant, "--quiet", "-C"])
+            .arg(project),
+    )
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Owner (uid, gid) of `path` in the image's layers (the topmost layer that has it).
+fn owner_in_image(root: &Path, reference: &str, path: &str) -> Option<(u64, u64)> {
+    let image: Value =
+        serde_json::from_str(&ok_stdout(flense(root).args(["inspect", reference]))).unwrap();
+    let mut found = None;
+    for layer in image["manifest"]["layers"].as_array().unwrap() {
+        let digest = layer["digest"]
+            .as_str()
+            .unwrap()
+            .trim_start_matches("sha256:");
+        let file = fs::File::open(root.join("blobs/sha256").join(digest)).unwrap();
+        let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        for e in tar.entries().unwrap() {
+            let e = e.unwrap();
+            if e.path().unwrap().to_string_lossy().trim_end_matches('/') == path {
+                found = Some((e.header().uid().unwrap(), e.header().gid().unwrap()));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn node_sample_builds_tests_lints_and_caches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let local = import_fixture(&root, "nodejs-devel");
+    ok_stdout(flense(&root).args(["tag", &local, WMF_BASE]));
+    let p = sample(tmp.path());
+
+    let first = build(&root, &p, "test");
+    let first_ran = ran(&first);
+    assert!(
+        first_ran.iter().any(|i| i.starts_with("RUN npm ci")),
+        "{first:?}"
+    );
+    assert_eq!(
+        first_ran.len(),
+        first.len(),
+        "a cold build runs everything: {first:?}"
+    );
+    assert_eq!(
+        owner_in_image(
+            &root,
+            "node-service:test",
+            "srv/service/node_modules/express/package.json"
+        ),
+        Some((65533, 65533)),
+        "npm runs as the lives user"
+    );
+    assert_eq!(
+        owner_in_image(&root, "node-service:test", "srv/service/src/app.js"),
+        Some((65533, 65533))
+    );
+
+    let out = run(&root, &p, "test");
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 passing"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&root, &p, "lint");
+    assert!(out.status.success(), "{}", text(&out));
+
+    // An immediate rebuild runs nothing.
+    let again = build(&root, &p, "test");
+    assert!(ran(&again).is_empty(), "{again:?}");
+
+    // A source change re-runs only the local copy; npm ci stays cached.
+    let app = p.join("src/app.js");
+    let source = fs::read_to_string(&app).unwrap();
+    fs::write(&app, source.replace("status: 'ok'", "status: 'fine'")).unwrap();
+    let changed = build(&root, &p, "test");
+    let changed_ran = ran(&changed);
+    assert_eq!(changed_ran.len(), 1, "{changed:?}");
+    assert!(
+        changed_ran[0].starts_with("COPY") && changed_ran[0].contains(r#"[".", "."]"#),
+        "{changed:?}"
+    );
+
+    // The changed source makes the test fail: non-zero exit.
+    let out = run(&root, &p, "test");
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("1 failing"),
+        "{}",
+        text(&out)
+    );
+    fs::write(&app, source).unwrap();
+
+    // A lockfile change re-runs the requirements copy and npm.
+    for name in ["package.json", "package-lock.json"] {
+        let f = p.join(name);
+        let t = fs::read_to_string(&f).unwrap();
+        fs::write(
+            &f,
+            t.replacen("\"version\": \"1.0.0\"", "\"version\": \"1.0.1\"", 2),
+        )
+        .unwrap();
+    }
+    let relocked = build(&root, &p, "test");
+    let relocked_ran = ran(&relocked);
+    assert!(
+        relocked_ran.iter().any(|i| i.starts_with("RUN npm ci")),
+        "{relocked:?}"
+    );
+    let out = run(&root, &p, "test");
+    assert!(out.status.success(), "{}", text(&out));
+}
