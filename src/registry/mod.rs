@@ -24,6 +24,7 @@ pub use blobs::{BlobOutcome, BlobStore, NoProgress, Progress};
 pub use client::{Client, Repository};
 pub use error::{RegistryError, Result};
 pub use platform::Platform;
+pub use local::pull_to_store;
 pub use pull::{pull, PulledImage};
 pub use push::{push, LocalImage, MountSource, PushOptions};
 pub use reference::Reference;

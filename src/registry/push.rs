@@ -19,8 +19,9 @@ use super::parallel::{for_each, PARALLEL_TRANSFERS};
 use super::reference::Reference;
 use super::upload::{location, upload, Upload};
 
-/// Bytes per PATCH request; a broken request is resumed from what the registry kept.
-pub const DEFAULT_CHUNK_SIZE: u64 = 256 * 1024 * 1024;
+/// Bytes per PATCH request (held in memory, up to three at once); a broken request is
+/// resumed from what the registry kept.
+pub const DEFAULT_CHUNK_SIZE: u64 = 32 * 1024 * 1024;
 
 /// A manifest held in the local store, ready to push.
 #[derive(Debug, Clone)]
