@@ -285,3 +285,20 @@ fn builds_runs_copies_and_rebuilds_as_root() {
 fn builds_runs_copies_and_rebuilds_as_an_unprivileged_user() {
     build_run_copy_rebuild(true);
 }
+
+#[test]
+fn run_steps_have_a_time_limit() {
+    let env = Env::new(false);
+    let digest = env.import();
+    env.write_config(&format!(
+        "pipelines:\n  p:\n    stages: [{{name: slow, run: {{image: '{digest}', arguments: [sleep, '600']}}}}]\n"
+    ));
+    let out = env.pipeline(&["--run-timeout", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("[slow] FAILED"), "{stdout}");
+    assert!(
+        stdout.contains("timeout") || stdout.contains("timed out"),
+        "{stdout}"
+    );
+}
