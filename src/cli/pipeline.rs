@@ -72,7 +72,11 @@ impl ConfigArgs {
             allowed_actions: self.allowed_actions.clone(),
         };
         let cfg = model::load(&self.path(), names, &opts).map_err(|e| {
-            if matches!(e, flense::pipeline::PipelineError::Read { .. }) {
+            // A config that cannot be read for another reason than absence (permissions,
+            // I/O) is not the input's fault; a missing or invalid one is.
+            let missing = matches!(&e, flense::pipeline::PipelineError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound);
+            if matches!(e, flense::pipeline::PipelineError::Read { .. }) && !missing {
                 anyhow::Error::new(e)
             } else {
                 super::invalid(e)
