@@ -47,6 +47,9 @@ pub struct RunOptions {
 /// One build, shared by every stage that asks for the same inputs: the image ID or the error.
 type SharedBuild = Arc<OnceLock<Result<String, String>>>;
 
+/// Where a container's copy sources were saved, and which sources (by index).
+type Capture = (Arc<tempfile::TempDir>, Vec<String>);
+
 /// State shared by the stages of one pipeline run.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -56,7 +59,7 @@ pub struct Shared {
     /// container name -> image reference it ran.
     containers: Mutex<HashMap<String, String>>,
     /// container name -> (directory, sources) saved when its program exited.
-    captures: Mutex<HashMap<String, (Arc<tempfile::TempDir>, Vec<String>)>>,
+    captures: Mutex<HashMap<String, Capture>>,
     /// Bumped whenever a copy writes into the workspace (build contexts changed).
     workspace_generation: AtomicU64,
 }

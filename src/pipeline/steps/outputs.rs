@@ -252,6 +252,37 @@ pub fn deep_merge(a: &Value, b: &Value) -> Value {
     }
 }
 
+fn io(p: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", p.display())
+}
+
+/// Copies a file, symlink or directory tree (merging into an existing directory).
+fn copy_tree(src: &Path, dst: &Path) -> StepResult<()> {
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    for entry in walkdir::WalkDir::new(src).follow_links(false) {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let rel = entry.path().strip_prefix(src).map_err(|e| e.to_string())?;
+        let target = if rel.as_os_str().is_empty() {
+            dst.to_path_buf()
+        } else {
+            dst.join(rel)
+        };
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target).map_err(io(&target))?;
+        } else if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
+            let _ = std::fs::remove_file(&target);
+            std::os::unix::fs::symlink(link, &target).map_err(io(&target))?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(io(entry.path()))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,35 +316,4 @@ mod tests {
         assert_eq!(e, "the published image name (`some-other-repo-name`) must either match or be prefixed by the full or short project name (`repo1` or `repo1`)");
         assert_eq!(sanitise_name("Foo/Bar"), "foo-bar");
     }
-}
-
-fn io(p: &Path) -> impl Fn(std::io::Error) -> String + '_ {
-    move |e| format!("{}: {e}", p.display())
-}
-
-/// Copies a file, symlink or directory tree (merging into an existing directory).
-fn copy_tree(src: &Path, dst: &Path) -> StepResult<()> {
-    if let Some(parent) = dst.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
-    }
-    for entry in walkdir::WalkDir::new(src).follow_links(false) {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let rel = entry.path().strip_prefix(src).map_err(|e| e.to_string())?;
-        let target = if rel.as_os_str().is_empty() {
-            dst.to_path_buf()
-        } else {
-            dst.join(rel)
-        };
-        let kind = entry.file_type();
-        if kind.is_dir() {
-            std::fs::create_dir_all(&target).map_err(io(&target))?;
-        } else if kind.is_symlink() {
-            let link = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
-            let _ = std::fs::remove_file(&target);
-            std::os::unix::fs::symlink(link, &target).map_err(io(&target))?;
-        } else {
-            std::fs::copy(entry.path(), &target).map_err(io(entry.path()))?;
-        }
-    }
-    Ok(())
 }
