@@ -84,6 +84,15 @@ pub fn push(
     let digest = sha256_digest(&image.manifest);
     let (media_type, manifest) = Manifest::parse(&image.manifest, Some(&image.media_type))
         .map_err(|reason| local_error(format!("manifest {digest}: {reason}")))?;
+    let tag_or_digest = match (target.tag(), target.digest()) {
+        (_, Some(d)) if *d != digest => {
+            return Err(local_error(format!(
+                "destination {dest} names digest {d}, the manifest is {digest}"
+            )))
+        }
+        (Some(tag), _) => tag.to_string(),
+        (None, _) => digest.to_string(),
+    };
     match manifest {
         Manifest::Image(m) => push_blobs(&repo, image_blobs(&m), store, options, progress)?,
         Manifest::Index(index) => {
@@ -101,15 +110,6 @@ pub fn push(
             }
         }
     }
-    let tag_or_digest = match (target.tag(), target.digest()) {
-        (_, Some(d)) if *d != digest => {
-            return Err(local_error(format!(
-                "destination {dest} names digest {d}, the manifest is {digest}"
-            )))
-        }
-        (Some(tag), _) => tag.to_string(),
-        (None, _) => digest.to_string(),
-    };
     put_manifest(&repo, &tag_or_digest, &media_type, &image.manifest)?;
     Ok(digest)
 }

@@ -72,7 +72,16 @@ impl Store {
         format: ArchiveFormat,
         out: &Path,
     ) -> Result<(), StoreError> {
-        let mut tmp = self.temp_file()?;
+        // The temp file sits beside the output so the final rename never crosses
+        // filesystems.
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".flense-save-")
+            .tempfile_in(&dir)
+            .map_err(io_err("creating a temp file in", &dir))?;
         {
             let mut tar = tar::Builder::new(io::BufWriter::new(tmp.as_file_mut()));
             let result = match format {
@@ -86,6 +95,10 @@ impl Store {
                 .flush()
                 .map_err(io_err("writing", out))?;
         }
+        let _ = fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        );
         tmp.persist(out).map_err(|e| StoreError::Io {
             action: "writing",
             path: out.into(),
