@@ -226,7 +226,7 @@ variants:
     entrypoint: [sh, -c]
   check:
     copies: [local]
-    entrypoint: [sh, -c, 'test "$(cat bar/greeting)" = built-hi && echo checked-$0', from-check]
+    entrypoint: [sh, -c, 'test "$(cat bar/greeting)" = hi-from-run && test "$(cat bar/built)" = built-hi && echo checked-$0', from-check]
 "#;
 
 const BUILD_CONFIG: &str = r#"pipelines:
@@ -235,17 +235,17 @@ const BUILD_CONFIG: &str = r#"pipelines:
     stages:
       - name: make-a-file
         build: make-file
-        run: {arguments: ['echo ran; echo last-line'], tail: 1}
-        copy: [{source: tmp/greeting, destination: bar/greeting}]
+        run: {arguments: ['mkdir -p /tmp/foo && echo hi-from-run > /tmp/foo/greeting; echo ran; echo last-line'], tail: 1}
+        copy: [{source: /tmp/foo/greeting, destination: bar/greeting}, {source: tmp/greeting, destination: bar/built}]
       - name: check-file-contents
         build: check
         run: true
         exports: {seen: '${make-a-file.output}'}
 "#;
 
-/// The systemtest's test-copy, for real: build a variant, run it, copy a file out of its
-/// image into the workspace, rebuild another variant whose local copy now includes the
-/// file, and run its check.
+/// The systemtest's test-copy, for real: build a variant, run it, copy a file the run
+/// wrote (and one from the image) into the workspace, rebuild another variant whose local
+/// copy now includes them, and run its check.
 fn build_run_copy_rebuild(unprivileged: bool) {
     let env = Env::new(unprivileged);
     env.import();
@@ -258,8 +258,13 @@ fn build_run_copy_rebuild(unprivileged: bool) {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Written by the run itself (saved when it exited), and built into the image.
     assert_eq!(
         std::fs::read_to_string(env.project().join("bar/greeting")).unwrap(),
+        "hi-from-run\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.project().join("bar/built")).unwrap(),
         "built-hi\n"
     );
     assert!(stdout.contains("[make-a-file] ran"), "{stdout}");
@@ -284,4 +289,21 @@ fn builds_runs_copies_and_rebuilds_as_root() {
 #[test]
 fn builds_runs_copies_and_rebuilds_as_an_unprivileged_user() {
     build_run_copy_rebuild(true);
+}
+
+#[test]
+fn run_steps_have_a_time_limit() {
+    let env = Env::new(false);
+    let digest = env.import();
+    env.write_config(&format!(
+        "pipelines:\n  p:\n    stages: [{{name: slow, run: {{image: '{digest}', arguments: [sleep, '600']}}}}]\n"
+    ));
+    let out = env.pipeline(&["--run-timeout", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("[slow] FAILED"), "{stdout}");
+    assert!(
+        stdout.contains("timeout") || stdout.contains("timed out"),
+        "{stdout}"
+    );
 }

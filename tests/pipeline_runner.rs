@@ -621,3 +621,11 @@ fn publish_files_go_to_the_artifacts_directory() {
             && failure(&report, "missing").contains("nope.txt does not exist")
     );
 }
+
+#[test]
+fn odd_stage_names_get_safe_log_files() {
+    let p = Project::new("pipelines:\n  p:\n    stages: [{name: 'a/b c', exports: {x: y}}]\n");
+    let report = p.run(&Scripted::default(), &p.opts());
+    assert!(report.passed(), "{:?}", results(&report));
+    assert!(p.path().join("logs/p.a_b_c.log").is_file());
+}
