@@ -14,7 +14,9 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 FLENSE=${FLENSE:-$HERE/target/release/flense}
 [ -x "$FLENSE" ] || (cd "$HERE" && cargo build --release --quiet)
 
-WORK=$(mktemp -d)
+# Lowercase path: buildah names images pulled from an OCI layout after its path.
+WORK=/tmp/flense-bench-$$
+mkdir -p "$WORK"
 cleanup() {
     for pidfile in "$WORK"/reg.*/pid; do
         [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
@@ -28,7 +30,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # Starts a fresh registry (pid in its dir); prints its address.
 start_registry() {
     local dir port
-    dir=$(mktemp -d "$WORK/reg.XXXX")
+    dir="$WORK/reg.$(date +%s%N)"; mkdir -p "$dir"
     port=$(free_port)
     cat > "$dir/config.yml" <<YML
 version: 0.1
@@ -95,11 +97,17 @@ bench_tool() {
 
 flense_push() { "$FLENSE" --root "$STORE" push localhost/bench:1 "$1"; }
 skopeo_push() { skopeo copy --quiet --dest-tls-verify=false "oci:$STORE:localhost/bench:1" "docker://$1"; }
-buildah_push() { buildah push --tls-verify=false "oci:$STORE:localhost/bench:1" "docker://$1"; }
+# buildah pushes from its own storage (kept under $WORK, vfs driver): imported first,
+# outside the timing; it stores layers uncompressed, so each push compresses again.
+BUILDAH=(buildah --root "$WORK/buildah-root" --runroot "$WORK/buildah-run" --storage-driver vfs)
+buildah_push() { "${BUILDAH[@]}" push --tls-verify=false "$BUILDAH_ID" "docker://$1"; }
 
 bench_tool flense flense_push
 bench_tool skopeo skopeo_push
-if command -v buildah >/dev/null; then bench_tool buildah buildah_push; fi
+if command -v buildah >/dev/null \
+    && BUILDAH_ID=$("${BUILDAH[@]}" pull --quiet "oci:$STORE:localhost/bench:1" 2>/dev/null); then
+    bench_tool buildah buildah_push
+fi
 
 # Pull: one registry holding the image; cold = empty store, warm = pull again.
 echo

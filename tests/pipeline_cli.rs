@@ -154,6 +154,14 @@ fn invalid_configs_exit_2_with_positions() {
     assert!(String::from_utf8_lossy(&out.stderr)
         .contains("Pipeline 'nope' is not defined in project's '"));
 
+    let missing = output(pipeline(tmp.path()).arg("--list"));
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains(".pipeline/config.yaml: No such file"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+
     let yaml = output(
         flense(tmp.path())
             .args(["pipeline", "--list", "-f"])

@@ -582,3 +582,50 @@ fn copy_writes_into_the_workspace_and_archives() {
     // The copy changed the workspace, so the second build is not shared with the first.
     assert_eq!(exec.state.lock().unwrap().builds.len(), 2);
 }
+
+#[test]
+fn publish_files_go_to_the_artifacts_directory() {
+    let config = "pipelines:\n  p:\n    stages:\n      - {name: docs, publish: {files: {paths: [site/index.html, site]}}, exports: {urls: '${.publishedFiles}'}}\n      - {name: missing, publish: {files: {paths: [nope.txt]}}}\n    execution: [[docs], [missing]]\n";
+    let p = Project::new(config);
+    std::fs::create_dir_all(p.path().join("site")).unwrap();
+    std::fs::write(p.path().join("site/index.html"), "<h1>docs</h1>").unwrap();
+    let artifacts = p.path().join("artifacts");
+    let report = p.run(
+        &Scripted::default(),
+        &RunOptions {
+            artifacts: Some(artifacts.clone()),
+            ..p.opts()
+        },
+    );
+    assert_eq!(
+        std::fs::read_to_string(artifacts.join("site/index.html")).unwrap(),
+        "<h1>docs</h1>"
+    );
+    let tgz = std::fs::File::open(artifacts.join("site.tar.gz")).unwrap();
+    let names: Vec<String> = tar::Archive::new(flate2::read::GzDecoder::new(tgz))
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    assert!(names.iter().any(|n| n.ends_with("index.html")), "{names:?}");
+    assert!(
+        p.log("docs").contains(&format!(
+            "urls: file://{}",
+            artifacts.join("site/index.html").display()
+        )),
+        "{}",
+        p.log("docs")
+    );
+    assert!(
+        failure(&report, "missing").contains("publish.files: ")
+            && failure(&report, "missing").contains("nope.txt does not exist")
+    );
+}
+
+#[test]
+fn odd_stage_names_get_safe_log_files() {
+    let p = Project::new("pipelines:\n  p:\n    stages: [{name: 'a/b c', exports: {x: y}}]\n");
+    let report = p.run(&Scripted::default(), &p.opts());
+    assert!(report.passed(), "{:?}", results(&report));
+    assert!(p.path().join("logs/p.a_b_c.log").is_file());
+}

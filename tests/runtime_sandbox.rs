@@ -283,3 +283,39 @@ fn many_layers_fit_in_one_overlay_mount() {
     assert_eq!(out.trim(), "79");
     rerun_as_test_user("many_layers_fit_in_one_overlay_mount", &[]);
 }
+
+#[test]
+fn piped_stdin_and_kill() {
+    use std::io::{Read, Write};
+    let tmp = scratch();
+    busybox_rootfs(tmp.path());
+    let mut sandbox = Sandbox::new(dir_root(tmp.path(), false), ["tr", "a-z", "A-Z"])
+        .env("PATH", "/bin")
+        .stdin(Stdio::Piped)
+        .stdout(Stdio::Piped);
+    let mut child = sandbox.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, "SHOUT\n");
+    assert!(child.wait().unwrap().success());
+
+    // SIGTERM to the sandbox reaches the command through PID 1.
+    let mut sandbox = sh(dir_root(tmp.path(), false), "echo up; exec sleep 600");
+    let mut child = sandbox.spawn().unwrap();
+    let mut first = [0u8; 3];
+    child
+        .stdout
+        .as_mut()
+        .unwrap()
+        .read_exact(&mut first)
+        .unwrap();
+    child.kill(15).unwrap();
+    assert_eq!(child.wait().unwrap(), ExitStatus::Signaled(15));
+    rerun_as_test_user("piped_stdin_and_kill", &[]);
+}

@@ -233,7 +233,15 @@ fn detect(caller_uid: u32) -> IdMode {
     if helpers && ranges {
         IdMode::Subuid
     } else {
-        tracing::debug!(helpers, ranges, "subuid mode unavailable");
+        tracing::info!(
+            "single ID mode: {} (only the step's own user is mapped; install uidmap and \
+             give {name} /etc/subuid and /etc/subgid ranges for subuid mode)",
+            if helpers {
+                "no subordinate ID range"
+            } else {
+                "no newuidmap/newgidmap"
+            }
+        );
         IdMode::Single
     }
 }

@@ -9,7 +9,7 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use nix::fcntl::OFlag;
@@ -18,11 +18,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::{pipe2, Pid};
 
 use crate::child::{Child, RootState};
-use crate::copy;
 use crate::error::RuntimeError;
 use crate::idmap::{IdMaps, IdMode};
 use crate::init::{self, InitPlan, Report, RootMount, TAG_EXEC, TAG_OVERLAY};
-use crate::spec::{Mount, Network, RootFs, Sandbox, Stdio};
+use crate::spec::{Mount, Network, Sandbox, Stdio};
 use crate::sys;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -34,7 +33,7 @@ impl Sandbox {
     pub fn spawn(&mut self) -> Result<Child, RuntimeError> {
         self.validate()?;
         let maps = IdMaps::resolve(self.id_mode, self.user.uid, self.user.gid)?;
-        tracing::info!(mode = %maps.mode, "user namespace mode: {}", maps.mode);
+        tracing::info!("user namespace mode: {}", maps.mode);
         let root = self.prepare_root(false)?;
         match self.start(root, maps.clone()) {
             Err(Failure::Overlay(err)) => {
@@ -83,76 +82,6 @@ impl Sandbox {
             }
         }
         Ok(())
-    }
-
-    /// Creates the directories of the root filesystem; `copy` forces the copy fallback.
-    fn prepare_root(&self, copy: bool) -> Result<(RootMount, PathBuf, RootState), RuntimeError> {
-        let mkdir = |p: &Path| {
-            std::fs::create_dir_all(p)
-                .map_err(|e| RuntimeError::io(format!("create {}", p.display()), e))
-        };
-        for m in &self.mounts {
-            if let Mount::Cache { src, .. } = m {
-                mkdir(src)?;
-            }
-        }
-        match &self.root {
-            RootFs::Dir { path, writable } => Ok((
-                RootMount::Bind {
-                    writable: *writable,
-                },
-                absolute(path)?,
-                RootState::Dir,
-            )),
-            RootFs::Overlay(ov) => {
-                let state = absolute(&ov.state_dir)?;
-                let lowers = ov
-                    .lowers
-                    .iter()
-                    .map(|l| absolute(l))
-                    .collect::<Result<Vec<_>, _>>()?;
-                if copy || ov.force_copy {
-                    if ov.force_copy {
-                        tracing::info!("copy fallback forced: copied root and stat-walk diff");
-                    }
-                    let tree = state.join("copy");
-                    let snapshot = copy::build_tree(&lowers, &tree)?;
-                    return Ok((
-                        RootMount::Bind { writable: true },
-                        tree.clone(),
-                        RootState::Copy { tree, snapshot },
-                    ));
-                }
-                let (upper, work, merged) = (
-                    state.join("upper"),
-                    state.join("work"),
-                    state.join("merged"),
-                );
-                for d in [&upper, &work, &merged] {
-                    mkdir(d)?;
-                }
-                let mut mount_lowers = lowers.clone();
-                if mount_lowers.is_empty() {
-                    let empty = state.join("empty");
-                    mkdir(&empty)?;
-                    mount_lowers.push(empty);
-                }
-                for p in mount_lowers.iter().chain([&upper, &work]) {
-                    let s = p.to_string_lossy();
-                    if s.contains([':', ',']) {
-                        return Err(RuntimeError::InvalidSpec(format!(
-                            "overlay directory {s} contains ':' or ','"
-                        )));
-                    }
-                }
-                let (options, mount_cwd) = overlay_options(&mount_lowers, &upper, &work)?;
-                Ok((
-                    RootMount::Overlay { options, mount_cwd },
-                    merged,
-                    RootState::Overlay { upper, lowers },
-                ))
-            }
-        }
     }
 
     fn init_plan(&self, root: RootMount, new_root: PathBuf, maps: &IdMaps) -> InitPlan {
@@ -322,53 +251,6 @@ impl From<RuntimeError> for Failure {
     fn from(e: RuntimeError) -> Self {
         Failure::Other(e)
     }
-}
-
-/// The overlay mount options. When absolute lower paths do not fit in the one page the
-/// kernel takes, they are given relative to their common parent, which becomes the
-/// working directory of the mount call.
-fn overlay_options(
-    lowers: &[PathBuf],
-    upper: &Path,
-    work: &Path,
-) -> Result<(String, Option<PathBuf>), RuntimeError> {
-    const PAGE: usize = 4000;
-    let build = |lowers: Vec<String>| {
-        format!(
-            "lowerdir={},upperdir={},workdir={},userxattr",
-            lowers.join(":"),
-            upper.display(),
-            work.display()
-        )
-    };
-    let text = |p: &Path| p.to_string_lossy().into_owned();
-    let options = build(lowers.iter().rev().map(|p| text(p)).collect());
-    if options.len() <= PAGE {
-        return Ok((options, None));
-    }
-    let mut common = lowers[0].clone();
-    while !lowers.iter().all(|l| l.starts_with(&common)) {
-        if !common.pop() {
-            break;
-        }
-    }
-    let relative: Vec<String> = lowers
-        .iter()
-        .rev()
-        .map(|l| text(l.strip_prefix(&common).unwrap_or(l)))
-        .collect();
-    let options = build(relative);
-    if options.len() > PAGE {
-        return Err(RuntimeError::InvalidSpec(format!(
-            "{} layers give overlay options longer than a page",
-            lowers.len()
-        )));
-    }
-    Ok((options, Some(common)))
-}
-
-fn absolute(p: &Path) -> Result<PathBuf, RuntimeError> {
-    std::path::absolute(p).map_err(|e| RuntimeError::io(format!("resolve {}", p.display()), e))
 }
 
 /// The descriptors the child puts on 0, 1, 2, and the parent's ends of pipes.

@@ -428,21 +428,14 @@ fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let client = registry_client(&args.registry)?;
     let store = open_store(globals)?;
     let progress = StderrProgress::new();
-    let pulled = flense::registry::pull(&client, &reference, &platform, &store, &progress)
-        .map_err(registry_error)?;
+    let (pulled, tag) =
+        flense::registry::local::pull_to_store(&client, &store, &reference, &platform, &progress)
+            .map_err(registry_error)?;
     drop(progress);
     let platform = pulled.platform.clone().unwrap_or(platform);
-    let descriptor = oci_spec::image::Descriptor::new(
-        oci_spec::image::MediaType::from(pulled.media_type.as_str()),
-        pulled.manifest.len() as u64,
-        pulled.digest.clone(),
-    );
-    if let Some(tag) = reference.tag() {
-        let name = flense::store::parse_name(&format!("{}:{tag}", reference.name()))?;
-        store.set_tag(&name, &descriptor)?;
-        eprintln!("pulled {name} ({platform})");
-    } else {
-        eprintln!("pulled {reference} ({platform})");
+    match tag {
+        Some(name) => eprintln!("pulled {name} ({platform})"),
+        None => eprintln!("pulled {reference} ({platform})"),
     }
     println!("{}", pulled.digest);
     Ok(ExitCode::SUCCESS)

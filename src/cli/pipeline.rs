@@ -72,7 +72,11 @@ impl ConfigArgs {
             allowed_actions: self.allowed_actions.clone(),
         };
         let cfg = model::load(&self.path(), names, &opts).map_err(|e| {
-            if matches!(e, flense::pipeline::PipelineError::Read { .. }) {
+            // A config that cannot be read for another reason than absence (permissions,
+            // I/O) is not the input's fault; a missing or invalid one is.
+            let missing = matches!(&e, flense::pipeline::PipelineError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::NotFound);
+            if matches!(e, flense::pipeline::PipelineError::Read { .. }) && !missing {
                 anyhow::Error::new(e)
             } else {
                 super::invalid(e)
@@ -134,6 +138,9 @@ pub struct PipelineArgs {
     /// The flense binary whose `build`, `run` and `push` the stages drive (default: this one).
     #[arg(long, value_name = "PATH")]
     pub flense_bin: Option<PathBuf>,
+    /// Time limit of each run step in seconds, as upstream's 20 minutes (0: none).
+    #[arg(long, value_name = "SECS", default_value_t = 1200)]
+    pub run_timeout: u64,
     /// Extra option passed to every `flense run` (e.g. --run-option=--network=host).
     #[arg(long = "run-option", value_name = "OPTION", allow_hyphen_values = true)]
     pub run_options: Vec<String>,
@@ -251,7 +258,13 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
                 None => std::env::current_exe().context("cannot find the flense binary")?,
             },
             root: globals.root.clone(),
-            run_options: args.run_options.clone(),
+            run_options: {
+                let mut o = args.run_options.clone();
+                if args.run_timeout > 0 {
+                    o.push(format!("--timeout={}", args.run_timeout));
+                }
+                o
+            },
         };
         watch_interrupts();
         &process

@@ -44,6 +44,11 @@ pub struct RunRequest {
     pub container: String,
     /// How many trailing stdout lines to return.
     pub tail: usize,
+    /// Paths in the container to save after the program exits (for later `copy` items
+    /// from this container): item `i` goes to `<capture_dir>/<i>`.
+    pub capture: Vec<String>,
+    /// Where captured paths go (a host directory writable by any user).
+    pub capture_dir: Option<PathBuf>,
 }
 
 /// What a run returned.

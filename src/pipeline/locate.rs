@@ -34,7 +34,8 @@ fn indent(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
 
-/// (line, column), 1-based, of the node at `path`, when it can be found.
+/// (line, column), 1-based, of the node at `path`, or of its nearest ancestor that can be
+/// found (flow-style collections are not entered).
 pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
     let lines: Vec<&str> = text.lines().collect();
     // The current node: its line and the column where its content starts.
@@ -104,7 +105,10 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
                 }
             }
         }
-        let (l, c) = hit?;
+        // Not found (flow style, aliases): the nearest located ancestor contains it.
+        let Some((l, c)) = hit else {
+            return found;
+        };
         line = l;
         min_col = c;
         found = Some((l + 1, c + 1));
@@ -123,5 +127,11 @@ mod tests {
         assert_eq!(locate(text, "pipelines.test.stages[1].run"), Some((6, 9)));
         assert_eq!(locate(text, "pipelines.test.stages[0]"), Some((4, 9)));
         assert_eq!(locate(text, "pipelines.test"), Some((2, 3)));
+        let flow = "pipelines:\n  p:\n    stages:\n      - {name: a, run: {arguments: [1]}}\n";
+        assert_eq!(
+            locate(flow, "pipelines.p.stages[0].run.arguments[0]"),
+            Some((4, 9))
+        );
+        assert_eq!(locate("a: 1\n", "b"), None);
     }
 }

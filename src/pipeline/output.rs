@@ -105,7 +105,8 @@ pub struct StageLog {
 }
 
 impl StageLog {
-    /// Opens `<dir>/<pipeline>.<stage>.log` (truncating); `dir == None` keeps no file.
+    /// Opens `<dir>/<pipeline>.<stage>.log` (truncating; characters outside
+    /// `[A-Za-z0-9._-]` become `_`); `dir == None` keeps no file.
     pub fn open(
         dir: Option<&Path>,
         pipeline: &str,
@@ -115,7 +116,18 @@ impl StageLog {
         let (path, file) = match dir {
             Some(d) => {
                 std::fs::create_dir_all(d)?;
-                let p = d.join(format!("{pipeline}.{stage}.log"));
+                let safe = |s: &str| -> String {
+                    s.chars()
+                        .map(|c| {
+                            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                                c
+                            } else {
+                                '_'
+                            }
+                        })
+                        .collect()
+                };
+                let p = d.join(format!("{}.{}.log", safe(pipeline), safe(stage)));
                 let f = File::create(&p)?;
                 (Some(p), Some(f))
             }

@@ -47,6 +47,9 @@ pub struct RunOptions {
 /// One build, shared by every stage that asks for the same inputs: the image ID or the error.
 type SharedBuild = Arc<OnceLock<Result<String, String>>>;
 
+/// Where a container's copy sources were saved, and which sources (by index).
+type Capture = (Arc<tempfile::TempDir>, Vec<String>);
+
 /// State shared by the stages of one pipeline run.
 #[derive(Debug, Default)]
 pub struct Shared {
@@ -55,11 +58,46 @@ pub struct Shared {
     images: Mutex<HashMap<String, String>>,
     /// container name -> image reference it ran.
     containers: Mutex<HashMap<String, String>>,
+    /// container name -> (directory, sources) saved when its program exited.
+    captures: Mutex<HashMap<String, Capture>>,
     /// Bumped whenever a copy writes into the workspace (build contexts changed).
     workspace_generation: AtomicU64,
 }
 
 impl Shared {
+    /// The reference to pass to `flense run`/`push` for image ID `id`: the local name of
+    /// an image built in this run, else `sha256:<id>` (an image already in the store, as
+    /// upstream accepts any local image ID); `None` when `id` is not a hex digest.
+    pub fn local_image(&self, id: &str) -> Option<String> {
+        let id = id.strip_prefix("sha256:").unwrap_or(id);
+        self.image_ref(id).or_else(|| {
+            (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| format!("sha256:{id}"))
+        })
+    }
+
+    /// A fresh directory, writable by any user, for the paths `container` saves on exit.
+    pub fn capture_dir(&self, container: &str, sources: &[String]) -> std::io::Result<PathBuf> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new().prefix("flense-copy-").tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777))?;
+        let path = dir.path().to_path_buf();
+        self.captures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(container.to_string(), (Arc::new(dir), sources.to_vec()));
+        Ok(path)
+    }
+
+    /// Where `source` of `container` was saved, if it was.
+    pub fn captured(&self, container: &str, source: &str) -> Option<PathBuf> {
+        let captures = self.captures.lock().unwrap_or_else(|e| e.into_inner());
+        let (dir, sources) = captures.get(container)?;
+        let i = sources.iter().position(|s| s == source)?;
+        let path = dir.path().join(i.to_string());
+        path.symlink_metadata().is_ok().then_some(path)
+    }
+
     /// The local reference to use for image ID `id`.
     pub fn image_ref(&self, id: &str) -> Option<String> {
         self.images
@@ -190,7 +228,7 @@ fn steps(
     }
     if let Some(run) = &stage.run {
         log.line(&format!("step: run, config: {}", yaml(run)));
-        step_run(ctx, run, scope, log).map_err(err("run"))?;
+        step_run(ctx, run, stage.copy.as_ref(), scope, log).map_err(err("run"))?;
     }
     if let Some(copy) = &stage.copy {
         log.line(&format!("step: copy, config: {}", yaml(copy)));

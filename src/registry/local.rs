@@ -5,8 +5,39 @@ use std::io::{self, Read};
 
 use oci_spec::image::Digest;
 
-use super::blobs::BlobStore;
-use crate::store::{Store, StoreError};
+use super::blobs::{BlobStore, Progress};
+use super::client::Client;
+use super::error::{RegistryError, Result};
+use super::platform::Platform;
+use super::pull::{pull, PulledImage};
+use super::reference::Reference;
+use crate::store::{parse_name, Store, StoreError};
+
+/// Pulls `reference` into `store` and, when it has a tag, tags the image in the store
+/// with its full name (`docker.io/library/debian:bookworm`). Returns the pull and the
+/// tag set. What `flense pull` does; builds call it for missing base images.
+pub fn pull_to_store(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    platform: &Platform,
+    progress: &dyn Progress,
+) -> Result<(PulledImage, Option<String>)> {
+    let pulled = pull(client, reference, platform, store, progress)?;
+    let Some(tag) = reference.tag() else {
+        return Ok((pulled, None));
+    };
+    let tagging = |e: StoreError| RegistryError::io(format!("tagging {reference}"), to_io(e));
+    let name = parse_name(&format!("{}:{tag}", reference.name()))
+        .map_err(|e| tagging(StoreError::Reference(e)))?;
+    let descriptor = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::from(pulled.media_type.as_str()),
+        pulled.manifest.len() as u64,
+        pulled.digest.clone(),
+    );
+    store.set_tag(&name, &descriptor).map_err(tagging)?;
+    Ok((pulled, Some(name)))
+}
 
 fn to_io(e: StoreError) -> io::Error {
     match e {

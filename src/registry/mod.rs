@@ -23,6 +23,7 @@ pub use auth::{Credential, CredentialSource};
 pub use blobs::{BlobOutcome, BlobStore, NoProgress, Progress};
 pub use client::{Client, Repository};
 pub use error::{RegistryError, Result};
+pub use local::pull_to_store;
 pub use platform::Platform;
 pub use pull::{pull, PulledImage};
 pub use push::{push, LocalImage, MountSource, PushOptions};

@@ -19,8 +19,9 @@ use super::parallel::{for_each, PARALLEL_TRANSFERS};
 use super::reference::Reference;
 use super::upload::{location, upload, Upload};
 
-/// Bytes per PATCH request; a broken request is resumed from what the registry kept.
-pub const DEFAULT_CHUNK_SIZE: u64 = 256 * 1024 * 1024;
+/// Bytes per PATCH request (held in memory, up to three at once); a broken request is
+/// resumed from what the registry kept.
+pub const DEFAULT_CHUNK_SIZE: u64 = 32 * 1024 * 1024;
 
 /// A manifest held in the local store, ready to push.
 #[derive(Debug, Clone)]
@@ -84,6 +85,15 @@ pub fn push(
     let digest = sha256_digest(&image.manifest);
     let (media_type, manifest) = Manifest::parse(&image.manifest, Some(&image.media_type))
         .map_err(|reason| local_error(format!("manifest {digest}: {reason}")))?;
+    let tag_or_digest = match (target.tag(), target.digest()) {
+        (_, Some(d)) if *d != digest => {
+            return Err(local_error(format!(
+                "destination {dest} names digest {d}, the manifest is {digest}"
+            )))
+        }
+        (Some(tag), _) => tag.to_string(),
+        (None, _) => digest.to_string(),
+    };
     match manifest {
         Manifest::Image(m) => push_blobs(&repo, image_blobs(&m), store, options, progress)?,
         Manifest::Index(index) => {
@@ -101,15 +111,6 @@ pub fn push(
             }
         }
     }
-    let tag_or_digest = match (target.tag(), target.digest()) {
-        (_, Some(d)) if *d != digest => {
-            return Err(local_error(format!(
-                "destination {dest} names digest {d}, the manifest is {digest}"
-            )))
-        }
-        (Some(tag), _) => tag.to_string(),
-        (None, _) => digest.to_string(),
-    };
     put_manifest(&repo, &tag_or_digest, &media_type, &image.manifest)?;
     Ok(digest)
 }

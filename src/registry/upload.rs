@@ -1,12 +1,10 @@
-//! One blob upload session: the blob is streamed from the store in PATCH requests
+//! One blob upload session: the blob is sent from the store in PATCH requests
 //! (`Content-Range` from the offset the registry holds), resumed after a failure from
 //! the `Range` the registry reports, and completed with PUT.
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use bytes::Bytes;
 use oci_spec::image::{Descriptor, Digest};
 use reqwest::blocking::{Body, Response};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION, RANGE};
@@ -37,47 +35,15 @@ pub(super) fn location(repo: &Repository<'_>, resp: &Response) -> Result<Url> {
     repo.resolve(value)
 }
 
-/// The store's blob reader with its position, shared with the request body.
-type Cursor = Arc<Mutex<(Box<dyn Read + Send>, u64)>>;
-
-/// A request body reading `remaining` bytes from the shared cursor, which must stand at
-/// `start` (a body built twice, e.g. after a 401, fails instead of sending wrong bytes).
-struct ChunkBody {
-    cursor: Cursor,
-    start: u64,
-    remaining: u64,
-    sent: Arc<AtomicU64>,
+/// The store's blob reader and how far it has read.
+struct Cursor {
+    reader: Box<dyn Read + Send>,
+    pos: u64,
 }
 
-impl Read for ChunkBody {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.remaining == 0 || buf.is_empty() {
-            return Ok(0);
-        }
-        let mut guard = self.cursor.lock().expect("cursor lock");
-        let (reader, pos) = &mut *guard;
-        if *pos != self.start + self.sent.load(Ordering::SeqCst) {
-            return Err(io::Error::other("blob reader moved under this request"));
-        }
-        let max = buf
-            .len()
-            .min(self.remaining.min(usize::MAX as u64) as usize);
-        let n = reader.read(&mut buf[..max])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "blob in the store is shorter than its descriptor",
-            ));
-        }
-        *pos += n as u64;
-        self.remaining -= n as u64;
-        self.sent.fetch_add(n as u64, Ordering::SeqCst);
-        Ok(n)
-    }
-}
-
-/// Streams the blob to `location` in chunks of at most `chunk_size` bytes, resuming
-/// after failures from the offset the registry reports, then completes it with PUT.
+/// Sends the blob to `location` in chunks of at most `chunk_size` bytes (each read into
+/// memory once, so a retry resends it without rereading), resuming after failures from
+/// the offset the registry reports, then completes it with PUT.
 pub(super) fn upload(
     repo: &Repository<'_>,
     blob: &Descriptor,
@@ -89,27 +55,57 @@ pub(super) fn upload(
     let digest = blob.digest();
     let size = blob.size();
     let policy = repo.retry_policy();
-    let open = || -> Result<(Box<dyn Read + Send>, u64)> {
-        store
-            .open_blob(digest)
-            .map_err(|e| RegistryError::io(format!("reading blob {digest} from the store"), e))
+    let read_error = |e| RegistryError::io(format!("reading blob {digest} from the store"), e);
+    let open = || -> Result<Cursor> {
+        let (reader, stored_size) = store.open_blob(digest).map_err(read_error)?;
+        if stored_size != size {
+            return Err(super::push::local_error(format!(
+                "blob {digest} has {stored_size} bytes in the store, the manifest says {size}"
+            )));
+        }
+        Ok(Cursor { reader, pos: 0 })
     };
-    let (reader, stored_size) = open()?;
-    if stored_size != size {
-        return Err(super::push::local_error(format!(
-            "blob {digest} has {stored_size} bytes in the store, the manifest says {size}"
-        )));
-    }
-    let cursor: Cursor = Arc::new(Mutex::new((reader, 0)));
+    let mut cursor = open()?;
+    let mut chunk = (0u64, Bytes::new()); // (offset, bytes)
     let mut offset = 0u64; // bytes the registry holds
     let mut failures = 0;
     while offset < size {
-        seek_cursor(&cursor, offset, &open, digest)?;
-        let len = chunk_size.clamp(1, size - offset);
-        match send_chunk(repo, &location, &cursor, offset, len, digest, progress) {
+        let chunk_end = chunk.0 + chunk.1.len() as u64;
+        if offset < chunk.0 || offset >= chunk_end {
+            if cursor.pos > offset {
+                cursor = open()?;
+            }
+            let skip = offset - cursor.pos;
+            io::copy(&mut (&mut cursor.reader).take(skip), &mut io::sink()).map_err(read_error)?;
+            let len = chunk_size.clamp(1, size - offset);
+            let mut buf = Vec::with_capacity(len as usize);
+            (&mut cursor.reader)
+                .take(len)
+                .read_to_end(&mut buf)
+                .map_err(read_error)?;
+            cursor.pos = offset + buf.len() as u64;
+            if buf.len() as u64 != len {
+                return Err(super::push::local_error(format!(
+                    "blob {digest} in the store is shorter than its {size} bytes"
+                )));
+            }
+            chunk = (offset, Bytes::from(buf));
+        }
+        let body = chunk.1.slice((offset - chunk.0) as usize..);
+        let end = offset + body.len() as u64;
+        let content_range = format!("{offset}-{}", end - 1);
+        let url = location.clone();
+        let result = repo.send_once(&format!("upload {digest}"), &|http| {
+            http.patch(url.clone())
+                .header(CONTENT_TYPE, "application/octet-stream")
+                .header("Content-Range", content_range.clone())
+                .body(Body::from(body.clone()))
+        });
+        match result {
             Ok(resp) if resp.status() == StatusCode::ACCEPTED => {
                 location = self::location(repo, &resp)?;
-                offset += len;
+                progress.blob_advanced(digest, end - offset);
+                offset = end;
                 continue;
             }
             Ok(resp) if resp.status() == StatusCode::NOT_FOUND => {
@@ -138,77 +134,6 @@ pub(super) fn upload(
         }
     }
     complete(repo, digest, location)
-}
-
-/// Puts the cursor at `offset`, reopening the blob when it stands elsewhere.
-fn seek_cursor(
-    cursor: &Cursor,
-    offset: u64,
-    open: &dyn Fn() -> Result<(Box<dyn Read + Send>, u64)>,
-    digest: &Digest,
-) -> Result<()> {
-    let mut guard = cursor.lock().expect("cursor lock");
-    if guard.1 == offset {
-        return Ok(());
-    }
-    if guard.1 > offset {
-        *guard = (open()?.0, 0);
-    }
-    let skip = offset - guard.1;
-    let skipped = io::copy(&mut (&mut guard.0).take(skip), &mut io::sink())
-        .map_err(|e| RegistryError::io(format!("reading blob {digest} from the store"), e))?;
-    guard.1 += skipped;
-    if skipped != skip {
-        return Err(super::push::local_error(format!(
-            "blob {digest} in the store is truncated"
-        )));
-    }
-    Ok(())
-}
-
-/// Sends one PATCH of `len` bytes from `start`, reporting progress while it runs.
-fn send_chunk(
-    repo: &Repository<'_>,
-    location: &Url,
-    cursor: &Cursor,
-    start: u64,
-    len: u64,
-    digest: &Digest,
-    progress: &dyn Progress,
-) -> Result<Response> {
-    let sent = Arc::new(AtomicU64::new(0));
-    let content_range = format!("{}-{}", start, start + len - 1);
-    let operation = format!("upload {digest}");
-    std::thread::scope(|scope| {
-        let request = scope.spawn(|| {
-            repo.send_once(&operation, &|http| {
-                let body = ChunkBody {
-                    cursor: cursor.clone(),
-                    start,
-                    remaining: len,
-                    sent: sent.clone(),
-                };
-                http.patch(location.clone())
-                    .header(CONTENT_TYPE, "application/octet-stream")
-                    .header("Content-Range", content_range.clone())
-                    .body(Body::sized(body, len))
-            })
-        });
-        let mut reported = 0;
-        loop {
-            let finished = request.is_finished();
-            let now = sent.load(Ordering::SeqCst);
-            if now > reported {
-                progress.blob_advanced(digest, now - reported);
-                reported = now;
-            }
-            if finished {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        request.join().expect("upload request thread")
-    })
 }
 
 /// Completes the upload with PUT `?digest=`.
@@ -288,26 +213,5 @@ mod tests {
         assert_eq!(parse_range_end("0-1023"), Some(1024));
         assert_eq!(parse_range_end("bytes=0-9"), Some(10));
         assert_eq!(parse_range_end("garbage"), None);
-    }
-
-    #[test]
-    fn chunk_body_refuses_a_moved_cursor() {
-        let cursor: Cursor = Arc::new(Mutex::new((Box::new(&b"abcdef"[..]), 0)));
-        let mut body = ChunkBody {
-            cursor: cursor.clone(),
-            start: 0,
-            remaining: 4,
-            sent: Arc::new(AtomicU64::new(0)),
-        };
-        let mut out = Vec::new();
-        body.read_to_end(&mut out).unwrap();
-        assert_eq!(out, b"abcd");
-        let mut again = ChunkBody {
-            cursor,
-            start: 0,
-            remaining: 4,
-            sent: Arc::new(AtomicU64::new(0)),
-        };
-        assert!(again.read(&mut [0u8; 4]).is_err());
     }
 }

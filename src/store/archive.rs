@@ -9,20 +9,17 @@
 //! `io.containerd.image.name` annotation (OCI) or `RepoTags` (docker), normalised
 //! (`busybox` -> `localhost/busybox:latest`).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+use oci_spec::image::Descriptor;
 use serde::{Deserialize, Serialize};
 
-use super::extract::extract_tar;
-use super::index::{ref_name, REF_NAME};
-use super::{io_err, parse_name, Store, StoreError, StoredImage};
+use super::index::REF_NAME;
+use super::{io_err, Store, StoreError, StoredImage};
 use crate::image::digest::{sha256_hex, HashingReader};
-use crate::image::gzip::{ParallelGzipWriter, DEFAULT_LEVEL};
-use crate::image::oci::{canonical_json, new_manifest, ImageFormat};
-use crate::image::LayerDigests;
+use crate::image::oci::canonical_json;
 
 /// Archive formats of `save` and `load`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,11 +33,11 @@ pub enum ArchiveFormat {
 /// One image of a docker-archive `manifest.json`.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct DockerArchiveEntry {
-    config: String,
+pub(crate) struct DockerArchiveEntry {
+    pub(crate) config: String,
     #[serde(default)]
-    repo_tags: Vec<String>,
-    layers: Vec<String>,
+    pub(crate) repo_tags: Vec<String>,
+    pub(crate) layers: Vec<String>,
 }
 
 fn tar_header(size: u64, mode: u32) -> tar::Header {
@@ -72,7 +69,16 @@ impl Store {
         format: ArchiveFormat,
         out: &Path,
     ) -> Result<(), StoreError> {
-        let mut tmp = self.temp_file()?;
+        // The temp file sits beside the output so the final rename never crosses
+        // filesystems.
+        let dir = match out.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let mut tmp = tempfile::Builder::new()
+            .prefix(".flense-save-")
+            .tempfile_in(&dir)
+            .map_err(io_err("creating a temp file in", &dir))?;
         {
             let mut tar = tar::Builder::new(io::BufWriter::new(tmp.as_file_mut()));
             let result = match format {
@@ -86,6 +92,10 @@ impl Store {
                 .flush()
                 .map_err(io_err("writing", out))?;
         }
+        let _ = fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        );
         tmp.persist(out).map_err(|e| StoreError::Io {
             action: "writing",
             path: out.into(),
@@ -233,208 +243,6 @@ impl Store {
             Box::new(flate2::bufread::MultiGzDecoder::new(reader))
         } else {
             Box::new(reader)
-        })
-    }
-
-    /// Loads every image of an oci-archive or docker-archive file; returns the names
-    /// tagged (and the manifest digests of untagged images).
-    pub fn load(&self, archive: &Path) -> Result<Vec<String>, StoreError> {
-        let bad = |detail: String| StoreError::Archive {
-            path: archive.to_path_buf(),
-            detail,
-        };
-        let file = File::open(archive).map_err(io_err("opening", archive))?;
-        let mut reader = BufReader::new(file);
-        let head = io::BufRead::fill_buf(&mut reader).map_err(io_err("reading", archive))?;
-        let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::bufread::MultiGzDecoder::new(reader))
-        } else {
-            Box::new(reader)
-        };
-        let tmp = tempfile::Builder::new()
-            .prefix(".load-")
-            .tempdir_in(self.root.join("tmp"))
-            .map_err(io_err("creating a temp dir in", &self.root.join("tmp")))?;
-        extract_tar(stream, tmp.path()).map_err(|e| bad(e.to_string()))?;
-        let dir = tmp.path();
-        let result = if dir.join("index.json").is_file() {
-            self.load_oci(dir, &bad)
-        } else if dir.join("manifest.json").is_file() {
-            self.load_docker(dir, &bad)
-        } else {
-            Err(bad(
-                "neither an OCI layout (index.json) nor a docker archive (manifest.json)".into(),
-            ))
-        };
-        super::unpack::remove_tree(tmp.path())?;
-        result
-    }
-
-    fn import_file(&self, path: &Path, digest: &str, size: u64) -> Result<(), StoreError> {
-        if self.has_blob(digest) {
-            return Ok(());
-        }
-        let mut file = File::open(path).map_err(io_err("opening", path))?;
-        self.put_blob_verified(&mut file, digest, size)
-    }
-
-    fn load_oci(
-        &self,
-        dir: &Path,
-        bad: &dyn Fn(String) -> StoreError,
-    ) -> Result<Vec<String>, StoreError> {
-        let index: ImageIndex = serde_json::from_slice(
-            &fs::read(dir.join("index.json")).map_err(io_err("reading", dir))?,
-        )
-        .map_err(|e| bad(format!("index.json: {e}")))?;
-        let blob = |digest: &str| -> Result<PathBuf, StoreError> {
-            let hex =
-                sha256_hex(digest).ok_or_else(|| bad(format!("invalid digest {digest:?}")))?;
-            Ok(dir.join("blobs/sha256").join(hex))
-        };
-        let mut loaded = Vec::new();
-        for d in index.manifests() {
-            let digest = d.digest().to_string();
-            self.import_file(&blob(&digest)?, &digest, d.size())?;
-            let mut todo = vec![(d.media_type().clone(), digest.clone())];
-            while let Some((media_type, digest)) = todo.pop() {
-                let bytes = self.read_blob(&digest)?;
-                if super::images::is_index(&media_type) {
-                    let child: ImageIndex = serde_json::from_slice(&bytes)
-                        .map_err(|e| bad(format!("{digest}: {e}")))?;
-                    for m in child.manifests() {
-                        let md = m.digest().to_string();
-                        if blob(&md)?.is_file() {
-                            self.import_file(&blob(&md)?, &md, m.size())?;
-                            todo.push((m.media_type().clone(), md));
-                        }
-                    }
-                    continue;
-                }
-                let manifest: ImageManifest =
-                    serde_json::from_slice(&bytes).map_err(|e| bad(format!("{digest}: {e}")))?;
-                for b in std::iter::once(manifest.config()).chain(manifest.layers()) {
-                    let bd = b.digest().to_string();
-                    self.import_file(&blob(&bd)?, &bd, b.size())?;
-                }
-            }
-            let annotations = d.annotations().clone().unwrap_or_default();
-            let name = annotations
-                .get("io.containerd.image.name")
-                .map(String::as_str)
-                .or_else(|| ref_name(d));
-            match name {
-                Some(name) => {
-                    let name = parse_name(name)?;
-                    self.set_tag(&name, d)?;
-                    loaded.push(name);
-                }
-                None => loaded.push(digest),
-            }
-        }
-        Ok(loaded)
-    }
-
-    fn load_docker(
-        &self,
-        dir: &Path,
-        bad: &dyn Fn(String) -> StoreError,
-    ) -> Result<Vec<String>, StoreError> {
-        let entries: Vec<DockerArchiveEntry> = serde_json::from_slice(
-            &fs::read(dir.join("manifest.json")).map_err(io_err("reading", dir))?,
-        )
-        .map_err(|e| bad(format!("manifest.json: {e}")))?;
-        let inside = |name: &str| -> Result<PathBuf, StoreError> {
-            let rel = crate::image::layer::normalise_path(Path::new(name))
-                .map_err(|e| bad(e.to_string()))?;
-            Ok(dir.join(rel))
-        };
-        let mut loaded = Vec::new();
-        for entry in entries {
-            let config_bytes = fs::read(inside(&entry.config)?)
-                .map_err(io_err("reading", &inside(&entry.config)?))?;
-            let config: oci_spec::image::ImageConfiguration = serde_json::from_slice(&config_bytes)
-                .map_err(|e| bad(format!("{}: {e}", entry.config)))?;
-            let diff_ids = config.rootfs().diff_ids().clone();
-            if diff_ids.len() != entry.layers.len() {
-                return Err(bad(format!(
-                    "{}: {} layers but {} diff_ids",
-                    entry.config,
-                    entry.layers.len(),
-                    diff_ids.len()
-                )));
-            }
-            let mut layers = Vec::new();
-            for (path, diff_id) in entry.layers.iter().zip(&diff_ids) {
-                layers.push(self.load_layer_file(&inside(path)?, diff_id)?);
-            }
-            self.put_blob(&config_bytes)?;
-            let manifest = new_manifest(ImageFormat::Oci, &config_bytes, &layers)?;
-            let descriptor = self.put_manifest(&manifest)?;
-            if entry.repo_tags.is_empty() {
-                loaded.push(descriptor.digest().to_string());
-            }
-            for tag in &entry.repo_tags {
-                let name = parse_name(tag)?;
-                self.set_tag(&name, &descriptor)?;
-                loaded.push(name);
-            }
-        }
-        Ok(loaded)
-    }
-
-    /// Stores a docker-archive layer file (plain or gzipped tar), checking its diff-ID;
-    /// a plain tar is gzipped as-is (same diff-ID), or reused if compressed before.
-    fn load_layer_file(&self, path: &Path, diff_id: &str) -> Result<LayerDigests, StoreError> {
-        let mut file = BufReader::new(File::open(path).map_err(io_err("opening", path))?);
-        let gzipped = io::BufRead::fill_buf(&mut file)
-            .map_err(io_err("reading", path))?
-            .starts_with(&[0x1f, 0x8b]);
-        if !gzipped {
-            if let Some(digest) = self.blob_of_diff_id(diff_id)? {
-                let size = fs::metadata(self.blob_path(&digest)?)
-                    .map_err(io_err("reading", path))?
-                    .len();
-                let tar_size = fs::metadata(path).map_err(io_err("reading", path))?.len();
-                return Ok(LayerDigests {
-                    digest,
-                    size,
-                    diff_id: diff_id.to_owned(),
-                    tar_size,
-                });
-            }
-        }
-        let mut writer = self.blob_writer()?;
-        let (got_diff_id, tar_size) = if gzipped {
-            let mut tee = HashingReader::new(file);
-            io::copy(&mut tee, &mut writer).map_err(io_err("reading", path))?;
-            drop(tee);
-            let file = File::open(path).map_err(io_err("opening", path))?;
-            HashingReader::new(flate2::read::MultiGzDecoder::new(file))
-                .drain_and_finish()
-                .map_err(io_err("reading", path))?
-        } else {
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let mut gz = ParallelGzipWriter::new(&mut writer, DEFAULT_LEVEL, threads)
-                .map_err(io_err("writing", path))?;
-            let mut tee = HashingReader::new(file);
-            io::copy(&mut tee, &mut gz).map_err(io_err("reading", path))?;
-            gz.finish().map_err(io_err("writing", path))?;
-            tee.drain_and_finish().map_err(io_err("reading", path))?
-        };
-        if got_diff_id != diff_id {
-            return Err(StoreError::Archive {
-                path: path.to_path_buf(),
-                detail: format!("layer content hashes to {got_diff_id}, config says {diff_id}"),
-            });
-        }
-        let (digest, size) = writer.commit(None)?;
-        self.record_layer(&digest, diff_id)?;
-        Ok(LayerDigests {
-            digest,
-            size,
-            diff_id: diff_id.to_owned(),
-            tar_size,
         })
     }
 }

@@ -18,6 +18,7 @@ pub mod blobs;
 pub mod extract;
 pub mod images;
 pub mod index;
+pub mod load;
 pub mod reference;
 pub mod unpack;
 mod writer_pool;

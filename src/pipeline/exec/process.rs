@@ -21,6 +21,44 @@ pub struct ProcessExecutor {
 }
 
 impl ProcessExecutor {
+    /// The command an image runs with `arguments`: its entrypoint plus the arguments, or
+    /// plus its `Cmd` when there are none (read with `flense inspect`).
+    fn program_of(&self, image: &str, arguments: &[String]) -> Result<Vec<String>, String> {
+        let out = self
+            .command("inspect")
+            .arg(image)
+            .output()
+            .map_err(|e| format!("cannot run flense inspect: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "flense inspect {image} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("flense inspect {image}: {e}"))?;
+        let list = |key: &str| -> Vec<String> {
+            doc["config"]["config"][key]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let mut program = list("Entrypoint");
+        if arguments.is_empty() {
+            program.extend(list("Cmd"));
+        } else {
+            program.extend(arguments.iter().cloned());
+        }
+        if program.is_empty() {
+            return Err(format!("image {image} has no entrypoint or command to run"));
+        }
+        Ok(program)
+    }
+
     fn command(&self, verb: &str) -> Command {
         let mut cmd = Command::new(&self.program);
         if let Some(r) = &self.root {
@@ -74,18 +112,44 @@ impl Executor for ProcessExecutor {
         for (k, v) in &req.env {
             cmd.arg("-e").arg(format!("{k}={v}"));
         }
-        cmd.arg("--").args(&req.arguments);
         let shown: Vec<String> = req.env.iter().map(|(k, _)| format!("-e {k}=…")).collect();
         log.line(&format!(
-            "$ flense run --image {} {} -- {}",
+            "$ flense run --image {}{} -- {}",
             req.image,
-            shown.join(" "),
+            shown.iter().map(|s| format!(" {s}")).collect::<String>(),
             req.arguments
                 .iter()
                 .map(|a| shell_quote(a))
                 .collect::<Vec<_>>()
                 .join(" ")
         ));
+        match (&req.capture_dir, req.capture.is_empty()) {
+            (Some(dir), false) => {
+                // `flense run` keeps no stopped container: to copy what the program
+                // wrote, wrap it in a shell that saves the copy sources when it exits.
+                let program = self.program_of(&req.image, &req.arguments)?;
+                let mut script = String::from("\"$@\"; rc=$?\n");
+                for (i, src) in req.capture.iter().enumerate() {
+                    script.push_str(&format!(
+                        "cp -R {} /.flense-copy/{i} 2>/dev/null || true\n",
+                        shell_quote(&container_path(src))
+                    ));
+                }
+                script.push_str("exit $rc\n");
+                cmd.arg("--mount")
+                    .arg(format!("type=bind,src={},dst=/.flense-copy", dir.display()))
+                    .arg("--entrypoint")
+                    .arg("/bin/sh")
+                    .arg("--")
+                    .arg("-c")
+                    .arg(script)
+                    .arg("flense-run")
+                    .args(program);
+            }
+            _ => {
+                cmd.arg("--").args(&req.arguments);
+            }
+        }
         let (exit_code, stdout_tail) = stream(cmd, log, req.tail, false)?;
         Ok(RunOutcome {
             exit_code,
@@ -105,11 +169,7 @@ impl Executor for ProcessExecutor {
             .destination
             .file_name()
             .ok_or("copy destination has no file name")?;
-        let source = if req.source.ends_with('/') {
-            format!("/{}.", req.source.trim_start_matches('/'))
-        } else {
-            format!("/{}", req.source.trim_start_matches('/'))
-        };
+        let source = container_path(&req.source);
         let mut cmd = self.command("run");
         cmd.arg("--image")
             .arg(&req.image)
@@ -118,10 +178,14 @@ impl Executor for ProcessExecutor {
                 "type=bind,src={},dst=/.flense-copy",
                 parent.display()
             ))
+            // As root in the sandbox (the caller outside it), whatever the image's user,
+            // so the workspace directory is writable and the files end up the caller's.
+            .arg("--user")
+            .arg("0")
             .arg("--entrypoint")
             .arg("cp")
             .arg("--")
-            .arg("-a")
+            .arg("-R")
             .arg(&source)
             .arg(format!("/.flense-copy/{}", name.to_string_lossy()));
         log.line(&format!("$ {}", render(&cmd)));
@@ -155,6 +219,17 @@ impl Executor for ProcessExecutor {
                 containers.join(", ")
             ));
         }
+    }
+}
+
+/// A copy source as an absolute container path; a trailing `/` means the contents
+/// (`dir/.`), as upstream rewrites it for `docker cp`.
+pub fn container_path(source: &str) -> String {
+    let trimmed = source.trim_start_matches('/');
+    if trimmed.ends_with('/') {
+        format!("/{trimmed}.")
+    } else {
+        format!("/{trimmed}")
     }
 }
 

@@ -6,7 +6,7 @@ use serde_yaml::Value;
 
 use super::super::exec::{rand8, BuildRequest, RunRequest};
 use super::super::interp::Scope;
-use super::super::model::Stage;
+use super::super::model::{normalise_copy, Stage};
 use super::super::output::StageLog;
 use super::{clean_join, strings, text, write_temp, yaml, IgnoreSwap, StageCtx, StepResult};
 
@@ -156,6 +156,7 @@ pub(super) fn step_build(
 pub(super) fn step_run(
     ctx: &StageCtx,
     run: &Value,
+    copy: Option<&Value>,
     scope: &mut Scope,
     log: &StageLog,
 ) -> StepResult<()> {
@@ -166,8 +167,8 @@ pub(super) fn step_run(
         .interpolate(&Value::Mapping(m))
         .map_err(|e| e.to_string())?;
     let image_id = text(&r["image"]);
-    let image = ctx.shared.image_ref(&image_id).ok_or_else(|| {
-        format!("run.image '{image_id}' is not the ID of an image built in this pipeline run")
+    let image = ctx.shared.local_image(&image_id).ok_or_else(|| {
+        format!("run.image '{image_id}' is not a local image ID (the hex digest of an image built in this run or in the store)")
     })?;
     let arguments = strings(r.get("arguments").unwrap_or(&Value::Null))?;
     let mut env = Vec::new();
@@ -207,12 +208,15 @@ pub(super) fn step_run(
     scope
         .bind("container", Value::String(container.clone()))
         .map_err(|e| e.to_string())?;
+    let (capture, capture_dir) = plan_captures(ctx, copy, scope, &container, log);
     let req = RunRequest {
         image,
         arguments,
         env,
         container,
         tail,
+        capture,
+        capture_dir,
     };
     let outcome = ctx.exec.run(&req, log)?;
     let output = if tail == 0 {
@@ -234,4 +238,52 @@ pub(super) fn step_run(
         ));
     }
     Ok(())
+}
+
+/// The copy sources of this stage's own container, saved when its program exits (the
+/// container is not kept). Items that cannot be resolved yet are left to the copy step.
+fn plan_captures(
+    ctx: &StageCtx,
+    copy: Option<&Value>,
+    scope: &Scope,
+    container: &str,
+    log: &StageLog,
+) -> (Vec<String>, Option<std::path::PathBuf>) {
+    let Some(copy) = copy else {
+        return (Vec::new(), None);
+    };
+    let items = scope
+        .interpolate(copy)
+        .map_err(|e| e.to_string())
+        .and_then(|v| normalise_copy(&v))
+        .and_then(|items| {
+            items
+                .into_iter()
+                .map(|i| {
+                    scope
+                        .interpolate(&Value::Mapping(i))
+                        .map_err(|e| e.to_string())
+                })
+                .collect::<Result<Vec<_>, _>>()
+        });
+    let sources: Vec<String> = match items {
+        Ok(items) => items
+            .iter()
+            .filter(|i| text(&i["from"]) == container)
+            .map(|i| text(&i["source"]))
+            .collect(),
+        Err(_) => return (Vec::new(), None),
+    };
+    if sources.is_empty() {
+        return (Vec::new(), None);
+    }
+    match ctx.shared.capture_dir(container, &sources) {
+        Ok(dir) => (sources, Some(dir)),
+        Err(e) => {
+            log.line(&format!(
+                "warning: cannot prepare the copy of {container}: {e}"
+            ));
+            (Vec::new(), None)
+        }
+    }
 }

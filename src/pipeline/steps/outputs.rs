@@ -35,15 +35,25 @@ pub(super) fn step_copy(
             .ok_or_else(|| format!("no container '{container}' ran in this pipeline run"))?;
         let dest_rel = sanitise_relative(&text(&item["destination"]));
         let destination = workdir.join(&dest_rel);
-        ctx.exec.copy(
-            &CopyRequest {
-                container,
-                image,
-                source: text(&item["source"]),
-                destination: destination.clone(),
-            },
-            log,
-        )?;
+        let source = text(&item["source"]);
+        match ctx.shared.captured(&container, &source) {
+            Some(saved) => {
+                log.line(&format!(
+                    "copying {container}:{source} to {}",
+                    destination.display()
+                ));
+                copy_tree(&saved, &destination)?;
+            }
+            None => ctx.exec.copy(
+                &CopyRequest {
+                    container,
+                    image,
+                    source,
+                    destination: destination.clone(),
+                },
+                log,
+            )?,
+        }
         ctx.shared
             .workspace_generation
             .fetch_add(1, Ordering::SeqCst);
@@ -169,8 +179,8 @@ pub(super) fn step_publish(
         .ok_or("publishing needs a registry: pass --registry HOST[:PORT][/REPOSITORY]")?
         .trim_end_matches('/');
     let full = format!("{registry}/{name}");
-    let local = ctx.shared.image_ref(&id).ok_or_else(|| {
-        format!("publish.image.id '{id}' is not the ID of an image built in this pipeline run")
+    let local = ctx.shared.local_image(&id).ok_or_else(|| {
+        format!("publish.image.id '{id}' is not a local image ID (the hex digest of an image built in this run or in the store)")
     })?;
     for tag in &tags {
         ctx.exec.push(&local, &format!("{full}:{tag}"), log)?;
@@ -240,6 +250,37 @@ pub fn deep_merge(a: &Value, b: &Value) -> Value {
         (_, Value::Null) => a.clone(),
         _ => b.clone(),
     }
+}
+
+fn io(p: &Path) -> impl Fn(std::io::Error) -> String + '_ {
+    move |e| format!("{}: {e}", p.display())
+}
+
+/// Copies a file, symlink or directory tree (merging into an existing directory).
+fn copy_tree(src: &Path, dst: &Path) -> StepResult<()> {
+    if let Some(parent) = dst.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    for entry in walkdir::WalkDir::new(src).follow_links(false) {
+        let entry = entry.map_err(|e| e.to_string())?;
+        let rel = entry.path().strip_prefix(src).map_err(|e| e.to_string())?;
+        let target = if rel.as_os_str().is_empty() {
+            dst.to_path_buf()
+        } else {
+            dst.join(rel)
+        };
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            std::fs::create_dir_all(&target).map_err(io(&target))?;
+        } else if kind.is_symlink() {
+            let link = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
+            let _ = std::fs::remove_file(&target);
+            std::os::unix::fs::symlink(link, &target).map_err(io(&target))?;
+        } else {
+            std::fs::copy(entry.path(), &target).map_err(io(entry.path()))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
