@@ -72,6 +72,10 @@ pub struct StepOutcome {
     pub exit_code: i32,
     /// The writes of the step, as layer entries (empty when not captured).
     pub entries: Vec<LayerEntry>,
+    /// True when the sandbox could not observe owners (single-ID mode) and gave every
+    /// entry the step's user: entries that existed before the step then take their
+    /// owner from the image (the step could not have changed it to another ID).
+    pub owners_assumed: bool,
 }
 
 /// Errors of a step runner.

@@ -105,6 +105,7 @@ impl StepRunner for SandboxRunner {
         Ok(StepOutcome {
             exit_code: status.code(),
             entries,
+            owners_assumed: mode == IdMode::Single,
         })
     }
 

@@ -17,7 +17,7 @@ use super::imageconfig::{env_pairs, set_env, DEFAULT_PATH};
 use super::mounts::{cache_dir, materialize};
 use super::runner::{StepMount, StepRequest};
 use super::users::{parse_user_step, user_entries};
-use super::view::{image_relative, EmptyView, ImageView, LayerStackView};
+use super::view::{image_relative, EmptyView, FileKind, ImageView, LayerStackView};
 use super::{io_err, BuildError};
 
 /// A user ID and its primary group as the image's `/etc/passwd` gives them.
@@ -35,6 +35,27 @@ pub fn resolve_user(view: &dyn ImageView, user: &str) -> (u32, u32) {
     match user.parse::<u32>() {
         Ok(uid) => by(&|e| e[2] == user).unwrap_or((uid, 0)),
         Err(_) => by(&|e| e[0] == user).unwrap_or((0, 0)),
+    }
+}
+
+/// Gives entries that existed before a step (same kind) their owner in the image: a
+/// single-ID sandbox reports every captured path as the step user's, but a copied-up
+/// parent directory or an edited file keeps its owner (chown to another ID is impossible
+/// there), so root and rootless builds give the same layer.
+pub fn keep_existing_owners(view: &dyn ImageView, entries: &mut [LayerEntry]) {
+    for e in entries.iter_mut() {
+        let kind = match e.kind {
+            EntryKind::Dir => FileKind::Dir,
+            EntryKind::File(_) => FileKind::File,
+            EntryKind::Symlink(_) => FileKind::Symlink,
+            _ => continue,
+        };
+        if let Some(meta) = view.stat(&e.path) {
+            if meta.kind == kind {
+                e.uid = meta.uid;
+                e.gid = meta.gid;
+            }
+        }
     }
 }
 
@@ -270,7 +291,11 @@ impl Executor<'_> {
                 hint: self.runner.failure_hint(&req, outcome.exit_code),
             });
         }
-        Ok(outcome.entries)
+        let mut entries = outcome.entries;
+        if outcome.owners_assumed {
+            keep_existing_owners(&view, &mut entries);
+        }
+        Ok(entries)
     }
 
     fn copy_request<'s>(spec: &'s CopySpec, base: &'s Path, owner: Owner) -> CopyRequest<'s> {
