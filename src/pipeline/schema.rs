@@ -112,14 +112,7 @@ impl Schema {
             self.check_one_of(branches, value, path, out);
         }
         if let Some(branches) = schema.get("anyOf").and_then(Value::as_sequence) {
-            let results: Vec<Vec<Violation>> = branches
-                .iter()
-                .map(|b| {
-                    let mut errs = Vec::new();
-                    self.check(b, value, path, &mut errs);
-                    errs
-                })
-                .collect();
+            let results = self.check_branches(branches, value, path);
             if results.iter().all(|r| !r.is_empty()) {
                 // Report the most specific branch: the one whose errors go deepest.
                 let best = results
@@ -203,6 +196,18 @@ impl Schema {
         }
     }
 
+    /// The violations of `value` against each of `branches` (empty: the branch matches).
+    fn check_branches(&self, branches: &[Value], value: &Value, path: &str) -> Vec<Vec<Violation>> {
+        branches
+            .iter()
+            .map(|b| {
+                let mut errs = Vec::new();
+                self.check(b, value, path, &mut errs);
+                errs
+            })
+            .collect()
+    }
+
     fn check_one_of(
         &self,
         branches: &[Value],
@@ -210,14 +215,7 @@ impl Schema {
         path: &str,
         out: &mut Vec<Violation>,
     ) {
-        let results: Vec<Vec<Violation>> = branches
-            .iter()
-            .map(|b| {
-                let mut errs = Vec::new();
-                self.check(b, value, path, &mut errs);
-                errs
-            })
-            .collect();
+        let results = self.check_branches(branches, value, path);
         let passing = results.iter().filter(|r| r.is_empty()).count();
         if passing == 1 {
             return;
