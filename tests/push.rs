@@ -7,7 +7,7 @@ mod support;
 use std::process::Command;
 
 use support::cli::{flense, ok_stdout, output};
-use support::registry::{simple_image, TestRegistry};
+use support::registry::{multi_platform_image, simple_image, TestRegistry};
 
 fn skopeo_copy_out(reg: &TestRegistry, repo_tag: &str, dir: &std::path::Path) {
     let out = Command::new("skopeo")
@@ -207,20 +207,7 @@ fn unprivileged_user_pushes() {
 fn pushes_a_multi_platform_index_with_every_platform() {
     let reg = TestRegistry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let image = support::registry::make_test_image(
-        &tmp.path().join("layout"),
-        "multi",
-        &[
-            support::registry::TestPlatform {
-                architecture: "arm64",
-                marker: "arm64".into(),
-            },
-            support::registry::TestPlatform {
-                architecture: "amd64",
-                marker: "amd64".into(),
-            },
-        ],
-    );
+    let image = multi_platform_image(&tmp.path().join("layout"), "multi");
     let root = tmp.path().join("store");
     let name = "localhost/multi/busybox:1";
     let out = Command::new("skopeo")

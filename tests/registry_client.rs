@@ -7,7 +7,7 @@ use flense::registry::{
     pull, push, Client, CredentialSource, LocalImage, NoProgress, Platform, PushOptions, Reference,
     RegistrySettings,
 };
-use support::registry::{make_test_image, simple_image, DirStore, TestPlatform, TestRegistry};
+use support::registry::{multi_platform_image, simple_image, DirStore, TestRegistry};
 
 fn client() -> Client {
     Client::new(
@@ -87,20 +87,7 @@ fn pulls_docker_v2s2_image() {
 fn picks_the_platform_from_an_index() {
     let reg = TestRegistry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let image = make_test_image(
-        &tmp.path().join("layout"),
-        "multi",
-        &[
-            TestPlatform {
-                architecture: "arm64",
-                marker: "arm64".into(),
-            },
-            TestPlatform {
-                architecture: "amd64",
-                marker: "amd64".into(),
-            },
-        ],
-    );
+    let image = multi_platform_image(&tmp.path().join("layout"), "multi");
     image.push_with_skopeo(&reg, "multi/busybox:1", &["--all"]);
     let r = Reference::parse(&reg.image("multi/busybox:1")).unwrap();
     for (arch, manifest_digest, layers) in &image.manifests {

@@ -12,7 +12,8 @@ mod token_server;
 
 pub use fault_proxy::{Fault, FaultProxy};
 pub use images::{
-    busybox_layer, make_test_image, sha256, simple_image, DirStore, TestImage, TestPlatform,
+    busybox_layer, make_test_image, multi_platform_image, sha256, simple_image, DirStore,
+    TestImage, TestPlatform,
 };
 pub use token_server::{TokenServer, TOKEN_ISSUER, TOKEN_SERVICE};
 
