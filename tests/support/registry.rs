@@ -198,3 +198,17 @@ fn wait_ready(addr: &str, child: &mut Child) -> bool {
     }
     false
 }
+
+/// A registry client with default settings and no credentials.
+pub fn anonymous_client() -> flense::registry::Client {
+    flense::registry::Client::new(
+        flense::registry::RegistrySettings::default(),
+        flense::registry::CredentialSource::from_files(vec![]),
+    )
+    .unwrap()
+}
+
+/// The linux/amd64 platform.
+pub fn amd64() -> flense::registry::Platform {
+    "linux/amd64".parse().unwrap()
+}
