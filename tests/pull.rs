@@ -4,7 +4,7 @@
 
 mod support;
 
-use support::cli::{flense, ok_stdout, output};
+use support::cli::{flense, ok_output, ok_stdout, output};
 use support::registry::{
     make_test_image, multi_platform_image, simple_image, TestPlatform, TestRegistry,
 };
@@ -204,18 +204,13 @@ fn unprivileged_user_pulls_into_its_own_store() {
     let home = tempfile::tempdir().unwrap();
     support::users::give_to_test_user(home.path());
     let root = home.path().join("store");
-    let out = output(
+    let out = ok_output(
         support::users::as_test_user(&support::cli::flense_bin())
             .env("HOME", home.path())
             .arg("--root")
             .arg(&root)
             .arg("pull")
             .arg(reg.image("base/busybox:v1")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.digest);
     assert!(blob_exists(&root, &image.manifests[0].2[0]));

@@ -6,7 +6,7 @@ mod support;
 
 use std::process::Command;
 
-use support::cli::{flense, ok_stdout, output};
+use support::cli::{flense, ok_output, ok_stdout, output};
 use support::registry::{multi_platform_image, simple_image, TestRegistry};
 
 fn skopeo_copy_out(reg: &TestRegistry, repo_tag: &str, dir: &std::path::Path) {
@@ -50,16 +50,11 @@ fn pushes_pulled_image_with_original_blobs_mounts_and_noop() {
     );
 
     // Another registry: every blob is uploaded, byte for byte.
-    let out = output(
+    let out = ok_output(
         flense(&root)
             .arg("push")
             .arg(source.image("base/busybox:v1"))
             .arg(dest.image("team/app:1")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -71,16 +66,11 @@ fn pushes_pulled_image_with_original_blobs_mounts_and_noop() {
     skopeo_copy_out(&dest, "team/app:1", &tmp.path().join("copy1"));
 
     // Same registry, other repository: blobs are mounted, not uploaded.
-    let out = output(
+    let out = ok_output(
         flense(&root)
             .arg("push")
             .arg(source.image("base/busybox:v1"))
             .arg(source.image("other/app:2")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -176,17 +166,12 @@ fn unprivileged_user_pushes() {
     support::users::give_to_test_user(home.path());
     let root = home.path().join("store");
     let run = |args: &[String]| {
-        let out = output(
+        let out = ok_output(
             support::users::as_test_user(&support::cli::flense_bin())
                 .env("HOME", home.path())
                 .arg("--root")
                 .arg(&root)
                 .args(args),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
