@@ -94,17 +94,7 @@ fn push_survives_server_errors_and_cut_uploads() {
     }
     // The registry (asked directly, by skopeo) has exactly the pushed manifest.
     assert_eq!(reg.raw_manifest("pushed/busybox:v1"), pulled.manifest);
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{}", reg.image("pushed/busybox:v1")))
-        .arg(format!("oci:{}:check", tmp.path().join("check").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reg.copy_out_with_skopeo("pushed/busybox:v1", &tmp.path().join("check"), "check", &[]);
 }
 
 #[test]
@@ -139,16 +129,11 @@ fn chunked_push_resumes_from_the_offset_the_registry_reports() {
     );
     assert_eq!(reg.raw_manifest("chunked/busybox:v1"), pulled.manifest);
     // The registry verified the layer digest at completion; skopeo reads it back.
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{}", reg.image("chunked/busybox:v1")))
-        .arg(format!("oci:{}:check", tmp.path().join("check").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    reg.copy_out_with_skopeo(
+        "chunked/busybox:v1",
+        &tmp.path().join("check"),
+        "check",
+        &[],
     );
 }
 

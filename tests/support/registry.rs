@@ -135,6 +135,25 @@ impl TestRegistry {
         args
     }
 
+    /// Copies `repo_and_tag` out of this registry with skopeo (an independent consumer)
+    /// into the OCI layout `dir` as `tag`, with `extra` skopeo arguments (e.g. `--all`);
+    /// asserts that skopeo succeeds.
+    pub fn copy_out_with_skopeo(&self, repo_and_tag: &str, dir: &Path, tag: &str, extra: &[&str]) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .args(extra)
+            .args(self.skopeo_src_args())
+            .arg(format!("docker://{}", self.image(repo_and_tag)))
+            .arg(format!("oci:{}:{tag}", dir.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Extra `skopeo` arguments for a source in this registry.
     pub fn skopeo_src_args(&self) -> Vec<String> {
         let mut args = vec!["--src-tls-verify=false".to_string()];
