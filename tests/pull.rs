@@ -4,8 +4,10 @@
 
 mod support;
 
-use support::cli::{flense, ok_stdout, output};
-use support::registry::{make_test_image, simple_image, TestPlatform, TestRegistry};
+use support::cli::{flense, ok_output, ok_stdout, output};
+use support::registry::{
+    make_test_image, multi_platform_image, simple_image, TestPlatform, TestRegistry,
+};
 
 fn store_index(root: &std::path::Path) -> String {
     std::fs::read_to_string(root.join("index.json")).unwrap()
@@ -78,20 +80,7 @@ fn pulls_docker_v2s2_images_with_their_original_bytes() {
 fn platform_flag_picks_from_a_multi_platform_index() {
     let reg = TestRegistry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let image = make_test_image(
-        &tmp.path().join("layout"),
-        "multi",
-        &[
-            TestPlatform {
-                architecture: "arm64",
-                marker: "arm64".into(),
-            },
-            TestPlatform {
-                architecture: "amd64",
-                marker: "amd64".into(),
-            },
-        ],
-    );
+    let image = multi_platform_image(&tmp.path().join("layout"), "multi");
     image.push_with_skopeo(&reg, "multi/busybox:1", &["--all"]);
     let amd = &image.manifests[1];
     let arm = &image.manifests[0];
@@ -215,18 +204,13 @@ fn unprivileged_user_pulls_into_its_own_store() {
     let home = tempfile::tempdir().unwrap();
     support::users::give_to_test_user(home.path());
     let root = home.path().join("store");
-    let out = output(
+    let out = ok_output(
         support::users::as_test_user(&support::cli::flense_bin())
             .env("HOME", home.path())
             .arg("--root")
             .arg(&root)
             .arg("pull")
             .arg(reg.image("base/busybox:v1")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.digest);
     assert!(blob_exists(&root, &image.manifests[0].2[0]));

@@ -6,23 +6,8 @@ mod support;
 
 use std::process::Command;
 
-use support::cli::{flense, ok_stdout, output};
-use support::registry::{simple_image, TestRegistry};
-
-fn skopeo_copy_out(reg: &TestRegistry, repo_tag: &str, dir: &std::path::Path) {
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet"])
-        .args(reg.skopeo_src_args())
-        .arg(format!("docker://{}", reg.image(repo_tag)))
-        .arg(format!("oci:{}:out", dir.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use support::cli::{flense, ok_output, ok_stdout, output};
+use support::registry::{multi_platform_image, simple_image, TestRegistry};
 
 fn layer_digests(manifest: &[u8]) -> Vec<String> {
     let v: serde_json::Value = serde_json::from_slice(manifest).unwrap();
@@ -50,16 +35,11 @@ fn pushes_pulled_image_with_original_blobs_mounts_and_noop() {
     );
 
     // Another registry: every blob is uploaded, byte for byte.
-    let out = output(
+    let out = ok_output(
         flense(&root)
             .arg("push")
             .arg(source.image("base/busybox:v1"))
             .arg(dest.image("team/app:1")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let digest = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -68,19 +48,14 @@ fn pushes_pulled_image_with_original_blobs_mounts_and_noop() {
     assert_eq!(pushed, source_manifest, "manifest bytes unchanged");
     assert_eq!(digest, support::registry::sha256(&pushed));
     assert_eq!(layer_digests(&pushed), image.manifests[0].2);
-    skopeo_copy_out(&dest, "team/app:1", &tmp.path().join("copy1"));
+    dest.copy_out_with_skopeo("team/app:1", &tmp.path().join("copy1"), "out", &[]);
 
     // Same registry, other repository: blobs are mounted, not uploaded.
-    let out = output(
+    let out = ok_output(
         flense(&root)
             .arg("push")
             .arg(source.image("base/busybox:v1"))
             .arg(source.image("other/app:2")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -127,7 +102,7 @@ fn pushes_an_image_another_tool_put_in_the_store_by_default_name() {
     assert_eq!(out.trim(), image.digest);
     let pushed = reg.raw_manifest("made/elsewhere:3");
     assert_eq!(support::registry::sha256(&pushed), image.digest);
-    skopeo_copy_out(&reg, "made/elsewhere:3", &tmp.path().join("copy"));
+    reg.copy_out_with_skopeo("made/elsewhere:3", &tmp.path().join("copy"), "out", &[]);
 }
 
 #[test]
@@ -176,17 +151,12 @@ fn unprivileged_user_pushes() {
     support::users::give_to_test_user(home.path());
     let root = home.path().join("store");
     let run = |args: &[String]| {
-        let out = output(
+        let out = ok_output(
             support::users::as_test_user(&support::cli::flense_bin())
                 .env("HOME", home.path())
                 .arg("--root")
                 .arg(&root)
                 .args(args),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
@@ -207,20 +177,7 @@ fn unprivileged_user_pushes() {
 fn pushes_a_multi_platform_index_with_every_platform() {
     let reg = TestRegistry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let image = support::registry::make_test_image(
-        &tmp.path().join("layout"),
-        "multi",
-        &[
-            support::registry::TestPlatform {
-                architecture: "arm64",
-                marker: "arm64".into(),
-            },
-            support::registry::TestPlatform {
-                architecture: "amd64",
-                marker: "amd64".into(),
-            },
-        ],
-    );
+    let image = multi_platform_image(&tmp.path().join("layout"), "multi");
     let root = tmp.path().join("store");
     let name = "localhost/multi/busybox:1";
     let out = Command::new("skopeo")
@@ -245,17 +202,7 @@ fn pushes_a_multi_platform_index_with_every_platform() {
     assert_eq!(support::registry::sha256(&index), image.digest);
     // Each platform's manifest and layers arrived: skopeo copies them all back out.
     let check = tmp.path().join("check");
-    let out = Command::new("skopeo")
-        .args(["copy", "--quiet", "--all", "--src-tls-verify=false"])
-        .arg(format!("docker://{}", reg.image("multi/busybox:1")))
-        .arg(format!("oci:{}:x", check.display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reg.copy_out_with_skopeo("multi/busybox:1", &check, "x", &["--all"]);
     for (_, manifest, layers) in &image.manifests {
         for digest in std::iter::once(manifest).chain(layers) {
             assert!(check

@@ -7,7 +7,7 @@ mod support;
 use std::path::Path;
 
 use base64::Engine;
-use support::cli::{flense, output};
+use support::cli::{flense, ok_output, output};
 use support::registry::{simple_image, TestRegistry, TokenServer};
 
 const USER: &str = "flense-ci";
@@ -46,28 +46,18 @@ fn docker_config_credentials_pull_and_push() {
     let docker = tmp.path().join("docker");
     docker_config(&docker, &reg.addr, USER, PASSWORD);
     let root = tmp.path().join("store");
-    let out = output(
+    let out = ok_output(
         flense_with(&root, &docker)
             .arg("pull")
             .arg(reg.image("private/busybox:v1")),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
 
-    let out = output(
+    ok_output(
         flense_with(&root, &docker)
             .arg("push")
             .arg(reg.image("private/busybox:v1"))
             .arg(reg.image("private/copy:v1")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
         support::registry::sha256(&reg.raw_manifest("private/copy:v1")),
@@ -83,16 +73,11 @@ fn registry_auth_file_is_read_first() {
     let docker = tmp.path().join("docker");
     docker_config(&docker, &reg.addr, USER, "stale-password");
     let root = tmp.path().join("store");
-    let out = output(
+    let out = ok_output(
         flense_with(&root, &docker)
             .env("REGISTRY_AUTH_FILE", podman.join("config.json"))
             .arg("pull")
             .arg(reg.image("private/busybox:v1")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
 }
@@ -159,15 +144,10 @@ fn bearer_token_with_repository_scope() {
     let docker = tmp.path().join("docker");
     docker_config(&docker, &reg.addr, USER, PASSWORD);
     let root = tmp.path().join("store");
-    let out = output(
+    let out = ok_output(
         flense_with(&root, &docker)
             .arg("pull")
             .arg(reg.image("private/busybox:v1")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.digest);
     assert!(
@@ -182,16 +162,11 @@ fn bearer_token_with_repository_scope() {
 
     // Push into another repository: a pull,push token for it, plus pull on the source
     // repository for the cross-repository mount.
-    let out = output(
+    let out = ok_output(
         flense_with(&root, &docker)
             .arg("push")
             .arg(reg.image("private/busybox:v1"))
             .arg(reg.image("team/app:1")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("mounted"), "{stderr}");
@@ -255,16 +230,11 @@ fn credential_helper_from_cred_helpers() {
         std::env::var("PATH").unwrap_or_default()
     );
     let root = tmp.path().join("store");
-    let out = output(
+    let out = ok_output(
         flense_with(&root, &docker)
             .env("PATH", &path)
             .arg("pull")
             .arg(reg.image("private/busybox:v1")),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), digest);
 

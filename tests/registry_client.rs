@@ -3,23 +3,10 @@
 
 mod support;
 
-use flense::registry::{
-    pull, push, Client, CredentialSource, LocalImage, NoProgress, Platform, PushOptions, Reference,
-    RegistrySettings,
+use flense::registry::{pull, push, LocalImage, NoProgress, Platform, PushOptions, Reference};
+use support::registry::{
+    amd64, anonymous_client, multi_platform_image, simple_image, DirStore, TestRegistry,
 };
-use support::registry::{make_test_image, simple_image, DirStore, TestPlatform, TestRegistry};
-
-fn client() -> Client {
-    Client::new(
-        RegistrySettings::default(),
-        CredentialSource::from_files(vec![]),
-    )
-    .unwrap()
-}
-
-fn amd64() -> Platform {
-    "linux/amd64".parse().unwrap()
-}
 
 #[test]
 fn pulls_oci_image_by_tag_and_digest_then_pushes_it_back() {
@@ -30,7 +17,7 @@ fn pulls_oci_image_by_tag_and_digest_then_pushes_it_back() {
 
     let store = DirStore::new(&tmp.path().join("store"));
     let r = Reference::parse(&reg.image("base/busybox:v1")).unwrap();
-    let pulled = pull(&client(), &r, &amd64(), &store, &NoProgress).unwrap();
+    let pulled = pull(&anonymous_client(), &r, &amd64(), &store, &NoProgress).unwrap();
     assert_eq!(pulled.digest.to_string(), image.digest);
     assert_eq!(pulled.blobs.len(), 2);
     for blob in &pulled.blobs {
@@ -40,7 +27,14 @@ fn pulls_oci_image_by_tag_and_digest_then_pushes_it_back() {
 
     let by_digest =
         Reference::parse(&reg.image(&format!("base/busybox@{}", image.digest))).unwrap();
-    let again = pull(&client(), &by_digest, &amd64(), &store, &NoProgress).unwrap();
+    let again = pull(
+        &anonymous_client(),
+        &by_digest,
+        &amd64(),
+        &store,
+        &NoProgress,
+    )
+    .unwrap();
     assert_eq!(again.manifest, pulled.manifest);
 
     // Push to another repository: the same manifest digest and layer digests arrive.
@@ -50,7 +44,7 @@ fn pulls_oci_image_by_tag_and_digest_then_pushes_it_back() {
         manifest: pulled.manifest.clone(),
     };
     let digest = push(
-        &client(),
+        &anonymous_client(),
         &dest,
         &local,
         &store,
@@ -70,7 +64,7 @@ fn pulls_docker_v2s2_image() {
     image.push_with_skopeo(&reg, "docker/busybox:v1", &["--format", "v2s2"]);
     let store = DirStore::new(&tmp.path().join("store"));
     let r = Reference::parse(&reg.image("docker/busybox:v1")).unwrap();
-    let pulled = pull(&client(), &r, &amd64(), &store, &NoProgress).unwrap();
+    let pulled = pull(&anonymous_client(), &r, &amd64(), &store, &NoProgress).unwrap();
     assert_eq!(
         pulled.media_type,
         "application/vnd.docker.distribution.manifest.v2+json"
@@ -87,26 +81,13 @@ fn pulls_docker_v2s2_image() {
 fn picks_the_platform_from_an_index() {
     let reg = TestRegistry::start();
     let tmp = tempfile::tempdir().unwrap();
-    let image = make_test_image(
-        &tmp.path().join("layout"),
-        "multi",
-        &[
-            TestPlatform {
-                architecture: "arm64",
-                marker: "arm64".into(),
-            },
-            TestPlatform {
-                architecture: "amd64",
-                marker: "amd64".into(),
-            },
-        ],
-    );
+    let image = multi_platform_image(&tmp.path().join("layout"), "multi");
     image.push_with_skopeo(&reg, "multi/busybox:1", &["--all"]);
     let r = Reference::parse(&reg.image("multi/busybox:1")).unwrap();
     for (arch, manifest_digest, layers) in &image.manifests {
         let store = DirStore::new(&tmp.path().join(format!("store-{arch}")));
         let platform: Platform = format!("linux/{arch}").parse().unwrap();
-        let pulled = pull(&client(), &r, &platform, &store, &NoProgress).unwrap();
+        let pulled = pull(&anonymous_client(), &r, &platform, &store, &NoProgress).unwrap();
         assert_eq!(&pulled.digest.to_string(), manifest_digest, "{arch}");
         assert_eq!(
             pulled.index_digest.as_ref().unwrap().to_string(),
@@ -121,7 +102,7 @@ fn picks_the_platform_from_an_index() {
     }
     let store = DirStore::new(&tmp.path().join("store-s390x"));
     let err = pull(
-        &client(),
+        &anonymous_client(),
         &r,
         &"linux/s390x".parse().unwrap(),
         &store,
@@ -141,7 +122,7 @@ fn missing_image_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let store = DirStore::new(tmp.path());
     let r = Reference::parse(&reg.image("nothing/here:1")).unwrap();
-    let err = pull(&client(), &r, &amd64(), &store, &NoProgress)
+    let err = pull(&anonymous_client(), &r, &amd64(), &store, &NoProgress)
         .unwrap_err()
         .to_string();
     assert!(

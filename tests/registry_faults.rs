@@ -4,23 +4,10 @@
 
 mod support;
 
-use flense::registry::{
-    pull, push, Client, CredentialSource, LocalImage, NoProgress, Platform, PulledImage,
-    PushOptions, Reference, RegistrySettings,
+use flense::registry::{pull, push, LocalImage, NoProgress, PulledImage, PushOptions, Reference};
+use support::registry::{
+    amd64, anonymous_client, simple_image, DirStore, Fault, FaultProxy, TestRegistry,
 };
-use support::registry::{simple_image, DirStore, Fault, FaultProxy, TestRegistry};
-
-fn client() -> Client {
-    Client::new(
-        RegistrySettings::default(),
-        CredentialSource::from_files(vec![]),
-    )
-    .unwrap()
-}
-
-fn amd64() -> Platform {
-    "linux/amd64".parse().unwrap()
-}
 
 /// A registry holding `base/busybox:v1` (pushed by skopeo) and a store with it pulled.
 fn setup(tmp: &std::path::Path) -> (TestRegistry, DirStore, PulledImage) {
@@ -29,7 +16,7 @@ fn setup(tmp: &std::path::Path) -> (TestRegistry, DirStore, PulledImage) {
     image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
     let store = DirStore::new(&tmp.join("store"));
     let r = Reference::parse(&reg.image("base/busybox:v1")).unwrap();
-    let pulled = pull(&client(), &r, &amd64(), &store, &NoProgress).unwrap();
+    let pulled = pull(&anonymous_client(), &r, &amd64(), &store, &NoProgress).unwrap();
     (reg, store, pulled)
 }
 
@@ -59,9 +46,16 @@ fn push_in_chunks(
         chunk_size,
         ..PushOptions::default()
     };
-    push(&client(), &dest, &local, store, &options, &NoProgress)
-        .unwrap()
-        .to_string()
+    push(
+        &anonymous_client(),
+        &dest,
+        &local,
+        store,
+        &options,
+        &NoProgress,
+    )
+    .unwrap()
+    .to_string()
 }
 
 #[test]
@@ -100,17 +94,7 @@ fn push_survives_server_errors_and_cut_uploads() {
     }
     // The registry (asked directly, by skopeo) has exactly the pushed manifest.
     assert_eq!(reg.raw_manifest("pushed/busybox:v1"), pulled.manifest);
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{}", reg.image("pushed/busybox:v1")))
-        .arg(format!("oci:{}:check", tmp.path().join("check").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    reg.copy_out_with_skopeo("pushed/busybox:v1", &tmp.path().join("check"), "check", &[]);
 }
 
 #[test]
@@ -145,16 +129,11 @@ fn chunked_push_resumes_from_the_offset_the_registry_reports() {
     );
     assert_eq!(reg.raw_manifest("chunked/busybox:v1"), pulled.manifest);
     // The registry verified the layer digest at completion; skopeo reads it back.
-    let out = std::process::Command::new("skopeo")
-        .args(["copy", "--quiet", "--src-tls-verify=false"])
-        .arg(format!("docker://{}", reg.image("chunked/busybox:v1")))
-        .arg(format!("oci:{}:check", tmp.path().join("check").display()))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    reg.copy_out_with_skopeo(
+        "chunked/busybox:v1",
+        &tmp.path().join("check"),
+        "check",
+        &[],
     );
 }
 
@@ -173,7 +152,7 @@ fn pull_retries_a_download_cut_short() {
     );
     let store = DirStore::new(&tmp.path().join("store2"));
     let r = Reference::parse(&format!("{}/base/busybox:v1", proxy.addr)).unwrap();
-    let again = pull(&client(), &r, &amd64(), &store, &NoProgress).unwrap();
+    let again = pull(&anonymous_client(), &r, &amd64(), &store, &NoProgress).unwrap();
     assert_eq!(proxy.fired(0), 1);
     assert_eq!(again.digest, pulled.digest);
     assert!(store.blobs().contains(&layer));
@@ -193,7 +172,7 @@ fn corrupt_blob_is_refused_and_never_stored() {
     );
     let store = DirStore::new(&tmp.path().join("store2"));
     let r = Reference::parse(&format!("{}/base/busybox:v1", proxy.addr)).unwrap();
-    let err = pull(&client(), &r, &amd64(), &store, &NoProgress)
+    let err = pull(&anonymous_client(), &r, &amd64(), &store, &NoProgress)
         .unwrap_err()
         .to_string();
     assert!(

@@ -13,6 +13,7 @@ use serde_json::{json, Value as Json};
 use serde_yaml::Value;
 
 use super::error::Result;
+use super::graph::user_frames;
 use super::interp::{stringify, Namespace, Scope};
 use super::model::Pipeline;
 use super::setup::SetupInfo;
@@ -59,16 +60,7 @@ pub fn workflow(pipeline: &Pipeline, setup: &SetupInfo, registry: &str, dag: boo
     let frames = pipeline.frames()?;
     let graph = pipeline.full_graph();
     let graph_text = graph.to_string();
-    let user_frames: Vec<Vec<String>> = frames
-        .iter()
-        .map(|f| {
-            f.iter()
-                .filter(|n| *n != "setup" && *n != "teardown")
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-        .filter(|f: &Vec<String>| !f.is_empty())
-        .collect();
+    let user_frames = user_frames(&frames);
     let project = sanitise_name(&setup.project);
     let tag = if setup.commit.len() >= 12 {
         setup.commit[..12].to_string()

@@ -198,6 +198,21 @@ pub fn render_frames(frames: &[Vec<String>]) -> String {
         .join(" ")
 }
 
+/// The frames without the implicit `setup` and `teardown` stages; frames left empty
+/// are dropped.
+pub fn user_frames(frames: &[Vec<String>]) -> Vec<Vec<String>> {
+    frames
+        .iter()
+        .map(|f| {
+            f.iter()
+                .filter(|n| *n != "setup" && *n != "teardown")
+                .cloned()
+                .collect::<Vec<_>>()
+        })
+        .filter(|f| !f.is_empty())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use serde_json::json;
 use serde_yaml::Value;
 
 use super::exec::Executor;
-use super::graph::Graph;
+use super::graph::{user_frames, Graph};
 use super::interp::{Bindings, Namespace, Scope};
 use super::model::Pipeline;
 use super::output::{Output, StageLog};
@@ -76,16 +76,7 @@ pub fn run_pipeline(
             super::graph::render_frames(&frames)
         ),
     );
-    let user_frames: Vec<Vec<String>> = frames
-        .iter()
-        .map(|f| {
-            f.iter()
-                .filter(|n| *n != "setup" && *n != "teardown")
-                .cloned()
-                .collect::<Vec<_>>()
-        })
-        .filter(|f: &Vec<String>| !f.is_empty())
-        .collect();
+    let user_frames = user_frames(&frames);
     let mut reports: BTreeMap<String, StageReport> = BTreeMap::new();
     let runner = StageRunner {
         ctx: &ctx,

@@ -185,10 +185,7 @@ pub fn compile(config: &Config, target: &str, options: &CompileOptions) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{
-        BuilderEntry, Cache, CommonConfig, CustomBuilder, LivesConfig, PythonConfig, RunsConfig,
-        UserConfig,
-    };
+    use crate::config::{BuilderEntry, Cache, CommonConfig, CustomBuilder, PythonConfig};
     use crate::plan::Instruction;
 
     fn variant(name: &str, base: &str) -> VariantConfig {
@@ -196,23 +193,7 @@ mod tests {
             name: name.into(),
             common: CommonConfig {
                 base: Some(base.into()),
-                lives: LivesConfig {
-                    dir: "/srv/app".into(),
-                    user: UserConfig {
-                        name: "somebody".into(),
-                        uid: 65533,
-                        gid: 65533,
-                    },
-                },
-                runs: RunsConfig {
-                    user: UserConfig {
-                        name: "runuser".into(),
-                        uid: 900,
-                        gid: 900,
-                    },
-                    ..Default::default()
-                },
-                ..Default::default()
+                ..crate::config::defaults()
             },
             copies: vec![],
             expanded_copies: vec![],

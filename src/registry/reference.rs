@@ -7,13 +7,13 @@ use std::str::FromStr;
 use oci_spec::image::Digest;
 
 use super::error::{RegistryError, Result};
+use crate::store::reference::{valid_path_component, valid_tag};
 
 /// The registry that names without a host part refer to.
 pub const DEFAULT_REGISTRY: &str = "docker.io";
 /// The tag used when a reference has neither tag nor digest.
 pub const DEFAULT_TAG: &str = "latest";
 const MAX_NAME_LEN: usize = 255;
-const MAX_TAG_LEN: usize = 128;
 
 /// A fully qualified image reference: registry, repository and a tag and/or digest.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -202,7 +202,7 @@ fn validate_repository(repository: &str) -> Result<(), String> {
         return Err("empty repository name".into());
     }
     for component in repository.split('/') {
-        if !valid_component(component) {
+        if !valid_path_component(component) {
             if component.chars().any(|c| c.is_ascii_uppercase()) {
                 return Err(format!("repository {repository:?} must be lowercase"));
             }
@@ -212,39 +212,8 @@ fn validate_repository(repository: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn valid_component(component: &str) -> bool {
-    let bytes = component.as_bytes();
-    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    if bytes.is_empty() || !alnum(bytes[0]) || !alnum(bytes[bytes.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < bytes.len() {
-        if alnum(bytes[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && !alnum(bytes[i]) {
-            i += 1;
-        }
-        let sep = &component[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|b| b == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
-
-/// Tags: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 fn validate_tag(tag: &str) -> Result<(), String> {
-    let mut chars = tag.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
-    if first_ok && rest_ok && tag.len() <= MAX_TAG_LEN {
+    if valid_tag(tag) {
         Ok(())
     } else {
         Err(format!("bad tag {tag:?}"))

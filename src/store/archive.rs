@@ -121,12 +121,8 @@ impl Store {
         images: &[(String, StoredImage)],
         tar: &mut tar::Builder<W>,
     ) -> Result<(), StoreError> {
-        let err = |e| StoreError::Io {
-            action: "writing",
-            path: "archive".into(),
-            source: e,
-        };
-        add_bytes(tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(err)?;
+        add_bytes(tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
+            .map_err(archive_write_err)?;
         let mut manifests = Vec::new();
         let mut blobs: Vec<(String, u64)> = Vec::new();
         for (name, image) in images {
@@ -155,9 +151,9 @@ impl Store {
             .manifests(manifests)
             .build()
             .map_err(crate::image::oci::OciError::from)?;
-        add_bytes(tar, "index.json", &canonical_json(&index)?).map_err(err)?;
-        add_dir(tar, "blobs").map_err(err)?;
-        add_dir(tar, "blobs/sha256").map_err(err)?;
+        add_bytes(tar, "index.json", &canonical_json(&index)?).map_err(archive_write_err)?;
+        add_dir(tar, "blobs").map_err(archive_write_err)?;
+        add_dir(tar, "blobs/sha256").map_err(archive_write_err)?;
         for (digest, size) in blobs {
             let hex = sha256_hex(&digest).ok_or_else(|| StoreError::BadDigest(digest.clone()))?;
             self.add_blob(tar, &digest, size, &format!("blobs/sha256/{hex}"))?;
@@ -170,11 +166,6 @@ impl Store {
         images: &[(String, StoredImage)],
         tar: &mut tar::Builder<W>,
     ) -> Result<(), StoreError> {
-        let err = |e| StoreError::Io {
-            action: "writing",
-            path: "archive".into(),
-            source: e,
-        };
         let mut entries = Vec::new();
         let mut written = std::collections::HashSet::new();
         for (name, image) in images {
@@ -203,7 +194,7 @@ impl Store {
                     .to_owned();
                 let layer_name = format!("{diff_hex}/layer.tar");
                 if written.insert(layer_name.clone()) {
-                    add_dir(tar, &diff_hex).map_err(err)?;
+                    add_dir(tar, &diff_hex).map_err(archive_write_err)?;
                     // Pass 1 measures (and verifies) the uncompressed size; pass 2 streams it.
                     let (got, tar_size) =
                         HashingReader::new(self.layer_tar_stream(&digest, layer.size())?)
@@ -230,7 +221,7 @@ impl Store {
             });
         }
         let manifest = serde_json::to_vec(&entries).map_err(crate::image::oci::OciError::from)?;
-        add_bytes(tar, "manifest.json", &manifest).map_err(err)?;
+        add_bytes(tar, "manifest.json", &manifest).map_err(archive_write_err)?;
         Ok(())
     }
 
@@ -244,5 +235,14 @@ impl Store {
         } else {
             Box::new(reader)
         })
+    }
+}
+
+/// An error writing the archive being saved.
+fn archive_write_err(source: std::io::Error) -> StoreError {
+    StoreError::Io {
+        action: "writing",
+        path: "archive".into(),
+        source,
     }
 }

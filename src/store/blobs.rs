@@ -99,6 +99,21 @@ impl Read for VerifiedBlobReader {
 }
 
 impl Store {
+    /// Opens the file of the blob with `digest` (unverified), with its path; a missing
+    /// blob is [`StoreError::MissingBlob`].
+    pub(super) fn open_blob_file(&self, digest: &str) -> Result<(File, PathBuf), StoreError> {
+        let path = self.blob_path(digest)?;
+        let file = File::open(&path).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::MissingBlob(digest.to_owned()),
+            _ => StoreError::Io {
+                action: "opening",
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        Ok((file, path))
+    }
+
     /// Path of the blob with `digest` (which must be `sha256:<64 hex>`).
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
         let hex = sha256_hex(digest).ok_or_else(|| StoreError::BadDigest(digest.to_owned()))?;
@@ -152,15 +167,7 @@ impl Store {
         digest: &str,
         size: Option<u64>,
     ) -> Result<VerifiedBlobReader, StoreError> {
-        let path = self.blob_path(digest)?;
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::MissingBlob(digest.to_owned()),
-            _ => StoreError::Io {
-                action: "opening",
-                path: path.clone(),
-                source: e,
-            },
-        })?;
+        let (file, _) = self.open_blob_file(digest)?;
         Ok(VerifiedBlobReader {
             file,
             digest: digest.to_owned(),

@@ -149,7 +149,9 @@ fn valid_domain(domain: &str) -> bool {
             .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
-fn valid_path_component(c: &str) -> bool {
+/// A repository path component: lowercase alphanumerics joined by `.`, `_`, `__` or
+/// runs of `-`.
+pub(crate) fn valid_path_component(c: &str) -> bool {
     let bytes = c.as_bytes();
     if bytes.is_empty() || !is_alnum(bytes[0]) || !is_alnum(bytes[bytes.len() - 1]) {
         return false;
@@ -177,7 +179,8 @@ fn is_alnum(b: u8) -> bool {
     b.is_ascii_lowercase() || b.is_ascii_digit()
 }
 
-fn valid_tag(tag: &str) -> bool {
+/// A tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub(crate) fn valid_tag(tag: &str) -> bool {
     let b = tag.as_bytes();
     !b.is_empty()
         && b.len() <= 128

@@ -14,7 +14,7 @@
 //! kernel refused mknod 0/0), or without overlayfs, apply the lists in
 //! `whiteouts.json` instead (delete those paths / empty those dirs from lower layers).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -100,15 +100,7 @@ impl Store {
             digest: digest.to_owned(),
             detail,
         };
-        let path = self.blob_path(digest)?;
-        let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::MissingBlob(digest.to_owned()),
-            _ => StoreError::Io {
-                action: "opening",
-                path: path.clone(),
-                source: e,
-            },
-        })?;
+        let (file, path) = self.open_blob_file(digest)?;
         let mut compressed = HashingReader::new(file);
         let (report, got_diff_id) = {
             let mut buffered = BufReader::with_capacity(1 << 20, &mut compressed);

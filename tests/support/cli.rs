@@ -21,8 +21,8 @@ pub fn output(cmd: &mut Command) -> Output {
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
-/// Runs a command, asserts it exited 0, and returns its stdout as text.
-pub fn ok_stdout(cmd: &mut Command) -> String {
+/// Runs a command, asserts it exited 0, and returns its output.
+pub fn ok_output(cmd: &mut Command) -> Output {
     let out = output(cmd);
     assert!(
         out.status.success(),
@@ -31,5 +31,10 @@ pub fn ok_stdout(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    out
+}
+
+/// Runs a command, asserts it exited 0, and returns its stdout as text.
+pub fn ok_stdout(cmd: &mut Command) -> String {
+    String::from_utf8_lossy(&ok_output(cmd).stdout).into_owned()
 }

@@ -12,7 +12,8 @@ mod token_server;
 
 pub use fault_proxy::{Fault, FaultProxy};
 pub use images::{
-    busybox_layer, make_test_image, sha256, simple_image, DirStore, TestImage, TestPlatform,
+    busybox_layer, make_test_image, multi_platform_image, sha256, simple_image, DirStore,
+    TestImage, TestPlatform,
 };
 pub use token_server::{TokenServer, TOKEN_ISSUER, TOKEN_SERVICE};
 
@@ -134,6 +135,25 @@ impl TestRegistry {
         args
     }
 
+    /// Copies `repo_and_tag` out of this registry with skopeo (an independent consumer)
+    /// into the OCI layout `dir` as `tag`, with `extra` skopeo arguments (e.g. `--all`);
+    /// asserts that skopeo succeeds.
+    pub fn copy_out_with_skopeo(&self, repo_and_tag: &str, dir: &Path, tag: &str, extra: &[&str]) {
+        let out = Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .args(extra)
+            .args(self.skopeo_src_args())
+            .arg(format!("docker://{}", self.image(repo_and_tag)))
+            .arg(format!("oci:{}:{tag}", dir.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Extra `skopeo` arguments for a source in this registry.
     pub fn skopeo_src_args(&self) -> Vec<String> {
         let mut args = vec!["--src-tls-verify=false".to_string()];
@@ -196,4 +216,18 @@ fn wait_ready(addr: &str, child: &mut Child) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
     false
+}
+
+/// A registry client with default settings and no credentials.
+pub fn anonymous_client() -> flense::registry::Client {
+    flense::registry::Client::new(
+        flense::registry::RegistrySettings::default(),
+        flense::registry::CredentialSource::from_files(vec![]),
+    )
+    .unwrap()
+}
+
+/// The linux/amd64 platform.
+pub fn amd64() -> flense::registry::Platform {
+    "linux/amd64".parse().unwrap()
 }

@@ -41,15 +41,24 @@ fn lookup() -> Option<(u32, u32)> {
 
 /// A copy of `program` that the test user can execute: the checkout may sit below a
 /// directory only root can enter (e.g. /root), so the binary is copied to a world-readable
-/// temporary directory once per test process.
+/// temporary directory. The directory is named after the build (path, size, mtime), so the
+/// test processes of one build share one copy instead of leaving one each in /tmp.
 pub fn reachable_copy(program: &Path) -> std::path::PathBuf {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = std::env::temp_dir().join(format!("flense-test-bin-{}", std::process::id()));
+    use std::hash::{Hash, Hasher};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(program).expect("stat program");
+    let mut build = std::collections::hash_map::DefaultHasher::new();
+    (program, meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut build);
+    let dir = std::env::temp_dir().join(format!("flense-test-bin-{:016x}", build.finish()));
     std::fs::create_dir_all(&dir).expect("create test bin dir");
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let dest = dir.join(program.file_name().expect("program has a file name"));
     if !dest.exists() {
-        let tmp = dir.join(format!(".tmp-{:?}", std::thread::current().id()));
+        let tmp = dir.join(format!(
+            ".tmp-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
         std::fs::copy(program, &tmp).expect("copy program for the test user");
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         std::fs::rename(&tmp, &dest).expect("rename program copy");

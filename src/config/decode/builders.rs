@@ -105,89 +105,90 @@ impl Decoder<'_> {
         Some(b)
     }
 
-    fn mounts(&mut self, node: &Node, path: &str) -> Option<Vec<Mount>> {
+    /// A list whose items are either a string (shorthand for `shorthand_key`) or a mapping
+    /// with `keys`; `set` stores one string field of an item.
+    fn string_or_map_list<T: Default>(
+        &mut self,
+        node: &Node,
+        path: &str,
+        shorthand_key: &str,
+        keys: &[&str],
+        mut set: impl FnMut(&mut Self, &mut T, &str, String, &Node, &str),
+    ) -> Option<Vec<T>> {
         let items = self.seq(node, path)?;
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let p = format!("{path}[{i}]");
             if let NodeKind::Str(s) = &item.kind {
                 self.record(&p, item);
-                self.record(&join(&p, "from"), item);
-                out.push(Mount {
-                    from: s.clone(),
-                    ..Mount::default()
-                });
+                let child = join(&p, shorthand_key);
+                self.record(&child, item);
+                let mut t = T::default();
+                set(self, &mut t, shorthand_key, s.clone(), item, &child);
+                out.push(t);
                 continue;
             }
-            let Some(entries) = self.map(item, &p, &["from", "destination", "source"]) else {
+            let Some(entries) = self.map(item, &p, keys) else {
                 continue;
             };
-            let mut m = Mount::default();
+            let mut t = T::default();
             for (k, v) in entries {
                 let child = join(&p, &k.name);
                 let value = self.string(v, &child).unwrap_or_default();
-                match k.name.as_str() {
-                    "from" => m.from = value,
-                    "destination" => m.destination = value,
-                    "source" => m.source = value,
-                    _ => {}
-                }
+                set(self, &mut t, &k.name, value, v, &child);
             }
-            out.push(m);
+            out.push(t);
         }
         Some(out)
     }
 
+    fn mounts(&mut self, node: &Node, path: &str) -> Option<Vec<Mount>> {
+        self.string_or_map_list(
+            node,
+            path,
+            "from",
+            &["from", "destination", "source"],
+            |_, m: &mut Mount, key, value, _, _| match key {
+                "from" => m.from = value,
+                "destination" => m.destination = value,
+                "source" => m.source = value,
+                _ => {}
+            },
+        )
+    }
+
     fn caches(&mut self, node: &Node, path: &str) -> Option<Vec<Cache>> {
-        let items = self.seq(node, path)?;
-        let mut out = Vec::new();
-        for (i, item) in items.iter().enumerate() {
-            let p = format!("{path}[{i}]");
-            if let NodeKind::Str(s) = &item.kind {
-                self.record(&p, item);
-                self.record(&join(&p, "destination"), item);
-                out.push(Cache {
-                    destination: s.clone(),
-                    ..Cache::default()
-                });
-                continue;
-            }
-            let Some(entries) = self.map(item, &p, &["destination", "id", "access"]) else {
-                continue;
-            };
-            let mut c = Cache::default();
-            for (k, v) in entries {
-                let child = join(&p, &k.name);
-                let value = self.string(v, &child).unwrap_or_default();
-                match k.name.as_str() {
-                    "destination" => c.destination = value,
-                    "id" => c.id = value,
-                    "access" => {
-                        c.access = match value.as_str() {
-                            "" | "shared" => CacheAccess::Shared,
-                            "locked" => CacheAccess::Locked,
-                            "private" => CacheAccess::Private,
-                            other => {
-                                self.err(
-                                    v.pos,
-                                    &child,
-                                    Problem::Schema {
-                                        pointer: pointer_of(&child),
-                                        detail: format!(
-                                            "value must be one of 'shared', 'locked', 'private', not {other:?}"
-                                        ),
-                                    },
-                                );
-                                CacheAccess::Shared
-                            }
+        self.string_or_map_list(
+            node,
+            path,
+            "destination",
+            &["destination", "id", "access"],
+            |d, c: &mut Cache, key, value, v, child| match key {
+                "destination" => c.destination = value,
+                "id" => c.id = value,
+                "access" => {
+                    c.access = match value.as_str() {
+                        "" | "shared" => CacheAccess::Shared,
+                        "locked" => CacheAccess::Locked,
+                        "private" => CacheAccess::Private,
+                        other => {
+                            d.err(
+                                v.pos,
+                                child,
+                                Problem::Schema {
+                                    pointer: pointer_of(child),
+                                    detail: format!(
+                                        "value must be one of 'shared', 'locked', 'private', not {other:?}"
+                                    ),
+                                },
+                            );
+                            CacheAccess::Shared
                         }
                     }
-                    _ => {}
                 }
-            }
-            out.push(c);
-        }
-        Some(out)
+                _ => {}
+            },
+        )
     }
 
     pub(super) fn builders(&mut self, node: &Node, path: &str) -> Vec<BuilderEntry> {

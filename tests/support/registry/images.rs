@@ -199,6 +199,25 @@ pub fn simple_image(dir: &Path, tag: &str) -> TestImage {
     )
 }
 
+/// A two-platform busybox index in `dir`: linux/arm64 (first) and linux/amd64, each
+/// layer marked with its architecture.
+pub fn multi_platform_image(dir: &Path, tag: &str) -> TestImage {
+    make_test_image(
+        dir,
+        tag,
+        &[
+            TestPlatform {
+                architecture: "arm64",
+                marker: "arm64".into(),
+            },
+            TestPlatform {
+                architecture: "amd64",
+                marker: "amd64".into(),
+            },
+        ],
+    )
+}
+
 /// A plain directory of blobs (`<dir>/blobs/sha256/<hex>`) for testing the client
 /// library without the full store.
 pub struct DirStore {

@@ -1,0 +1,153 @@
+//! `pull` and `push`: moving images between the local store and registries.
+
+use std::process::ExitCode;
+
+use super::{open_store, Globals};
+
+/// Options shared by the registry subcommands.
+#[derive(clap::Args, Debug)]
+pub struct RegistryArgs {
+    /// Registries config (insecure registries, rewrites/mirrors). Default:
+    /// $FLENSE_REGISTRIES_CONFIG, else $XDG_CONFIG_HOME/flense/config.toml.
+    #[arg(long, value_name = "FILE")]
+    pub registries_config: Option<std::path::PathBuf>,
+}
+
+/// `flense pull`.
+#[derive(clap::Args, Debug)]
+pub struct PullArgs {
+    /// Image reference, e.g. `debian:bookworm`, `127.0.0.1:5000/app:1`, `app@sha256:...`.
+    pub reference: String,
+    /// Platform to take from a multi-platform image, `os/arch[/variant]`.
+    /// Default: this machine's (e.g. linux/amd64).
+    #[arg(long)]
+    pub platform: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `flense push`.
+#[derive(clap::Args, Debug)]
+pub struct PushArgs {
+    /// Image in the local store (tag or digest).
+    pub source: String,
+    /// Registry reference to push to. Default: the source's name.
+    pub destination: Option<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+fn registry_client(args: &RegistryArgs) -> anyhow::Result<flense::registry::Client> {
+    use flense::registry::{Client, CredentialSource, RegistrySettings};
+    let settings =
+        RegistrySettings::load(args.registries_config.as_deref()).map_err(crate::cli::invalid)?;
+    Ok(Client::new(settings, CredentialSource::from_env())?)
+}
+
+fn registry_error(err: flense::registry::RegistryError) -> anyhow::Error {
+    if err.is_invalid_input() {
+        crate::cli::invalid(err)
+    } else {
+        err.into()
+    }
+}
+
+pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    use flense::registry::{progress::StderrProgress, Platform, Reference};
+    let reference = Reference::parse(&args.reference).map_err(crate::cli::invalid)?;
+    let platform = match &args.platform {
+        Some(p) => p.parse::<Platform>().map_err(crate::cli::invalid)?,
+        None => Platform::host(),
+    };
+    let client = registry_client(&args.registry)?;
+    let store = open_store(globals)?;
+    let progress = StderrProgress::new();
+    let (pulled, tag) =
+        flense::registry::local::pull_to_store(&client, &store, &reference, &platform, &progress)
+            .map_err(registry_error)?;
+    drop(progress);
+    let platform = pulled.platform.clone().unwrap_or(platform);
+    match tag {
+        Some(name) => eprintln!("pulled {name} ({platform})"),
+        None => eprintln!("pulled {reference} ({platform})"),
+    }
+    println!("{}", pulled.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn push(args: PushArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    use flense::registry::{progress::StderrProgress, LocalImage, PushOptions, Reference};
+    use flense::store::StoreError;
+    let store = open_store(globals)?;
+    let (tag, descriptor) = store.resolve(&args.source).map_err(|e| match e {
+        e @ (StoreError::UnknownImage(_) | StoreError::Reference(_)) => crate::cli::invalid(e),
+        e => e.into(),
+    })?;
+    let destination = match (&args.destination, &tag) {
+        (Some(d), _) => d.clone(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => {
+            return Err(crate::cli::invalid(anyhow::anyhow!(
+                "{:?} names an untagged image: give a destination",
+                args.source
+            )))
+        }
+    };
+    let dest = Reference::parse(&destination).map_err(crate::cli::invalid)?;
+    let client = registry_client(&args.registry)?;
+    let image = LocalImage {
+        media_type: descriptor.media_type().to_string(),
+        manifest: store.read_blob(descriptor.digest().as_ref())?,
+    };
+    let options = PushOptions {
+        mount_from: mount_sources(&store, &client, &dest),
+        ..PushOptions::default()
+    };
+    let progress = StderrProgress::new();
+    let digest = flense::registry::push(&client, &dest, &image, &store, &options, &progress)
+        .map_err(registry_error)?;
+    drop(progress);
+    eprintln!("pushed {dest}");
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Repositories of the destination registry that images in the store came from, with
+/// their blobs: candidates for cross-repository mounts.
+fn mount_sources(
+    store: &flense::store::Store,
+    client: &flense::registry::Client,
+    dest: &flense::registry::Reference,
+) -> Vec<flense::registry::MountSource> {
+    let target = client.settings().rewrite(dest);
+    let Ok(tags) = store.tags() else {
+        return Vec::new();
+    };
+    let mut sources: Vec<flense::registry::MountSource> = Vec::new();
+    for (name, descriptor) in tags {
+        let Ok(reference) = flense::registry::Reference::parse(&name) else {
+            continue;
+        };
+        let origin = client.settings().rewrite(&reference);
+        if origin.registry() != target.registry() || origin.repository() == target.repository() {
+            continue;
+        }
+        let Ok(image) = store.image_at(&descriptor) else {
+            continue;
+        };
+        let blobs = std::iter::once(image.manifest.config())
+            .chain(image.manifest.layers())
+            .map(|d| d.digest().to_string());
+        match sources
+            .iter_mut()
+            .find(|s| s.repository == origin.repository())
+        {
+            Some(s) => s.blobs.extend(blobs),
+            None => sources.push(flense::registry::MountSource {
+                repository: origin.repository().to_string(),
+                blobs: blobs.collect(),
+            }),
+        }
+    }
+    sources
+}
