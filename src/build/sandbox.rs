@@ -27,9 +27,23 @@ impl SandboxRunner {
         Self { mode }
     }
 
+    /// The mode asked of the runtime for a step as `uid`. Layers unpacked without root
+    /// belong to the caller on disk, which subuid mode shows as root inside the sandbox,
+    /// so a non-root step (a builder as the lives user) could not write to its own
+    /// directories there. With `Auto`, such steps run in single mode (the caller is the
+    /// step user, so the files are the step user's); root steps (apt) keep subuid mode,
+    /// where dpkg can chown to other IDs.
+    pub fn mode_for(&self, uid: u32) -> IdMode {
+        if self.mode == IdMode::Auto && uid != 0 && !nix::unistd::geteuid().is_root() {
+            IdMode::Single
+        } else {
+            self.mode
+        }
+    }
+
     /// The mode a step as `uid:gid` would run in.
     pub fn effective_mode(&self, uid: u32, gid: u32) -> Result<IdMode, RunnerError> {
-        IdMaps::resolve(self.mode, uid, gid)
+        IdMaps::resolve(self.mode_for(uid), uid, gid)
             .map(|m| m.mode)
             .map_err(|e| RunnerError::Sandbox(e.to_string()))
     }
@@ -57,7 +71,7 @@ impl StepRunner for SandboxRunner {
                 StepNetwork::Host => Network::Host,
                 StepNetwork::None => Network::None,
             })
-            .id_mode(self.mode)
+            .id_mode(self.mode_for(req.uid))
             .stdin(Stdio::Null)
             // Step output goes to stderr: stdout carries the digest or JSON events.
             .stdout(Stdio::File(stderr_file()?))
