@@ -202,3 +202,34 @@ fn node_sample_builds_tests_lints_and_caches() {
     let out = run(&root, &p, "test");
     assert!(out.status.success(), "{}", text(&out));
 }
+
+#[test]
+fn node_sample_builds_and_passes_as_an_unprivileged_user() {
+    use support::users::{as_test_user, give_to_test_user};
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let base = tmp.path().join("base.tar");
+    fs::copy(support::fixtures::rootfs_tar("nodejs-devel"), &base).unwrap();
+    let p = sample(tmp.path());
+    give_to_test_user(tmp.path());
+    let root = tmp.path().join("store");
+    let bin = support::cli::flense_bin();
+    let user = |args: &[&str]| {
+        let mut cmd = as_test_user(&bin);
+        cmd.arg("--root").arg(&root).args(args);
+        cmd
+    };
+    ok_stdout(user(&["import"]).arg(&base).args(["--tag", WMF_BASE]));
+    ok_stdout(user(&["build", "test", "-q", "-C"]).arg(&p));
+    let out = output(user(&["run", "test", "-q", "-C"]).arg(&p));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("2 passing"),
+        "{}",
+        text(&out)
+    );
+}
