@@ -318,6 +318,18 @@ impl CacheIndex {
         write_atomic(&self.path(key), &bytes)
     }
 
+    /// Takes the store-wide lock of `key` (blocking; released when the file is dropped),
+    /// so that concurrent builds of one instruction (e.g. the parallel stages of a
+    /// pipeline sharing a variant's base) produce it once and reuse it.
+    pub fn lock(&self, key: &CacheKey) -> Result<fs::File, CacheError> {
+        let dir = self.dir.with_file_name("locks");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = dir.join(format!("{}.lock", key.0));
+        let file = fs::File::create(&path).map_err(io_err(&path))?;
+        fs2::FileExt::lock_exclusive(&file).map_err(io_err(&path))?;
+        Ok(file)
+    }
+
     /// Forgets `key` (e.g. when its layer blob was pruned).
     pub fn remove(&self, key: &CacheKey) {
         let _ = fs::remove_file(self.path(key));

@@ -37,6 +37,11 @@ struct ContextEntry {
     link: Option<PathBuf>,
 }
 
+/// Patterns every context ignores before its `.dockerignore`: `flense pipeline`'s
+/// default stage-log directory, which is written while stages build, so a `copies:
+/// [local]` layer would otherwise change on every run.
+pub const DEFAULT_IGNORES: &str = ".pipeline/logs";
+
 /// A build context: the files of a directory that `.dockerignore` lets through.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
@@ -65,17 +70,20 @@ fn host_meta(meta: &fs::Metadata) -> FileMeta {
 }
 
 impl BuildContext {
-    /// Reads the context at `root`, applying `root/.dockerignore` when it exists.
+    /// Reads the context at `root`, applying [`DEFAULT_IGNORES`] and then
+    /// `root/.dockerignore` when it exists (so `!.pipeline/logs` there re-includes).
     pub fn open(root: &Path) -> Result<Self, ContextError> {
         let ignore_path = root.join(".dockerignore");
         let ignore = match fs::read_to_string(&ignore_path) {
-            Ok(text) => {
-                PatternMatcher::from_dockerignore(&text).map_err(|source| ContextError::Ignore {
+            Ok(text) => PatternMatcher::from_dockerignore(&format!("{DEFAULT_IGNORES}\n{text}"))
+                .map_err(|source| ContextError::Ignore {
                     path: ignore_path.clone(),
                     source,
-                })?
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                PatternMatcher::from_dockerignore(DEFAULT_IGNORES)
+                    .expect("the default ignore patterns are valid")
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => PatternMatcher::default(),
             Err(source) => {
                 return Err(ContextError::Io {
                     path: ignore_path,
@@ -253,6 +261,23 @@ mod tests {
             vec![".dockerignore", "docs", "src"]
         );
         assert_eq!(ctx.read(Path::new("src/index.js")).unwrap(), b"i");
+    }
+
+    #[test]
+    fn pipeline_logs_are_ignored_unless_re_included() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join(".pipeline/logs")).unwrap();
+        fs::write(r.join(".pipeline/blubber.yaml"), "v").unwrap();
+        fs::write(r.join(".pipeline/logs/p.test.log"), "l").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        assert_eq!(ctx.list(Path::new(".pipeline")), vec!["blubber.yaml"]);
+        fs::write(r.join(".dockerignore"), "node_modules\n").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        assert!(ctx.stat(Path::new(".pipeline/logs")).is_none());
+        fs::write(r.join(".dockerignore"), "!.pipeline/logs\n").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        assert!(ctx.stat(Path::new(".pipeline/logs/p.test.log")).is_some());
     }
 
     #[test]

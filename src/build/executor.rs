@@ -380,6 +380,17 @@ impl<'a> Executor<'a> {
             self.reuse(st, key, rec)?;
             return Ok(StepStatus::Cached);
         }
+        let _lock = if self.settings.no_cache {
+            None
+        } else {
+            let lock = self.index.lock(&key)?;
+            // Another build may have produced it while this one waited.
+            if let Some(rec) = self.lookup(&key) {
+                self.reuse(st, key, rec)?;
+                return Ok(StepStatus::Cached);
+            }
+            Some(lock)
+        };
         let result = produce(st).and_then(|entries| self.commit(st, key, entries, created_by));
         self.clean_scratch();
         result.map(|()| StepStatus::Ran)

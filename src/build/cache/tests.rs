@@ -91,3 +91,21 @@ fn index_round_trip() {
     idx.remove(&k);
     assert!(idx.get(&k).is_none());
 }
+
+#[test]
+fn key_locks_exclude_other_holders_until_dropped() {
+    let store = tempfile::tempdir().unwrap();
+    let index = CacheIndex::open(store.path());
+    let key = CacheKey::root("sha256:abc");
+    let held = index.lock(&key).unwrap();
+    let path = store
+        .path()
+        .join("cache/locks")
+        .join(format!("{}.lock", key.as_str()));
+    let other = fs::File::open(&path).unwrap();
+    assert!(fs2::FileExt::try_lock_exclusive(&other).is_err());
+    // Other keys are independent.
+    drop(index.lock(&CacheKey::root("sha256:def")).unwrap());
+    drop(held);
+    assert!(fs2::FileExt::try_lock_exclusive(&other).is_ok());
+}
