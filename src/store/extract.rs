@@ -38,11 +38,11 @@ mod entry;
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
     /// The entry would escape the target or write through a symlink.
-    #[error("unsafe entry {entry:?}: {reason}")]
+    #[error("refused entry {entry:?}: {reason}")]
     Unsafe {
         /// The entry path as found in the archive.
         entry: PathBuf,
-        /// What makes it unsafe.
+        /// Why it is refused.
         reason: String,
     },
     /// The stream or a filesystem operation failed.
