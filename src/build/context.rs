@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::ignore::{IgnoreError, PatternMatcher};
@@ -49,26 +48,6 @@ pub struct BuildContext {
     entries: BTreeMap<PathBuf, ContextEntry>,
 }
 
-fn host_meta(meta: &fs::Metadata) -> FileMeta {
-    let ft = meta.file_type();
-    let kind = if ft.is_dir() {
-        FileKind::Dir
-    } else if ft.is_file() {
-        FileKind::File
-    } else if ft.is_symlink() {
-        FileKind::Symlink
-    } else {
-        FileKind::Other
-    };
-    FileMeta {
-        kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime: meta.mtime().max(0) as u64,
-    }
-}
-
 impl BuildContext {
     /// Reads the context at `root`, applying [`DEFAULT_IGNORES`] and then
     /// `root/.dockerignore` when it exists (so `!.pipeline/logs` there re-includes).
@@ -104,7 +83,7 @@ impl BuildContext {
         entries.insert(
             PathBuf::new(),
             ContextEntry {
-                meta: host_meta(&root_meta),
+                meta: FileMeta::from(&root_meta),
                 link: None,
             },
         );
@@ -159,7 +138,7 @@ impl BuildContext {
                 entries.insert(
                     anc.to_path_buf(),
                     ContextEntry {
-                        meta: host_meta(&m),
+                        meta: FileMeta::from(&m),
                         link: None,
                     },
                 );
@@ -167,7 +146,7 @@ impl BuildContext {
             entries.insert(
                 rel.to_path_buf(),
                 ContextEntry {
-                    meta: host_meta(&meta),
+                    meta: FileMeta::from(&meta),
                     link,
                 },
             );

@@ -130,6 +130,23 @@ impl Executor<'_> {
         Ok(out)
     }
 
+    /// The cache key of a Run step: the parent key, the instruction and the contents of
+    /// its mounts.
+    fn run_key(
+        &self,
+        st: &StageState,
+        instr: &Instruction,
+        ctx: &RunContext,
+    ) -> Result<CacheKey, BuildError> {
+        let inputs = self.mount_inputs(ctx)?;
+        let input_refs: Vec<&[u8]> = inputs.iter().map(|s| s.as_bytes()).collect();
+        Ok(CacheKey::derive(
+            Some(&st.key),
+            &instruction_json(instr),
+            &input_refs,
+        ))
+    }
+
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn run_shell(
         &self,
@@ -141,9 +158,7 @@ impl Executor<'_> {
         effective: &str,
         ctx: &RunContext,
     ) -> Result<StepStatus, BuildError> {
-        let inputs = self.mount_inputs(ctx)?;
-        let input_refs: Vec<&[u8]> = inputs.iter().map(|s| s.as_bytes()).collect();
-        let key = CacheKey::derive(Some(&st.key), &instruction_json(instr), &input_refs);
+        let key = self.run_key(st, instr, ctx)?;
         if ctx.user == "0" && ctx.mounts.is_empty() && ctx.caches.is_empty() {
             if let Some(step) = parse_user_step(effective) {
                 let epoch = self.settings.epoch;
@@ -179,9 +194,7 @@ impl Executor<'_> {
         sha256: &str,
         ctx: &RunContext,
     ) -> Result<StepStatus, BuildError> {
-        let inputs = self.mount_inputs(ctx)?;
-        let input_refs: Vec<&[u8]> = inputs.iter().map(|s| s.as_bytes()).collect();
-        let key = CacheKey::derive(Some(&st.key), &instruction_json(instr), &input_refs);
+        let key = self.run_key(st, instr, ctx)?;
         self.layer_step(st, key, text, |st| {
             let dir = self.scratch_dir("script-")?;
             let file = dir.join("script");

@@ -194,7 +194,7 @@ fn is_opaque(dir: &Path) -> bool {
         return true;
     }
     for name in ["trusted.overlay.opaque", "user.overlay.opaque"] {
-        if let Ok(Some(v)) = xattr_get(dir, name) {
+        if let Ok(Some(v)) = xattr::get(dir, name) {
             if v == b"y" {
                 return true;
             }
@@ -203,35 +203,33 @@ fn is_opaque(dir: &Path) -> bool {
     false
 }
 
-fn xattr_get(path: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
-    // The `xattr` crate is already in the tree through `tar`.
-    xattr::get(path, name)
-}
-
-fn meta_of(meta: &fs::Metadata) -> FileMeta {
-    let ft = meta.file_type();
-    let kind = if ft.is_dir() {
-        FileKind::Dir
-    } else if ft.is_file() {
-        FileKind::File
-    } else if ft.is_symlink() {
-        FileKind::Symlink
-    } else {
-        FileKind::Other
-    };
-    FileMeta {
-        kind,
-        mode: meta.mode() & 0o7777,
-        uid: meta.uid(),
-        gid: meta.gid(),
-        mtime: meta.mtime().max(0) as u64,
+impl From<&fs::Metadata> for FileMeta {
+    /// The metadata of a host file as the copy code sees it.
+    fn from(meta: &fs::Metadata) -> FileMeta {
+        let ft = meta.file_type();
+        let kind = if ft.is_dir() {
+            FileKind::Dir
+        } else if ft.is_file() {
+            FileKind::File
+        } else if ft.is_symlink() {
+            FileKind::Symlink
+        } else {
+            FileKind::Other
+        };
+        FileMeta {
+            kind,
+            mode: meta.mode() & 0o7777,
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mtime: meta.mtime().max(0) as u64,
+        }
     }
 }
 
 impl ImageView for LayerStackView {
     fn stat(&self, path: &Path) -> Option<FileMeta> {
         let (_, m, i) = self.resolve_in_layer(path)?;
-        let mut meta = meta_of(&m);
+        let mut meta = FileMeta::from(&m);
         if let Some(Some(index)) = self.owners.get(i) {
             if let Some(o) = index.get(&image_relative(path)) {
                 meta.mode = o.mode;
