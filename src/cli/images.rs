@@ -2,6 +2,7 @@
 //! `prune` (one variant and one handler each); `pull` and `push` live in [`registry`].
 
 mod registry;
+mod unpack;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -20,6 +21,7 @@ use flense::store::archive::ArchiveFormat;
 use flense::store::{default_root, parse_name, Store, StoreError};
 
 pub use registry::{PullArgs, PushArgs};
+pub use unpack::UnpackArgs;
 
 /// `println!` that stops quietly when stdout is closed (e.g. piped into `head`).
 macro_rules! outln {
@@ -55,6 +57,9 @@ pub enum Commands {
     Pull(PullArgs),
     /// Upload an image from the local store to a registry; prints its manifest digest.
     Push(PushArgs),
+    /// Unpack an image's layers into the store, ready for builds and runs (what `pull`,
+    /// `import` and `load` do unless given `--no-unpack`).
+    Unpack(UnpackArgs),
 }
 
 /// Manifest flavour.
@@ -86,6 +91,9 @@ pub struct ImportArgs {
     /// Manifest flavour.
     #[arg(long, value_enum, default_value = "oci")]
     pub format: FormatArg,
+    /// Only store the image: do not unpack its layer for builds and runs.
+    #[arg(long)]
+    pub no_unpack: bool,
 }
 
 /// Arguments of `images`.
@@ -131,6 +139,9 @@ pub struct SaveArgs {
 pub struct LoadArgs {
     /// An oci-archive or docker-archive file (optionally gzipped).
     pub archive: PathBuf,
+    /// Only store the images: do not unpack their layers for builds and runs.
+    #[arg(long)]
+    pub no_unpack: bool,
 }
 
 /// Arguments of `prune`.
@@ -149,6 +160,7 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
         Commands::Prune(args) => prune(args, globals),
         Commands::Pull(args) => registry::pull(args, globals),
         Commands::Push(args) => registry::push(args, globals),
+        Commands::Unpack(args) => unpack::unpack(args, globals),
     }
 }
 
@@ -222,6 +234,10 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let descriptor = store
         .commit_image(Some(&name), format, &config, &[layer])
         .map_err(classify)?;
+    if !args.no_unpack {
+        let image = store.image_at(&descriptor).map_err(classify)?;
+        unpack::unpack_image(&store, &image, &name)?;
+    }
     outln!("{name} {}", descriptor.digest());
     Ok(ExitCode::SUCCESS)
 }
@@ -354,7 +370,11 @@ fn load(args: LoadArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     }
     let store = open_store(globals)?;
     let _hold = store.hold_blobs()?;
-    for name in store.load(&args.archive).map_err(classify)? {
+    let names = store.load(&args.archive).map_err(classify)?;
+    for name in &names {
+        unpack::unpack_stored(&store, name, args.no_unpack)?;
+    }
+    for name in &names {
         outln!("Loaded image: {name}");
     }
     Ok(ExitCode::SUCCESS)

@@ -24,14 +24,16 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
 use super::writer_pool::WriterPool;
+use create::Creator;
 
+pub(crate) mod create;
 mod entry;
 
 /// Why an extraction stopped.
@@ -91,6 +93,7 @@ pub fn extract_tar_with_threads<R: Read>(
         move |source| ExtractError::Io { entry, source }
     };
     let pool_err = |(entry, source): (PathBuf, io::Error)| ExtractError::Io { entry, source };
+    let creator = Creator::current();
     std::thread::scope(|scope| {
         let mut ex = Extractor {
             target: target.to_path_buf(),
@@ -101,7 +104,9 @@ pub fn extract_tar_with_threads<R: Read>(
                 whiteout_devices: true,
                 ..Default::default()
             },
-            pool: (threads > 1).then(|| WriterPool::start(scope, threads)),
+            pool: (threads > 1).then(|| WriterPool::start(scope, threads, creator)),
+            creator,
+            buf: Vec::with_capacity(COPY_BUFFER),
         };
         let mut archive = tar::Archive::new(stream);
         for item in archive.entries().map_err(io_at(Path::new("")))? {
@@ -157,7 +162,13 @@ struct Extractor {
     dirs: Vec<(PathBuf, u32, u64)>,
     report: ExtractReport,
     pool: Option<WriterPool>,
+    creator: Creator,
+    /// Reused for the content of files written inline.
+    buf: Vec<u8>,
 }
+
+/// Size of the writes of files extracted inline.
+const COPY_BUFFER: usize = 1 << 20;
 
 /// `path` relative to the target, with a leading `/` and `.` dropped; `..` refused.
 fn relative(path: &Path) -> Result<PathBuf, Failure> {
@@ -177,6 +188,15 @@ impl Extractor {
     /// Makes sure every parent of `rel` is a real directory inside the target (creating
     /// missing ones) and returns the host path of `rel`.
     fn prepare_parents(&mut self, rel: &Path) -> Result<PathBuf, Failure> {
+        // A verified directory's ancestors are verified too (removing a directory
+        // forgets everything below it), so a verified parent settles all of them.
+        let full = self.target.join(rel);
+        match full.parent() {
+            Some(parent) if parent == self.target || self.verified_dirs.contains(parent) => {
+                return Ok(full)
+            }
+            _ => {}
+        }
         let mut host = self.target.clone();
         let parent_count = rel.components().count().saturating_sub(1);
         for c in rel.components().take(parent_count) {
@@ -199,8 +219,10 @@ impl Extractor {
                     )))
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    fs::create_dir(&host)?;
-                    fs::set_permissions(&host, fs::Permissions::from_mode(0o755))?;
+                    fs::DirBuilder::new().mode(0o755).create(&host)?;
+                    if self.creator.needs_chmod(0o755) {
+                        fs::set_permissions(&host, fs::Permissions::from_mode(0o755))?;
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -209,8 +231,6 @@ impl Extractor {
         Ok(self.target.join(rel))
     }
 
-    /// Removes whatever is at `host` (never following a symlink), unless it is a
-    /// directory and `keep_dir` is set.
     /// Waits for the file-writing threads (see [`WriterPool`]).
     fn flush(&mut self) -> Result<(), Failure> {
         if let Some(pool) = &mut self.pool {
@@ -221,10 +241,18 @@ impl Extractor {
         Ok(())
     }
 
-    fn clear(&mut self, host: &Path, keep_dir: bool) -> Result<(), Failure> {
+    /// Waits for the file-writing threads if one of them may be writing `host`.
+    fn settle(&mut self, host: &Path) -> Result<(), Failure> {
         if self.pool.as_ref().is_some_and(|p| p.is_pending(host)) {
             self.flush()?;
         }
+        Ok(())
+    }
+
+    /// Removes whatever is at `host` (never following a symlink), unless it is a
+    /// directory and `keep_dir` is set.
+    fn clear(&mut self, host: &Path, keep_dir: bool) -> Result<(), Failure> {
+        self.settle(host)?;
         match fs::symlink_metadata(host) {
             Ok(m) if m.is_dir() => {
                 if !keep_dir {

@@ -8,12 +8,12 @@
 //! may still be writing, before replacing a directory, before hard links and at the end.
 
 use std::collections::HashSet;
-use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
+
+use super::extract::create::{create_file, Creator, FileMeta};
 
 /// Files at most this big are handed to workers (bigger ones are written inline).
 pub(crate) const MAX_POOLED_FILE: u64 = 1 << 20;
@@ -24,11 +24,7 @@ const QUEUE: usize = 64;
 pub(crate) struct FileJob {
     pub host: PathBuf,
     pub data: Vec<u8>,
-    pub mode: u32,
-    pub mtime: u64,
-    /// Owner to set (when extracting as namespace root).
-    pub owner: Option<(u32, u32)>,
-    pub xattrs: Vec<(String, Vec<u8>)>,
+    pub meta: FileMeta,
 }
 
 /// Outcome of a job: whether the owner was outside the namespace's mapping.
@@ -48,6 +44,7 @@ impl WriterPool {
     pub fn start<'scope>(
         scope: &'scope std::thread::Scope<'scope, '_>,
         threads: usize,
+        creator: Creator,
     ) -> WriterPool {
         let (jobs_tx, jobs_rx) = mpsc::sync_channel::<FileJob>(QUEUE);
         let (done_tx, done_rx) = mpsc::channel::<Done>();
@@ -62,7 +59,9 @@ impl WriterPool {
                 };
                 let Ok(job) = job else { return };
                 let host = job.host.clone();
-                if done.send(write_file(job).map_err(|e| (host, e))).is_err() {
+                let written =
+                    create_file(&job.host, &job.meta, &creator, |f| f.write_all(&job.data));
+                if done.send(written.map_err(|e| (host, e))).is_err() {
                     return;
                 }
             });
@@ -125,36 +124,4 @@ impl Drop for WriterPool {
         // Closing the queue lets the scoped workers finish.
         self.jobs = None;
     }
-}
-
-/// Creates one file with its content, owner, mode, xattrs and mtime.
-pub(crate) fn write_file(job: FileJob) -> io::Result<bool> {
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&job.host)?;
-    file.write_all(&job.data)?;
-    drop(file);
-    let mut unmapped = false;
-    if let Some((uid, gid)) = job.owner {
-        let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
-        let (uid, gid) = (
-            nix::unistd::Uid::from_raw(uid),
-            nix::unistd::Gid::from_raw(gid),
-        );
-        match nix::unistd::fchownat(None, &job.host, Some(uid), Some(gid), flags) {
-            Ok(()) => {}
-            Err(nix::Error::EINVAL | nix::Error::EPERM) => unmapped = true,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    fs::set_permissions(&job.host, fs::Permissions::from_mode(job.mode))?;
-    for (name, value) in &job.xattrs {
-        if let Err(e) = xattr::set(&job.host, name, value) {
-            tracing::debug!("cannot set xattr {name} on {}: {e}", job.host.display());
-        }
-    }
-    super::extract::set_mtime(&job.host, job.mtime)?;
-    Ok(unmapped)
 }

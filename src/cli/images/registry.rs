@@ -22,6 +22,9 @@ pub struct PullArgs {
     /// Default: this machine's (e.g. linux/amd64).
     #[arg(long)]
     pub platform: Option<String>,
+    /// Only store the image: do not unpack its layers for builds and runs.
+    #[arg(long)]
+    pub no_unpack: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -66,6 +69,16 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
         flense::registry::local::pull_to_store(&client, &store, &reference, &platform, &progress)
             .map_err(registry_error)?;
     drop(progress);
+    if !args.no_unpack {
+        let _hold = store.hold_blobs()?;
+        let descriptor = oci_spec::image::Descriptor::new(
+            oci_spec::image::MediaType::from(pulled.media_type.as_str()),
+            pulled.manifest.len() as u64,
+            pulled.digest.clone(),
+        );
+        let image = store.image_at(&descriptor)?;
+        super::unpack::unpack_image(&store, &image, &args.reference)?;
+    }
     let platform = pulled.platform.clone().unwrap_or(platform);
     match tag {
         Some(name) => eprintln!("pulled {name} ({platform})"),

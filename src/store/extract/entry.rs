@@ -1,13 +1,14 @@
 //! Extraction of one tar entry: whiteouts, directories, files, links and devices, then
 //! ownership, mode, xattrs and mtime.
 
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io::{self, Read};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 
 use nix::sys::stat::{makedev, mknod, Mode, SFlag};
 
+use super::create::{copy_content, finish_file, open_new, FileMeta};
 use super::{relative, set_mtime, Extractor, Failure};
 use crate::store::writer_pool::{FileJob, MAX_POOLED_FILE};
 
@@ -51,60 +52,82 @@ impl Extractor {
         }
         let host = self.prepare_parents(&rel)?;
         let kind = header.entry_type();
-        self.clear(&host, kind.is_dir())?;
+        // Regular files, directories and symlinks are created first and the path is
+        // cleared only when something is there (EEXIST): one lookup fewer per entry.
         match kind {
             tar::EntryType::Regular | tar::EntryType::Continuous
                 if self.pool.is_some() && header.size()? <= MAX_POOLED_FILE =>
             {
+                self.clear(&host, false)?;
                 let mut data = Vec::with_capacity(header.size()? as usize);
                 item.read_to_end(&mut data)?;
-                let owner = if self.is_root {
-                    Some((header.uid()? as u32, header.gid()? as u32))
-                } else {
-                    None
-                };
-                let xattrs = pax_xattrs(item)?;
-                let job = FileJob {
-                    host,
-                    data,
+                let meta = FileMeta {
                     mode,
                     mtime,
-                    owner,
-                    xattrs,
+                    owner: self.owner_of(&header)?,
+                    xattrs: pax_xattrs(item)?,
                 };
                 let pool = self.pool.as_mut().expect("checked above");
-                pool.submit(job).map_err(|(path, e)| {
-                    Failure::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
-                })?;
+                pool.submit(FileJob { host, data, meta })
+                    .map_err(|(path, e)| {
+                        Failure::Io(io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+                    })?;
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let mut file = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&host)?;
-                io::copy(item, &mut file)?;
-                drop(file);
-                self.finish_entry(&host, &header, Some(mode), mtime, item)?;
+                self.settle(&host)?;
+                let meta = FileMeta {
+                    mode,
+                    mtime,
+                    owner: self.owner_of(&header)?,
+                    xattrs: pax_xattrs(item)?,
+                };
+                let mut file = match open_new(&host, mode) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear(&host, false)?;
+                        open_new(&host, mode)?
+                    }
+                    other => other?,
+                };
+                copy_content(item, header.size()?, &mut file, &mut self.buf)?;
+                if finish_file(&mut file, &host, &meta, &self.creator)? {
+                    self.report.unmapped_owners += 1;
+                }
             }
             tar::EntryType::Directory => {
-                if !host.is_dir() {
-                    fs::create_dir(&host)?;
-                }
+                self.settle(&host)?;
                 // Owner-writable until the end, so children can be created.
-                fs::set_permissions(&host, fs::Permissions::from_mode(0o700))?;
+                match fs::DirBuilder::new().mode(0o700).create(&host) {
+                    Ok(()) if !self.creator.needs_chmod(0o700) => {}
+                    Ok(()) => fs::set_permissions(&host, fs::Permissions::from_mode(0o700))?,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear(&host, true)?;
+                        if !host.is_dir() {
+                            fs::create_dir(&host)?;
+                        }
+                        fs::set_permissions(&host, fs::Permissions::from_mode(0o700))?;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
                 self.verified_dirs.insert(host.clone());
                 self.finish_entry(&host, &header, None, mtime, item)?;
                 self.dirs.push((host, mode, mtime));
             }
             tar::EntryType::Symlink => {
+                self.settle(&host)?;
                 let target = item
                     .link_name()?
                     .ok_or_else(|| Failure::Unsafe("symlink without target".into()))?;
-                std::os::unix::fs::symlink(&*target, &host)?;
+                match std::os::unix::fs::symlink(&*target, &host) {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear(&host, false)?;
+                        std::os::unix::fs::symlink(&*target, &host)?;
+                    }
+                    other => other?,
+                }
                 self.finish_entry(&host, &header, None, mtime, item)?;
             }
             tar::EntryType::Link => {
+                self.clear(&host, false)?;
                 // The target may be a file a worker is still writing.
                 self.flush()?;
                 let target = item
@@ -129,6 +152,7 @@ impl Extractor {
                 fs::hard_link(&target_host, &host)?;
             }
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                self.clear(&host, false)?;
                 let (flag, dev) = match kind {
                     tar::EntryType::Fifo => (SFlag::S_IFIFO, 0),
                     _ => {
@@ -159,6 +183,14 @@ impl Extractor {
         Ok(())
     }
 
+    /// The owner to give an entry: its header's when extracting as (namespace) root.
+    fn owner_of(&self, header: &tar::Header) -> Result<Option<(u32, u32)>, Failure> {
+        if !self.is_root {
+            return Ok(None);
+        }
+        Ok(Some((header.uid()? as u32, header.gid()? as u32)))
+    }
+
     /// Ownership (as root), mode, xattrs and mtime of a created entry.
     fn finish_entry<R: Read>(
         &mut self,
@@ -169,9 +201,12 @@ impl Extractor {
         item: &mut tar::Entry<R>,
     ) -> Result<(), Failure> {
         let is_link = header.entry_type().is_symlink();
-        if self.is_root {
-            let uid = nix::unistd::Uid::from_raw(header.uid()? as u32);
-            let gid = nix::unistd::Gid::from_raw(header.gid()? as u32);
+        if let Some((uid, gid)) = self
+            .owner_of(header)?
+            .filter(|o| self.creator.needs_chown(*o))
+        {
+            let uid = nix::unistd::Uid::from_raw(uid);
+            let gid = nix::unistd::Gid::from_raw(gid);
             let flags = nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW;
             match nix::unistd::fchownat(None, host, Some(uid), Some(gid), flags) {
                 Ok(()) => {}

@@ -1,0 +1,65 @@
+//! Unpacking an image's layers into the store right after `pull`, `import` and `load`
+//! (as buildah and podman do), so that the first build does not pay for it; and the
+//! `unpack` subcommand that does the same for an image already stored.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+
+use super::{classify, open_store, Globals};
+use flense::store::{Store, StoredImage};
+
+/// Arguments of `unpack`.
+#[derive(Args, Debug)]
+pub struct UnpackArgs {
+    /// Images to unpack (tag or manifest digest).
+    #[arg(required = true)]
+    pub references: Vec<String>,
+}
+
+/// Unpacks every layer of `image` (named `what` in errors), base first, skipping the
+/// layers already unpacked. A failure names the layer blob; the blobs stay stored.
+pub(super) fn unpack_image(store: &Store, image: &StoredImage, what: &str) -> anyhow::Result<()> {
+    let diff_ids = image.config.rootfs().diff_ids();
+    for (i, layer) in image.manifest.layers().iter().enumerate() {
+        let digest = layer.digest().to_string();
+        let diff_id = diff_ids.get(i).map(String::as_str);
+        let start = Instant::now();
+        let already = match diff_id {
+            Some(d) => store.unpacked_layer(d).ok().flatten().is_some(),
+            None => false,
+        };
+        let unpacked = store
+            .unpack_layer(&digest, diff_id)
+            .with_context(|| format!("unpacking layer {digest} of {what}"))?;
+        if !already {
+            tracing::info!(
+                "unpacked layer {digest} of {what} in {:.2}s into {}",
+                start.elapsed().as_secs_f64(),
+                unpacked.diff.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks the image `reference` names (after storing it), unless `skip`.
+pub(super) fn unpack_stored(store: &Store, reference: &str, skip: bool) -> anyhow::Result<()> {
+    if skip {
+        return Ok(());
+    }
+    let image = store.image(reference).map_err(classify)?;
+    unpack_image(store, &image, reference)
+}
+
+pub(super) fn unpack(args: UnpackArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let store = open_store(globals)?;
+    let _hold = store.hold_blobs()?;
+    for reference in &args.references {
+        let image = store.image(reference).map_err(classify)?;
+        unpack_image(&store, &image, reference)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
