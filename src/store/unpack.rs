@@ -15,13 +15,14 @@
 //! `whiteouts.json` instead (delete those paths / empty those dirs from lower layers).
 
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::extract::stream::{decompress_in_background, Opened};
 use super::extract::{extract_tar, ExtractReport};
 use super::{io_err, Store, StoreError, StoredImage};
-use crate::image::digest::{sha256_hex, HashingReader};
+use crate::image::digest::sha256_hex;
 
 /// An unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,32 +102,19 @@ impl Store {
             detail,
         };
         let (file, path) = self.open_blob_file(digest)?;
-        let mut compressed = HashingReader::new(file);
-        let (report, got_diff_id) = {
-            let mut buffered = BufReader::with_capacity(1 << 20, &mut compressed);
-            let head = buffered.fill_buf().map_err(io_err("reading", &path))?;
-            let stream: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-                Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
-            } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-                return Err(unpack_err("zstd layers are not supported yet".into()));
-            } else {
-                Box::new(buffered)
-            };
-            let mut tar = HashingReader::new(stream);
-            let result = extract_tar(&mut tar, &diff);
-            let report = result.map_err(|e| unpack_err(e.to_string()))?;
-            let (got, _) = tar
-                .drain_and_finish()
-                .map_err(|e| unpack_err(format!("decompressing: {e}")))?;
-            (report, got)
+        let mut stream = match decompress_in_background(file).map_err(io_err("reading", &path))? {
+            Opened::Tar(stream) => stream,
+            Opened::Zstd => return Err(unpack_err("zstd layers are not supported yet".into())),
         };
-        let (got_digest, _) = compressed
-            .drain_and_finish()
-            .map_err(io_err("reading", &path))?;
-        if got_digest != digest {
+        let report = extract_tar(&mut stream, &diff).map_err(|e| unpack_err(e.to_string()))?;
+        let digests = stream
+            .finish()
+            .map_err(|e| unpack_err(format!("decompressing: {e}")))?;
+        let got_diff_id = digests.tar;
+        if digests.blob != digest {
             return Err(StoreError::Corrupt {
                 digest: digest.to_owned(),
-                detail: format!("content hashes to {got_digest}"),
+                detail: format!("content hashes to {}", digests.blob),
             });
         }
         if let Some(want) = &known {
