@@ -510,3 +510,81 @@ fn import_can_write_a_docker_v2s2_manifest() {
     assert_eq!(docker["configDigest"], oci["configDigest"]);
     assert_ne!(docker["digest"], oci["digest"]);
 }
+
+#[test]
+fn import_and_load_unpack_the_layers_unless_told_not_to() {
+    use support::unpacked::{assert_unpacked, no_layers_unpacked};
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let reference = import_fixture(&root, "busybox");
+    assert_unpacked(&root, &reference);
+
+    let lazy = tmp.path().join("lazy");
+    ok_stdout(
+        flense(&lazy)
+            .arg("import")
+            .arg(rootfs_tar("busybox"))
+            .args(["--tag", "busybox", "--no-unpack"]),
+    );
+    assert!(no_layers_unpacked(&lazy));
+    // Unpacking changes no digest: the lazy store holds the very same image.
+    assert_eq!(digest_of(&lazy, "busybox"), digest_of(&root, &reference));
+    ok_stdout(flense(&lazy).args(["unpack", "busybox"]));
+    assert_unpacked(&lazy, "busybox");
+
+    for format in ["oci-archive", "docker-archive"] {
+        let archive = tmp.path().join(format!("{format}.tar"));
+        ok_stdout(
+            flense(&root)
+                .args(["save", "busybox", "--format", format, "-o"])
+                .arg(&archive),
+        );
+        let loaded = tmp.path().join(format!("loaded-{format}"));
+        ok_stdout(flense(&loaded).arg("load").arg(&archive));
+        assert_unpacked(&loaded, "busybox");
+        let not_unpacked = tmp.path().join(format!("not-unpacked-{format}"));
+        ok_stdout(
+            flense(&not_unpacked)
+                .args(["load", "--no-unpack"])
+                .arg(&archive),
+        );
+        assert!(no_layers_unpacked(&not_unpacked), "{format}");
+        assert_eq!(
+            digest_of(&not_unpacked, "busybox"),
+            digest_of(&root, "busybox")
+        );
+    }
+}
+
+#[test]
+fn an_unprivileged_import_unpacks_user_owned_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    give_to_test_user(tmp.path());
+    let root = tmp.path().join("store");
+    let rootfs = tmp.path().join("small.tar");
+    fs::copy(small_rootfs(tmp.path(), "user"), &rootfs).unwrap();
+    give_to_test_user(tmp.path());
+    let out = output(
+        as_test_user(&flense_bin())
+            .arg("--root")
+            .arg(&root)
+            .arg("import")
+            .arg(&rootfs)
+            .args(["--tag", "small"]),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Same paths, modes, sizes, links and mtimes as the layer; the user's own files.
+    support::unpacked::assert_unpacked_with(&root, "small", false);
+    let (uid, _) = support::users::test_user();
+    let layers = support::unpacked::layers_of(&root, "small");
+    let diff = support::unpacked::layer_dir(&root, &layers[0].1).join("diff");
+    for name in ["zeta", "alpha", "etc/hostname"] {
+        let meta = fs::symlink_metadata(diff.join(name)).unwrap();
+        assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid, "{name}");
+    }
+    assert_eq!(fs::read(diff.join("zeta")).unwrap(), b"user");
+}

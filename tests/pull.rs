@@ -276,3 +276,42 @@ fn single_platform_image_for_another_platform_is_pulled_with_a_warning() {
     assert!(err.contains("is for linux/arm64, not linux/amd64"), "{err}");
     assert!(err.contains("(linux/arm64)"), "{err}");
 }
+
+#[test]
+fn pull_unpacks_the_layers_unless_told_not_to_and_an_unpack_failure_keeps_the_blobs() {
+    use support::unpacked::{assert_unpacked, layer_dir, no_layers_unpacked};
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "unpack/busybox:v1", &[]);
+    let name = reg.image("unpack/busybox:v1");
+
+    let root = tmp.path().join("store");
+    let out = ok_output(flense(&root).arg("pull").arg(&name));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.digest);
+    assert_unpacked(&root, &name);
+    // Pulling again finds everything in place.
+    let again = ok_stdout(flense(&root).arg("pull").arg(&name));
+    assert_eq!(again.trim(), image.digest);
+    assert_unpacked(&root, &name);
+
+    let lazy = tmp.path().join("lazy");
+    let out = ok_stdout(flense(&lazy).args(["pull", "--no-unpack"]).arg(&name));
+    assert_eq!(out.trim(), image.digest);
+    assert!(no_layers_unpacked(&lazy));
+    assert!(blob_exists(&lazy, &image.manifests[0].2[0]));
+
+    // Where the layer should go there is a file: the pull itself succeeds, the unpack
+    // fails with exit 1 naming the layer, and the blobs stay for a later try.
+    let layer = &image.manifests[0].2[0];
+    let (_, diff_id) = support::registry::busybox_layer("amd64 v1");
+    let broken = tmp.path().join("broken");
+    std::fs::create_dir_all(broken.join("layers")).unwrap();
+    std::fs::write(layer_dir(&broken, &diff_id), b"in the way").unwrap();
+    let out = output(flense(&broken).arg("pull").arg(&name));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(layer.as_str()), "{stderr}");
+    assert!(blob_exists(&broken, layer));
+    assert!(blob_exists(&broken, &image.digest));
+}

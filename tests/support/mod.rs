@@ -5,4 +5,5 @@
 pub mod cli;
 pub mod fixtures;
 pub mod registry;
+pub mod unpacked;
 pub mod users;

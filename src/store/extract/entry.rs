@@ -188,7 +188,10 @@ impl Extractor {
         if !self.is_root {
             return Ok(None);
         }
-        Ok(Some((header.uid()? as u32, header.gid()? as u32)))
+        let old = header.as_old();
+        let uid = numeric_or_blank(header.uid(), &old.uid)?;
+        let gid = numeric_or_blank(header.gid(), &old.gid)?;
+        Ok(Some((uid as u32, gid as u32)))
     }
 
     /// Ownership (as root), mode, xattrs and mtime of a created entry.
@@ -229,6 +232,15 @@ impl Extractor {
             set_mtime(host, mtime)?;
         }
         Ok(())
+    }
+}
+
+/// A numeric header field, where a blank one (all NULs or spaces, as some image
+/// builders write the owner) means 0, as GNU tar and Go's archive/tar read it.
+fn numeric_or_blank(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+    match parsed {
+        Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
+        other => other,
     }
 }
 
