@@ -9,7 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use flense::image::{Content, EntryKind, LayerEntry, LayerOptions};
-use flense::store::extract::extract_tar;
+use flense::store::extract::extract_tar_with_threads;
 use flense::store::{Store, StoreError};
 
 fn hostile(name: &str) -> Vec<u8> {
@@ -37,20 +37,32 @@ fn extract_hostile(
     tempfile::TempDir,
     PathBuf,
 ) {
-    let tmp = tempfile::tempdir().unwrap();
-    let target = tmp.path().join("a/b/target");
-    fs::create_dir_all(&target).unwrap();
-    fs::create_dir_all(tmp.path().join("outside")).unwrap();
-    fs::write(tmp.path().join("outside/secret"), b"secret").unwrap();
-    let before = snapshot(tmp.path(), &target);
-    let result = extract_tar(&hostile(name)[..], &target).map_err(|e| e.to_string());
-    let after = snapshot(tmp.path(), &target);
-    assert_eq!(before, after, "{name} wrote outside the target");
-    assert_eq!(
-        fs::read(tmp.path().join("outside/secret")).unwrap(),
-        b"secret"
-    );
-    assert!(!Path::new("/etc/flense-escaped-symlink").exists());
+    // Inline and with writer threads alike (the default depends on the core count).
+    let mut results = Vec::new();
+    for threads in [4, 1] {
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("a/b/target");
+        fs::create_dir_all(&target).unwrap();
+        fs::create_dir_all(tmp.path().join("outside")).unwrap();
+        fs::write(tmp.path().join("outside/secret"), b"secret").unwrap();
+        let before = snapshot(tmp.path(), &target);
+        let result = extract_tar_with_threads(&hostile(name)[..], &target, threads)
+            .map_err(|e| e.to_string());
+        let after = snapshot(tmp.path(), &target);
+        assert_eq!(
+            before, after,
+            "{name} wrote outside the target ({threads} threads)"
+        );
+        assert_eq!(
+            fs::read(tmp.path().join("outside/secret")).unwrap(),
+            b"secret"
+        );
+        assert!(!Path::new("/etc/flense-escaped-symlink").exists());
+        results.push((result, tmp, target));
+    }
+    let (result, tmp, target) = results.pop().unwrap();
+    let (with_threads, ..) = &results[0];
+    assert_eq!(&result, with_threads, "{name}: 1 and 4 threads differ");
     (result, tmp, target)
 }
 
@@ -547,4 +559,62 @@ fn parallel_extraction_gives_the_same_tree_as_sequential() {
         0o640
     );
     assert_eq!(fs::metadata(four.join("d5/f7")).unwrap().mtime(), 1_234_567);
+}
+
+#[test]
+fn plain_truncated_and_mislabelled_layer_blobs_unpack_or_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open(&tmp.path().join("root")).unwrap();
+    let tar = busy_tar();
+    let no_leftovers = |store: &Store| {
+        let left: Vec<_> = fs::read_dir(store.root().join("layers"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().starts_with(".tmp-"))
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    };
+
+    // An uncompressed layer: its diff-ID is its digest.
+    let plain = store.put_blob(&tar).unwrap();
+    let unpacked = store.unpack_layer(&plain, Some(&plain)).unwrap();
+    assert_eq!(unpacked.diff_id, plain);
+    assert_eq!(
+        fs::read(unpacked.diff.join("d0/f0")).unwrap(),
+        b"second version"
+    );
+
+    // A gzip layer whose config names another diff-ID is refused, naming both.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &tar).unwrap();
+    let gz = gz.finish().unwrap();
+    let gzipped = store.put_blob(&gz).unwrap();
+    let wrong = flense::image::digest::sha256_digest(b"another layer");
+    let err = store
+        .unpack_layer(&gzipped, Some(&wrong))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&gzipped) && err.contains(&wrong), "{err}");
+    assert!(store.unpacked_layer(&wrong).unwrap().is_none());
+    no_leftovers(&store);
+
+    // A truncated gzip stream fails (whichever entry it stops in) and leaves nothing.
+    let truncated = store.put_blob(&gz[..gz.len() / 2]).unwrap();
+    let err = store
+        .unpack_layer(&truncated, None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&truncated), "{err}");
+    no_leftovers(&store);
+
+    // The same bytes gzipped unpack to the same tree as the plain blob.
+    let from_gzip = store.unpack_layer(&gzipped, None).unwrap();
+    assert_eq!(
+        from_gzip.diff_id, plain,
+        "the diff-ID of a gzip layer is its tar's"
+    );
+    assert_eq!(
+        from_gzip.diff, unpacked.diff,
+        "already unpacked under that diff-ID"
+    );
 }
