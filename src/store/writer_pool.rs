@@ -1,6 +1,8 @@
 //! Worker threads that create small regular files while the extractor keeps reading
-//! the tar stream: file creation dominates unpacking (DESIGN §1), so it runs on
-//! several threads, overlapped with gunzip and hashing.
+//! the tar stream. Used beyond 2 cores only (see
+//! [`default_writer_threads`](super::extract::default_writer_threads)): on 2 cores one
+//! core decompresses and inline creation on the other was faster, as workers mostly
+//! wait on each other's directory locks there.
 //!
 //! The extractor does every check and every directory, link and removal itself; a
 //! worker only creates a new file (`O_EXCL`) in a directory the extractor has already
