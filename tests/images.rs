@@ -587,4 +587,11 @@ fn an_unprivileged_import_unpacks_user_owned_files() {
         assert_eq!(std::os::unix::fs::MetadataExt::uid(&meta), uid, "{name}");
     }
     assert_eq!(fs::read(diff.join("zeta")).unwrap(), b"user");
+    // The true owners, for rootless builds, are indexed from the tar at import time.
+    let hex = &layers[0].1["sha256:".len()..];
+    let owners = fs::read_to_string(root.join(format!("cache/owners/{hex}.tsv"))).unwrap();
+    assert!(
+        owners.contains("zeta") && owners.contains("1000"),
+        "{owners}"
+    );
 }

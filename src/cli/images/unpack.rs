@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{classify, open_store, Globals};
+use flense::build::owners::{disk_has_owners, layer_owners};
 use flense::store::{Store, StoredImage};
 
 /// Arguments of `unpack`.
@@ -21,6 +22,10 @@ pub struct UnpackArgs {
 
 /// Unpacks every layer of `image` (named `what` in errors), base first, skipping the
 /// layers already unpacked. A failure names the layer blob; the blobs stay stored.
+///
+/// An unprivileged user's unpacked files all belong to that user, so builds read the
+/// true owners from the layer's tar headers: that index is made here too (once per
+/// layer, cached), keeping it out of the first build.
 pub(super) fn unpack_image(store: &Store, image: &StoredImage, what: &str) -> anyhow::Result<()> {
     let diff_ids = image.config.rootfs().diff_ids();
     for (i, layer) in image.manifest.layers().iter().enumerate() {
@@ -34,6 +39,10 @@ pub(super) fn unpack_image(store: &Store, image: &StoredImage, what: &str) -> an
         let unpacked = store
             .unpack_layer(&digest, diff_id)
             .with_context(|| format!("unpacking layer {digest} of {what}"))?;
+        if !disk_has_owners() {
+            layer_owners(store, &digest, &unpacked.diff_id)
+                .with_context(|| format!("reading the owners of layer {digest} of {what}"))?;
+        }
         if !already {
             tracing::info!(
                 "unpacked layer {digest} of {what} in {:.2}s into {}",
