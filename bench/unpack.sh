@@ -6,7 +6,8 @@
 #
 # Usage: bench/unpack.sh [IMAGE_TAR] [RUNS]    (IMAGE_TAR: an image tarball as made by
 #        fixtures/base-images/build.sh; FLENSE=path/to/flense to skip building;
-#        BENCH_DIR=dir for the scratch space, default /var/tmp)
+#        BENCH_DIR=dir for the scratch space, default /var/tmp; SETTLE=seconds to wait
+#        after the import, default 65)
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 image_tar="${1:-}"
@@ -29,6 +30,10 @@ blob="$(ls -S "$store"/blobs/sha256/* | head -1)"
 gzip -dc "$blob" >"$work/plain.tar"
 tar_bytes="$(stat -c %s "$work/plain.tar")"
 entries="$(tar -tf "$work/plain.tar" | wc -l)"
+# The import deleted its spooled copy of the rootfs: let ext4 forget those inodes
+# (see below) before measuring.
+sync
+sleep "${SETTLE:-65}"
 printf 'layer: %s gzip, %s tar, %s entries; %s runs (median)\n' \
   "$(stat -c %s "$blob")" "$tar_bytes" "$entries" "$runs"
 
@@ -54,12 +59,11 @@ report() {
              n, w, u, s, b / 1048576 / w, e / w }'
 }
 
-# Trees of earlier runs are moved aside, not deleted, until the end: ext4 scans for
-# inodes freed in the last minutes (`recently_deleted`) on every allocation after a big
-# delete, which would add seconds of system time to whatever runs next.
-n=0
-clear_layers='n=$((n + 1)); mkdir "$work/old-$n"; mv "$store"/layers/* "$work/old-$n"/ 2>/dev/null || true'
-clear_out='n=$((n + 1)); [ -d "$work/out" ] && mv "$work/out" "$work/old-$n"; mkdir "$work/out"'
+# Trees of earlier runs are moved aside, not deleted, until the end: for about a minute
+# after a big delete, ext4 scans for recently freed inodes (`recently_deleted`) on
+# every inode allocation, which adds seconds of system time to whatever runs then.
+clear_layers='mv "$store"/layers/* "$(mktemp -d "$work/old.XXXXXX")"/ 2>/dev/null || true'
+clear_out='[ -d "$work/out" ] && mv "$work/out" "$(mktemp -d "$work/old.XXXXXX")"/; mkdir "$work/out"'
 measure "$clear_layers" "$flense" --root "$store" unpack bench:1 | report "flense unpack"
 measure "$clear_out" sh -c "gzip -dc '$blob' | tar -x -C '$work/out'" | report "gzip -dc | tar -x"
 measure "$clear_out" tar -xf "$work/plain.tar" -C "$work/out" | report "tar -xf plain.tar"
