@@ -124,7 +124,7 @@ pub fn extract_tar_with_threads<R: Read>(
             },
             pool: (threads > 1).then(|| WriterPool::start(scope, threads, creator)),
             creator,
-            buf: Vec::with_capacity(COPY_BUFFER),
+            buf: vec![0; COPY_BUFFER],
         };
         let mut archive = tar::Archive::new(stream);
         for item in archive.entries().map_err(io_at(Path::new("")))? {

@@ -24,8 +24,8 @@ pub struct UnpackArgs {
 /// layers already unpacked. A failure names the layer blob; the blobs stay stored.
 ///
 /// An unprivileged user's unpacked files all belong to that user, so builds read the
-/// true owners from the layer's tar headers: that index is made here too (once per
-/// layer, cached), keeping it out of the first build.
+/// true owners from the layer's tar headers: that index is made here too when it can
+/// be (once per layer, cached), keeping it out of the first build.
 pub(super) fn unpack_image(store: &Store, image: &StoredImage, what: &str) -> anyhow::Result<()> {
     let diff_ids = image.config.rootfs().diff_ids();
     for (i, layer) in image.manifest.layers().iter().enumerate() {
@@ -40,8 +40,10 @@ pub(super) fn unpack_image(store: &Store, image: &StoredImage, what: &str) -> an
             .unpack_layer(&digest, diff_id)
             .with_context(|| format!("unpacking layer {digest} of {what}"))?;
         if !disk_has_owners() {
-            layer_owners(store, &digest, &unpacked.diff_id)
-                .with_context(|| format!("reading the owners of layer {digest} of {what}"))?;
+            // Only a head start for builds, which retry (and report) on their own.
+            if let Err(e) = layer_owners(store, &digest, &unpacked.diff_id) {
+                tracing::info!("not indexing the owners of layer {digest} of {what}: {e}");
+            }
         }
         if !already {
             tracing::info!(

@@ -90,25 +90,20 @@ pub(crate) fn open_new(host: &Path, mode: u32) -> io::Result<File> {
         .open(host)
 }
 
-/// Copies `size` bytes of `content` into `file` through `buf` (reused between files),
-/// in writes as big as `buf`'s capacity.
+/// Copies `size` bytes of `content` into `file` through `buf` (reused between files,
+/// so it is zeroed once, not per file), in writes of up to `buf.len()` bytes.
 pub(crate) fn copy_content(
     content: &mut dyn Read,
     size: u64,
     file: &mut File,
-    buf: &mut Vec<u8>,
+    buf: &mut [u8],
 ) -> io::Result<()> {
-    let chunk = buf.capacity().max(64 << 10);
     let mut left = size;
     while left > 0 {
-        buf.clear();
-        let want = left.min(chunk as u64);
-        (&mut *content).take(want).read_to_end(buf)?;
-        if buf.is_empty() {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        file.write_all(buf)?;
-        left -= buf.len() as u64;
+        let n = left.min(buf.len() as u64) as usize;
+        content.read_exact(&mut buf[..n])?;
+        file.write_all(&buf[..n])?;
+        left -= n as u64;
     }
     Ok(())
 }
