@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -13,6 +13,7 @@ use crate::image::{LayerDigests, LayerEntry, LayerOptions};
 use crate::plan::{dockerfile, Instruction, Plan, Stage};
 use crate::store::{Store, StoredImage};
 
+use super::adopt::{prepare_tree, StepWrites};
 use super::cache::{CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
 use super::context::BuildContext;
 use super::events::{BuildEvent, EventSink, StepStatus};
@@ -329,15 +330,18 @@ impl<'a> Executor<'a> {
         Ok(())
     }
 
-    /// Writes `entries` as the stage's next layer (none when empty) and records it
-    /// under `key`.
+    /// Writes the step's entries as the stage's next layer (none when empty) and records
+    /// it under `key`. The step's captured tree, when it has one, becomes the layer's
+    /// unpacked directory (see [`super::adopt`]); otherwise, or when that is not
+    /// possible, the layer is unpacked from its blob.
     pub(crate) fn commit(
         &self,
         st: &mut StageState,
         key: CacheKey,
-        entries: Vec<LayerEntry>,
+        writes: StepWrites,
         created_by: &str,
     ) -> Result<(), BuildError> {
+        let StepWrites { entries, tree } = writes;
         let record = if entries.is_empty() {
             CacheRecord {
                 layer: None,
@@ -349,9 +353,13 @@ impl<'a> Executor<'a> {
                 ..LayerOptions::default()
             };
             let index = OwnerIndex::from_entries(&entries);
+            let kept = tree.as_ref().map(|_| entries.clone());
             let d = self.store.write_layer(entries, &opts)?;
             if !disk_has_owners() {
                 remember_owners(self.store, &d.diff_id, &index)?;
+            }
+            if let (Some(tree), Some(entries)) = (tree, kept) {
+                self.adopt(&d.diff_id, &tree, &entries)?;
             }
             CacheRecord {
                 layer: Some(CachedLayer {
@@ -368,13 +376,30 @@ impl<'a> Executor<'a> {
         self.reuse(st, key, record)
     }
 
+    /// Makes the captured `tree` of `entries` the unpacked directory of `diff_id`,
+    /// unless it is already unpacked or the tree cannot be adopted exactly (then
+    /// [`Self::reuse`] unpacks the blob).
+    fn adopt(&self, diff_id: &str, tree: &Path, entries: &[LayerEntry]) -> Result<(), BuildError> {
+        if self.store.unpacked_layer(diff_id)?.is_some() {
+            return Ok(());
+        }
+        match prepare_tree(tree, entries, self.settings.epoch) {
+            Ok(report) => {
+                self.store.adopt_layer_dir(diff_id, tree, &report)?;
+                tracing::debug!("adopted the step's tree as layer {diff_id}");
+            }
+            Err(e) => tracing::debug!("unpacking layer {diff_id} from its blob: {e}"),
+        }
+        Ok(())
+    }
+
     /// Reuses the cached result of `key`, or commits what `produce` makes.
     pub(crate) fn layer_step(
         &self,
         st: &mut StageState,
         key: CacheKey,
         created_by: &str,
-        produce: impl FnOnce(&StageState) -> Result<Vec<LayerEntry>, BuildError>,
+        produce: impl FnOnce(&StageState) -> Result<StepWrites, BuildError>,
     ) -> Result<StepStatus, BuildError> {
         if let Some(rec) = self.lookup(&key) {
             self.reuse(st, key, rec)?;
@@ -391,7 +416,7 @@ impl<'a> Executor<'a> {
             }
             Some(lock)
         };
-        let result = produce(st).and_then(|entries| self.commit(st, key, entries, created_by));
+        let result = produce(st).and_then(|writes| self.commit(st, key, writes, created_by));
         self.clean_scratch();
         result.map(|()| StepStatus::Ran)
     }

@@ -7,6 +7,7 @@
 //! the next layer. Every layer-producing step has a content-derived cache key
 //! ([`cache`]); a hit reuses the stored layer without running anything.
 
+pub mod adopt;
 pub mod cache;
 pub mod context;
 pub mod copy;
@@ -21,6 +22,7 @@ pub mod mounts;
 pub mod owners;
 pub mod project;
 pub mod run_image;
+pub mod run_step;
 pub mod runner;
 pub mod sandbox;
 pub mod stage;

@@ -116,9 +116,17 @@ impl StepRunner for SandboxRunner {
         } else {
             Vec::new()
         };
+        // Subuid mode leaves files of subordinate IDs the caller could not chown or
+        // delete later: those layers are unpacked from their blobs instead.
+        let adoptable = !child.uses_copy_fallback()
+            && (mode == IdMode::Single || nix::unistd::geteuid().is_root());
+        let tree = (req.capture && adoptable)
+            .then(|| std::path::absolute(Overlay::new(Vec::new(), &req.state_dir).upper_dir()).ok())
+            .flatten();
         Ok(StepOutcome {
             exit_code: status.code(),
             entries,
+            tree,
             owners_assumed: mode == IdMode::Single,
         })
     }

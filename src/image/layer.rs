@@ -158,8 +158,10 @@ pub fn normalise_path(path: &Path) -> Result<PathBuf, LayerError> {
     Ok(out)
 }
 
-/// The tar path of an entry (whiteouts and opaque markers get their `.wh.` names).
-fn tar_name(entry: &LayerEntry) -> Result<Option<PathBuf>, LayerError> {
+/// The tar path of an entry (whiteouts and opaque markers get their `.wh.` names), or
+/// `None` for the root directory, which is not written. Layer entries appear in the tar
+/// sorted by this path, component by component.
+pub fn tar_name(entry: &LayerEntry) -> Result<Option<PathBuf>, LayerError> {
     let path = normalise_path(&entry.path)?;
     Ok(match entry.kind {
         EntryKind::Whiteout => {
