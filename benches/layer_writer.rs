@@ -1,7 +1,7 @@
 //! Layer writer benchmark: `cargo bench --bench layer_writer [-- TREE]`.
 //!
 //! Writes TREE (default: the `bookworm` fixture rootfs, unpacked into a temp dir) as a
-//! layer at gzip levels 1, 3 and 6 with 1 and 2 compression threads, and compares with
+//! layer at gzip levels 1, 2, 3, 4 and 6 with 1 and 2 compression threads, and compares with
 //! `tar -c | gzip -6`; then unpacks the layer through the store and compares with
 //! `gzip -dc | tar -x`. Prints sizes and MiB/s of uncompressed tar per second. Run as root (the fixture has root-owned files).
 
@@ -59,7 +59,7 @@ fn main() {
     let store = Store::open(&scratch.path().join("store")).unwrap();
 
     let mut tar_size = 0;
-    for level in [1, 3, 6] {
+    for level in [1, 2, 3, 4, 6] {
         let mut digests = Vec::new();
         for threads in [1, 2] {
             let entries = entries_from_dir(&tree, TreeOptions::default()).unwrap();

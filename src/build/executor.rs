@@ -354,7 +354,9 @@ impl<'a> Executor<'a> {
             };
             let index = OwnerIndex::from_entries(&entries);
             let kept = tree.as_ref().map(|_| entries.clone());
+            let started = Instant::now();
             let d = self.store.write_layer(entries, &opts)?;
+            tracing::debug!(elapsed = ?started.elapsed(), "wrote layer {}", d.digest);
             if !disk_has_owners() {
                 remember_owners(self.store, &d.diff_id, &index)?;
             }
@@ -383,10 +385,12 @@ impl<'a> Executor<'a> {
         if self.store.unpacked_layer(diff_id)?.is_some() {
             return Ok(());
         }
+        let started = Instant::now();
         match prepare_tree(tree, entries, self.settings.epoch) {
             Ok(report) => {
                 self.store.adopt_layer_dir(diff_id, tree, &report)?;
-                tracing::debug!("adopted the step's tree as layer {diff_id}");
+                let elapsed = started.elapsed();
+                tracing::debug!(?elapsed, "adopted the step's tree as layer {diff_id}");
             }
             Err(e) => tracing::debug!("unpacking layer {diff_id} from its blob: {e}"),
         }

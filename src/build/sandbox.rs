@@ -107,12 +107,15 @@ impl StepRunner for SandboxRunner {
         let mut child = sb.spawn().map_err(sandbox_err)?;
         let status = child.wait().map_err(sandbox_err)?;
         let entries = if req.capture && status.success() {
-            child
+            let started = std::time::Instant::now();
+            let entries: Vec<_> = child
                 .diff((req.uid, req.gid))
                 .map_err(|e| RunnerError::Capture(e.to_string()))?
                 .into_iter()
                 .map(super::diff::to_layer_entry)
-                .collect()
+                .collect();
+            tracing::debug!(elapsed = ?started.elapsed(), "captured {} entries", entries.len());
+            entries
         } else {
             Vec::new()
         };
