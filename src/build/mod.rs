@@ -9,6 +9,7 @@
 
 pub mod adopt;
 pub mod cache;
+pub mod commit;
 pub mod context;
 pub mod copy;
 pub mod diff;

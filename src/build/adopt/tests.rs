@@ -1,4 +1,5 @@
 use super::*;
+use std::os::unix::fs::PermissionsExt;
 
 fn entry(path: &str, kind: EntryKind, mode: u32, mtime: u64) -> LayerEntry {
     LayerEntry {
