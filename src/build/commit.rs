@@ -118,13 +118,20 @@ impl Executor<'_> {
             return Ok(());
         }
         let started = Instant::now();
-        match prepare_tree(tree, entries, self.settings.epoch) {
-            Ok(report) => {
-                self.store.adopt_layer_dir(diff_id, tree, &report)?;
+        let report = match prepare_tree(tree, entries, self.settings.epoch) {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::debug!("unpacking layer {diff_id} from its blob: {e}");
+                return Ok(());
+            }
+        };
+        // A failed move leaves no layer directory behind: unpacking still works.
+        match self.store.adopt_layer_dir(diff_id, tree, &report) {
+            Ok(_) => {
                 let elapsed = started.elapsed();
                 tracing::debug!(?elapsed, "adopted the step's tree as layer {diff_id}");
             }
-            Err(e) => tracing::debug!("unpacking layer {diff_id} from its blob: {e}"),
+            Err(e) => tracing::warn!("unpacking layer {diff_id} from its blob: {e}"),
         }
         Ok(())
     }
