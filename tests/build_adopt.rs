@@ -18,8 +18,9 @@ use support::fixtures::rootfs_tar;
 use support::users::{as_test_user, give_to_test_user};
 
 /// The builder deletes a file of the requirements layer (whiteout), replaces a
-/// directory (opaque), and creates files, a symlink, a hard link, a read-only file and
-/// a file older than the epoch (kept) next to new ones (clamped).
+/// directory (opaque), edits a file of that layer (copied up), and creates files, a
+/// symlink, a hard link, a read-only file, a read-only directory and a file older than
+/// the epoch (kept) next to new ones (clamped).
 const BLUBBER: &str = r#"version: v4
 base: localhost/busybox:latest
 lives:
@@ -33,7 +34,8 @@ variants:
         mkdir -p out/deep && echo hello > out/deep/a.txt && ln -s deep/a.txt out/link &&
         ln out/deep/a.txt out/hard && echo ro > out/ro.txt && chmod 444 out/ro.txt &&
         echo old > out/stamped && touch -t 202001020304.05 out/stamped &&
-        chmod 750 out/deep && echo more >> keep.txt
+        chmod 750 out/deep && mkdir out/ro && echo x > out/ro/f && chmod 555 out/ro &&
+        echo more >> keep.txt
     entrypoint: [cat, out/deep/a.txt]
 "#;
 
@@ -241,6 +243,8 @@ fn adopted_layer_matches_the_unpacked_blob(user: bool) {
     assert_eq!(state("srv/app/out/hard").6, 2, "hard link");
     assert_eq!(state("srv/app/out/ro.txt").1, 0o444);
     assert_eq!(state("srv/app/out/deep").1, 0o750);
+    assert_eq!(state("srv/app/out/ro").1, 0o555, "read-only directory");
+    assert_eq!(state("srv/app/keep.txt").2, 10, "edited base file");
     assert_eq!(
         state("srv/app/out/stamped").3,
         1_577_934_245,
