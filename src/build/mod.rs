@@ -11,6 +11,7 @@ pub mod cache;
 pub mod context;
 pub mod copy;
 pub mod diff;
+pub mod dryrun;
 pub mod entries;
 pub mod events;
 pub mod executor;

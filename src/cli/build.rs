@@ -1,5 +1,6 @@
 //! `build` area subcommands: `flense build [VARIANT]`.
 
+mod dryrun;
 mod printer;
 mod push;
 
@@ -103,6 +104,10 @@ pub struct BuildArgs {
     /// Print build events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Check everything the build needs (config, images, copy sources, cache state)
+    /// and print the steps it would run, without running one or writing a layer.
+    #[arg(long, conflicts_with_all = ["push", "output"])]
+    pub dry_run: bool,
 }
 
 /// Build options of `flense run VARIANT` (network and user-namespace mode come from
@@ -179,15 +184,22 @@ pub fn open_store(globals: &Globals) -> anyhow::Result<Store> {
     Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
 }
 
-/// Builds a variant with the given options; shared with `flense run VARIANT`.
-pub fn build_variant(
+/// Everything a build of one variant needs, before it starts.
+struct Prepared {
+    store: Store,
+    req: ProjectBuild,
+    runner: SandboxRunner,
+    images: PullingImages,
+}
+
+/// Validates the options and sets up the store, the runner and the image source.
+fn prepare(
     globals: &Globals,
     variant: &str,
     options: &BuildOptions,
     tag: Option<String>,
     format: ImageFormat,
-    output: Output,
-) -> anyhow::Result<(Store, BuiltImage)> {
+) -> anyhow::Result<Prepared> {
     let build_args = flense::plan::parse_build_args(&options.build_args).map_err(super::invalid)?;
     let platform = options
         .platform
@@ -244,15 +256,33 @@ pub fn build_variant(
         None => flense::registry::Platform::host(),
     };
     let images = PullingImages::new(store.clone(), client, pull_platform);
+    Ok(Prepared {
+        store,
+        req,
+        runner,
+        images,
+    })
+}
+
+/// Builds a variant with the given options; shared with `flense run VARIANT`.
+pub fn build_variant(
+    globals: &Globals,
+    variant: &str,
+    options: &BuildOptions,
+    tag: Option<String>,
+    format: ImageFormat,
+    output: Output,
+) -> anyhow::Result<(Store, BuiltImage)> {
+    let p = prepare(globals, variant, options, tag, format)?;
     let printer = Printer(output);
-    let built = build_project(&store, &runner, &images, &printer, &req).map_err(|e| {
+    let built = build_project(&p.store, &p.runner, &p.images, &printer, &p.req).map_err(|e| {
         if e.is_invalid_input() {
             super::invalid(e)
         } else {
             anyhow::Error::new(e)
         }
     })?;
-    Ok((store, built))
+    Ok((p.store, built))
 }
 
 fn parse_platform(s: &str) -> anyhow::Result<Platform> {
@@ -273,6 +303,16 @@ fn parse_platform(s: &str) -> anyhow::Result<Platform> {
 }
 
 fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    if args.dry_run {
+        let p = prepare(
+            globals,
+            &args.variant,
+            &args.options,
+            args.tag.clone(),
+            ImageFormat::Oci,
+        )?;
+        return dryrun::run(&args, &p.store, &p.runner, &p.images, &p.req);
+    }
     let output = if args.json {
         Output::Json
     } else if args.quiet {
