@@ -228,7 +228,7 @@ fn steps(
     }
     if let Some(run) = &stage.run {
         log.line(&format!("step: run, config: {}", yaml(run)));
-        step_run(ctx, run, stage.copy.as_ref(), scope, log).map_err(err("run"))?;
+        step_run(ctx, run, stage, scope, log).map_err(err("run"))?;
     }
     if let Some(copy) = &stage.copy {
         log.line(&format!("step: copy, config: {}", yaml(copy)));
