@@ -73,7 +73,11 @@ fn an_apt_package_installs_and_runs_in_single_mode_as_a_user() {
         "{planned}"
     );
 
-    let digest = ok_stdout(&mut user_flense(&store, &["build", "withjq", "-q"], &project));
+    let digest = ok_stdout(&mut user_flense(
+        &store,
+        &["build", "withjq", "-q"],
+        &project,
+    ));
     assert!(digest.trim().starts_with("sha256:"), "{digest}");
 
     let out = output(&mut user_flense(&store, &["run", "withjq", "-q"], &project));

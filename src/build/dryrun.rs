@@ -126,17 +126,21 @@ pub enum DryRunError {
 }
 
 impl DryRunError {
-    /// True for errors in the user's input (config, variant, missing copy sources,
-    /// unknown images) rather than failures of this machine.
+    /// True for errors in the user's input (config, variant, missing copy sources, a
+    /// shell or architecture the steps need): exit code 2. Images that cannot be
+    /// resolved and failures of this machine (store, sandbox) are not, as in a build.
     pub fn is_invalid_input(&self) -> bool {
         match self {
             DryRunError::Project(e) => e.is_invalid_input(),
-            DryRunError::Step { reason, .. } => !matches!(
-                reason.as_ref(),
-                DryRunProblem::Build(
-                    BuildError::Store(_) | BuildError::Io { .. } | BuildError::Cache(_)
-                ) | DryRunProblem::Runner(_)
-            ),
+            DryRunError::Step { reason, .. } => match reason.as_ref() {
+                DryRunProblem::Build(e) => {
+                    matches!(e, BuildError::Copy { .. } | BuildError::UnknownStage(_))
+                }
+                DryRunProblem::Runner(_) => false,
+                DryRunProblem::Copy { .. }
+                | DryRunProblem::NoShell
+                | DryRunProblem::ForeignArchitecture { .. } => true,
+            },
         }
     }
 }
@@ -189,6 +193,7 @@ pub fn dry_run_project(
         exec: &executor,
         file: &req.config_file,
         complete: HashSet::new(),
+        files_pending: false,
         report: DryRunReport {
             target: plan.target.clone(),
             stages: plan.stages.iter().map(|s| s.variant.clone()).collect(),
@@ -208,6 +213,9 @@ struct DryRun<'e, 'a> {
     file: &'e Path,
     /// Stages whose every layer step is cached: their filesystems are known.
     complete: HashSet<String>,
+    /// A command or copy of the current stage would run, so its files (a shell, say)
+    /// cannot be known yet. User-creation steps and fixed files add no programs.
+    files_pending: bool,
     report: DryRunReport,
 }
 
@@ -228,6 +236,7 @@ impl DryRun<'_, '_> {
             key: CacheKey::root("scratch"),
         };
         let mut known = Known::Exact;
+        self.files_pending = false;
         let total = stage.steps.len();
         for (i, step) in stage.steps.iter().enumerate() {
             let text = dockerfile::render_instruction(&step.instruction);
@@ -287,14 +296,19 @@ impl DryRun<'_, '_> {
                     && context.mounts.is_empty()
                     && context.caches.is_empty()
                     && parse_user_step(effective).is_some();
-                if !native {
-                    self.check_command(st, *known, context, true)?;
+                if native {
+                    return self.run_step(st, known, instr, context);
                 }
-                self.run_step(st, known, instr, context)
+                self.check_command(st, context, true)?;
+                let status = self.run_step(st, known, instr, context)?;
+                self.files_pending |= status == DryStatus::WouldRun;
+                Ok(status)
             }
             Instruction::RunScript { context, .. } => {
-                self.check_command(st, *known, context, false)?;
-                self.run_step(st, known, instr, context)
+                self.check_command(st, context, false)?;
+                let status = self.run_step(st, known, instr, context)?;
+                self.files_pending |= status == DryStatus::WouldRun;
+                Ok(status)
             }
             Instruction::Copy(spec) => {
                 let owner = spec
@@ -322,6 +336,7 @@ impl DryRun<'_, '_> {
                         if !self.complete.contains(v) {
                             // Its files exist only once its steps have run.
                             *known = Known::Stale;
+                            self.files_pending = true;
                             return Ok(DryStatus::WouldRun);
                         }
                         let src = self.variant_view(v)?;
@@ -379,7 +394,6 @@ impl DryRun<'_, '_> {
     fn check_command(
         &mut self,
         st: &StageState,
-        known: Known,
         ctx: &RunContext,
         needs_shell: bool,
     ) -> Result<(), DryRunProblem> {
@@ -399,8 +413,8 @@ impl DryRun<'_, '_> {
         let view = st.view();
         let (uid, gid) = super::steps::resolve_user(&view, &ctx.user);
         self.exec.runner.check_user(uid, gid)?;
-        // A previous step that would run may install the shell.
-        if needs_shell && known == Known::Exact && !has_file(&view, Path::new("/bin/sh")) {
+        // A command or copy before that would run may install the shell.
+        if needs_shell && !self.files_pending && !has_file(&view, Path::new("/bin/sh")) {
             return Err(DryRunProblem::NoShell);
         }
         Ok(())
@@ -470,6 +484,7 @@ impl DryRun<'_, '_> {
             from: from.to_string(),
         })?;
         if *known == Known::Stale {
+            self.files_pending = true;
             return Ok(DryStatus::WouldRun);
         }
         let entries = set.into_entries();
@@ -479,7 +494,9 @@ impl DryRun<'_, '_> {
             self.exec.settings.epoch,
         )
         .map_err(BuildError::from)?;
-        self.keyed_step(st, known, instr, &[digest.as_bytes()])
+        let status = self.keyed_step(st, known, instr, &[digest.as_bytes()])?;
+        self.files_pending |= status == DryStatus::WouldRun;
+        Ok(status)
     }
 
     fn lookup(
