@@ -44,7 +44,7 @@ fn a_missing_copy_source_is_named_with_file_variant_and_instruction() {
             .arg(&ctx),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("blubber.yaml"), "{stderr}");
     assert!(stderr.contains("variant 'app'"), "{stderr}");
     assert!(stderr.contains("\"absent.txt\" not found"), "{stderr}");
@@ -96,7 +96,7 @@ variants:
             .arg(&ctx),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("\"/etc/no-such-file\" not found in image localhost/bookworm:latest"),
         "{stderr}"
@@ -146,7 +146,7 @@ variants:
             .arg(&ctx),
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("variant 'app'"), "{stderr}");
     assert!(stderr.contains("no /bin/sh"), "{stderr}");
 }
@@ -171,4 +171,37 @@ fn an_unresolvable_base_fails_naming_it_and_writes_nothing() {
         "{stderr}"
     );
     assert_eq!(ok_stdout(flense(&store).arg("images")), before);
+}
+
+#[test]
+fn a_build_checks_copy_sources_before_running_any_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, ctx) = setup(
+        tmp.path(),
+        r#"version: v4
+base: localhost/busybox:latest
+variants:
+  app:
+    builder:
+      command: [sh, -c, "echo BUILDER-RAN >&2"]
+    copies:
+      - from: local
+        source: absent.txt
+        destination: /srv/
+"#,
+    );
+    let out = output(flense(&store).args(["build", "app", "-C"]).arg(&ctx));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("\"absent.txt\" not found"), "{stderr}");
+    assert!(
+        !stderr.contains("BUILDER-RAN"),
+        "the builder before the copy did not run: {stderr}"
+    );
+
+    fs::write(ctx.join("absent.txt"), "present now\n").unwrap();
+    let out = output(flense(&store).args(["build", "app", "-C"]).arg(&ctx));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("BUILDER-RAN"), "{stderr}");
 }

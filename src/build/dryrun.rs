@@ -20,7 +20,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::plan::{dockerfile, CopySource, CopySpec, Instruction, MountSource, RunContext, Stage};
+use crate::plan::{
+    dockerfile, CopySource, CopySpec, Instruction, MountSource, Plan, RunContext, Stage,
+};
 use crate::store::Store;
 
 use super::cache::{entries_digest, CacheKey};
@@ -126,21 +128,12 @@ pub enum DryRunError {
 }
 
 impl DryRunError {
-    /// True for errors in the user's input (config, variant, missing copy sources, a
-    /// shell or architecture the steps need): exit code 2. Images that cannot be
-    /// resolved and failures of this machine (store, sandbox) are not, as in a build.
+    /// True for errors in the user's input that a build reports with exit code 2 (the
+    /// config, the variant). Problems with a step exit 1, as in a build.
     pub fn is_invalid_input(&self) -> bool {
         match self {
             DryRunError::Project(e) => e.is_invalid_input(),
-            DryRunError::Step { reason, .. } => match reason.as_ref() {
-                DryRunProblem::Build(e) => {
-                    matches!(e, BuildError::Copy { .. } | BuildError::UnknownStage(_))
-                }
-                DryRunProblem::Runner(_) => false,
-                DryRunProblem::Copy { .. }
-                | DryRunProblem::NoShell
-                | DryRunProblem::ForeignArchitecture { .. } => true,
-            },
+            DryRunError::Step { .. } => false,
         }
     }
 }
@@ -188,10 +181,35 @@ pub fn dry_run_project(
     req: &ProjectBuild,
 ) -> Result<DryRunReport, DryRunError> {
     let plan = compile_project(req, images)?;
+    walk(store, runner, images, req, &plan, true)
+}
+
+/// The checks of a dry run without its cache lookups, for a build about to start: a
+/// missing copy source, an unresolvable image or a command without a shell fails the
+/// build before any step runs.
+pub fn preflight(
+    store: &Store,
+    runner: &dyn StepRunner,
+    images: &dyn ImageSource,
+    req: &ProjectBuild,
+    plan: &Plan,
+) -> Result<(), DryRunError> {
+    walk(store, runner, images, req, plan, false).map(|_| ())
+}
+
+fn walk(
+    store: &Store,
+    runner: &dyn StepRunner,
+    images: &dyn ImageSource,
+    req: &ProjectBuild,
+    plan: &Plan,
+    use_cache: bool,
+) -> Result<DryRunReport, DryRunError> {
     let executor = Executor::new(store, runner, images, &NoEvents, req.settings.clone());
     let mut walk = DryRun {
         exec: &executor,
         file: &req.config_file,
+        use_cache,
         complete: HashSet::new(),
         files_pending: false,
         report: DryRunReport {
@@ -211,6 +229,9 @@ pub fn dry_run_project(
 struct DryRun<'e, 'a> {
     exec: &'e Executor<'a>,
     file: &'e Path,
+    /// Whether to look steps up in the build cache (a dry run) or only check them (the
+    /// preflight of a build, which finds its cache hits itself).
+    use_cache: bool,
     /// Stages whose every layer step is cached: their filesystems are known.
     complete: HashSet<String>,
     /// A command or copy of the current stage would run, so its files (a shell, say)
@@ -235,7 +256,12 @@ impl DryRun<'_, '_> {
             layers: Vec::new(),
             key: CacheKey::root("scratch"),
         };
-        let mut known = Known::Exact;
+        // Without cache lookups no layer is known past the base.
+        let mut known = if self.use_cache {
+            Known::Exact
+        } else {
+            Known::Stale
+        };
         self.files_pending = false;
         let total = stage.steps.len();
         for (i, step) in stage.steps.iter().enumerate() {
