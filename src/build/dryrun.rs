@@ -6,19 +6,23 @@
 //! then walks the plan's stages like the executor: each base and `copies.from`/mount
 //! image is resolved (pulled into the store when missing: manifest, config and layers,
 //! because the executor reads its files), local copy sources are matched against the
-//! context with the executor's own copy code (a missing one gives the build's error),
-//! each command step's user must be runnable by the step runner, and a shell step needs
-//! `/bin/sh` in the image. While every layer step so far was cached, the dry run derives
-//! the same cache keys as the executor and reuses the cached layers, so it reports which
-//! steps are cached and which would run; after the first step that would run, every
-//! later layer step of that stage (and every copy from that stage) would run too.
+//! context with the executor's own copy code, each command step's user must be
+//! runnable by the step runner, and a shell step needs `/bin/sh` in the image. While
+//! every layer step so far was cached, the dry run derives the same cache keys as the
+//! executor and reuses the cached layers, so it reports which steps are cached and
+//! which would run; after the first step that would run, every later layer step of that
+//! stage (and every copy from that stage) would run too.
+//!
+//! A real build runs the same checks without the cache lookups first ([`preflight`]),
+//! so a missing copy source fails it before any earlier step has run.
 
+mod report;
 mod shell;
+
+pub use report::{DryRunError, DryRunProblem, DryRunReport, DryStatus, DryStep, ResolvedImage};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-
-use serde::Serialize;
 
 use crate::plan::{
     dockerfile, CopySource, CopySpec, Instruction, MountSource, Plan, RunContext, Stage,
@@ -30,147 +34,12 @@ use super::copy::{copy_into, CopyRequest, Owner};
 use super::entries::EntrySet;
 use super::events::NoEvents;
 use super::executor::{instruction_json, Executor, ImageSource, StageState};
-use super::project::{compile_project, ProjectBuild, ProjectError};
+use super::project::{compile_project, ProjectBuild};
 use super::runner::StepRunner;
 use super::users::parse_user_step;
 use super::view::ImageView;
 use super::BuildError;
 use shell::has_file;
-
-/// What a build would do with one instruction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DryStatus {
-    /// Its layer is in the build cache: the build would reuse it.
-    Cached,
-    /// The build would run it (or write its layer).
-    WouldRun,
-    /// It only changes the image config or the build state.
-    Applied,
-}
-
-impl DryStatus {
-    /// The words the CLI prints.
-    pub fn label(self) -> &'static str {
-        match self {
-            DryStatus::Cached => "cached",
-            DryStatus::WouldRun => "would run",
-            DryStatus::Applied => "config",
-        }
-    }
-}
-
-/// One instruction of the dry run.
-#[derive(Debug, Clone, Serialize)]
-pub struct DryStep {
-    /// The variant (stage).
-    pub variant: String,
-    /// 1-based index within the stage.
-    pub index: usize,
-    /// Number of instructions in the stage.
-    pub total: usize,
-    /// The instruction's first line, as the Dockerfile rendering shows it.
-    pub instruction: String,
-    /// What the build would do.
-    pub status: DryStatus,
-}
-
-/// An image reference of the plan and what it resolved to.
-#[derive(Debug, Clone, Serialize)]
-pub struct ResolvedImage {
-    /// The reference as the config writes it.
-    pub reference: String,
-    /// The manifest digest it resolved to (after rewrites and mirrors).
-    pub digest: String,
-}
-
-/// The result of a dry run that found nothing to stop the build.
-#[derive(Debug, Clone, Serialize)]
-pub struct DryRunReport {
-    /// The target variant.
-    pub target: String,
-    /// Stages in build order.
-    pub stages: Vec<String>,
-    /// Every base, `copies.from` and mount image, in first-use order.
-    pub images: Vec<ResolvedImage>,
-    /// Every instruction, in build order.
-    pub steps: Vec<DryStep>,
-}
-
-impl DryRunReport {
-    /// Number of steps with `status`.
-    pub fn count(&self, status: DryStatus) -> usize {
-        self.steps.iter().filter(|s| s.status == status).count()
-    }
-}
-
-/// Why a build would not start every step.
-#[derive(Debug, thiserror::Error)]
-pub enum DryRunError {
-    /// The config is invalid, the variant does not compile, or a base image cannot be
-    /// resolved.
-    #[error(transparent)]
-    Project(#[from] ProjectError),
-    /// An instruction would fail before or instead of running.
-    #[error("{}: variant '{variant}', step {index} ({instruction}): {reason}", file.display())]
-    Step {
-        /// The config file.
-        file: PathBuf,
-        /// The variant.
-        variant: String,
-        /// 1-based step index within the variant.
-        index: usize,
-        /// The instruction's first line.
-        instruction: String,
-        /// What is wrong.
-        reason: Box<DryRunProblem>,
-    },
-}
-
-impl DryRunError {
-    /// True for errors in the user's input that a build reports with exit code 2 (the
-    /// config, the variant). Problems with a step exit 1, as in a build.
-    pub fn is_invalid_input(&self) -> bool {
-        match self {
-            DryRunError::Project(e) => e.is_invalid_input(),
-            DryRunError::Step { .. } => false,
-        }
-    }
-}
-
-/// What is wrong with one instruction.
-#[derive(Debug, thiserror::Error)]
-pub enum DryRunProblem {
-    /// The executor's own check failed (copy source missing, image not resolvable...).
-    #[error(transparent)]
-    Build(#[from] BuildError),
-    /// A copy source is missing (or a pattern is bad).
-    #[error("{cause} in {from}")]
-    Copy {
-        /// What the copy code found.
-        cause: super::copy::CopyError,
-        /// Where the sources were looked for: the build context, a variant, an image.
-        from: String,
-    },
-    /// The step runner cannot run a command as this user on this machine.
-    #[error(transparent)]
-    Runner(#[from] super::runner::RunnerError),
-    /// A shell step on an image without a shell.
-    #[error("the image has no /bin/sh to run this command with")]
-    NoShell,
-    /// Commands of an image for another architecture cannot run natively.
-    #[error(
-        "base image {reference} is for {image_arch}, but build steps run natively on {host_arch}"
-    )]
-    ForeignArchitecture {
-        /// The base image.
-        reference: String,
-        /// Its architecture.
-        image_arch: String,
-        /// This machine's.
-        host_arch: String,
-    },
-}
 
 /// Compiles `req` and checks every instruction as a build of it would, without running
 /// a step or writing a layer (base and source images may be pulled into `store`).
