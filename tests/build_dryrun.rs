@@ -205,3 +205,76 @@ variants:
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("BUILDER-RAN"), "{stderr}");
 }
+
+#[test]
+fn after_a_multi_stage_build_every_step_is_cached_and_a_change_shows_what_reruns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, ctx) = setup(
+        tmp.path(),
+        r#"version: v4
+base: localhost/busybox:latest
+variants:
+  build:
+    builder:
+      requirements: [input.txt]
+      command: [sh, -c, "tr a-z A-Z < input.txt > upper.txt"]
+  app:
+    copies:
+      - from: build
+        source: upper.txt
+        destination: upper.txt
+      - from: local
+        source: notes.txt
+        destination: notes.txt
+"#,
+    );
+    fs::write(ctx.join("input.txt"), "shout\n").unwrap();
+    fs::write(ctx.join("notes.txt"), "v1\n").unwrap();
+    let dry = |ctx: &Path| -> serde_json::Value {
+        let out = ok_stdout(
+            flense(&store)
+                .args(["build", "app", "--dry-run", "--json", "-C"])
+                .arg(ctx),
+        );
+        serde_json::from_str(&out).expect("one JSON object")
+    };
+    let status_of = |report: &serde_json::Value, variant: &str, needle: &str| -> String {
+        report["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| {
+                s["variant"] == variant && s["instruction"].as_str().unwrap().contains(needle)
+            })
+            .unwrap_or_else(|| panic!("no {variant} step with {needle}: {report}"))["status"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    let before = dry(&ctx);
+    assert_eq!(before["stages"], serde_json::json!(["build", "app"]));
+    assert_eq!(status_of(&before, "build", "tr a-z A-Z"), "would-run");
+    assert_eq!(status_of(&before, "app", "--from=build"), "would-run");
+
+    ok_stdout(flense(&store).args(["build", "app", "-q", "-C"]).arg(&ctx));
+    let after = dry(&ctx);
+    assert!(
+        after["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] != "would-run"),
+        "{after}"
+    );
+    assert_eq!(status_of(&after, "build", "tr a-z A-Z"), "cached");
+    assert_eq!(status_of(&after, "app", "--from=build"), "cached");
+    assert_eq!(status_of(&after, "app", "notes.txt"), "cached");
+
+    // A changed context file: only its copy would run again.
+    fs::write(ctx.join("notes.txt"), "v2\n").unwrap();
+    let changed = dry(&ctx);
+    assert_eq!(status_of(&changed, "build", "tr a-z A-Z"), "cached");
+    assert_eq!(status_of(&changed, "app", "--from=build"), "cached");
+    assert_eq!(status_of(&changed, "app", "notes.txt"), "would-run");
+}
