@@ -231,3 +231,31 @@ fn policies_load_over_http() {
         stderr(&out)
     );
 }
+
+#[test]
+fn build_and_run_check_the_policy_before_anything_runs() {
+    let policy = unit("30-policy.policy.yaml").display().to_string();
+    let root = tempfile::tempdir().unwrap();
+    let context = tempfile::tempdir().unwrap();
+    for verb in ["build", "run"] {
+        let out = output(flense(root.path()).args([
+            verb,
+            "production",
+            "-f",
+            &target(),
+            "-C",
+            context.path().to_str().unwrap(),
+            "--policy",
+            &policy,
+        ]));
+        assert_eq!(out.status.code(), Some(2), "{verb}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("for \"variants.production.base\" violates policy rule"),
+            "{verb}: {}",
+            stderr(&out)
+        );
+    }
+    // Nothing was pulled or built: the store has no image and no layer.
+    let images = ok_stdout(flense(root.path()).args(["images", "--json"]));
+    assert_eq!(images.trim(), "[]", "{images}");
+}

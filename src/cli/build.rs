@@ -76,6 +76,8 @@ pub struct BuildOptions {
     /// User-namespace mode of build steps: auto, root, subuid or single.
     #[arg(long, default_value = "auto")]
     pub userns: String,
+    #[command(flatten)]
+    pub policy: super::config::PolicyArg,
 }
 
 /// Arguments of `flense build`.
@@ -132,6 +134,8 @@ pub struct RunBuildArgs {
     /// Print nothing while building.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub policy: super::config::PolicyArg,
 }
 
 /// Builds `variant` for `flense run VARIANT` (progress on stderr) and returns the
@@ -155,6 +159,7 @@ pub fn build_for_run(
         platform: None,
         registries_config: args.registries_config.clone(),
         userns: userns.to_string(),
+        policy: args.policy.clone(),
     };
     let output = if args.quiet {
         Output::Quiet
@@ -226,6 +231,10 @@ fn prepare(
         .file
         .clone()
         .unwrap_or_else(|| default_config_file(&options.context));
+    if options.policy.policy.is_some() {
+        let config = super::config::load_or_report(&config_file)?;
+        options.policy.check(&config_file, &config, variant)?;
+    }
     let store = open_store(globals)?;
     let tag = tag.unwrap_or_else(|| default_tag(&options.context, variant));
     let req = ProjectBuild {
