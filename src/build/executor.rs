@@ -235,7 +235,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn base(&self, st: &mut StageState, image: Option<&str>) -> Result<(), BuildError> {
+    pub(crate) fn base(&self, st: &mut StageState, image: Option<&str>) -> Result<(), BuildError> {
         let Some(reference) = image else {
             st.key = CacheKey::root("scratch");
             return Ok(());

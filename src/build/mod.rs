@@ -13,6 +13,7 @@ pub mod commit;
 pub mod context;
 pub mod copy;
 pub mod diff;
+pub mod dryrun;
 pub mod entries;
 pub mod events;
 pub mod executor;

@@ -37,6 +37,9 @@ pub enum ProjectError {
     /// The build failed.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A step would fail before running (the checks of `--dry-run`).
+    #[error(transparent)]
+    Preflight(Box<super::dryrun::DryRunError>),
 }
 
 impl ProjectError {
@@ -142,6 +145,8 @@ pub fn build_project(
     req: &ProjectBuild,
 ) -> Result<BuiltImage, ProjectError> {
     let plan = compile_project(req, images)?;
+    super::dryrun::preflight(store, runner, images, req, &plan)
+        .map_err(|e| ProjectError::Preflight(Box::new(e)))?;
     let executor = Executor::new(store, runner, images, events, req.settings.clone());
     Ok(executor.build(&plan)?)
 }

@@ -89,7 +89,7 @@ impl Executor<'_> {
 
     /// The cache key of a Run step: the parent key, the instruction and the contents of
     /// its mounts.
-    fn run_key(
+    pub(crate) fn run_key(
         &self,
         st: &StageState,
         instr: &Instruction,

@@ -103,4 +103,10 @@ pub trait StepRunner {
     fn failure_hint(&self, _req: &StepRequest, _code: i32) -> Option<String> {
         None
     }
+
+    /// Fails when this runner cannot run a step as `uid:gid` on this machine (checked
+    /// by `flense build --dry-run` before anything runs).
+    fn check_user(&self, _uid: u32, _gid: u32) -> Result<(), RunnerError> {
+        Ok(())
+    }
 }

@@ -134,6 +134,10 @@ impl StepRunner for SandboxRunner {
         })
     }
 
+    fn check_user(&self, uid: u32, gid: u32) -> Result<(), RunnerError> {
+        self.effective_mode(uid, gid).map(|_| ())
+    }
+
     fn failure_hint(&self, req: &StepRequest, _code: i32) -> Option<String> {
         let mode = self.effective_mode(req.uid, req.gid).ok()?;
         let line = req.argv.join(" ");

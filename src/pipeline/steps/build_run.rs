@@ -156,7 +156,7 @@ pub(super) fn step_build(
 pub(super) fn step_run(
     ctx: &StageCtx,
     run: &Value,
-    copy: Option<&Value>,
+    stage: &Stage,
     scope: &mut Scope,
     log: &StageLog,
 ) -> StepResult<()> {
@@ -208,7 +208,7 @@ pub(super) fn step_run(
     scope
         .bind("container", Value::String(container.clone()))
         .map_err(|e| e.to_string())?;
-    let (capture, capture_dir) = plan_captures(ctx, copy, scope, &container, log);
+    let (capture, capture_dir) = plan_captures(ctx, stage, scope, &container, log);
     let req = RunRequest {
         image,
         arguments,
@@ -241,39 +241,45 @@ pub(super) fn step_run(
 }
 
 /// The copy sources of this stage's own container, saved when its program exits (the
-/// container is not kept). Items that cannot be resolved yet are left to the copy step.
+/// container is not kept): the stage's own copy items from `${.container}`, and the items
+/// of later stages that copy from `${<this stage>.container}` with a literal source.
+/// Items that cannot be resolved yet are left to the copy step.
 fn plan_captures(
     ctx: &StageCtx,
-    copy: Option<&Value>,
+    stage: &Stage,
     scope: &Scope,
     container: &str,
     log: &StageLog,
 ) -> (Vec<String>, Option<std::path::PathBuf>) {
-    let Some(copy) = copy else {
-        return (Vec::new(), None);
-    };
-    let items = scope
-        .interpolate(copy)
-        .map_err(|e| e.to_string())
-        .and_then(|v| normalise_copy(&v))
-        .and_then(|items| {
-            items
-                .into_iter()
-                .map(|i| {
-                    scope
-                        .interpolate(&Value::Mapping(i))
-                        .map_err(|e| e.to_string())
-                })
-                .collect::<Result<Vec<_>, _>>()
-        });
-    let sources: Vec<String> = match items {
-        Ok(items) => items
+    let own = stage.copy.as_ref().map(|copy| {
+        scope
+            .interpolate(copy)
+            .map_err(|e| e.to_string())
+            .and_then(|v| normalise_copy(&v))
+            .and_then(|items| {
+                items
+                    .into_iter()
+                    .map(|i| {
+                        scope
+                            .interpolate(&Value::Mapping(i))
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+    });
+    let mut sources: Vec<String> = match own {
+        Some(Ok(items)) => items
             .iter()
             .filter(|i| text(&i["from"]) == container)
             .map(|i| text(&i["source"]))
             .collect(),
-        Err(_) => return (Vec::new(), None),
+        Some(Err(_)) | None => Vec::new(),
     };
+    for source in later_copies_from(ctx, &stage.name) {
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
+    }
     if sources.is_empty() {
         return (Vec::new(), None);
     }
@@ -286,4 +292,23 @@ fn plan_captures(
             (Vec::new(), None)
         }
     }
+}
+
+/// Literal sources that other stages of the pipeline copy from `${<stage>.container}`.
+fn later_copies_from(ctx: &StageCtx, stage: &str) -> Vec<String> {
+    let reference = format!("${{{stage}.container}}");
+    let mut out = Vec::new();
+    for other in ctx.pipeline.stages.iter().filter(|s| s.name != stage) {
+        let Some(Ok(items)) = other.copy.as_ref().map(normalise_copy) else {
+            continue;
+        };
+        for item in items {
+            let from = text(item.get("from").unwrap_or(&Value::Null));
+            let source = text(item.get("source").unwrap_or(&Value::Null));
+            if from.replace(' ', "") == reference && !source.contains("${") {
+                out.push(source);
+            }
+        }
+    }
+    out
 }
