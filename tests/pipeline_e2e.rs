@@ -240,7 +240,7 @@ const BUILD_CONFIG: &str = r#"pipelines:
       - name: check-file-contents
         build: check
         run: true
-        exports: {seen: '${make-a-file.output}'}
+        exports: {seen: '${make-a-file.output}', built: '${.imageLocalName}'}
       - name: copy-from-ancestor
         copy: [{from: '${make-a-file.container}', source: /tmp/foo/later, destination: anc/later}]
 "#;
@@ -281,6 +281,19 @@ fn build_run_copy_rebuild(unprivileged: bool) {
         "{stdout}"
     );
     assert!(stdout.contains("seen: last-line\n"), "{stdout}");
+    // Built images carry `${setup.imageLabels}`, like PipelineLib's `docker build --label`.
+    let built = stdout
+        .split("exported: [built: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no built export\n{stdout}"));
+    let inspected = output(env.flense().args(["inspect", built]));
+    let config: serde_json::Value = serde_json::from_slice(&inspected.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&inspected.stderr)));
+    let labels = &config["config"]["config"]["Labels"];
+    assert_eq!(labels["ci.project"], "project", "{labels}");
+    assert_eq!(labels["ci.pipeline"], "test-copy", "{labels}");
+    assert_eq!(labels["blubber.variant"], "check", "{labels}");
     assert!(
         stdout.lines().any(|l| l.starts_with("test-copy")
             && l.contains("make-a-file")

@@ -78,6 +78,9 @@ pub struct BuildOptions {
     pub userns: String,
     #[command(flatten)]
     pub policy: super::config::PolicyArg,
+    /// An extra label of the image, KEY=VALUE (repeatable; BuildKit's `label:K=V`).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
 }
 
 /// Arguments of `flense build`.
@@ -160,6 +163,7 @@ pub fn build_for_run(
         registries_config: args.registries_config.clone(),
         userns: userns.to_string(),
         policy: args.policy.clone(),
+        labels: Vec::new(),
     };
     let output = if args.quiet {
         Output::Quiet
@@ -237,11 +241,20 @@ fn prepare(
     }
     let store = open_store(globals)?;
     let tag = tag.unwrap_or_else(|| default_tag(&options.context, variant));
+    let labels = options
+        .labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(super::invalid(anyhow!("--label {l:?} is not KEY=VALUE"))),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let req = ProjectBuild {
         config_file,
         variant: variant.to_string(),
         build_args,
         platform,
+        labels,
         settings: BuildSettings {
             context_dir: options.context.clone(),
             no_cache: options.no_cache,

@@ -95,8 +95,9 @@ pub(super) fn step_build(
         Some(swap)
     };
     let content = std::fs::read_to_string(&blubberfile).unwrap_or_default();
+    let labels = image_labels(scope);
     let key = format!(
-        "{content}\0{variant}\0{}\0{}\0{pull}\0{}",
+        "{content}\0{variant}\0{}\0{}\0{pull}\0{}\0{labels:?}",
         context_dir.display(),
         excludes.join("\n"),
         ctx.shared.workspace_generation.load(Ordering::SeqCst)
@@ -106,6 +107,7 @@ pub(super) fn step_build(
         variant,
         context: context_dir,
         pull,
+        labels,
         local_name: format!("localhost/plib-image-{}", rand8()),
     };
     let cell = ctx
@@ -311,4 +313,15 @@ fn later_copies_from(ctx: &StageCtx, stage: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// `${setup.imageLabels}` as label pairs (PipelineLib passes them to `docker build
+/// --label`); none when the setup stage is not visible.
+fn image_labels(scope: &Scope) -> Vec<(String, String)> {
+    let Ok(Some(Value::Mapping(m))) = scope.lookup("setup.imageLabels") else {
+        return Vec::new();
+    };
+    let mut labels: Vec<(String, String)> = m.iter().map(|(k, v)| (text(k), text(v))).collect();
+    labels.sort();
+    labels
 }
