@@ -390,3 +390,46 @@ fn output_writes_an_oci_layout_that_skopeo_reads() {
         Err(e) => eprintln!("skopeo not installed ({e}); checked the layout files only"),
     }
 }
+
+#[test]
+fn extra_labels_go_into_the_image_config_without_rerunning_steps() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    import_busybox(&root);
+    let p = project(tmp.path());
+    build(&root, &p, "app");
+    let out = ok_stdout(
+        flense(&root)
+            .args(["build", "app", "--json", "-C"])
+            .arg(&p)
+            .args([
+                "--label",
+                "ci.project=svc",
+                "--label",
+                "team=qa=ops",
+                "-t",
+                "svc:labelled",
+            ]),
+    );
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        statuses(&events).values().all(|s| s.starts_with("cached")),
+        "labels change only the config: {out}"
+    );
+    let labels = &inspect(&root, "svc:labelled")["config"]["config"]["Labels"];
+    assert_eq!(labels["ci.project"], "svc");
+    assert_eq!(labels["team"], "qa=ops");
+    assert_eq!(labels["blubber.variant"], "app");
+    assert!(inspect(&root, "svc:app")["config"]["config"]["Labels"]["team"].is_null());
+    let bad = support::cli::output(
+        flense(&root)
+            .args(["build", "app", "-C"])
+            .arg(&p)
+            .args(["--label", "novalue"]),
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--label \"novalue\" is not KEY=VALUE"));
+}

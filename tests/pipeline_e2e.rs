@@ -235,17 +235,20 @@ const BUILD_CONFIG: &str = r#"pipelines:
     stages:
       - name: make-a-file
         build: make-file
-        run: {arguments: ['mkdir -p /tmp/foo && echo hi-from-run > /tmp/foo/greeting; echo ran; echo last-line'], tail: 1}
+        run: {arguments: ['mkdir -p /tmp/foo && echo hi-from-run > /tmp/foo/greeting && echo for-later > /tmp/foo/later; echo ran; echo last-line'], tail: 1}
         copy: [{source: /tmp/foo/greeting, destination: bar/greeting}, {source: tmp/greeting, destination: bar/built}]
       - name: check-file-contents
         build: check
         run: true
-        exports: {seen: '${make-a-file.output}'}
+        exports: {seen: '${make-a-file.output}', built: '${.imageLocalName}'}
+      - name: copy-from-ancestor
+        copy: [{from: '${make-a-file.container}', source: /tmp/foo/later, destination: anc/later}]
 "#;
 
 /// The systemtest's test-copy, for real: build a variant, run it, copy a file the run
 /// wrote (and one from the image) into the workspace, rebuild another variant whose local
-/// copy now includes them, and run its check.
+/// copy now includes them, and run its check; a later stage copies from the first
+/// stage's container what its run wrote.
 fn build_run_copy_rebuild(unprivileged: bool) {
     let env = Env::new(unprivileged);
     env.import();
@@ -267,12 +270,30 @@ fn build_run_copy_rebuild(unprivileged: bool) {
         std::fs::read_to_string(env.project().join("bar/built")).unwrap(),
         "built-hi\n"
     );
+    // A later stage copies what the ancestor's run wrote (saved when that run exited).
+    assert_eq!(
+        std::fs::read_to_string(env.project().join("anc/later")).unwrap(),
+        "for-later\n"
+    );
     assert!(stdout.contains("[make-a-file] ran"), "{stdout}");
     assert!(
         stdout.contains("[check-file-contents] checked-from-check"),
         "{stdout}"
     );
     assert!(stdout.contains("seen: last-line\n"), "{stdout}");
+    // Built images carry `${setup.imageLabels}`, like PipelineLib's `docker build --label`.
+    let built = stdout
+        .split("exported: [built: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no built export\n{stdout}"));
+    let inspected = output(env.flense().args(["inspect", built]));
+    let config: serde_json::Value = serde_json::from_slice(&inspected.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&inspected.stderr)));
+    let labels = &config["config"]["config"]["Labels"];
+    assert_eq!(labels["ci.project"], "project", "{labels}");
+    assert_eq!(labels["ci.pipeline"], "test-copy", "{labels}");
+    assert_eq!(labels["blubber.variant"], "check", "{labels}");
     assert!(
         stdout.lines().any(|l| l.starts_with("test-copy")
             && l.contains("make-a-file")

@@ -237,6 +237,13 @@ fn node_pipeline_tests_and_lints_in_parallel_fails_on_lint_errors_and_publishes(
     assert!(again.0.status.success(), "{}", again.text());
     for stage in ["test", "lint"] {
         assert_eq!(again.image(stage), run.image(stage), "{}", again.text());
+        // Events carry the whole image ID, not the table's short form.
+        let hex = run.image(stage).trim_start_matches("sha256:").to_string();
+        assert!(
+            hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{}",
+            run.image(stage)
+        );
     }
 
     // A lint error: lint fails, test still runs to its end and passes, `after` is skipped.

@@ -1,7 +1,8 @@
 //! The executor: walks a plan's stages (dependencies first), keeps each stage's layers
 //! (unpacked once by diff-ID, used as overlay lowerdirs), reuses cached layers, and
 //! commits the target stage as an image in the store. The per-instruction work is in
-//! [`super::steps`].
+//! [`super::steps`] and [`super::run_step`]; reusing or committing a step's layer in
+//! [`super::commit`].
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
@@ -9,15 +10,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::image::{LayerDigests, LayerEntry, LayerOptions};
+use crate::image::LayerDigests;
 use crate::plan::{dockerfile, Instruction, Plan, Stage};
 use crate::store::{Store, StoredImage};
 
-use super::cache::{CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
+use super::cache::{CacheIndex, CacheKey, StatCache};
 use super::context::BuildContext;
 use super::events::{BuildEvent, EventSink, StepStatus};
 use super::imageconfig::{final_config, NewLayer};
-use super::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
+use super::owners::{disk_has_owners, layer_owners};
 use super::runner::StepRunner;
 pub use super::stage::{
     BuildSettings, BuiltImage, ImageSource, LocalImages, StageLayer, StageState,
@@ -32,7 +33,7 @@ pub struct Executor<'a> {
     events: &'a dyn EventSink,
     pub(crate) settings: BuildSettings,
     pub(crate) stats: RefCell<StatCache>,
-    index: CacheIndex,
+    pub(crate) index: CacheIndex,
     context: OnceCell<BuildContext>,
     pub(crate) stages: RefCell<HashMap<String, StageState>>,
     counts: Cell<(usize, usize)>,
@@ -82,7 +83,8 @@ impl<'a> Executor<'a> {
         Ok(dir)
     }
 
-    fn clean_scratch(&self) {
+    /// Removes the scratch directories made since the last call.
+    pub(crate) fn clean_scratch(&self) {
         for dir in self.scratch.borrow_mut().drain(..) {
             if let Err(e) = crate::store::unpack::remove_tree(&dir) {
                 tracing::warn!("cannot remove {}: {e}", dir.display());
@@ -233,7 +235,7 @@ impl<'a> Executor<'a> {
         }
     }
 
-    fn base(&self, st: &mut StageState, image: Option<&str>) -> Result<(), BuildError> {
+    pub(crate) fn base(&self, st: &mut StageState, image: Option<&str>) -> Result<(), BuildError> {
         let Some(reference) = image else {
             st.key = CacheKey::root("scratch");
             return Ok(());
@@ -281,119 +283,6 @@ impl<'a> Executor<'a> {
             });
         }
         Ok(layers)
-    }
-
-    /// The cached result of `key`, unless `--no-cache` or its blob is gone.
-    pub(crate) fn lookup(&self, key: &CacheKey) -> Option<CacheRecord> {
-        if self.settings.no_cache {
-            return None;
-        }
-        let rec = self.index.get(key)?;
-        if let Some(layer) = &rec.layer {
-            if !self.store.has_blob(&layer.digest) {
-                self.index.remove(key);
-                return None;
-            }
-        }
-        Some(rec)
-    }
-
-    /// Applies a cached result to the stage.
-    pub(crate) fn reuse(
-        &self,
-        st: &mut StageState,
-        key: CacheKey,
-        rec: CacheRecord,
-    ) -> Result<(), BuildError> {
-        if let Some(l) = rec.layer {
-            let unpacked = self.store.unpack_layer(&l.digest, Some(&l.diff_id))?;
-            let owners = if disk_has_owners() {
-                None
-            } else {
-                Some(Arc::new(layer_owners(self.store, &l.digest, &l.diff_id)?))
-            };
-            st.layers.push(StageLayer {
-                owners,
-                digests: LayerDigests {
-                    digest: l.digest,
-                    size: l.size,
-                    diff_id: l.diff_id,
-                    tar_size: l.tar_size,
-                },
-                dir: unpacked.diff,
-                created_by: rec.created_by,
-                new: true,
-            });
-        }
-        st.key = key;
-        Ok(())
-    }
-
-    /// Writes `entries` as the stage's next layer (none when empty) and records it
-    /// under `key`.
-    pub(crate) fn commit(
-        &self,
-        st: &mut StageState,
-        key: CacheKey,
-        entries: Vec<LayerEntry>,
-        created_by: &str,
-    ) -> Result<(), BuildError> {
-        let record = if entries.is_empty() {
-            CacheRecord {
-                layer: None,
-                created_by: created_by.to_string(),
-            }
-        } else {
-            let opts = LayerOptions {
-                epoch: self.settings.epoch,
-                ..LayerOptions::default()
-            };
-            let index = OwnerIndex::from_entries(&entries);
-            let d = self.store.write_layer(entries, &opts)?;
-            if !disk_has_owners() {
-                remember_owners(self.store, &d.diff_id, &index)?;
-            }
-            CacheRecord {
-                layer: Some(CachedLayer {
-                    digest: d.digest,
-                    size: d.size,
-                    diff_id: d.diff_id,
-                    tar_size: d.tar_size,
-                    empty: false,
-                }),
-                created_by: created_by.to_string(),
-            }
-        };
-        self.index.put(&key, &record)?;
-        self.reuse(st, key, record)
-    }
-
-    /// Reuses the cached result of `key`, or commits what `produce` makes.
-    pub(crate) fn layer_step(
-        &self,
-        st: &mut StageState,
-        key: CacheKey,
-        created_by: &str,
-        produce: impl FnOnce(&StageState) -> Result<Vec<LayerEntry>, BuildError>,
-    ) -> Result<StepStatus, BuildError> {
-        if let Some(rec) = self.lookup(&key) {
-            self.reuse(st, key, rec)?;
-            return Ok(StepStatus::Cached);
-        }
-        let _lock = if self.settings.no_cache {
-            None
-        } else {
-            let lock = self.index.lock(&key)?;
-            // Another build may have produced it while this one waited.
-            if let Some(rec) = self.lookup(&key) {
-                self.reuse(st, key, rec)?;
-                return Ok(StepStatus::Cached);
-            }
-            Some(lock)
-        };
-        let result = produce(st).and_then(|entries| self.commit(st, key, entries, created_by));
-        self.clean_scratch();
-        result.map(|()| StepStatus::Ran)
     }
 }
 

@@ -7,10 +7,13 @@
 //! the next layer. Every layer-producing step has a content-derived cache key
 //! ([`cache`]); a hit reuses the stored layer without running anything.
 
+pub mod adopt;
 pub mod cache;
+pub mod commit;
 pub mod context;
 pub mod copy;
 pub mod diff;
+pub mod dryrun;
 pub mod entries;
 pub mod events;
 pub mod executor;
@@ -21,6 +24,7 @@ pub mod mounts;
 pub mod owners;
 pub mod project;
 pub mod run_image;
+pub mod run_step;
 pub mod runner;
 pub mod sandbox;
 pub mod stage;

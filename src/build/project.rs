@@ -37,6 +37,9 @@ pub enum ProjectError {
     /// The build failed.
     #[error(transparent)]
     Build(#[from] BuildError),
+    /// A step would fail before running (the checks of `--dry-run`).
+    #[error(transparent)]
+    Preflight(Box<super::dryrun::DryRunError>),
 }
 
 impl ProjectError {
@@ -60,6 +63,9 @@ pub struct ProjectBuild {
     pub build_args: BTreeMap<String, String>,
     /// Target platform (`None`: the host's).
     pub platform: Option<Platform>,
+    /// Extra labels of the exported image (`--label K=V`, BuildKit's `label:K=V`),
+    /// set after the plan's own.
+    pub labels: Vec<(String, String)>,
     /// Executor settings (context, cache, network, epoch, format, tag).
     pub settings: BuildSettings,
 }
@@ -130,7 +136,13 @@ pub fn compile_project(req: &ProjectBuild, images: &dyn ImageSource) -> Result<P
             .unwrap_or_default();
         options.base_env.insert(base.clone(), env);
     }
-    plan::compile(&config, &req.variant, &options).map_err(|e| plan_error(file, e))
+    let mut plan =
+        plan::compile(&config, &req.variant, &options).map_err(|e| plan_error(file, e))?;
+    for (name, value) in &req.labels {
+        plan.labels.retain(|l| &l.name != name);
+        plan.labels.push(plan::EnvVar::new(name, value));
+    }
+    Ok(plan)
 }
 
 /// Compiles and builds a variant into `store`.
@@ -142,6 +154,8 @@ pub fn build_project(
     req: &ProjectBuild,
 ) -> Result<BuiltImage, ProjectError> {
     let plan = compile_project(req, images)?;
+    super::dryrun::preflight(store, runner, images, req, &plan)
+        .map_err(|e| ProjectError::Preflight(Box::new(e)))?;
     let executor = Executor::new(store, runner, images, events, req.settings.clone());
     Ok(executor.build(&plan)?)
 }

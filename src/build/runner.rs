@@ -72,6 +72,11 @@ pub struct StepOutcome {
     pub exit_code: i32,
     /// The writes of the step, as layer entries (empty when not captured).
     pub entries: Vec<LayerEntry>,
+    /// The overlay upper directory the entries were captured from (their file contents
+    /// live there), when it may become the layer's unpacked directory: kernel overlay
+    /// (not the copy fallback), and files the caller can give their extracted owners
+    /// (as root, or single-ID mode where the caller owns them all). `None` otherwise.
+    pub tree: Option<PathBuf>,
     /// True when the sandbox could not observe owners (single-ID mode) and gave every
     /// entry the step's user: entries that existed before the step then take their
     /// owner from the image (the step could not have changed it to another ID).
@@ -97,5 +102,11 @@ pub trait StepRunner {
     /// A hint for a step that exited with `code` (e.g. how to enable more user IDs).
     fn failure_hint(&self, _req: &StepRequest, _code: i32) -> Option<String> {
         None
+    }
+
+    /// Fails when this runner cannot run a step as `uid:gid` on this machine (checked
+    /// by `flense build --dry-run` before anything runs).
+    fn check_user(&self, _uid: u32, _gid: u32) -> Result<(), RunnerError> {
+        Ok(())
     }
 }

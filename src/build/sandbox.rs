@@ -107,20 +107,35 @@ impl StepRunner for SandboxRunner {
         let mut child = sb.spawn().map_err(sandbox_err)?;
         let status = child.wait().map_err(sandbox_err)?;
         let entries = if req.capture && status.success() {
-            child
+            let started = std::time::Instant::now();
+            let entries: Vec<_> = child
                 .diff((req.uid, req.gid))
                 .map_err(|e| RunnerError::Capture(e.to_string()))?
                 .into_iter()
                 .map(super::diff::to_layer_entry)
-                .collect()
+                .collect();
+            tracing::debug!(elapsed = ?started.elapsed(), "captured {} entries", entries.len());
+            entries
         } else {
             Vec::new()
         };
+        // Subuid mode leaves files of subordinate IDs the caller could not chown or
+        // delete later: those layers are unpacked from their blobs instead.
+        let adoptable = !child.uses_copy_fallback()
+            && (mode == IdMode::Single || nix::unistd::geteuid().is_root());
+        let tree = (req.capture && adoptable)
+            .then(|| std::path::absolute(Overlay::new(Vec::new(), &req.state_dir).upper_dir()).ok())
+            .flatten();
         Ok(StepOutcome {
             exit_code: status.code(),
             entries,
+            tree,
             owners_assumed: mode == IdMode::Single,
         })
+    }
+
+    fn check_user(&self, uid: u32, gid: u32) -> Result<(), RunnerError> {
+        self.effective_mode(uid, gid).map(|_| ())
     }
 
     fn failure_hint(&self, req: &StepRequest, _code: i32) -> Option<String> {

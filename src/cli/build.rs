@@ -1,5 +1,6 @@
 //! `build` area subcommands: `flense build [VARIANT]`.
 
+mod dryrun;
 mod printer;
 mod push;
 
@@ -75,6 +76,11 @@ pub struct BuildOptions {
     /// User-namespace mode of build steps: auto, root, subuid or single.
     #[arg(long, default_value = "auto")]
     pub userns: String,
+    #[command(flatten)]
+    pub policy: super::config::PolicyArg,
+    /// An extra label of the image, KEY=VALUE (repeatable; BuildKit's `label:K=V`).
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
 }
 
 /// Arguments of `flense build`.
@@ -103,6 +109,10 @@ pub struct BuildArgs {
     /// Print build events as JSON lines on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Check everything the build needs (config, images, copy sources, cache state)
+    /// and print the steps it would run, without running one or writing a layer.
+    #[arg(long, conflicts_with_all = ["push", "output"])]
+    pub dry_run: bool,
 }
 
 /// Build options of `flense run VARIANT` (network and user-namespace mode come from
@@ -127,6 +137,8 @@ pub struct RunBuildArgs {
     /// Print nothing while building.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub policy: super::config::PolicyArg,
 }
 
 /// Builds `variant` for `flense run VARIANT` (progress on stderr) and returns the
@@ -150,6 +162,8 @@ pub fn build_for_run(
         platform: None,
         registries_config: args.registries_config.clone(),
         userns: userns.to_string(),
+        policy: args.policy.clone(),
+        labels: Vec::new(),
     };
     let output = if args.quiet {
         Output::Quiet
@@ -179,15 +193,22 @@ pub fn open_store(globals: &Globals) -> anyhow::Result<Store> {
     Store::open(&root).with_context(|| format!("opening the store at {}", root.display()))
 }
 
-/// Builds a variant with the given options; shared with `flense run VARIANT`.
-pub fn build_variant(
+/// Everything a build of one variant needs, before it starts.
+struct Prepared {
+    store: Store,
+    req: ProjectBuild,
+    runner: SandboxRunner,
+    images: PullingImages,
+}
+
+/// Validates the options and sets up the store, the runner and the image source.
+fn prepare(
     globals: &Globals,
     variant: &str,
     options: &BuildOptions,
     tag: Option<String>,
     format: ImageFormat,
-    output: Output,
-) -> anyhow::Result<(Store, BuiltImage)> {
+) -> anyhow::Result<Prepared> {
     let build_args = flense::plan::parse_build_args(&options.build_args).map_err(super::invalid)?;
     let platform = options
         .platform
@@ -214,13 +235,26 @@ pub fn build_variant(
         .file
         .clone()
         .unwrap_or_else(|| default_config_file(&options.context));
+    if options.policy.policy.is_some() {
+        let config = super::config::load_or_report(&config_file)?;
+        options.policy.check(&config_file, &config, variant)?;
+    }
     let store = open_store(globals)?;
     let tag = tag.unwrap_or_else(|| default_tag(&options.context, variant));
+    let labels = options
+        .labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(super::invalid(anyhow!("--label {l:?} is not KEY=VALUE"))),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let req = ProjectBuild {
         config_file,
         variant: variant.to_string(),
         build_args,
         platform,
+        labels,
         settings: BuildSettings {
             context_dir: options.context.clone(),
             no_cache: options.no_cache,
@@ -244,15 +278,33 @@ pub fn build_variant(
         None => flense::registry::Platform::host(),
     };
     let images = PullingImages::new(store.clone(), client, pull_platform);
+    Ok(Prepared {
+        store,
+        req,
+        runner,
+        images,
+    })
+}
+
+/// Builds a variant with the given options; shared with `flense run VARIANT`.
+pub fn build_variant(
+    globals: &Globals,
+    variant: &str,
+    options: &BuildOptions,
+    tag: Option<String>,
+    format: ImageFormat,
+    output: Output,
+) -> anyhow::Result<(Store, BuiltImage)> {
+    let p = prepare(globals, variant, options, tag, format)?;
     let printer = Printer(output);
-    let built = build_project(&store, &runner, &images, &printer, &req).map_err(|e| {
+    let built = build_project(&p.store, &p.runner, &p.images, &printer, &p.req).map_err(|e| {
         if e.is_invalid_input() {
             super::invalid(e)
         } else {
             anyhow::Error::new(e)
         }
     })?;
-    Ok((store, built))
+    Ok((p.store, built))
 }
 
 fn parse_platform(s: &str) -> anyhow::Result<Platform> {
@@ -273,6 +325,16 @@ fn parse_platform(s: &str) -> anyhow::Result<Platform> {
 }
 
 fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    if args.dry_run {
+        let p = prepare(
+            globals,
+            &args.variant,
+            &args.options,
+            args.tag.clone(),
+            ImageFormat::Oci,
+        )?;
+        return dryrun::run(&args, &p.store, &p.runner, &p.images, &p.req);
+    }
     let output = if args.json {
         Output::Json
     } else if args.quiet {

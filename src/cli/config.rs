@@ -7,6 +7,7 @@ use anyhow::anyhow;
 use clap::{Args, Subcommand};
 
 use super::Globals;
+use flense::config::policy::{Policy, PolicyError};
 use flense::config::{self, Config, ConfigErrors};
 
 /// Subcommands of this area.
@@ -30,11 +31,58 @@ pub struct FileArg {
     pub file: PathBuf,
 }
 
+/// Blubber's `--policy` option shared by the commands that compile a variant.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArg {
+    /// A policy file or http(s) URL (Blubber's `--policy`): enforcements checked
+    /// against the config before compiling; a violation exits with 2.
+    #[arg(short = 'p', long = "policy", value_name = "FILE|URL")]
+    pub policy: Option<String>,
+}
+
+impl PolicyArg {
+    /// Checks `config` for `variant` against the policy, if one was given.
+    pub fn check(&self, file: &Path, config: &Config, variant: &str) -> anyhow::Result<()> {
+        let Some(uri) = &self.policy else {
+            return Ok(());
+        };
+        read_policy(uri)?
+            .check(config, variant)
+            .map_err(|e| policy_failure(file, e))
+    }
+}
+
+/// Reads a policy from a local path (or `file://` URL) or over http(s).
+pub fn read_policy(uri: &str) -> anyhow::Result<Policy> {
+    let text = if uri.starts_with("http://") || uri.starts_with("https://") {
+        let response = reqwest::blocking::get(uri)
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| anyhow!("loading policy {uri}: {e}"))?;
+        response
+            .text()
+            .map_err(|e| anyhow!("loading policy {uri}: {e}"))?
+    } else {
+        let path = uri.strip_prefix("file://").unwrap_or(uri);
+        std::fs::read_to_string(path)
+            .map_err(|e| super::invalid(anyhow!("loading policy {uri}: {e}")))?
+    };
+    Policy::parse(&text, uri).map_err(super::invalid)
+}
+
+fn policy_failure(file: &Path, e: PolicyError) -> anyhow::Error {
+    match e {
+        PolicyError::Config(errors) => report(file, errors),
+        other => super::invalid(other),
+    }
+}
+
 /// Arguments of `flense validate`.
 #[derive(Args, Debug)]
 pub struct ValidateArgs {
     #[command(flatten)]
     config: FileArg,
+    #[command(flatten)]
+    policy: PolicyArg,
 }
 
 /// Arguments of `flense variants`.
@@ -75,6 +123,27 @@ fn validate(args: &ValidateArgs) -> anyhow::Result<ExitCode> {
     for warning in config.warnings() {
         eprintln!("{warning}");
     }
+    if let Some(uri) = &args.policy.policy {
+        let policy = read_policy(uri)?;
+        let mut violations = 0;
+        for name in config.variant_names() {
+            if let Err(e) = policy.check(&config, name) {
+                eprintln!("variant \"{name}\": {e}");
+                violations += 1;
+            }
+        }
+        if violations > 0 {
+            let noun = if violations == 1 {
+                "variant"
+            } else {
+                "variants"
+            };
+            return Err(super::invalid(anyhow!(
+                "{} fails policy {uri} ({violations} {noun})",
+                file.display()
+            )));
+        }
+    }
     let n = config.variants.len();
     let noun = if n == 1 { "variant" } else { "variants" };
     println!("{}: OK ({n} {noun})", file.display());
@@ -100,6 +169,8 @@ pub struct DockerfileArgs {
     /// A build argument, NAME=VALUE (repeatable).
     #[arg(long = "build-arg", value_name = "NAME=VALUE")]
     build_args: Vec<String>,
+    #[command(flatten)]
+    policy: PolicyArg,
 }
 
 /// Arguments of `flense plan`.
@@ -120,6 +191,8 @@ pub struct PlanArgs {
     /// Print the plan as JSON (the stable, machine-readable form).
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    policy: PolicyArg,
 }
 
 /// Loads the config and compiles `variant`; every failure is invalid input (exit 2).
@@ -128,6 +201,7 @@ fn compile_variant(
     variant: &str,
     build_args: &[String],
     platform: Option<&str>,
+    policy: &PolicyArg,
 ) -> anyhow::Result<flense::plan::Plan> {
     let build_args = flense::plan::parse_build_args(build_args).map_err(super::invalid)?;
     let platform = platform
@@ -135,6 +209,7 @@ fn compile_variant(
         .transpose()
         .map_err(super::invalid)?;
     let config = load_or_report(file)?;
+    policy.check(file, &config, variant)?;
     let options = flense::plan::CompileOptions {
         build_args,
         platform,
@@ -147,7 +222,13 @@ fn compile_variant(
 }
 
 fn dockerfile(args: &DockerfileArgs) -> anyhow::Result<ExitCode> {
-    let plan = compile_variant(&args.config.file, &args.variant, &args.build_args, None)?;
+    let plan = compile_variant(
+        &args.config.file,
+        &args.variant,
+        &args.build_args,
+        None,
+        &args.policy,
+    )?;
     print!("{}", flense::plan::dockerfile::render(&plan));
     Ok(ExitCode::SUCCESS)
 }
@@ -158,6 +239,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         &args.variant,
         &args.build_args,
         args.platform.as_deref(),
+        &args.policy,
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);

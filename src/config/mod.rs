@@ -20,8 +20,9 @@ mod lint;
 mod merge;
 mod model;
 pub mod paths;
+pub mod policy;
 mod requirements;
-mod rules;
+pub(crate) mod rules;
 mod validate;
 mod yaml;
 

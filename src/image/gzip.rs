@@ -24,8 +24,15 @@ pub const BLOCK_SIZE: usize = 1 << 20;
 /// The fixed 10-byte gzip header.
 const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
-/// Default compression level (same as `gzip -6`).
-pub const DEFAULT_LEVEL: u32 = 6;
+/// Default compression level: 4, not the 6 of `gzip`, Go's `compress/gzip` and so of
+/// Docker/BuildKit. Measured on a 2-core machine with zlib-rs (1 MiB independent
+/// blocks): for the `npm ci` layer of `examples/node-service` (37.4 MiB of tar, 5.3k
+/// files) level 4 gives 9.99 MiB in ~0.43 s against 9.78 MiB in ~0.55 s at level 6
+/// (+2.1% size, ~20% less time); for a Debian bookworm rootfs (125 MiB) +1.2% size.
+/// Level 3 (+4.3%) and below (level 1: +29%) make pushed layers noticeably bigger.
+/// Part of the output format like [`BLOCK_SIZE`]: the same input gives the same bytes
+/// (and layer digest) for any thread count, on every machine with the same zlib-rs.
+pub const DEFAULT_LEVEL: u32 = 4;
 
 type Job = (u64, Vec<u8>);
 type Done = (u64, io::Result<Vec<u8>>);

@@ -27,6 +27,8 @@ pub struct BuildRequest {
     pub context: PathBuf,
     /// `imagePullPolicy: always`.
     pub pull: bool,
+    /// Labels of the image (`${setup.imageLabels}`), in key order.
+    pub labels: Vec<(String, String)>,
     /// The local name to tag the image with (`localhost/plib-image-<rand8>`).
     pub local_name: String,
 }

@@ -71,7 +71,18 @@ fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// The closing table: pipeline, stage, result, duration, image.
+/// An image for the table: a built image's ID as `sha256:` and 12 hex digits (like
+/// `docker images`), a published reference as it is.
+fn short_image(image: &str) -> String {
+    match image.strip_prefix("sha256:") {
+        Some(hex) if hex.len() > 12 && !hex.contains(['/', ':']) => {
+            format!("sha256:{}", &hex[..12])
+        }
+        _ => image.to_string(),
+    }
+}
+
+/// The closing table: pipeline, stage, result, duration, image (IDs shortened).
 pub fn summary_table(reports: &[PipelineReport]) -> String {
     let mut rows = vec![[
         "PIPELINE".to_string(),
@@ -87,7 +98,7 @@ pub fn summary_table(reports: &[PipelineReport]) -> String {
                 s.stage.clone(),
                 s.result.label().to_string(),
                 secs(s.duration),
-                s.image.clone().unwrap_or_else(|| "-".into()),
+                s.image.as_deref().map_or_else(|| "-".into(), short_image),
             ]);
         }
     }

@@ -224,11 +224,11 @@ fn steps(
     if let Some(build) = &stage.build {
         log.line(&format!("step: build, config: {}", yaml(build)));
         let id = step_build(ctx, stage, build, scope, log).map_err(err("build"))?;
-        *image = Some(format!("sha256:{}", &id[..12.min(id.len())]));
+        *image = Some(format!("sha256:{id}"));
     }
     if let Some(run) = &stage.run {
         log.line(&format!("step: run, config: {}", yaml(run)));
-        step_run(ctx, run, stage.copy.as_ref(), scope, log).map_err(err("run"))?;
+        step_run(ctx, run, stage, scope, log).map_err(err("run"))?;
     }
     if let Some(copy) = &stage.copy {
         log.line(&format!("step: copy, config: {}", yaml(copy)));

@@ -13,6 +13,7 @@
 //! layers/<diff-id hex>/                        an unpacked layer (see [`unpack`])
 //! ```
 
+mod adopt;
 pub mod archive;
 pub mod blobs;
 pub mod extract;

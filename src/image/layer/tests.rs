@@ -146,7 +146,7 @@ fn the_same_entries_give_the_same_digests_whatever_the_thread_count() {
     ];
     let one = LayerOptions {
         epoch: 0,
-        level: 6,
+        level: crate::image::gzip::DEFAULT_LEVEL,
         threads: 1,
     };
     let two = LayerOptions {

@@ -80,6 +80,9 @@ impl Executor for ProcessExecutor {
             .arg("--tag")
             .arg(&req.local_name)
             .arg("--quiet");
+        for (k, v) in &req.labels {
+            cmd.arg("--label").arg(format!("{k}={v}"));
+        }
         log.line(&format!("$ {}", render(&cmd)));
         let (code, stdout) = stream(cmd, log, 0, true)?;
         for l in &stdout {

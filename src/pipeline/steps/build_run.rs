@@ -95,8 +95,9 @@ pub(super) fn step_build(
         Some(swap)
     };
     let content = std::fs::read_to_string(&blubberfile).unwrap_or_default();
+    let labels = image_labels(scope);
     let key = format!(
-        "{content}\0{variant}\0{}\0{}\0{pull}\0{}",
+        "{content}\0{variant}\0{}\0{}\0{pull}\0{}\0{labels:?}",
         context_dir.display(),
         excludes.join("\n"),
         ctx.shared.workspace_generation.load(Ordering::SeqCst)
@@ -106,6 +107,7 @@ pub(super) fn step_build(
         variant,
         context: context_dir,
         pull,
+        labels,
         local_name: format!("localhost/plib-image-{}", rand8()),
     };
     let cell = ctx
@@ -156,7 +158,7 @@ pub(super) fn step_build(
 pub(super) fn step_run(
     ctx: &StageCtx,
     run: &Value,
-    copy: Option<&Value>,
+    stage: &Stage,
     scope: &mut Scope,
     log: &StageLog,
 ) -> StepResult<()> {
@@ -208,7 +210,7 @@ pub(super) fn step_run(
     scope
         .bind("container", Value::String(container.clone()))
         .map_err(|e| e.to_string())?;
-    let (capture, capture_dir) = plan_captures(ctx, copy, scope, &container, log);
+    let (capture, capture_dir) = plan_captures(ctx, stage, scope, &container, log);
     let req = RunRequest {
         image,
         arguments,
@@ -241,39 +243,45 @@ pub(super) fn step_run(
 }
 
 /// The copy sources of this stage's own container, saved when its program exits (the
-/// container is not kept). Items that cannot be resolved yet are left to the copy step.
+/// container is not kept): the stage's own copy items from `${.container}`, and the items
+/// of later stages that copy from `${<this stage>.container}` with a literal source.
+/// Items that cannot be resolved yet are left to the copy step.
 fn plan_captures(
     ctx: &StageCtx,
-    copy: Option<&Value>,
+    stage: &Stage,
     scope: &Scope,
     container: &str,
     log: &StageLog,
 ) -> (Vec<String>, Option<std::path::PathBuf>) {
-    let Some(copy) = copy else {
-        return (Vec::new(), None);
-    };
-    let items = scope
-        .interpolate(copy)
-        .map_err(|e| e.to_string())
-        .and_then(|v| normalise_copy(&v))
-        .and_then(|items| {
-            items
-                .into_iter()
-                .map(|i| {
-                    scope
-                        .interpolate(&Value::Mapping(i))
-                        .map_err(|e| e.to_string())
-                })
-                .collect::<Result<Vec<_>, _>>()
-        });
-    let sources: Vec<String> = match items {
-        Ok(items) => items
+    let own = stage.copy.as_ref().map(|copy| {
+        scope
+            .interpolate(copy)
+            .map_err(|e| e.to_string())
+            .and_then(|v| normalise_copy(&v))
+            .and_then(|items| {
+                items
+                    .into_iter()
+                    .map(|i| {
+                        scope
+                            .interpolate(&Value::Mapping(i))
+                            .map_err(|e| e.to_string())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+    });
+    let mut sources: Vec<String> = match own {
+        Some(Ok(items)) => items
             .iter()
             .filter(|i| text(&i["from"]) == container)
             .map(|i| text(&i["source"]))
             .collect(),
-        Err(_) => return (Vec::new(), None),
+        Some(Err(_)) | None => Vec::new(),
     };
+    for source in later_copies_from(ctx, &stage.name) {
+        if !sources.contains(&source) {
+            sources.push(source);
+        }
+    }
     if sources.is_empty() {
         return (Vec::new(), None);
     }
@@ -286,4 +294,34 @@ fn plan_captures(
             (Vec::new(), None)
         }
     }
+}
+
+/// Literal sources that other stages of the pipeline copy from `${<stage>.container}`.
+fn later_copies_from(ctx: &StageCtx, stage: &str) -> Vec<String> {
+    let reference = format!("${{{stage}.container}}");
+    let mut out = Vec::new();
+    for other in ctx.pipeline.stages.iter().filter(|s| s.name != stage) {
+        let Some(Ok(items)) = other.copy.as_ref().map(normalise_copy) else {
+            continue;
+        };
+        for item in items {
+            let from = text(item.get("from").unwrap_or(&Value::Null));
+            let source = text(item.get("source").unwrap_or(&Value::Null));
+            if from.replace(' ', "") == reference && !source.contains("${") {
+                out.push(source);
+            }
+        }
+    }
+    out
+}
+
+/// `${setup.imageLabels}` as label pairs (PipelineLib passes them to `docker build
+/// --label`); none when the setup stage is not visible.
+fn image_labels(scope: &Scope) -> Vec<(String, String)> {
+    let Ok(Some(Value::Mapping(m))) = scope.lookup("setup.imageLabels") else {
+        return Vec::new();
+    };
+    let mut labels: Vec<(String, String)> = m.iter().map(|(k, v)| (text(k), text(v))).collect();
+    labels.sort();
+    labels
 }

@@ -1,0 +1,145 @@
+//! What a dry run reports: each step's cache state, the images it resolved, and why a
+//! build would not start a step.
+
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::build::project::ProjectError;
+use crate::build::runner::RunnerError;
+use crate::build::BuildError;
+
+/// What a build would do with one instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DryStatus {
+    /// Its layer is in the build cache: the build would reuse it.
+    Cached,
+    /// The build would run it (or write its layer).
+    WouldRun,
+    /// It only changes the image config or the build state.
+    Applied,
+}
+
+impl DryStatus {
+    /// The words the CLI prints.
+    pub fn label(self) -> &'static str {
+        match self {
+            DryStatus::Cached => "cached",
+            DryStatus::WouldRun => "would run",
+            DryStatus::Applied => "config",
+        }
+    }
+}
+
+/// One instruction of the dry run.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryStep {
+    /// The variant (stage).
+    pub variant: String,
+    /// 1-based index within the stage.
+    pub index: usize,
+    /// Number of instructions in the stage.
+    pub total: usize,
+    /// The instruction's first line, as the Dockerfile rendering shows it.
+    pub instruction: String,
+    /// What the build would do.
+    pub status: DryStatus,
+}
+
+/// An image reference of the plan and what it resolved to.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedImage {
+    /// The reference as the config writes it.
+    pub reference: String,
+    /// The manifest digest it resolved to (after rewrites and mirrors).
+    pub digest: String,
+}
+
+/// The result of a dry run that found nothing to stop the build.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRunReport {
+    /// The target variant.
+    pub target: String,
+    /// Stages in build order.
+    pub stages: Vec<String>,
+    /// Every base, `copies.from` and mount image, in first-use order.
+    pub images: Vec<ResolvedImage>,
+    /// Every instruction, in build order.
+    pub steps: Vec<DryStep>,
+}
+
+impl DryRunReport {
+    /// Number of steps with `status`.
+    pub fn count(&self, status: DryStatus) -> usize {
+        self.steps.iter().filter(|s| s.status == status).count()
+    }
+}
+
+/// Why a build would not start every step.
+#[derive(Debug, thiserror::Error)]
+pub enum DryRunError {
+    /// The config is invalid, the variant does not compile, or a base image cannot be
+    /// resolved.
+    #[error(transparent)]
+    Project(#[from] ProjectError),
+    /// An instruction would fail before or instead of running.
+    #[error("{}: variant '{variant}', step {index} ({instruction}): {reason}", file.display())]
+    Step {
+        /// The config file.
+        file: PathBuf,
+        /// The variant.
+        variant: String,
+        /// 1-based step index within the variant.
+        index: usize,
+        /// The instruction's first line.
+        instruction: String,
+        /// What is wrong.
+        reason: Box<DryRunProblem>,
+    },
+}
+
+impl DryRunError {
+    /// True for errors in the user's input that a build reports with exit code 2 (the
+    /// config, the variant). Problems with a step exit 1, as in a build.
+    pub fn is_invalid_input(&self) -> bool {
+        match self {
+            DryRunError::Project(e) => e.is_invalid_input(),
+            DryRunError::Step { .. } => false,
+        }
+    }
+}
+
+/// What is wrong with one instruction.
+#[derive(Debug, thiserror::Error)]
+pub enum DryRunProblem {
+    /// The executor's own check failed (copy source missing, image not resolvable...).
+    #[error(transparent)]
+    Build(#[from] BuildError),
+    /// A copy source is missing (or a pattern is bad).
+    #[error("{cause} in {from}")]
+    Copy {
+        /// What the copy code found.
+        cause: crate::build::copy::CopyError,
+        /// Where the sources were looked for: the build context, a variant, an image.
+        from: String,
+    },
+    /// The step runner cannot run a command as this user on this machine.
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+    /// A shell step on an image without a shell.
+    #[error("the image has no /bin/sh to run this command with")]
+    NoShell,
+    /// Commands of an image for another architecture cannot run natively.
+    #[error(
+        "base image {reference} is for {image_arch}, but build steps run natively on {host_arch}"
+    )]
+    ForeignArchitecture {
+        /// The base image.
+        reference: String,
+        /// Its architecture.
+        image_arch: String,
+        /// This machine's.
+        host_arch: String,
+    },
+}
