@@ -11,6 +11,7 @@ use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::image::LayerEntry;
+use crate::store::extract::numeric_or_blank;
 use crate::store::Store;
 
 use super::cache::write_atomic;
@@ -80,8 +81,8 @@ impl OwnerIndex {
                 path,
                 Owner {
                     mode: header.mode()? & 0o7777,
-                    uid: header.uid()? as u32,
-                    gid: header.gid()? as u32,
+                    uid: numeric_or_blank(header.uid(), &header.as_old().uid)? as u32,
+                    gid: numeric_or_blank(header.gid(), &header.as_old().gid)? as u32,
                 },
             );
         }
@@ -195,5 +196,29 @@ mod tests {
             })
         );
         assert_eq!(from_tar, idx);
+    }
+
+    #[test]
+    fn blank_owner_fields_read_as_root() {
+        let mut header = tar::Header::new_ustar();
+        header.set_path("bin/busybox").unwrap();
+        header.set_size(0);
+        header.set_mode(0o755);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.as_old_mut().uid = [0; 8];
+        header.as_old_mut().gid = [b' '; 8];
+        header.set_cksum();
+        let mut builder = tar::Builder::new(Vec::new());
+        builder.append(&header, &[][..]).unwrap();
+        let tar = builder.into_inner().unwrap();
+        let index = OwnerIndex::from_tar(&tar[..]).unwrap();
+        assert_eq!(
+            index.get(Path::new("bin/busybox")),
+            Some(Owner {
+                mode: 0o755,
+                uid: 0,
+                gid: 0
+            })
+        );
     }
 }

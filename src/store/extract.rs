@@ -42,6 +42,8 @@ use create::Creator;
 
 pub(crate) mod create;
 mod entry;
+
+pub(crate) use entry::numeric_or_blank;
 pub(crate) mod stream;
 
 /// Why an extraction stopped.

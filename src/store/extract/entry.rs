@@ -237,7 +237,7 @@ impl Extractor {
 
 /// A numeric header field, where a blank one (all NULs or spaces, as some image
 /// builders write the owner) means 0, as GNU tar and Go's archive/tar read it.
-fn numeric_or_blank(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
+pub(crate) fn numeric_or_blank(parsed: io::Result<u64>, raw: &[u8]) -> io::Result<u64> {
     match parsed {
         Err(_) if raw.iter().all(|b| *b == 0 || *b == b' ') => Ok(0),
         other => other,
