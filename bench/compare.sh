@@ -48,9 +48,38 @@ for t in flense buildah; do
   cp -a "$here/examples/node-service" "$work/$t/node-service"
   rm -rf "$work/$t/node-service/node_modules"
 done
-"$flense" dockerfile "$variant" -f "$work/buildah/node-service/.pipeline/blubber.yaml" \
-  | sed "s#^FROM $wmf_base#FROM localhost/nodejs20-devel:latest#; s#^FROM docker-registry.wikimedia.org/nodejs20-devel #FROM localhost/nodejs20-devel:latest #" \
-  > "$work/buildah/node-service/Dockerfile"
+# A second variant whose build step is local work (no network): 3000 small files and
+# 20 MB of text, so the tools' own overhead shows without npm's download time.
+for t in flense buildah; do
+  cat >> "$work/$t/node-service/.pipeline/blubber.yaml" <<'EOF'
+  local:
+    builder:
+      script: |
+        #!/bin/sh
+        set -e
+        mkdir -p gen
+        i=0
+        while [ $i -lt 3000 ]; do echo "file $i" > gen/f$i; i=$((i+1)); done
+        seq 1 2600000 > gen/numbers
+    copies: [local]
+    entrypoint: [ls, gen]
+EOF
+done
+for v in "$variant" local; do
+  file="Dockerfile"; [ "$v" = local ] && file="Dockerfile.local"
+  "$flense" dockerfile "$v" -f "$work/buildah/node-service/.pipeline/blubber.yaml" \
+    | sed "s#^FROM $wmf_base#FROM localhost/nodejs20-devel:latest#; s#^FROM docker-registry.wikimedia.org/nodejs20-devel #FROM localhost/nodejs20-devel:latest #" \
+    > "$work/buildah/node-service/$file"
+done
+# buildah 1.28 (Debian bookworm) has no RUN heredocs: run the same script from a bind mount.
+sed -n '/^        #!\/bin\/sh/,/^        seq/p' "$work/buildah/node-service/.pipeline/blubber.yaml" \
+  | sed 's/^        //' > "$work/buildah/node-service/gen.sh"
+awk '/^RUN <<.EOF.$/ {print "RUN --mount=type=bind,source=gen.sh,target=/tmp/gen.sh sh /tmp/gen.sh"; skip=1; next}
+     skip && /^EOF$/ {skip=0; next} !skip' "$work/buildah/node-service/Dockerfile.local" > "$work/buildah/node-service/Dockerfile.local.tmp"
+mv "$work/buildah/node-service/Dockerfile.local.tmp" "$work/buildah/node-service/Dockerfile.local"
+# Let the page cache and ext4's freed-inode bookkeeping from the setup settle, so neither
+# tool pays for the other's set-up.
+sync; sleep "${SETTLE:-30}"
 
 fl_build() { "$flense" --root "$store" build "$variant" -q -C "$work/flense/node-service" >/dev/null; }
 bu_build() {
@@ -64,6 +93,12 @@ measure() { # name tool command...
 
 measure cold flense fl_build
 measure cold buildah bu_build
+fl_local() { "$flense" --root "$store" build local -q -C "$work/flense/node-service" >/dev/null; }
+bu_local() {
+  (cd "$work/buildah/node-service" && "${B[@]}" bud -q --layers -f Dockerfile.local -t "node-service:local" . >/dev/null)
+}
+measure cold-local flense fl_local
+measure cold-local buildah bu_local
 measure noop flense fl_build
 measure noop buildah bu_build
 for t in flense buildah; do
@@ -98,7 +133,7 @@ measure push-noop flense "$flense" --root "$store" push "node-service:$variant" 
 measure push-noop buildah "${B[@]}" push -q --tls-verify=false "node-service:$variant" "docker://127.0.0.1:$port/buildah/node-service:$variant"
 
 printf '%-10s %10s %10s %8s\n' step flense buildah ratio
-for step in cold noop one-file run push push-noop; do
+for step in cold cold-local noop one-file run push push-noop; do
   f="${T[$step,flense]}"; b="${T[$step,buildah]}"
   printf '%-10s %9.2fs %9.2fs %7.2fx\n' "$step" "$f" "$b" "$(echo "$b / $f" | bc -l)"
 done
