@@ -315,3 +315,40 @@ fn pull_unpacks_the_layers_unless_told_not_to_and_an_unpack_failure_keeps_the_bl
     assert!(blob_exists(&broken, layer));
     assert!(blob_exists(&broken, &image.digest));
 }
+
+#[test]
+fn zstd_layers_are_pulled_unpacked_and_run() {
+    use support::unpacked::assert_unpacked;
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(
+        &reg,
+        "zstd/busybox:v1",
+        &["--dest-compress-format", "zstd", "--format", "oci"],
+    );
+    let name = reg.image("zstd/busybox:v1");
+    let root = tmp.path().join("store");
+    ok_output(flense(&root).arg("pull").arg(&name));
+    let inspect: serde_json::Value =
+        serde_json::from_str(&ok_stdout(flense(&root).args(["inspect", &name]))).unwrap();
+    let layer = &inspect["layers"][0];
+    assert_eq!(
+        layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+zstd",
+        "skopeo recompressed the layer: {inspect}"
+    );
+    // Same files, same diff-ID as the gzip original.
+    let (_, diff_id) = support::registry::busybox_layer("amd64 v1");
+    assert_eq!(layer["diffId"], diff_id.as_str());
+    assert_unpacked(&root, &name);
+    let out = ok_stdout(flense(&root).args([
+        "run",
+        "--image",
+        &name,
+        "--",
+        "/bin/busybox",
+        "echo",
+        "zstd-ok",
+    ]));
+    assert_eq!(out.trim(), "zstd-ok");
+}

@@ -59,15 +59,10 @@ impl OwnerIndex {
         Self { map }
     }
 
-    /// Reads the headers of a (gzipped) layer tar.
+    /// Reads the headers of a (gzip or zstd compressed, or plain) layer tar.
     pub fn from_tar<R: Read>(stream: R) -> std::io::Result<Self> {
-        let mut buffered = BufReader::with_capacity(1 << 20, stream);
-        let head = std::io::BufRead::fill_buf(&mut buffered)?;
-        let reader: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::bufread::MultiGzDecoder::new(buffered))
-        } else {
-            Box::new(buffered)
-        };
+        let reader =
+            crate::store::extract::uncompressed(BufReader::with_capacity(1 << 20, stream))?;
         let mut archive = tar::Archive::new(reader);
         let mut map = HashMap::new();
         for entry in archive.entries()? {

@@ -19,7 +19,7 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::extract::stream::{decompress_in_background, Opened};
+use super::extract::stream::decompress_in_background;
 use super::extract::{extract_tar, ExtractReport};
 use super::{io_err, Store, StoreError, StoredImage};
 use crate::image::digest::sha256_hex;
@@ -102,10 +102,7 @@ impl Store {
             detail,
         };
         let (file, path) = self.open_blob_file(digest)?;
-        let mut stream = match decompress_in_background(file).map_err(io_err("reading", &path))? {
-            Opened::Tar(stream) => stream,
-            Opened::Zstd => return Err(unpack_err("zstd layers are not supported yet".into())),
-        };
+        let mut stream = decompress_in_background(file).map_err(io_err("reading", &path))?;
         let report = extract_tar(&mut stream, &diff).map_err(|e| unpack_err(e.to_string()))?;
         let digests = stream
             .finish()

@@ -41,9 +41,16 @@ pub fn layer_dir(root: &Path, diff_id: &str) -> std::path::PathBuf {
 pub fn tar_listing(root: &Path, digest: &str, owners: bool) -> Listing {
     let blob = fs::read(root.join("blobs/sha256").join(&digest["sha256:".len()..])).unwrap();
     let mut raw = Vec::new();
-    flate2::read::MultiGzDecoder::new(&blob[..])
-        .read_to_end(&mut raw)
-        .unwrap();
+    if blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        zstd::stream::read::Decoder::new(&blob[..])
+            .unwrap()
+            .read_to_end(&mut raw)
+            .unwrap();
+    } else {
+        flate2::read::MultiGzDecoder::new(&blob[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+    }
     let mut out = Listing::new();
     for entry in tar::Archive::new(&raw[..]).entries().unwrap() {
         let entry = entry.unwrap();

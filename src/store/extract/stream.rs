@@ -1,6 +1,6 @@
 //! A layer blob decompressed and hashed on its own thread, handed to the tar parser in
-//! big buffers through a bounded channel: gunzip and the two SHA-256s run on one core
-//! while the extractor's file creation (system calls) keeps the other busy.
+//! big buffers through a bounded channel: gunzip (or zstd) and the two SHA-256s run on
+//! one core while the extractor's file creation (system calls) keeps the other busy.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
@@ -24,12 +24,37 @@ pub(crate) struct StreamDigests {
     pub tar: String,
 }
 
-/// What [`decompress_in_background`] found at the start of a blob.
-pub(crate) enum Opened {
-    /// A gzip or plain tar stream, being decompressed.
-    Tar(BackgroundStream),
-    /// A zstd blob (not supported yet).
+/// How a layer blob is compressed, told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Compression {
+    /// An uncompressed tar.
+    Plain,
+    /// gzip (one or more members).
+    Gzip,
+    /// zstd (one or more frames).
     Zstd,
+}
+
+impl Compression {
+    /// The compression of a blob starting with `head`.
+    pub(crate) fn detect(head: &[u8]) -> Compression {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            Compression::Gzip
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            Compression::Zstd
+        } else {
+            Compression::Plain
+        }
+    }
+}
+
+/// The uncompressed bytes of a layer blob read through `reader` (gzip, zstd or plain).
+pub(crate) fn uncompressed<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<Box<dyn Read + 'a>> {
+    Ok(match Compression::detect(reader.fill_buf()?) {
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+        Compression::Plain => Box::new(reader),
+    })
 }
 
 /// The uncompressed stream of a blob, produced by a background thread. Dropping it
@@ -42,47 +67,53 @@ pub(crate) struct BackgroundStream {
     worker: JoinHandle<io::Result<StreamDigests>>,
 }
 
-/// Starts decompressing `source` (gzip or plain tar, told by its first bytes) and
+/// Starts decompressing `source` (gzip, zstd or plain tar, told by its first bytes) and
 /// hashing both it and its output on a new thread.
-pub(crate) fn decompress_in_background<R: Read + Send + 'static>(source: R) -> io::Result<Opened> {
+pub(crate) fn decompress_in_background<R: Read + Send + 'static>(
+    source: R,
+) -> io::Result<BackgroundStream> {
     let mut buffered = BufReader::with_capacity(CHUNK, HashingReader::new(source));
-    let head = buffered.fill_buf()?;
-    let gzip = head.starts_with(&[0x1f, 0x8b]);
-    if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        return Ok(Opened::Zstd);
-    }
+    let compression = Compression::detect(buffered.fill_buf()?);
     let (chunk_tx, chunks) = mpsc::sync_channel(DEPTH);
     // Emptied buffers come back for reuse (no page faults on fresh allocations).
     let (spare, spare_rx) = mpsc::sync_channel::<Vec<u8>>(DEPTH + 2);
     let worker = std::thread::Builder::new()
-        .name("layer-gunzip".into())
-        .spawn(move || produce(buffered, gzip, &chunk_tx, &spare_rx))?;
-    Ok(Opened::Tar(BackgroundStream {
+        .name("layer-decompress".into())
+        .spawn(move || produce(buffered, compression, &chunk_tx, &spare_rx))?;
+    Ok(BackgroundStream {
         chunks,
         spare,
         current: Vec::new(),
         pos: 0,
         worker,
-    }))
+    })
 }
 
 /// The thread's work: decompress, hash and send; then hash whatever follows the
 /// compressed stream, so the blob digest covers every byte.
 fn produce<R: Read>(
     mut buffered: BufReader<HashingReader<R>>,
-    gzip: bool,
+    compression: Compression,
     chunks: &SyncSender<io::Result<Vec<u8>>>,
     spare: &Receiver<Vec<u8>>,
 ) -> io::Result<StreamDigests> {
     let mut tar_hash = Sha256::new();
     // Bytes still in the BufReader were hashed when read from the source.
-    let bottom = if gzip {
-        let mut decoder = flate2::bufread::MultiGzDecoder::new(buffered);
-        pump(&mut decoder, &mut tar_hash, chunks, spare)?;
-        decoder.into_inner().into_inner()
-    } else {
-        pump(&mut buffered, &mut tar_hash, chunks, spare)?;
-        buffered.into_inner()
+    let bottom = match compression {
+        Compression::Gzip => {
+            let mut decoder = flate2::bufread::MultiGzDecoder::new(buffered);
+            pump(&mut decoder, &mut tar_hash, chunks, spare)?;
+            decoder.into_inner().into_inner()
+        }
+        Compression::Zstd => {
+            let mut decoder = zstd::stream::read::Decoder::with_buffer(buffered)?;
+            pump(&mut decoder, &mut tar_hash, chunks, spare)?;
+            decoder.finish().into_inner()
+        }
+        Compression::Plain => {
+            pump(&mut buffered, &mut tar_hash, chunks, spare)?;
+            buffered.into_inner()
+        }
     };
     let (blob, _) = bottom.drain_and_finish()?;
     Ok(StreamDigests {
