@@ -352,3 +352,59 @@ fn zstd_layers_are_pulled_unpacked_and_run() {
     ]));
     assert_eq!(out.trim(), "zstd-ok");
 }
+
+#[test]
+fn digest_pulls_are_named_kept_by_prune_and_removed_by_rmi() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "pinned/busybox:v1", &[]);
+    let root = tmp.path().join("store");
+    let by_digest = format!("{}/pinned/busybox@{}", reg.addr, image.digest);
+    ok_output(flense(&root).arg("pull").arg(&by_digest));
+    let listed = ok_stdout(flense(&root).args(["images"]));
+    assert!(
+        listed.contains(&format!("{}/pinned/busybox@{}", reg.addr, image.digest))
+            || listed.contains("pinned/busybox@sha256:"),
+        "{listed}"
+    );
+
+    // prune keeps what a name reaches, digest names included.
+    ok_output(flense(&root).arg("prune"));
+    let layer = &image.manifests[0].2[0];
+    assert!(
+        blob_exists(&root, layer),
+        "prune removed a digest-pulled image"
+    );
+    ok_stdout(flense(&root).args(["run", "--image", &by_digest, "--", "/bin/busybox", "true"]));
+
+    // A second name: removing one keeps the content, removing the last deletes it.
+    ok_output(flense(&root).args(["tag", &by_digest, "local/kept:1"]));
+    // A typo removes nothing and exits 2.
+    let out = output(flense(&root).args(["rmi", "local/kept:1", "local/nope:1"]));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(store_index(&root).contains("local/kept:1"));
+    // Removing one of two names keeps the content.
+    ok_output(flense(&root).args(["rmi", "local/kept:1"]));
+    assert!(!store_index(&root).contains("local/kept:1"));
+    assert!(blob_exists(&root, layer));
+    ok_output(flense(&root).args(["tag", &by_digest, "local/kept:1"]));
+
+    let out = ok_stdout(flense(&root).args(["rmi", &by_digest]));
+    assert!(out.contains("Untagged"), "{out}");
+    assert!(
+        !store_index(&root).contains("local/kept:1"),
+        "a digest removes every name"
+    );
+    assert!(!blob_exists(&root, layer));
+    assert!(!blob_exists(&root, &image.digest));
+    assert!(
+        root.join("layers").read_dir().unwrap().next().is_none(),
+        "unpacked layers stay"
+    );
+}

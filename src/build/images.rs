@@ -46,14 +46,16 @@ impl PullingImages {
             pulled.manifest.len() as u64,
             pulled.digest.clone(),
         );
-        let name = match parsed.tag() {
-            Some(tag) => format!("{}:{tag}", parsed.name()),
-            None => format!("{}:latest", parsed.name()),
-        };
-        if parsed.digest().is_none() {
-            let name = parse_name(&name).map_err(|e| err(e.to_string()))?;
-            self.store.set_tag(&name, &descriptor)?;
-        }
+        // A digest-pinned base keeps a `name@digest` name, so `prune` keeps it.
+        let name =
+            match (parsed.tag(), parsed.digest()) {
+                (Some(tag), _) => parse_name(&format!("{}:{tag}", parsed.name()))
+                    .map_err(|e| err(e.to_string()))?,
+                (None, Some(digest)) => format!("{}@{digest}", parsed.name()),
+                (None, None) => parse_name(&format!("{}:latest", parsed.name()))
+                    .map_err(|e| err(e.to_string()))?,
+            };
+        self.store.set_tag(&name, &descriptor)?;
         let mut image = self.store.image_at(&descriptor)?;
         image.descriptor = descriptor;
         Ok(image)

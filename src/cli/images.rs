@@ -53,6 +53,8 @@ pub enum Commands {
     Load(LoadArgs),
     /// Delete blobs and unpacked layers that no tag reaches.
     Prune(PruneArgs),
+    /// Remove images' names from the store, then delete what no name reaches any more.
+    Rmi(RmiArgs),
     /// Download an image from a registry into the local store; prints its manifest digest.
     Pull(PullArgs),
     /// Upload an image from the local store to a registry; prints its manifest digest.
@@ -148,6 +150,15 @@ pub struct LoadArgs {
 #[derive(Args, Debug)]
 pub struct PruneArgs {}
 
+/// Arguments of `flense rmi`.
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Images to remove: names (`busybox:1`, full references) or digests; a digest
+    /// removes every name of that image.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -158,6 +169,7 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
         Commands::Save(args) => save(args, globals),
         Commands::Load(args) => load(args, globals),
         Commands::Prune(args) => prune(args, globals),
+        Commands::Rmi(args) => rmi(args, globals),
         Commands::Pull(args) => registry::pull(args, globals),
         Commands::Push(args) => registry::push(args, globals),
         Commands::Unpack(args) => unpack::unpack(args, globals),
@@ -385,6 +397,40 @@ fn load(args: LoadArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
 
 fn prune(_args: PruneArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = open_store(globals)?;
+    let report = store.prune()?;
+    outln!(
+        "Removed {} blobs ({}) and {} unpacked layers",
+        report.blobs,
+        human_size(report.bytes),
+        report.layers
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rmi(args: RmiArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let store = open_store(globals)?;
+    // Resolve every name first, so that a typo removes nothing.
+    let mut targets = Vec::new();
+    for reference in &args.images {
+        let (name, descriptor) = store.resolve(reference).map_err(|e| match e {
+            flense::store::StoreError::UnknownImage(_)
+            | flense::store::StoreError::Reference(_) => super::invalid(e),
+            e => anyhow::Error::new(e),
+        })?;
+        targets.push((name, descriptor.digest().to_string()));
+    }
+    for (name, digest) in targets {
+        let removed = match name {
+            Some(name) => {
+                store.remove_tag(&name)?;
+                vec![name]
+            }
+            None => store.remove_names_of(&digest)?,
+        };
+        for name in removed {
+            outln!("Untagged {name}");
+        }
+    }
     let report = store.prune()?;
     outln!(
         "Removed {} blobs ({}) and {} unpacked layers",

@@ -13,9 +13,11 @@ use super::pull::{pull, PulledImage};
 use super::reference::Reference;
 use crate::store::{parse_name, Store, StoreError};
 
-/// Pulls `reference` into `store` and, when it has a tag, tags the image in the store
-/// with its full name (`docker.io/library/debian:bookworm`). Returns the pull and the
-/// tag set. What `flense pull` does; builds call it for missing base images.
+/// Pulls `reference` into `store` and names the image in the store with its full name:
+/// `docker.io/library/debian:bookworm` for a tag, `docker.io/library/debian@sha256:…` for
+/// a digest-only reference (so that `prune` keeps it, as podman keeps digest pulls).
+/// Returns the pull and the name set. What `flense pull` does; builds call it for
+/// missing base images.
 pub fn pull_to_store(
     client: &Client,
     store: &Store,
@@ -24,12 +26,13 @@ pub fn pull_to_store(
     progress: &dyn Progress,
 ) -> Result<(PulledImage, Option<String>)> {
     let pulled = pull(client, reference, platform, store, progress)?;
-    let Some(tag) = reference.tag() else {
-        return Ok((pulled, None));
-    };
     let tagging = |e: StoreError| RegistryError::io(format!("tagging {reference}"), to_io(e));
-    let name = parse_name(&format!("{}:{tag}", reference.name()))
-        .map_err(|e| tagging(StoreError::Reference(e)))?;
+    let name = match (reference.tag(), reference.digest()) {
+        (Some(tag), _) => parse_name(&format!("{}:{tag}", reference.name()))
+            .map_err(|e| tagging(StoreError::Reference(e)))?,
+        (None, Some(digest)) => format!("{}@{digest}", reference.name()),
+        (None, None) => return Ok((pulled, None)),
+    };
     let descriptor = oci_spec::image::Descriptor::new(
         oci_spec::image::MediaType::from(pulled.media_type.as_str()),
         pulled.manifest.len() as u64,

@@ -155,6 +155,25 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Removes every name of the image whose manifest (or index) digest is `digest`;
+    /// returns the names removed.
+    pub fn remove_names_of(&self, digest: &str) -> Result<Vec<String>, StoreError> {
+        let lock = self.lock_index()?;
+        let all = self.read_index()?.manifests().clone();
+        let (gone, kept): (Vec<Descriptor>, Vec<Descriptor>) = all
+            .into_iter()
+            .partition(|d| d.digest().as_ref() == digest && ref_name(d).is_some());
+        if !gone.is_empty() {
+            self.write_index(&lock, kept)?;
+        }
+        Ok(gone
+            .iter()
+            .filter_map(|d| ref_name(d).map(str::to_owned))
+            .collect())
+    }
+}
+
 /// The `ref.name` annotation of a descriptor.
 pub fn ref_name(d: &Descriptor) -> Option<&str> {
     d.annotations().as_ref()?.get(REF_NAME).map(String::as_str)
