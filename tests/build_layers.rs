@@ -433,3 +433,46 @@ fn extra_labels_go_into_the_image_config_without_rerunning_steps() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--label \"novalue\" is not KEY=VALUE"));
 }
+
+#[test]
+fn rmi_and_prune_drop_the_build_cache_of_deleted_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    import_busybox(&root);
+    let p = project(tmp.path());
+    build(&root, &p, "app");
+    let records = |root: &Path| -> Vec<Value> {
+        fs::read_dir(root.join("cache/index"))
+            .unwrap()
+            .flatten()
+            .map(|e| serde_json::from_slice(&fs::read(e.path()).unwrap()).unwrap())
+            .collect()
+    };
+    let with_layer = |recs: &[Value]| recs.iter().filter(|r| !r["layer"].is_null()).count();
+    assert!(with_layer(&records(&root)) > 0);
+    assert!(fs::read_dir(root.join("cache/locks"))
+        .unwrap()
+        .next()
+        .is_some());
+
+    let out = ok_stdout(flense(&root).args(["rmi", "svc:app"]));
+    assert!(out.contains("build-cache records"), "{out}");
+    let left = records(&root);
+    for r in &left {
+        if let Some(digest) = r["layer"]["digest"].as_str() {
+            let blob = root.join("blobs/sha256").join(&digest["sha256:".len()..]);
+            assert!(blob.is_file(), "a record of a deleted layer survived: {r}");
+        }
+    }
+    assert_eq!(with_layer(&left), 0, "every layer of svc:app was deleted");
+    assert!(fs::read_dir(root.join("cache/locks"))
+        .unwrap()
+        .next()
+        .is_none());
+    // The next build runs its layer steps again and gives the same image.
+    let events = build_events(&root, &p, "app");
+    assert!(
+        statuses(&events).values().all(|s| s.starts_with("ran")),
+        "{events:?}"
+    );
+}

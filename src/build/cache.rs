@@ -334,6 +334,52 @@ impl CacheIndex {
     pub fn remove(&self, key: &CacheKey) {
         let _ = fs::remove_file(self.path(key));
     }
+
+    /// Drops records whose layer blob is gone (`has_blob` says which remain) and lock
+    /// files nobody holds; what `flense prune` does after deleting blobs. Returns the
+    /// number of records and lock files removed.
+    pub fn prune(&self, has_blob: impl Fn(&str) -> bool) -> Result<(usize, usize), CacheError> {
+        let mut records = 0;
+        for path in list_dir(&self.dir)? {
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let stale = match fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<CacheRecord>(&b).ok())
+            {
+                Some(rec) => rec.layer.is_some_and(|l| !has_blob(&l.digest)),
+                None => true,
+            };
+            if stale && fs::remove_file(&path).is_ok() {
+                records += 1;
+            }
+        }
+        let mut locks = 0;
+        for path in list_dir(&self.dir.with_file_name("locks"))? {
+            let Ok(file) = fs::File::open(&path) else {
+                continue;
+            };
+            // A build holding the lock keeps its file; a build that opened it but has not
+            // locked it yet may end up sharing the work with another, never corrupting it.
+            if fs2::FileExt::try_lock_exclusive(&file).is_ok() && fs::remove_file(&path).is_ok() {
+                locks += 1;
+            }
+        }
+        Ok((records, locks))
+    }
+}
+
+/// The entries of `dir` (none when it does not exist).
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
+    match fs::read_dir(dir) {
+        Ok(rd) => Ok(rd.flatten().map(|e| e.path()).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(CacheError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        }),
+    }
 }
 
 #[cfg(test)]

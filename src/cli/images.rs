@@ -397,14 +397,25 @@ fn load(args: LoadArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
 
 fn prune(_args: PruneArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = open_store(globals)?;
+    prune_and_report(&store)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Deletes what no name reaches, then the build-cache records of deleted layers and
+/// unused cache locks; prints what went.
+fn prune_and_report(store: &Store) -> anyhow::Result<()> {
     let report = store.prune()?;
+    let cache = flense::build::cache::CacheIndex::open(store.root());
+    let (records, locks) = cache.prune(|digest| store.has_blob(digest))?;
     outln!(
-        "Removed {} blobs ({}) and {} unpacked layers",
+        "Removed {} blobs ({}), {} unpacked layers and {} build-cache records ({} unused locks)",
         report.blobs,
         human_size(report.bytes),
-        report.layers
+        report.layers,
+        records,
+        locks
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn rmi(args: RmiArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -431,12 +442,6 @@ fn rmi(args: RmiArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             outln!("Untagged {name}");
         }
     }
-    let report = store.prune()?;
-    outln!(
-        "Removed {} blobs ({}) and {} unpacked layers",
-        report.blobs,
-        human_size(report.bytes),
-        report.layers
-    );
+    prune_and_report(&store)?;
     Ok(ExitCode::SUCCESS)
 }
