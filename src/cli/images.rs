@@ -51,7 +51,7 @@ pub enum Commands {
     Save(SaveArgs),
     /// Load images from an oci-archive or docker-archive file.
     Load(LoadArgs),
-    /// Delete blobs and unpacked layers that no tag reaches.
+    /// Delete blobs and unpacked layers that no name reaches, and the build cache of deleted layers.
     Prune(PruneArgs),
     /// Remove images' names from the store, then delete what no name reaches any more.
     Rmi(RmiArgs),
