@@ -24,9 +24,7 @@ pub use report::{DryRunError, DryRunProblem, DryRunReport, DryStatus, DryStep, R
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::plan::{
-    dockerfile, CopySource, CopySpec, Instruction, MountSource, Plan, RunContext, Stage,
-};
+use crate::plan::{dockerfile, CopySource, Instruction, MountSource, Plan, RunContext, Stage};
 use crate::store::Store;
 
 use super::cache::{entries_digest, CacheKey};
@@ -35,8 +33,9 @@ use super::entries::EntrySet;
 use super::events::NoEvents;
 use super::executor::{instruction_json, Executor, ImageSource, StageState};
 use super::project::{compile_project, ProjectBuild};
+use super::run_step::native_user_step;
 use super::runner::StepRunner;
-use super::users::parse_user_step;
+use super::steps::{copy_owner, copy_request, layers_view};
 use super::view::ImageView;
 use super::BuildError;
 use shell::has_file;
@@ -187,11 +186,7 @@ impl DryRun<'_, '_> {
             | Instruction::RunAll {
                 effective, context, ..
             } => {
-                let native = context.user == "0"
-                    && context.mounts.is_empty()
-                    && context.caches.is_empty()
-                    && parse_user_step(effective).is_some();
-                if native {
+                if native_user_step(effective, context).is_some() {
                     return self.run_step(st, known, instr, context);
                 }
                 self.check_command(st, context, true)?;
@@ -206,26 +201,18 @@ impl DryRun<'_, '_> {
                 Ok(status)
             }
             Instruction::Copy(spec) => {
-                let owner = spec
-                    .chown
-                    .as_ref()
-                    .map(|o| Owner::Chown(o.uid, o.gid))
-                    .unwrap_or(Owner::Root);
                 let ctx = self.exec.context()?;
                 let from = format!("the build context {}", ctx.root().display());
-                self.copy_step(st, known, instr, ctx, Path::new("/"), spec, owner, &from)
+                let req = copy_request(spec, Path::new("/"), copy_owner(spec, Owner::Root));
+                self.copy_step(st, known, instr, ctx, &req, &from)
             }
             Instruction::CopyFrom {
                 from,
                 source_workdir,
                 copy,
             } => {
-                let owner = copy
-                    .chown
-                    .as_ref()
-                    .map(|o| Owner::Chown(o.uid, o.gid))
-                    .unwrap_or(Owner::Keep);
                 let base = PathBuf::from(source_workdir.as_deref().unwrap_or("/"));
+                let req = copy_request(copy, &base, copy_owner(copy, Owner::Keep));
                 match from {
                     CopySource::Variant(v) => {
                         if !self.complete.contains(v) {
@@ -236,17 +223,14 @@ impl DryRun<'_, '_> {
                         }
                         let src = self.variant_view(v)?;
                         let from = format!("variant '{v}'");
-                        self.copy_step(st, known, instr, &src, &base, copy, owner, &from)
+                        self.copy_step(st, known, instr, &src, &req, &from)
                     }
                     CopySource::Image(reference) => {
                         self.resolve(reference)?;
                         let img = self.exec.images.image(reference)?;
-                        let layers = self.exec.unpack_image(&img)?;
-                        let src = super::view::LayerStackView::new(
-                            layers.into_iter().map(|l| l.dir).collect(),
-                        );
+                        let src = layers_view(self.exec.unpack_image(&img)?);
                         let from = format!("image {reference}");
-                        self.copy_step(st, known, instr, &src, &base, copy, owner, &from)
+                        self.copy_step(st, known, instr, &src, &req, &from)
                     }
                 }
             }
@@ -352,29 +336,18 @@ impl DryRun<'_, '_> {
 
     /// A copy: its sources must exist (the executor's copy code says so); cached when
     /// the key of what it would write is in the cache.
-    #[allow(clippy::too_many_arguments)]
     fn copy_step(
         &mut self,
         st: &mut StageState,
         known: &mut Known,
         instr: &Instruction,
         src: &dyn ImageView,
-        source_base: &Path,
-        spec: &CopySpec,
-        owner: Owner,
+        req: &CopyRequest<'_>,
         from: &str,
     ) -> Result<DryStatus, DryRunProblem> {
         let view = st.view();
         let mut set = EntrySet::new(&view, self.exec.settings.epoch);
-        let req = CopyRequest {
-            sources: &spec.sources,
-            source_base,
-            destination: &spec.destination,
-            workdir: Path::new(&spec.workdir),
-            owner,
-            exclude: &spec.exclude,
-        };
-        copy_into(&mut set, src, &req).map_err(|cause| DryRunProblem::Copy {
+        copy_into(&mut set, src, req).map_err(|cause| DryRunProblem::Copy {
             cause,
             from: from.to_string(),
         })?;

@@ -18,7 +18,7 @@ use super::imageconfig::{env_pairs, set_env, DEFAULT_PATH};
 use super::mounts::{cache_dir, materialize};
 use super::runner::{StepMount, StepRequest};
 use super::steps::{keep_existing_owners, resolve_user};
-use super::users::{parse_user_step, user_entries};
+use super::users::{parse_user_step, user_entries, UserStep};
 use super::view::{image_relative, EmptyView, ImageView, LayerStackView};
 use super::{io_err, BuildError};
 
@@ -116,18 +116,16 @@ impl Executor<'_> {
         ctx: &RunContext,
     ) -> Result<StepStatus, BuildError> {
         let key = self.run_key(st, instr, ctx)?;
-        if ctx.user == "0" && ctx.mounts.is_empty() && ctx.caches.is_empty() {
-            if let Some(step) = parse_user_step(effective) {
-                let epoch = self.settings.epoch;
-                return self.layer_step(st, key, text, |st| {
-                    user_entries(&st.view(), &[step.account], &step.owned_dirs, epoch)
-                        .map(StepWrites::from)
-                        .map_err(|source| BuildError::Users {
-                            variant: st.variant.clone(),
-                            source,
-                        })
-                });
-            }
+        if let Some(step) = native_user_step(effective, ctx) {
+            let epoch = self.settings.epoch;
+            return self.layer_step(st, key, text, |st| {
+                user_entries(&st.view(), &[step.account], &step.owned_dirs, epoch)
+                    .map(StepWrites::from)
+                    .map_err(|source| BuildError::Users {
+                        variant: st.variant.clone(),
+                        source,
+                    })
+            });
         }
         let argv = vec![
             "/bin/sh".to_string(),
@@ -270,5 +268,16 @@ impl Executor<'_> {
             entries,
             tree: outcome.tree,
         })
+    }
+}
+
+/// The user-creation step that `effective` is, when the executor writes it natively
+/// (as tar entries) instead of running it: a root step without mounts or caches whose
+/// command is Blubber's getent/groupadd/useradd line.
+pub(crate) fn native_user_step(effective: &str, ctx: &RunContext) -> Option<UserStep> {
+    if ctx.user == "0" && ctx.mounts.is_empty() && ctx.caches.is_empty() {
+        parse_user_step(effective)
+    } else {
+        None
     }
 }

@@ -55,23 +55,37 @@ pub fn keep_existing_owners(view: &dyn ImageView, entries: &mut [LayerEntry]) {
 }
 
 /// A view of unpacked image layers, with their owner indexes.
-fn layers_view(layers: Vec<StageLayer>) -> LayerStackView {
+pub(crate) fn layers_view(layers: Vec<StageLayer>) -> LayerStackView {
     let (dirs, owners) = layers.into_iter().map(|l| (l.dir, l.owners)).unzip();
     LayerStackView::with_owners(dirs, owners)
 }
 
-impl Executor<'_> {
-    fn copy_request<'s>(spec: &'s CopySpec, base: &'s Path, owner: Owner) -> CopyRequest<'s> {
-        CopyRequest {
-            sources: &spec.sources,
-            source_base: base,
-            destination: &spec.destination,
-            workdir: Path::new(&spec.workdir),
-            owner,
-            exclude: &spec.exclude,
-        }
-    }
+/// The owner of a copy's entries: its `--chown`, else `default` (root for the build
+/// context, the source's own owners for copies from variants and images).
+pub(crate) fn copy_owner(spec: &CopySpec, default: Owner) -> Owner {
+    spec.chown
+        .as_ref()
+        .map(|o| Owner::Chown(o.uid, o.gid))
+        .unwrap_or(default)
+}
 
+/// The copy code's request for a plan copy whose sources are relative to `base`.
+pub(crate) fn copy_request<'s>(
+    spec: &'s CopySpec,
+    base: &'s Path,
+    owner: Owner,
+) -> CopyRequest<'s> {
+    CopyRequest {
+        sources: &spec.sources,
+        source_base: base,
+        destination: &spec.destination,
+        workdir: Path::new(&spec.workdir),
+        owner,
+        exclude: &spec.exclude,
+    }
+}
+
+impl Executor<'_> {
     fn copy_common(
         &self,
         st: &mut StageState,
@@ -104,13 +118,8 @@ impl Executor<'_> {
         text: &str,
         spec: &CopySpec,
     ) -> Result<StepStatus, BuildError> {
-        let owner = spec
-            .chown
-            .as_ref()
-            .map(|o| Owner::Chown(o.uid, o.gid))
-            .unwrap_or(Owner::Root);
         let ctx = self.context()?;
-        let req = Self::copy_request(spec, Path::new("/"), owner);
+        let req = copy_request(spec, Path::new("/"), copy_owner(spec, Owner::Root));
         self.copy_common(st, instr, text, ctx, &req)
     }
 
@@ -123,11 +132,6 @@ impl Executor<'_> {
         source_workdir: Option<&str>,
         spec: &CopySpec,
     ) -> Result<StepStatus, BuildError> {
-        let owner = spec
-            .chown
-            .as_ref()
-            .map(|o| Owner::Chown(o.uid, o.gid))
-            .unwrap_or(Owner::Keep);
         let src = match from {
             CopySource::Variant(v) => {
                 let stages = self.stages.borrow();
@@ -142,7 +146,7 @@ impl Executor<'_> {
             }
         };
         let base = PathBuf::from(source_workdir.unwrap_or("/"));
-        let req = Self::copy_request(spec, &base, owner);
+        let req = copy_request(spec, &base, copy_owner(spec, Owner::Keep));
         self.copy_common(st, instr, text, &src, &req)
     }
 
