@@ -16,6 +16,7 @@
 //! A real build runs the same checks without the cache lookups first ([`preflight`]),
 //! so a missing copy source fails it before any earlier step has run.
 
+mod arch;
 mod report;
 mod shell;
 
@@ -38,6 +39,7 @@ use super::runner::StepRunner;
 use super::steps::{copy_owner, copy_request, layers_view};
 use super::view::ImageView;
 use super::BuildError;
+use arch::check_architecture;
 use shell::has_file;
 
 /// Compiles `req` and checks every instruction as a build of it would, without running
@@ -384,31 +386,4 @@ impl DryRun<'_, '_> {
             }
         }
     }
-}
-
-/// Commands run natively: a stage that runs any must have a base for this machine.
-fn check_architecture(
-    st: &StageState,
-    reference: &str,
-    stage: &Stage,
-) -> Result<(), DryRunProblem> {
-    let runs_commands = stage.steps.iter().any(|s| {
-        matches!(
-            s.instruction,
-            Instruction::Run { .. } | Instruction::RunAll { .. } | Instruction::RunScript { .. }
-        )
-    });
-    let Some(base) = &st.base else {
-        return Ok(());
-    };
-    let image_arch = base.config.architecture().to_string();
-    let host_arch = crate::plan::Platform::host().architecture;
-    if runs_commands && image_arch != host_arch {
-        return Err(DryRunProblem::ForeignArchitecture {
-            reference: reference.to_string(),
-            image_arch,
-            host_arch,
-        });
-    }
-    Ok(())
 }

@@ -1,12 +1,13 @@
 //! `build` area subcommands: `flense build [VARIANT]`.
 
 mod dryrun;
+mod output;
 mod printer;
 mod push;
 
 pub use printer::{Output, Printer};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context as _};
@@ -347,7 +348,7 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         FormatArg::Docker => ImageFormat::Docker,
     };
     if let Some(dest) = &args.output {
-        parse_output(dest).map_err(super::invalid)?;
+        output::parse_output(dest).map_err(super::invalid)?;
     }
     let (store, built) = build_variant(
         globals,
@@ -359,7 +360,7 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     )?;
     let digest = built.manifest.digest().to_string();
     if let Some(dest) = &args.output {
-        export(&store, &built, dest)?;
+        output::export(&store, &built, dest)?;
     }
     if let Some(dest) = &args.push {
         push::push(
@@ -375,82 +376,9 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where `--output` writes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum OutputDest {
-    OciDir(PathBuf),
-    OciArchive(PathBuf),
-    DockerArchive(PathBuf),
-}
-
-fn parse_output(dest: &str) -> anyhow::Result<OutputDest> {
-    let (kind, path) = dest.split_once(':').ok_or_else(|| {
-        anyhow!("--output {dest:?}: expected oci:DIR, oci-archive:FILE or docker-archive:FILE")
-    })?;
-    if path.is_empty() {
-        return Err(anyhow!("--output {dest:?}: the path is empty"));
-    }
-    let path = PathBuf::from(path);
-    match kind {
-        "oci" => Ok(OutputDest::OciDir(path)),
-        "oci-archive" => Ok(OutputDest::OciArchive(path)),
-        "docker-archive" => Ok(OutputDest::DockerArchive(path)),
-        other => Err(anyhow!(
-            "--output {dest:?}: unknown kind {other:?} (oci, oci-archive, docker-archive)"
-        )),
-    }
-}
-
-fn export(store: &Store, built: &BuiltImage, dest: &str) -> anyhow::Result<()> {
-    use flense::store::archive::ArchiveFormat;
-    let reference = built
-        .reference
-        .clone()
-        .ok_or_else(|| anyhow!("the image has no tag to export"))?;
-    let image = store.image(&reference)?;
-    let name = image.reference.clone().unwrap_or(reference);
-    let images = vec![(name, image)];
-    match parse_output(dest)? {
-        OutputDest::OciArchive(path) => store.save(&images, ArchiveFormat::OciArchive, &path)?,
-        OutputDest::DockerArchive(path) => {
-            store.save(&images, ArchiveFormat::DockerArchive, &path)?
-        }
-        OutputDest::OciDir(dir) => {
-            let tmp = tempfile::NamedTempFile::new_in(store.root().join("tmp"))?;
-            store.save(&images, ArchiveFormat::OciArchive, tmp.path())?;
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            unpack_layout(tmp.path(), &dir)?;
-        }
-    }
-    Ok(())
-}
-
-fn unpack_layout(archive: &Path, dir: &Path) -> anyhow::Result<()> {
-    let file = std::fs::File::open(archive)?;
-    let mut tar = tar::Archive::new(file);
-    tar.unpack(dir)
-        .with_context(|| format!("writing the OCI layout to {}", dir.display()))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn output_destinations() {
-        assert_eq!(
-            parse_output("oci:out").unwrap(),
-            OutputDest::OciDir("out".into())
-        );
-        assert_eq!(
-            parse_output("docker-archive:/tmp/x.tar").unwrap(),
-            OutputDest::DockerArchive("/tmp/x.tar".into())
-        );
-        assert!(parse_output("zip:x").is_err());
-        assert!(parse_output("oci:").is_err());
-        assert!(parse_output("nothing").is_err());
-    }
 
     #[test]
     fn platforms() {

@@ -36,6 +36,9 @@ macro_rules! outln {
     }};
 }
 
+// After `outln!`, which it uses.
+mod prune;
+
 /// Subcommands of this area.
 #[derive(Subcommand, Debug)]
 pub enum Commands {
@@ -52,9 +55,9 @@ pub enum Commands {
     /// Load images from an oci-archive or docker-archive file.
     Load(LoadArgs),
     /// Delete blobs and unpacked layers that no name reaches, and the build cache of deleted layers.
-    Prune(PruneArgs),
+    Prune(prune::PruneArgs),
     /// Remove images' names from the store, then delete what no name reaches any more.
-    Rmi(RmiArgs),
+    Rmi(prune::RmiArgs),
     /// Download an image from a registry into the local store; prints its manifest digest.
     Pull(PullArgs),
     /// Upload an image from the local store to a registry; prints its manifest digest.
@@ -146,19 +149,6 @@ pub struct LoadArgs {
     pub no_unpack: bool,
 }
 
-/// Arguments of `prune`.
-#[derive(Args, Debug)]
-pub struct PruneArgs {}
-
-/// Arguments of `flense rmi`.
-#[derive(Args, Debug)]
-pub struct RmiArgs {
-    /// Images to remove: names (`busybox:1`, full references) or digests; a digest
-    /// removes every name of that image.
-    #[arg(required = true, value_name = "IMAGE")]
-    pub images: Vec<String>,
-}
-
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -168,8 +158,8 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
         Commands::Tag(args) => tag(args, globals),
         Commands::Save(args) => save(args, globals),
         Commands::Load(args) => load(args, globals),
-        Commands::Prune(args) => prune(args, globals),
-        Commands::Rmi(args) => rmi(args, globals),
+        Commands::Prune(args) => prune::prune(args, globals),
+        Commands::Rmi(args) => prune::rmi(args, globals),
         Commands::Pull(args) => registry::pull(args, globals),
         Commands::Push(args) => registry::push(args, globals),
         Commands::Unpack(args) => unpack::unpack(args, globals),
@@ -392,56 +382,5 @@ fn load(args: LoadArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     for name in &names {
         outln!("Loaded image: {name}");
     }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn prune(_args: PruneArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let store = open_store(globals)?;
-    prune_and_report(&store)?;
-    Ok(ExitCode::SUCCESS)
-}
-
-/// Deletes what no name reaches, then the build-cache records of deleted layers and
-/// unused cache locks; prints what went.
-fn prune_and_report(store: &Store) -> anyhow::Result<()> {
-    let report = store.prune()?;
-    let cache = flense::build::cache::CacheIndex::open(store.root());
-    let (records, locks) = cache.prune(|digest| store.has_blob(digest))?;
-    outln!(
-        "Removed {} blobs ({}), {} unpacked layers and {} build-cache records ({} unused locks)",
-        report.blobs,
-        human_size(report.bytes),
-        report.layers,
-        records,
-        locks
-    );
-    Ok(())
-}
-
-fn rmi(args: RmiArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    let store = open_store(globals)?;
-    // Resolve every name first, so that a typo removes nothing.
-    let mut targets = Vec::new();
-    for reference in &args.images {
-        let (name, descriptor) = store.resolve(reference).map_err(|e| match e {
-            flense::store::StoreError::UnknownImage(_)
-            | flense::store::StoreError::Reference(_) => super::invalid(e),
-            e => anyhow::Error::new(e),
-        })?;
-        targets.push((name, descriptor.digest().to_string()));
-    }
-    for (name, digest) in targets {
-        let removed = match name {
-            Some(name) => {
-                store.remove_tag(&name)?;
-                vec![name]
-            }
-            None => store.remove_names_of(&digest)?,
-        };
-        for name in removed {
-            outln!("Untagged {name}");
-        }
-    }
-    prune_and_report(&store)?;
     Ok(ExitCode::SUCCESS)
 }
