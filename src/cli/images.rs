@@ -5,7 +5,7 @@ mod registry;
 mod unpack;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -197,16 +197,8 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
                 .map_err(super::invalid)?,
         )
     };
-    let mut input = BufReader::with_capacity(1 << 20, input);
-    let gzipped = input
-        .fill_buf()
-        .context("reading the rootfs tarball")?
-        .starts_with(&[0x1f, 0x8b]);
-    let stream: Box<dyn Read> = if gzipped {
-        Box::new(flate2::bufread::MultiGzDecoder::new(input))
-    } else {
-        Box::new(input)
-    };
+    let stream = flense::store::extract::uncompressed(BufReader::with_capacity(1 << 20, input))
+        .context("reading the rootfs tarball")?;
 
     let _hold = store.hold_blobs()?;
     let spool = tempfile::Builder::new()

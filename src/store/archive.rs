@@ -227,14 +227,8 @@ impl Store {
 
     /// The uncompressed tar stream of a stored layer blob (verified at its end).
     fn layer_tar_stream(&self, digest: &str, size: u64) -> Result<Box<dyn Read>, StoreError> {
-        let mut reader = BufReader::new(self.open_blob(digest, Some(size))?);
-        let head = io::BufRead::fill_buf(&mut reader)
-            .map_err(|e| super::blobs::corrupt_or_io(digest, e))?;
-        Ok(if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::bufread::MultiGzDecoder::new(reader))
-        } else {
-            Box::new(reader)
-        })
+        let reader = BufReader::new(self.open_blob(digest, Some(size))?);
+        super::extract::uncompressed(reader).map_err(|e| super::blobs::corrupt_or_io(digest, e))
     }
 }
 

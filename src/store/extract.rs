@@ -44,7 +44,7 @@ pub(crate) mod create;
 mod entry;
 
 pub(crate) use entry::numeric_or_blank;
-pub(crate) use stream::uncompressed;
+pub use stream::uncompressed;
 pub(crate) mod stream;
 
 /// Why an extraction stopped.

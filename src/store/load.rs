@@ -1,7 +1,7 @@
 //! `load`: images from an oci-archive or docker-archive file (see [`super::archive`]).
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{ImageIndex, ImageManifest};
@@ -24,13 +24,8 @@ impl Store {
             detail,
         };
         let file = File::open(archive).map_err(io_err("opening", archive))?;
-        let mut reader = BufReader::new(file);
-        let head = io::BufRead::fill_buf(&mut reader).map_err(io_err("reading", archive))?;
-        let stream: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::bufread::MultiGzDecoder::new(reader))
-        } else {
-            Box::new(reader)
-        };
+        let stream = super::extract::uncompressed(BufReader::new(file))
+            .map_err(io_err("reading", archive))?;
         let tmp = tempfile::Builder::new()
             .prefix(".load-")
             .tempdir_in(self.root.join("tmp"))

@@ -48,8 +48,9 @@ impl Compression {
     }
 }
 
-/// The uncompressed bytes of a layer blob read through `reader` (gzip, zstd or plain).
-pub(crate) fn uncompressed<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<Box<dyn Read + 'a>> {
+/// The uncompressed bytes of a tar read through `reader`: gzip, zstd or plain, told by
+/// its first bytes (layer blobs, archives, rootfs tarballs).
+pub fn uncompressed<'a, R: BufRead + 'a>(mut reader: R) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match Compression::detect(reader.fill_buf()?) {
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
