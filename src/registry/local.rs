@@ -11,7 +11,7 @@ use super::error::{RegistryError, Result};
 use super::platform::Platform;
 use super::pull::{pull, PulledImage};
 use super::reference::Reference;
-use crate::store::{parse_name, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// Pulls `reference` into `store` and names the image in the store with its full name:
 /// `docker.io/library/debian:bookworm` for a tag, `docker.io/library/debian@sha256:…` for
@@ -28,8 +28,7 @@ pub fn pull_to_store(
     let pulled = pull(client, reference, platform, store, progress)?;
     let tagging = |e: StoreError| RegistryError::io(format!("tagging {reference}"), to_io(e));
     let name = match (reference.tag(), reference.digest()) {
-        (Some(tag), _) => parse_name(&format!("{}:{tag}", reference.name()))
-            .map_err(|e| tagging(StoreError::Reference(e)))?,
+        (Some(tag), _) => format!("{}:{tag}", reference.name()),
         (None, Some(digest)) => format!("{}@{digest}", reference.name()),
         (None, None) => return Ok((pulled, None)),
     };
