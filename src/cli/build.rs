@@ -214,15 +214,15 @@ fn prepare(
     let platform = options
         .platform
         .as_deref()
-        .map(parse_platform)
+        .map(str::parse::<Platform>)
         .transpose()
         .map_err(super::invalid)?;
     if let Some(p) = &platform {
         if p.architecture != Platform::host().architecture {
             return Err(super::invalid(anyhow!(
                 "cannot build for {}: build steps run natively and this machine is {}",
-                p.spec(),
-                Platform::host().spec()
+                p,
+                Platform::host()
             )));
         }
     }
@@ -275,8 +275,8 @@ fn prepare(
     let client =
         flense::registry::Client::new(settings, flense::registry::CredentialSource::from_env())?;
     let pull_platform = match &req.platform {
-        Some(p) => p.spec().parse().map_err(super::invalid)?,
-        None => flense::registry::Platform::host(),
+        Some(p) => p.clone(),
+        None => Platform::host().without_variant(),
     };
     let images = PullingImages::new(store.clone(), client, pull_platform);
     Ok(Prepared {
@@ -306,23 +306,6 @@ pub fn build_variant(
         }
     })?;
     Ok((p.store, built))
-}
-
-fn parse_platform(s: &str) -> anyhow::Result<Platform> {
-    let parts: Vec<&str> = s.split('/').collect();
-    match parts.as_slice() {
-        [os, arch] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
-            os: os.to_string(),
-            architecture: arch.to_string(),
-            variant: String::new(),
-        }),
-        [os, arch, variant] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
-            os: os.to_string(),
-            architecture: arch.to_string(),
-            variant: variant.to_string(),
-        }),
-        _ => Err(anyhow!("platform {s:?} is not os/arch[/variant]")),
-    }
 }
 
 fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -374,15 +357,4 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         println!("{digest}");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn platforms() {
-        assert_eq!(parse_platform("linux/arm64/v8").unwrap().variant, "v8");
-        assert!(parse_platform("linux").is_err());
-    }
 }

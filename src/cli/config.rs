@@ -205,7 +205,7 @@ fn compile_variant(
 ) -> anyhow::Result<flense::plan::Plan> {
     let build_args = flense::plan::parse_build_args(build_args).map_err(super::invalid)?;
     let platform = platform
-        .map(flense::plan::Platform::parse)
+        .map(str::parse::<flense::plan::Platform>)
         .transpose()
         .map_err(super::invalid)?;
     let config = load_or_report(file)?;

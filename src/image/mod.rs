@@ -6,6 +6,7 @@ pub mod entry;
 pub mod gzip;
 pub mod layer;
 pub mod oci;
+pub mod platform;
 pub mod reference;
 pub mod tree;
 

@@ -46,7 +46,10 @@ const PHASES: [Phase; 5] = [
 pub fn platform_env(platform: &Platform) -> Vec<EnvVar> {
     let mut env = Vec::new();
     for prefix in ["BUILD", "TARGET"] {
-        env.push(EnvVar::new(format!("{prefix}PLATFORM"), platform.spec()));
+        env.push(EnvVar::new(
+            format!("{prefix}PLATFORM"),
+            platform.to_string(),
+        ));
         env.push(EnvVar::new(format!("{prefix}OS"), platform.os.clone()));
         env.push(EnvVar::new(
             format!("{prefix}ARCH"),
@@ -54,7 +57,7 @@ pub fn platform_env(platform: &Platform) -> Vec<EnvVar> {
         ));
         env.push(EnvVar::new(
             format!("{prefix}VARIANT"),
-            platform.variant.clone(),
+            platform.variant.clone().unwrap_or_default(),
         ));
     }
     env
@@ -275,7 +278,7 @@ mod tests {
         let env = platform_env(&Platform {
             os: "linux".into(),
             architecture: "arm64".into(),
-            variant: "v8".into(),
+            variant: Some("v8".into()),
         });
         let get = |n: &str| env.iter().find(|e| e.name == n).unwrap().value.clone();
         assert_eq!(get("TARGETPLATFORM"), "linux/arm64/v8");

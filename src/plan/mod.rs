@@ -29,6 +29,9 @@ pub use instruction::{
 };
 pub use stage::DEFAULT_PATH;
 
+/// The target platform, for the `BUILD*`/`TARGET*` variables.
+pub use crate::image::platform::Platform;
+
 /// The label key naming the built variant.
 pub const LABEL_VARIANT: &str = "blubber.variant";
 /// The label key naming the tool version that built the image.
@@ -105,65 +108,6 @@ pub struct ImageConfig {
     pub labels: Vec<EnvVar>,
 }
 
-/// The target platform, for the `BUILD*`/`TARGET*` variables.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Platform {
-    /// e.g. `linux`.
-    pub os: String,
-    /// e.g. `amd64`.
-    pub architecture: String,
-    /// e.g. `v8`, or empty.
-    pub variant: String,
-}
-
-impl Platform {
-    /// The platform of the running machine, in OCI naming.
-    pub fn host() -> Self {
-        let (architecture, variant) = match std::env::consts::ARCH {
-            "x86_64" => ("amd64", ""),
-            "aarch64" => ("arm64", "v8"),
-            "x86" => ("386", ""),
-            "arm" => ("arm", "v7"),
-            "powerpc64" => ("ppc64le", ""),
-            other => (other, ""),
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: variant.into(),
-        }
-    }
-
-    /// Parses `os/arch[/variant]`, e.g. `linux/arm64/v8`.
-    pub fn parse(text: &str) -> Result<Self, PlanError> {
-        let parts: Vec<&str> = text.split('/').collect();
-        let valid =
-            |s: &&str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        match parts.as_slice() {
-            [os, arch] if valid(os) && valid(arch) => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: String::new(),
-            }),
-            [os, arch, variant] if valid(os) && valid(arch) && valid(variant) => Ok(Platform {
-                os: os.to_string(),
-                architecture: arch.to_string(),
-                variant: variant.to_string(),
-            }),
-            _ => Err(PlanError::BadPlatform(text.to_string())),
-        }
-    }
-
-    /// `os/arch[/variant]`.
-    pub fn spec(&self) -> String {
-        if self.variant.is_empty() {
-            format!("{}/{}", self.os, self.architecture)
-        } else {
-            format!("{}/{}/{}", self.os, self.architecture, self.variant)
-        }
-    }
-}
-
 /// Inputs of [`compile()`] besides the config.
 #[derive(Debug, Clone, Default)]
 pub struct CompileOptions {
@@ -205,9 +149,6 @@ pub enum PlanError {
         /// Where the cycle closed.
         at: String,
     },
-    /// A platform was not of the form `os/arch[/variant]`.
-    #[error("platform {0:?} is not of the form os/arch[/variant] (e.g. linux/amd64)")]
-    BadPlatform(String),
     /// A `--build-arg` was not of the form `NAME=VALUE`.
     #[error("build argument {0:?} is not of the form NAME=VALUE")]
     BadBuildArg(String),

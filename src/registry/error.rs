@@ -14,12 +14,6 @@ pub enum RegistryError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A platform string that is not `os/arch[/variant]`.
-    #[error("invalid platform {platform:?}: expected os/arch[/variant], e.g. linux/amd64")]
-    InvalidPlatform {
-        /// The text given by the user.
-        platform: String,
-    },
     /// The registries config file cannot be read or parsed.
     #[error("registries config {path}: {reason}")]
     Config {
@@ -122,10 +116,7 @@ impl RegistryError {
     /// True when the error comes from the user's input (reference, platform, config),
     /// so the CLI exits with code 2.
     pub fn is_invalid_input(&self) -> bool {
-        matches!(
-            self,
-            Self::InvalidReference { .. } | Self::InvalidPlatform { .. } | Self::Config { .. }
-        )
+        matches!(self, Self::InvalidReference { .. } | Self::Config { .. })
     }
 
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {

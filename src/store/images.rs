@@ -12,6 +12,7 @@ use crate::image::digest::sha256_hex;
 use crate::image::oci::{
     canonical_json, descriptor_of, new_manifest, ImageFormat, DOCKER_MANIFEST_LIST,
 };
+use crate::image::platform::Platform;
 use crate::image::LayerDigests;
 
 /// A resolved image: its manifest descriptor, manifest and config.
@@ -258,15 +259,9 @@ fn parse_doc<T: serde::de::DeserializeOwned>(
 /// The manifest of an index for this host's platform (linux + this architecture), or
 /// the first one without a platform.
 fn pick_platform(index: &ImageIndex) -> Option<Descriptor> {
-    let arch = oci_spec::image::Arch::default();
-    index
-        .manifests()
-        .iter()
-        .find(|m| {
-            m.platform()
-                .as_ref()
-                .is_some_and(|p| *p.os() == oci_spec::image::Os::Linux && *p.architecture() == arch)
-        })
+    Platform::host()
+        .without_variant()
+        .select(index)
         .or_else(|| index.manifests().iter().find(|m| m.platform().is_none()))
         .cloned()
 }

@@ -60,7 +60,7 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
     let reference = Reference::parse(&args.reference).map_err(crate::cli::invalid)?;
     let platform = match &args.platform {
         Some(p) => p.parse::<Platform>().map_err(crate::cli::invalid)?,
-        None => Platform::host(),
+        None => Platform::host().without_variant(),
     };
     let client = registry_client(&args.registry)?;
     let store = open_store(globals)?;
