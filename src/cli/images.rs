@@ -211,9 +211,7 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let layer = store.write_layer(entries, &opts).map_err(classify)?;
 
     let runtime = ConfigBuilder::default()
-        .env(vec![
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-        ])
+        .env(vec![format!("PATH={}", flense::image::oci::DEFAULT_PATH)])
         .build()?;
     let layers = [ImageLayer {
         digests: layer.clone(),

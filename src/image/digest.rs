@@ -5,9 +5,19 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
+/// The SHA-256 of `bytes` as 64 lowercase hex characters (no `sha256:` prefix).
+pub fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
 /// The `sha256:<hex>` digest of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    format!("sha256:{}", sha256(bytes))
+}
+
+/// The `sha256:<hex>` digest of what `hasher` has seen.
+fn finish_digest(hasher: Sha256) -> String {
+    format!("sha256:{}", hex::encode(hasher.finalize()))
 }
 
 /// The hex part of a `sha256:<hex>` digest, or `None` when `digest` is not a well-formed
@@ -40,8 +50,7 @@ impl<W: Write> HashingWriter<W> {
 
     /// The inner writer, the `sha256:<hex>` digest and the number of bytes written.
     pub fn finish(self) -> (W, String, u64) {
-        let digest = format!("sha256:{}", hex::encode(self.hasher.finalize()));
-        (self.inner, digest, self.count)
+        (self.inner, finish_digest(self.hasher), self.count)
     }
 
     /// The inner writer.
@@ -84,10 +93,7 @@ impl<R: Read> HashingReader<R> {
     /// `sha256:<hex>` digest and the number of bytes read.
     pub fn drain_and_finish(mut self) -> io::Result<(String, u64)> {
         io::copy(&mut self, &mut io::sink())?;
-        Ok((
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.count,
-        ))
+        Ok((finish_digest(self.hasher), self.count))
     }
 
     /// Bytes read so far.

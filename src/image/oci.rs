@@ -19,6 +19,10 @@ pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.ta
 /// Media type of a Docker manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// BuildKit's default `PATH`: the only `Env` of a scratch or imported image, and what a
+/// step gets when its image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Errors building or parsing image documents.
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {

@@ -1,7 +1,5 @@
 //! `apt` (§5.4): proxies, keyrings, sources and package installs, as root.
 
-use sha2::{Digest, Sha256};
-
 use crate::config::AptConfig;
 
 use super::instruction::{EnvVar, Phase};
@@ -17,7 +15,7 @@ pub const SOURCES_FILE: &str = "/etc/apt/sources.list.d/99blubber.list";
 pub fn keyring_path(signed_by: &str) -> String {
     format!(
         "/etc/apt/keyrings/{}.asc",
-        hex::encode(Sha256::digest(signed_by.as_bytes()))
+        crate::image::digest::sha256(signed_by.as_bytes())
     )
 }
 

@@ -27,7 +27,6 @@ pub use instruction::{
     ArgDefault, Cache, CacheAccess, CopySource, CopySpec, EnvVar, Instruction, Mount, MountSource,
     Owner, Phase, RunContext, Step,
 };
-pub use stage::DEFAULT_PATH;
 
 /// The target platform, for the `BUILD*`/`TARGET*` variables.
 pub use crate::image::platform::Platform;

@@ -10,9 +10,7 @@ use super::instruction::{
     Step,
 };
 use super::{ImageConfig, PlanError};
-
-/// BuildKit's default `PATH`, the only `Env` of a scratch image.
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+use crate::image::oci::DEFAULT_PATH;
 
 /// A stage being compiled.
 pub(crate) struct StageState<'a> {
@@ -248,8 +246,7 @@ impl<'a> StageState<'a> {
 
     /// A builder script (never expanded).
     pub fn run_script(&mut self, script: String, mounts: Vec<Mount>, caches: Vec<Cache>) {
-        use sha2::{Digest, Sha256};
-        let sha256 = hex::encode(Sha256::digest(script.as_bytes()));
+        let sha256 = crate::image::digest::sha256(script.as_bytes());
         let context = self.context(mounts, caches);
         self.push(Instruction::RunScript {
             script,

@@ -110,8 +110,8 @@ pub fn supported_digest(digest: &Digest) -> bool {
 
 /// The sha256 digest of `bytes`.
 pub fn sha256_digest(bytes: &[u8]) -> Digest {
-    let hex = hex::encode(Sha256::digest(bytes));
-    Digest::try_from(format!("sha256:{hex}")).expect("a sha256 hex string is a valid digest")
+    Digest::try_from(crate::image::digest::sha256_digest(bytes))
+        .expect("a sha256 hex string is a valid digest")
 }
 
 #[cfg(test)]
