@@ -3,7 +3,7 @@
 
 use std::io::{self, Read, Write};
 
-use oci_spec::image::{Digest, DigestAlgorithm};
+use oci_spec::image::{Descriptor, Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256};
 
 /// A content-addressed blob store. `put_verified` must check digest and size itself
@@ -17,6 +17,13 @@ pub trait BlobStore: Sync {
     /// Copies `reader` into the store if and only if it yields exactly `size` bytes
     /// with `digest`; a mismatch is an error of kind `InvalidData` and stores nothing.
     fn put_verified(&self, reader: &mut dyn Read, digest: &Digest, size: u64) -> io::Result<()>;
+}
+
+/// A [`BlobStore`] that also names images, so that a pull can be found by its name.
+pub trait ImageStore: BlobStore {
+    /// Gives the image whose manifest (or index) is `manifest` the full name `name`
+    /// (`docker.io/library/debian:12`), taking it from the image that had it.
+    fn tag_image(&self, name: &str, manifest: &Descriptor) -> io::Result<()>;
 }
 
 /// What happened to one blob.

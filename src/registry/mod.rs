@@ -1,7 +1,9 @@
 //! Registry client: reference parsing, pull and push over HTTP(S), auth, retries.
 //!
-//! The client talks to the store through [`BlobStore`], so it works with any
-//! content-addressed store; everything it puts there has been verified (digest and size).
+//! The client talks to the store only through [`BlobStore`] (and [`ImageStore`] to name
+//! a pulled image), so it works with any content-addressed store; everything it puts
+//! there has been verified (digest and size). The local store's implementation lives in
+//! `store/blob_store.rs`.
 
 pub mod auth;
 pub mod blobs;
@@ -20,7 +22,7 @@ pub mod settings;
 mod upload;
 
 pub use auth::{Credential, CredentialSource};
-pub use blobs::{BlobOutcome, BlobStore, NoProgress, Progress};
+pub use blobs::{BlobOutcome, BlobStore, ImageStore, NoProgress, Progress};
 pub use client::{Client, Repository};
 pub use error::{RegistryError, Result};
 pub use local::pull_to_store;

@@ -15,6 +15,7 @@
 
 mod adopt;
 pub mod archive;
+mod blob_store;
 pub mod blobs;
 pub mod extract;
 pub mod images;
