@@ -1,8 +1,8 @@
 //! OCI model work, pure (no network, no processes): the reproducible layer writer
 //! (tar + gzip + sha256), image config, manifest and index, and the core types the
 //! store, the registry client, the plan and the CLI share: image references
-//! ([`reference`](mod@reference)), platforms ([`platform`]), the `sha256` helpers ([`digest`]) and the
-//! default `PATH` ([`oci::DEFAULT_PATH`]).
+//! ([`reference`](mod@reference)), platforms ([`platform`]), the `sha256` helpers
+//! ([`digest`]) and the default `PATH` ([`oci::DEFAULT_PATH`]).
 
 pub mod digest;
 pub mod entry;
