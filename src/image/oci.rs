@@ -23,10 +23,10 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
     /// oci-spec refused a value.
-    #[error("invalid image document: {0}")]
+    #[error("invalid image document")]
     Spec(#[from] oci_spec::OciSpecError),
     /// JSON encoding or decoding failed.
-    #[error("invalid image JSON: {0}")]
+    #[error("invalid image JSON")]
     Json(#[from] serde_json::Error),
     /// A digest string is malformed.
     #[error("invalid digest {0:?}")]

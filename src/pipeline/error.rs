@@ -6,12 +6,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The config file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The config file is not UTF-8 text (invalid input, like a YAML error).
+    #[error("{path}: not UTF-8 text")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the first invalid byte is.
+        source: std::string::FromUtf8Error,
     },
     /// The config file is not valid YAML.
     #[error("{path}: invalid YAML: {message}")]
@@ -104,7 +112,7 @@ pub enum PipelineError {
         message: String,
     },
     /// Reading or writing a file of the workspace failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,

@@ -11,6 +11,7 @@ use super::error::{RegistryError, Result};
 use super::platform::Platform;
 use super::pull::{pull, PulledImage};
 use super::reference::Reference;
+use crate::error_chain::ErrorChain;
 use crate::store::{parse_name, Store, StoreError};
 
 /// Pulls `reference` into `store` and names the image in the store with its full name:
@@ -49,7 +50,7 @@ fn to_io(e: StoreError) -> io::Error {
         StoreError::Io { source, .. } if source.kind() != io::ErrorKind::Other => {
             io::Error::new(source.kind(), source.to_string())
         }
-        e => io::Error::other(e.to_string()),
+        e => io::Error::other(ErrorChain(&e).to_string()),
     }
 }
 
