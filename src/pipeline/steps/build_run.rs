@@ -1,9 +1,11 @@
 //! The build and run steps.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use serde_yaml::Value;
 
+use super::super::error::StepError;
 use super::super::exec::{rand8, BuildRequest, RunRequest};
 use super::super::interp::Scope;
 use super::super::model::{normalise_copy, Stage};
@@ -22,34 +24,34 @@ pub(super) fn step_build(
         .blubberfile
         .as_ref()
         .unwrap_or(&ctx.pipeline.blubberfile);
-    let bf = scope.interpolate(bf).map_err(|e| e.to_string())?;
+    let bf = scope.interpolate(bf)?;
     let mut temp = None;
     let blubberfile = match &bf {
         Value::String(rel) => {
             let p = pipeline_dir.join(rel);
             if !p.is_file() {
-                return Err(format!(
+                return Err(StepError::Failed(format!(
                     "failed to build image: no Blubber config found at {}",
                     p.display()
-                ));
+                )));
             }
             p
         }
         Value::Mapping(_) => {
-            let body = serde_yaml::to_string(&bf).map_err(|e| e.to_string())?;
+            let body = serde_yaml::to_string(&bf)?;
             log.line(&format!("inline blubberfile, resolved: {}", yaml(&bf)));
             let p = write_temp(&pipeline_dir, "blubber.yaml.", &body)?;
             temp = Some(p.clone());
             p
         }
         other => {
-            return Err(format!(
+            return Err(StepError::Failed(format!(
                 "blubberfile must be a path or a map, found {}",
                 super::super::schema::describe(other)
-            ))
+            )))
         }
     };
-    let b = scope.interpolate(build).map_err(|e| e.to_string())?;
+    let b = scope.interpolate(build)?;
     let variant = text(&b["variant"]);
     let context = text(&b["context"]);
     let excludes = b
@@ -60,13 +62,13 @@ pub(super) fn step_build(
     let pull = text(&b["imagePullPolicy"]) == "always";
     if context.contains("://") {
         if !excludes.is_empty() {
-            return Err(format!(
+            return Err(StepError::Failed(format!(
                 "excludes cannot be used with a URL context ({context})"
-            ));
+            )));
         }
-        return Err(format!(
+        return Err(StepError::Failed(format!(
             "URL build contexts are not supported by flense ({context})"
-        ));
+        )));
     }
     let context_dir = clean_join(&ctx.opts.project_dir, &[&ctx.pipeline.directory, &context]);
     let _swap = if excludes.is_empty() {
@@ -75,7 +77,7 @@ pub(super) fn step_build(
         let target = context_dir.join(".dockerignore");
         let backup = if target.exists() {
             let b = pipeline_dir.join(format!("dockerignore.bak.{}", rand8()));
-            std::fs::rename(&target, &b).map_err(|e| format!("{}: {e}", target.display()))?;
+            std::fs::rename(&target, &b).map_err(StepError::io_at(&target))?;
             Some(b)
         } else {
             None
@@ -91,7 +93,7 @@ pub(super) fn step_build(
                 .map(|e| format!("{e}\n"))
                 .collect::<String>(),
         )
-        .map_err(|e| format!("{}: {e}", target.display()))?;
+        .map_err(StepError::io_at(&target))?;
         Some(swap)
     };
     let content = std::fs::read_to_string(&blubberfile).unwrap_or_default();
@@ -130,9 +132,10 @@ pub(super) fn step_build(
                     .unwrap_or_else(|e| e.into_inner())
                     .insert(id.clone(), req.local_name.clone());
             }
-            r
+            r.map_err(Arc::new)
         })
-        .clone();
+        .clone()
+        .map_err(StepError::Shared);
     if let Some(t) = temp {
         let _ = std::fs::remove_file(t);
     }
@@ -146,12 +149,8 @@ pub(super) fn step_build(
             "reusing the image built for an identical build in this run: {local}"
         ));
     }
-    scope
-        .bind("imageID", Value::String(id.clone()))
-        .map_err(|e| e.to_string())?;
-    scope
-        .bind("imageLocalName", Value::String(local))
-        .map_err(|e| e.to_string())?;
+    scope.bind("imageID", Value::String(id.clone()))?;
+    scope.bind("imageLocalName", Value::String(local))?;
     Ok(id)
 }
 
@@ -165,9 +164,7 @@ pub(super) fn step_run(
     let mut m = run.as_mapping().cloned().unwrap_or_default();
     let credentials = m.remove("credentials").unwrap_or(Value::Null);
     let tail = m.remove("tail").and_then(|t| t.as_u64()).unwrap_or(0) as usize;
-    let r = scope
-        .interpolate(&Value::Mapping(m))
-        .map_err(|e| e.to_string())?;
+    let r = scope.interpolate(&Value::Mapping(m))?;
     let image_id = text(&r["image"]);
     let image = ctx.shared.local_image(&image_id).ok_or_else(|| {
         format!("run.image '{image_id}' is not a local image ID (the hex digest of an image built in this run or in the store)")
@@ -207,9 +204,7 @@ pub(super) fn step_run(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(container.clone(), image.clone());
-    scope
-        .bind("container", Value::String(container.clone()))
-        .map_err(|e| e.to_string())?;
+    scope.bind("container", Value::String(container.clone()))?;
     let (capture, capture_dir) = plan_captures(ctx, stage, scope, &container, log);
     let req = RunRequest {
         image,
@@ -230,14 +225,12 @@ pub(super) fn step_run(
             .map(|l| format!("{l}\n"))
             .collect()
     };
-    scope
-        .bind("output", Value::String(output))
-        .map_err(|e| e.to_string())?;
+    scope.bind("output", Value::String(output))?;
     if outcome.exit_code != 0 {
-        return Err(format!(
+        return Err(StepError::Failed(format!(
             "the container exited with code {}",
             outcome.exit_code
-        ));
+        )));
     }
     Ok(())
 }
