@@ -17,7 +17,7 @@ use super::graph::user_frames;
 use super::interp::{stringify, Namespace, Scope};
 use super::model::Pipeline;
 use super::setup::SetupInfo;
-use super::steps::sanitise_name;
+use super::steps::{credential, sanitise_name};
 
 /// An Argo-safe name: lower case, `[a-z0-9-]`, starting alphanumeric.
 pub fn task_name(stage: &str) -> String {
@@ -72,12 +72,7 @@ fn run_template(scope: &mut Scope, run: &Value, task: &str) -> Result<Json> {
         .map(|(k, v)| json!({"name": text(k), "value": text(v)}))
         .collect();
     for c in credentials.as_sequence().into_iter().flatten() {
-        let id = text(&c["id"]);
-        let var = c
-            .get("name")
-            .map(text)
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| id.clone());
+        let (id, var) = credential(c);
         env.push(json!({"name": var, "valueFrom": {"secretKeyRef": {"name": task_name(&id), "key": id}}}));
     }
     let mut container = json!({"image": text(&r["image"]), "args": args});

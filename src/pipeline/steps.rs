@@ -153,6 +153,18 @@ fn strings(v: &Value) -> StepResult<Vec<String>> {
     }
 }
 
+/// A `run.credentials` item: the credential's ID and the variable it is passed as
+/// (`name`, the ID when empty).
+pub fn credential(item: &Value) -> (String, String) {
+    let id = text(&item["id"]);
+    let name = item
+        .get("name")
+        .map(text)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| id.clone());
+    (id, name)
+}
+
 fn yaml(v: &Value) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }

@@ -11,7 +11,9 @@ use super::super::exec::{rand8, BuildRequest, RunRequest};
 use super::super::interp::Scope;
 use super::super::model::{normalise_copy, Stage};
 use super::super::output::StageLog;
-use super::{clean_join, strings, text, write_temp, yaml, IgnoreSwap, StageCtx, StepResult};
+use super::{
+    clean_join, credential, strings, text, write_temp, yaml, IgnoreSwap, StageCtx, StepResult,
+};
 
 pub(super) fn step_build(
     ctx: &StageCtx,
@@ -214,12 +216,7 @@ pub(super) fn step_run(
         }
     }
     for c in credentials.as_sequence().into_iter().flatten() {
-        let id = text(&c["id"]);
-        let name = c
-            .get("name")
-            .map(text)
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| id.clone());
+        let (id, name) = credential(c);
         let value = ctx.opts.credentials.get(&id).ok_or_else(|| {
             format!(
                 "Invalid Credential: '{id}'. Allowed credentials: [{}] (allow one with --env-from-host {id})",
