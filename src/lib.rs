@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod config;
+pub mod error_chain;
 pub mod image;
 pub mod pipeline;
 pub mod plan;

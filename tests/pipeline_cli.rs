@@ -162,6 +162,28 @@ fn invalid_configs_exit_2_with_positions() {
         String::from_utf8_lossy(&missing.stderr)
     );
 
+    assert_eq!(
+        String::from_utf8_lossy(&missing.stderr)
+            .matches("No such file")
+            .count(),
+        1
+    );
+
+    let latin1 = project("pipelines: {}\n");
+    std::fs::write(
+        latin1.path().join(".pipeline/config.yaml"),
+        b"pipelines:\n  caf\xe9: {}\n",
+    )
+    .unwrap();
+    let out = output(pipeline(latin1.path()).arg("--list"));
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(".pipeline/config.yaml: not UTF-8 text: invalid utf-8"),
+        "{err}"
+    );
+    assert_eq!(err.matches("invalid utf-8").count(), 1, "{err}");
+
     let yaml = output(
         flense(tmp.path())
             .args(["pipeline", "--list", "-f"])

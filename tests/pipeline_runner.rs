@@ -14,6 +14,7 @@ use flense::pipeline::report::{junit, summary_table, PipelineReport, StageResult
 use flense::pipeline::runner::run_pipeline;
 use flense::pipeline::setup::SetupInfo;
 use flense::pipeline::steps::RunOptions;
+use flense::pipeline::StepError;
 
 /// Runs are scripted by their arguments: `print:TEXT`, `exit:N`, `wait-for:STAGE`
 /// (until that stage's run started), `barrier:N` (until N runs are in flight).
@@ -48,7 +49,7 @@ impl Scripted {
 }
 
 impl Executor for Scripted {
-    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, String> {
+    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, StepError> {
         let mut s = self.state.lock().unwrap();
         s.builds.push(req.variant.clone());
         s.events.push(format!("build {}", log.stage()));
@@ -58,7 +59,7 @@ impl Executor for Scripted {
         Ok(format!("{:0>64}", s.builds.len()))
     }
 
-    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, String> {
+    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, StepError> {
         let stage = log.stage().to_string();
         {
             let mut s = self.state.lock().unwrap();
@@ -101,13 +102,17 @@ impl Executor for Scripted {
         })
     }
 
-    fn copy(&self, req: &CopyRequest, _log: &StageLog) -> Result<(), String> {
+    fn copy(&self, req: &CopyRequest, _log: &StageLog) -> Result<(), StepError> {
         std::fs::create_dir_all(req.destination.parent().unwrap()).unwrap();
-        std::fs::write(&req.destination, format!("copied {}", req.source))
-            .map_err(|e| e.to_string())
+        std::fs::write(&req.destination, format!("copied {}", req.source)).map_err(|source| {
+            StepError::Io {
+                path: req.destination.clone(),
+                source,
+            }
+        })
     }
 
-    fn push(&self, image: &str, destination: &str, _log: &StageLog) -> Result<(), String> {
+    fn push(&self, image: &str, destination: &str, _log: &StageLog) -> Result<(), StepError> {
         self.state
             .lock()
             .unwrap()

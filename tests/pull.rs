@@ -144,6 +144,21 @@ fn bad_and_missing_references_are_explained() {
 }
 
 #[test]
+fn an_unreachable_registry_names_each_cause_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = output(flense(&tmp.path().join("store")).args(["pull", "127.0.0.1:1/x"]));
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("127.0.0.1:1: GET manifest latest failed: "),
+        "{err}"
+    );
+    for cause in ["error sending request", "Connection refused"] {
+        assert_eq!(err.matches(cause).count(), 1, "{cause:?} in {err}");
+    }
+}
+
+#[test]
 fn rewrites_send_a_production_name_to_a_local_mirror() {
     let reg = TestRegistry::start();
     let tmp = tempfile::tempdir().unwrap();

@@ -490,6 +490,26 @@ fn a_missing_file_is_invalid_input() {
 }
 
 #[test]
+fn a_missing_or_non_utf8_file_names_its_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = invalid(&dir.path().join("nope.yaml"));
+    assert_eq!(
+        stderr.matches("No such file or directory").count(),
+        1,
+        "{stderr}"
+    );
+
+    let file = dir.path().join("latin1.yaml");
+    fs::write(&file, b"version: v4\nvariants:\n  caf\xe9: {}\n").unwrap();
+    let stderr = invalid(&file);
+    assert!(
+        stderr.contains("latin1.yaml: cannot read the file: not UTF-8 text: invalid utf-8"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("invalid utf-8").count(), 1, "{stderr}");
+}
+
+#[test]
 fn valid_files_print_an_ok_line() {
     let store = tempfile::tempdir().unwrap();
     for rel in [

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 
 use super::Globals;
@@ -57,14 +57,15 @@ pub fn read_policy(uri: &str) -> anyhow::Result<Policy> {
     let text = if uri.starts_with("http://") || uri.starts_with("https://") {
         let response = reqwest::blocking::get(uri)
             .and_then(|r| r.error_for_status())
-            .map_err(|e| anyhow!("loading policy {uri}: {e}"))?;
+            .with_context(|| format!("loading policy {uri}"))?;
         response
             .text()
-            .map_err(|e| anyhow!("loading policy {uri}: {e}"))?
+            .with_context(|| format!("loading policy {uri}"))?
     } else {
         let path = uri.strip_prefix("file://").unwrap_or(uri);
         std::fs::read_to_string(path)
-            .map_err(|e| super::invalid(anyhow!("loading policy {uri}: {e}")))?
+            .with_context(|| format!("loading policy {uri}"))
+            .map_err(super::invalid)?
     };
     Policy::parse(&text, uri).map_err(super::invalid)
 }

@@ -14,6 +14,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use oci_spec::image::ConfigBuilder;
 
 use super::Globals;
+use flense::error_chain::ErrorChain;
 use flense::image::oci::{new_config, ImageFormat, ImageLayer};
 use flense::image::tree::entries_from_tar;
 use flense::image::LayerOptions;
@@ -275,7 +276,7 @@ fn images(args: ImagesArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
                     "size": i.size(),
                     "created": i.config.created(),
                 }),
-                Err(e) => serde_json::json!({ "reference": name, "digest": digest, "error": e.to_string() }),
+                Err(e) => serde_json::json!({ "reference": name, "digest": digest, "error": ErrorChain(e).to_string() }),
             })
             .collect();
         outln!("{}", serde_json::to_string_pretty(&list)?);
@@ -286,7 +287,7 @@ fn images(args: ImagesArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     for (name, digest, image) in &rows {
         let size = match image {
             Ok(i) => human_size(i.size()),
-            Err(e) => format!("error: {e}"),
+            Err(e) => format!("error: {}", ErrorChain(e)),
         };
         outln!("{name:<width$}  {digest:<71}  {size}");
     }

@@ -204,6 +204,46 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let opts = run_options(&args)?;
+    let output = Arc::new(Output::new(OutputMode::detect(args.json)));
+    let process;
+    let dry = DryRunExecutor;
+    let exec: &dyn Executor = if args.dry_run {
+        &dry
+    } else {
+        process = process_executor(&args, globals)?;
+        watch_interrupts();
+        &process
+    };
+    let mut reports: Vec<PipelineReport> = Vec::new();
+    for p in selected {
+        let report = run_pipeline(p, exec, &opts, &output);
+        let passed = report.passed();
+        reports.push(report);
+        if !passed {
+            break;
+        }
+    }
+    print_summary(&reports, output.mode());
+    if let Some(path) = &args.junit {
+        std::fs::write(path, junit(&reports))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if reports.iter().all(PipelineReport::passed) {
+        ExitCode::SUCCESS
+    } else if args.dry_run {
+        // Nothing real ran: a failing dry run is the config's fault.
+        ExitCode::from(2)
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// What the stages need from the command line: paths, params, credentials, setup.
+fn run_options(args: &PipelineArgs) -> anyhow::Result<RunOptions> {
     let project_dir = absolute(&args.config.dir);
     let params = parse_params(&args.params)?;
     let mut credentials = BTreeMap::new();
@@ -235,7 +275,7 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
         .registry
         .clone()
         .or_else(|| args.dry_run.then(|| "<registry>".to_string()));
-    let opts = RunOptions {
+    Ok(RunOptions {
         project_dir,
         log_dir,
         jobs: args.jobs,
@@ -245,40 +285,28 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
         env_vars,
         credentials,
         setup,
-    };
-    let output = Arc::new(Output::new(OutputMode::detect(args.json)));
-    let process;
-    let dry = DryRunExecutor;
-    let exec: &dyn Executor = if args.dry_run {
-        &dry
-    } else {
-        process = ProcessExecutor {
-            program: match &args.flense_bin {
-                Some(p) => p.clone(),
-                None => std::env::current_exe().context("cannot find the flense binary")?,
-            },
-            root: globals.root.clone(),
-            run_options: {
-                let mut o = args.run_options.clone();
-                if args.run_timeout > 0 {
-                    o.push(format!("--timeout={}", args.run_timeout));
-                }
-                o
-            },
-        };
-        watch_interrupts();
-        &process
-    };
-    let mut reports: Vec<PipelineReport> = Vec::new();
-    for p in selected {
-        let report = run_pipeline(p, exec, &opts, &output);
-        let passed = report.passed();
-        reports.push(report);
-        if !passed {
-            break;
-        }
+    })
+}
+
+/// The executor of real runs: this binary (or `--flense-bin`) as child processes.
+fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<ProcessExecutor> {
+    let mut run_options = args.run_options.clone();
+    if args.run_timeout > 0 {
+        run_options.push(format!("--timeout={}", args.run_timeout));
     }
-    if output.mode() == OutputMode::Json {
+    Ok(ProcessExecutor {
+        program: match &args.flense_bin {
+            Some(p) => p.clone(),
+            None => std::env::current_exe().context("cannot find the flense binary")?,
+        },
+        root: globals.root.clone(),
+        run_options,
+    })
+}
+
+/// The closing summary: a JSON event or the table.
+fn print_summary(reports: &[PipelineReport], mode: OutputMode) {
+    if mode == OutputMode::Json {
         let summary: Vec<serde_json::Value> = reports
             .iter()
             .flat_map(|p| p.stages.iter())
@@ -289,23 +317,8 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
             serde_json::json!({"event": "summary", "stages": summary})
         );
     } else {
-        print!("\n{}", summary_table(&reports));
+        print!("\n{}", summary_table(reports));
     }
-    if let Some(path) = &args.junit {
-        std::fs::write(path, junit(&reports))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        return Ok(ExitCode::from(130));
-    }
-    Ok(if reports.iter().all(PipelineReport::passed) {
-        ExitCode::SUCCESS
-    } else if args.dry_run {
-        // Nothing real ran: a failing dry run is the config's fault.
-        ExitCode::from(2)
-    } else {
-        ExitCode::from(1)
-    })
 }
 
 /// Ctrl-C (SIGINT) or SIGTERM: a watcher thread stops new stages and sends SIGTERM to

@@ -45,7 +45,7 @@ pub enum LayerError {
         target: PathBuf,
     },
     /// A host file named by [`Content::File`] could not be read or changed size.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The host file.
         path: PathBuf,
@@ -53,7 +53,7 @@ pub enum LayerError {
         source: io::Error,
     },
     /// Writing the output failed.
-    #[error("writing layer: {0}")]
+    #[error("writing layer")]
     Io(#[from] io::Error),
 }
 

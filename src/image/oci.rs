@@ -27,10 +27,10 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 #[derive(Debug, thiserror::Error)]
 pub enum OciError {
     /// oci-spec refused a value.
-    #[error("invalid image document: {0}")]
+    #[error("invalid image document")]
     Spec(#[from] oci_spec::OciSpecError),
     /// JSON encoding or decoding failed.
-    #[error("invalid image JSON: {0}")]
+    #[error("invalid image JSON")]
     Json(#[from] serde_json::Error),
     /// A digest string is malformed.
     #[error("invalid digest {0:?}")]

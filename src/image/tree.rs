@@ -14,7 +14,7 @@ use super::layer::{normalise_path, LayerError};
 #[derive(Debug, thiserror::Error)]
 pub enum TreeError {
     /// A file of the tree could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
@@ -22,7 +22,7 @@ pub enum TreeError {
         source: io::Error,
     },
     /// The tar stream is malformed.
-    #[error("malformed tar stream{}: {source}", entry.as_ref().map(|e| format!(" at entry {e:?}")).unwrap_or_default())]
+    #[error("malformed tar stream{}", entry.as_ref().map(|e| format!(" at entry {e:?}")).unwrap_or_default())]
     Tar {
         /// The entry being read, when known.
         entry: Option<PathBuf>,

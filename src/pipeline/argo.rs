@@ -17,7 +17,7 @@ use super::graph::user_frames;
 use super::interp::{stringify, Namespace, Scope};
 use super::model::Pipeline;
 use super::setup::SetupInfo;
-use super::steps::sanitise_name;
+use super::steps::{credential, sanitise_name};
 
 /// An Argo-safe name: lower case, `[a-z0-9-]`, starting alphanumeric.
 pub fn task_name(stage: &str) -> String {
@@ -45,6 +45,57 @@ fn text(v: &Value) -> String {
         Value::Null => String::new(),
         other => stringify(other),
     }
+}
+
+/// The container template of a stage's `run` step (binding `container` and `output`
+/// first, as the step would).
+fn run_template(scope: &mut Scope, run: &Value, task: &str) -> Result<Json> {
+    let mut m = run.as_mapping().cloned().unwrap_or_default();
+    let credentials = m.remove("credentials").unwrap_or(Value::Null);
+    m.remove("tail");
+    scope.bind("container", Value::String(task.to_string()))?;
+    scope.bind(
+        "output",
+        Value::String(format!("{{{{tasks.{task}.outputs.result}}}}")),
+    )?;
+    let r = scope.interpolate(&Value::Mapping(m))?;
+    let args: Vec<String> = r["arguments"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect();
+    let mut env: Vec<Json> = r["env"]
+        .as_mapping()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| json!({"name": text(k), "value": text(v)}))
+        .collect();
+    for c in credentials.as_sequence().into_iter().flatten() {
+        let (id, var) = credential(c);
+        env.push(json!({"name": var, "valueFrom": {"secretKeyRef": {"name": task_name(&id), "key": id}}}));
+    }
+    let mut container = json!({"image": text(&r["image"]), "args": args});
+    if !env.is_empty() {
+        container["env"] = Json::Array(env);
+    }
+    Ok(json!({"name": task, "container": container}))
+}
+
+/// Binds what a `publish.image` step would, with the image named in `registry`.
+fn bind_publish(scope: &mut Scope, publish: &Value, registry: &str) -> Result<()> {
+    let p = scope.interpolate(publish)?;
+    let name = sanitise_name(&text(&p["name"]));
+    let full = format!("{registry}/{name}");
+    let primary = text(&p["tag"]);
+    scope.bind("imageName", Value::String(name))?;
+    scope.bind("imageFullName", Value::String(full.clone()))?;
+    scope.bind("imageTag", Value::String(primary.clone()))?;
+    scope.bind(
+        "imageTags",
+        Value::Sequence(vec![Value::String(sanitise_name(&primary))]),
+    )?;
+    scope.bind("publishedImage", Value::String(format!("{full}:{primary}")))
 }
 
 /// Renders `pipeline` as an Argo Workflow (YAML). With `dag`, each task depends on its
@@ -100,58 +151,11 @@ pub fn workflow(pipeline: &Pipeline, setup: &SetupInfo, registry: &str, dag: boo
                 scope.bind("imageLocalName", Value::String(image))?;
             }
             let template = match &stage.run {
-                Some(run) => {
-                    let mut m = run.as_mapping().cloned().unwrap_or_default();
-                    let credentials = m.remove("credentials").unwrap_or(Value::Null);
-                    m.remove("tail");
-                    scope.bind("container", Value::String(task.clone()))?;
-                    scope.bind(
-                        "output",
-                        Value::String(format!("{{{{tasks.{task}.outputs.result}}}}")),
-                    )?;
-                    let r = scope.interpolate(&Value::Mapping(m))?;
-                    let args: Vec<String> = r["arguments"]
-                        .as_sequence()
-                        .into_iter()
-                        .flatten()
-                        .map(text)
-                        .collect();
-                    let mut env: Vec<Json> = r["env"]
-                        .as_mapping()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| json!({"name": text(k), "value": text(v)}))
-                        .collect();
-                    for c in credentials.as_sequence().into_iter().flatten() {
-                        let id = text(&c["id"]);
-                        let var = c
-                            .get("name")
-                            .map(text)
-                            .filter(|n| !n.is_empty())
-                            .unwrap_or_else(|| id.clone());
-                        env.push(json!({"name": var, "valueFrom": {"secretKeyRef": {"name": task_name(&id), "key": id}}}));
-                    }
-                    let mut container = json!({"image": text(&r["image"]), "args": args});
-                    if !env.is_empty() {
-                        container["env"] = Json::Array(env);
-                    }
-                    json!({"name": task, "container": container})
-                }
+                Some(run) => run_template(&mut scope, run, &task)?,
                 None => json!({"name": task, "suspend": {"duration": "0"}}),
             };
             if let Some(p) = &stage.publish_image {
-                let p = scope.interpolate(p)?;
-                let name = sanitise_name(&text(&p["name"]));
-                let full = format!("{registry}/{name}");
-                let primary = text(&p["tag"]);
-                scope.bind("imageName", Value::String(name))?;
-                scope.bind("imageFullName", Value::String(full.clone()))?;
-                scope.bind("imageTag", Value::String(primary.clone()))?;
-                scope.bind(
-                    "imageTags",
-                    Value::Sequence(vec![Value::String(sanitise_name(&primary))]),
-                )?;
-                scope.bind("publishedImage", Value::String(format!("{full}:{primary}")))?;
+                bind_publish(&mut scope, p, registry)?;
             }
             if stage.deploy.is_some() {
                 scope.bind("releaseName", Value::String(task.clone()))?;

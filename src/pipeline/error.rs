@@ -6,12 +6,20 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     /// The config file could not be read.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         /// The file.
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The config file is not UTF-8 text (invalid input, like a YAML error).
+    #[error("{path}: not UTF-8 text")]
+    NotUtf8 {
+        /// The file.
+        path: PathBuf,
+        /// Where the first invalid byte is.
+        source: std::string::FromUtf8Error,
     },
     /// The config file is not valid YAML.
     #[error("{path}: invalid YAML: {message}")]
@@ -104,7 +112,7 @@ pub enum PipelineError {
         message: String,
     },
     /// Reading or writing a file of the workspace failed.
-    #[error("{path}: {source}")]
+    #[error("{path}")]
     Io {
         /// The file.
         path: PathBuf,
@@ -115,3 +123,110 @@ pub enum PipelineError {
 
 /// Result alias of the pipeline area.
 pub type Result<T> = std::result::Result<T, PipelineError>;
+
+/// Why a step of a stage, or the [`Executor`](super::exec::Executor) doing its work,
+/// failed. The cause is chained, not repeated: the stage log and the summary show the
+/// whole chain on one line (`step build: failed to build image: ...`).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// Which step failed; the cause says why.
+    #[error("step {step}")]
+    InStep {
+        /// The step (`build`, `run`, `copy`, ...).
+        step: &'static str,
+        /// What went wrong in it.
+        source: Box<StepError>,
+    },
+    /// Interpolating or binding a value failed.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The step's configuration or its outcome is wrong (a bad value, a non-zero exit).
+    #[error("{0}")]
+    Failed(String),
+    /// Reading or writing a file of the workspace, the artifacts directory or a temp file.
+    #[error("{}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A child process could not be started.
+    #[error("cannot start {program:?}")]
+    Spawn {
+        /// The program.
+        program: std::ffi::OsString,
+        /// Why it did not start.
+        source: std::io::Error,
+    },
+    /// Waiting for a child process failed.
+    #[error("waiting for child {pid}")]
+    Wait {
+        /// The child's process ID.
+        pid: u32,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// `flense inspect` could not be run or printed something that is not JSON.
+    #[error("flense inspect {image}")]
+    Inspect {
+        /// The image inspected.
+        image: String,
+        /// The cause (an I/O or a JSON error).
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Rendering an inline Blubber file as YAML failed.
+    #[error(transparent)]
+    Yaml(#[from] serde_yaml::Error),
+    /// The failure of a build that another stage of the run started with the same inputs.
+    #[error(transparent)]
+    Shared(std::sync::Arc<StepError>),
+}
+
+impl StepError {
+    /// Wraps an error as the cause of `step`'s failure.
+    pub fn in_step(step: &'static str, cause: impl Into<StepError>) -> Self {
+        StepError::InStep {
+            step,
+            source: Box::new(cause.into()),
+        }
+    }
+
+    /// Turns an I/O error on `path` into a step error (for `map_err`).
+    pub fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> StepError + '_ {
+        move |source| StepError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> Self {
+        StepError::Failed(message)
+    }
+}
+
+impl From<&str> for StepError {
+    fn from(message: &str) -> Self {
+        StepError::Failed(message.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error_chain::ErrorChain;
+
+    #[test]
+    fn a_step_error_names_the_step_then_each_cause_once() {
+        let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let io = StepError::io_at(std::path::Path::new("/w/out"))(denied);
+        let err = StepError::in_step("copy", io);
+        assert_eq!(ErrorChain(&err).to_string(), "step copy: /w/out: denied");
+
+        let shared = StepError::Shared(std::sync::Arc::new(StepError::from("exited with 1")));
+        let err = StepError::in_step("build", shared);
+        assert_eq!(ErrorChain(&err).to_string(), "step build: exited with 1");
+    }
+}

@@ -10,6 +10,7 @@ use std::sync::{Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
 
+use super::error::StepError;
 use super::output::StageLog;
 
 mod process;
@@ -75,16 +76,17 @@ pub struct CopyRequest {
     pub destination: PathBuf,
 }
 
-/// The things a stage needs done outside the process. Errors are messages for the log.
+/// The things a stage needs done outside the process. Errors end up in the stage log and
+/// the summary (with their causes, see [`StepError`]).
 pub trait Executor: Send + Sync {
     /// Builds an image; returns its ID (hex digest, no `sha256:`).
-    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, String>;
+    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, StepError>;
     /// Runs an image's entrypoint; stdout and stderr go to the log.
-    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, String>;
+    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, StepError>;
     /// Copies a file or directory out of a container into the workspace.
-    fn copy(&self, req: &CopyRequest, log: &StageLog) -> Result<(), String>;
+    fn copy(&self, req: &CopyRequest, log: &StageLog) -> Result<(), StepError>;
     /// Pushes a local image to `destination`.
-    fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), String>;
+    fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), StepError>;
     /// Teardown: removes the containers (best effort).
     fn remove_containers(&self, containers: &[String], log: &StageLog);
 }
@@ -129,13 +131,14 @@ pub fn stream(
     log: &StageLog,
     keep: usize,
     capture_all: bool,
-) -> Result<(i32, Vec<String>), String> {
+) -> Result<(i32, Vec<String>), StepError> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {:?}: {e}", cmd.get_program()))?;
+    let mut child = cmd.spawn().map_err(|source| StepError::Spawn {
+        program: cmd.get_program().to_owned(),
+        source,
+    })?;
     let pid = child.id();
     children()
         .lock()
@@ -182,7 +185,7 @@ pub fn stream(
     });
     let status = child
         .wait()
-        .map_err(|e| format!("waiting for child {pid}: {e}"));
+        .map_err(|source| StepError::Wait { pid, source });
     children()
         .lock()
         .unwrap_or_else(|e| e.into_inner())

@@ -19,4 +19,4 @@ pub mod schema;
 pub mod setup;
 pub mod steps;
 
-pub use error::{PipelineError, Result};
+pub use error::{PipelineError, Result, StepError};

@@ -281,7 +281,11 @@ pub fn parse_yaml(path: &Path, text: &str) -> Result<Value> {
 /// Reads, validates (schema over the whole file, then the code's rules over the
 /// pipelines in `selected`, all when empty) and models a `config.yaml`.
 pub fn load(path: &Path, selected: &[String], opts: &LoadOptions) -> Result<ConfigFile> {
-    let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+    let bytes = std::fs::read(path).map_err(|source| PipelineError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes).map_err(|source| PipelineError::NotUtf8 {
         path: path.to_path_buf(),
         source,
     })?;

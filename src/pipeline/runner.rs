@@ -19,6 +19,7 @@ use super::model::Pipeline;
 use super::output::{Output, StageLog};
 use super::report::{PipelineReport, StageReport, StageResult};
 use super::steps::{run_stage, RunOptions, Shared, StageCtx};
+use crate::error_chain::ErrorChain;
 
 pub use super::exec::INTERRUPTED;
 
@@ -189,7 +190,7 @@ impl StageRunner<'_> {
                 let result = if INTERRUPTED.load(Ordering::SeqCst) && outcome.result.is_err() {
                     Err("interrupted".to_string())
                 } else {
-                    outcome.result
+                    outcome.result.map_err(|e| ErrorChain(&e).to_string())
                 };
                 (
                     outcome.namespace,

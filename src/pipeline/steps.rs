@@ -8,11 +8,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_yaml::{Mapping, Value};
 
+use super::error::StepError;
 use super::exec::{rand8, Executor};
 use super::interp::{stringify, Namespace, Scope};
 use super::model::{Pipeline, Stage};
 use super::output::StageLog;
 use super::setup::SetupInfo;
+use crate::error_chain::ErrorChain;
 
 mod build_run;
 mod outputs;
@@ -45,7 +47,7 @@ pub struct RunOptions {
 }
 
 /// One build, shared by every stage that asks for the same inputs: the image ID or the error.
-type SharedBuild = Arc<OnceLock<Result<String, String>>>;
+type SharedBuild = Arc<OnceLock<Result<String, Arc<StepError>>>>;
 
 /// Where a container's copy sources were saved, and which sources (by index).
 type Capture = (Arc<tempfile::TempDir>, Vec<String>);
@@ -125,13 +127,13 @@ pub struct StageCtx<'a> {
 pub struct StageOutcome {
     /// The stage's namespace after its steps.
     pub namespace: Namespace,
-    /// `Err(message)` when a step failed.
-    pub result: Result<(), String>,
+    /// Why a step failed, if one did.
+    pub result: Result<(), StepError>,
     /// The image built or published, for the summary.
     pub image: Option<String>,
 }
 
-type StepResult<T> = Result<T, String>;
+type StepResult<T> = Result<T, StepError>;
 
 fn text(v: &Value) -> String {
     match v {
@@ -144,11 +146,23 @@ fn strings(v: &Value) -> StepResult<Vec<String>> {
     match v {
         Value::Null => Ok(vec![]),
         Value::Sequence(xs) => Ok(xs.iter().map(text).collect()),
-        other => Err(format!(
+        other => Err(StepError::Failed(format!(
             "expected a list, found {}",
             super::schema::describe(other)
-        )),
+        ))),
     }
+}
+
+/// A `run.credentials` item: the credential's ID and the variable it is passed as
+/// (`name`, the ID when empty).
+pub fn credential(item: &Value) -> (String, String) {
+    let id = text(&item["id"]);
+    let name = item
+        .get("name")
+        .map(text)
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| id.clone());
+    (id, name)
 }
 
 fn yaml(v: &Value) -> String {
@@ -165,8 +179,8 @@ pub fn run_stage(ctx: &StageCtx, stage: &Stage, mut scope: Scope, log: &StageLog
         describe_stage(stage)
     ));
     let result = steps(ctx, stage, &mut scope, log, &mut image);
-    if let Err(msg) = &result {
-        log.line(&format!("error: {msg}"));
+    if let Err(e) = &result {
+        log.line(&format!("error: {}", ErrorChain(e)));
         notify(ctx, stage, &scope, log);
     } else {
         let exported: Vec<String> = scope
@@ -207,8 +221,8 @@ fn describe_stage(stage: &Stage) -> String {
     yaml(&Value::Mapping(m))
 }
 
-fn err<E: std::fmt::Display>(step: &str) -> impl Fn(E) -> String + '_ {
-    move |e| format!("step {step}: {e}")
+fn err<E: Into<StepError>>(step: &'static str) -> impl Fn(E) -> StepError {
+    move |e| StepError::in_step(step, e)
 }
 
 fn steps(
@@ -294,9 +308,9 @@ fn steps(
 }
 
 fn write_temp(dir: &Path, prefix: &str, content: &str) -> StepResult<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::create_dir_all(dir).map_err(StepError::io_at(dir))?;
     let path = dir.join(format!("{prefix}{}", rand8()));
-    std::fs::write(&path, content).map_err(|e| format!("{}: {e}", path.display()))?;
+    std::fs::write(&path, content).map_err(StepError::io_at(&path))?;
     Ok(path)
 }
 

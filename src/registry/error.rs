@@ -63,7 +63,7 @@ pub enum RegistryError {
         detail: String,
     },
     /// A network failure that retrying did not fix.
-    #[error("{registry}: {operation} failed: {source}")]
+    #[error("{registry}: {operation} failed")]
     Transport {
         /// Registry host.
         registry: String,
@@ -102,7 +102,7 @@ pub enum RegistryError {
         media_type: String,
     },
     /// Local I/O (temporary files, the store).
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What we were doing.
         context: String,

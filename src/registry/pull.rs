@@ -15,6 +15,7 @@ use super::manifest::{image_blobs, Manifest, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE}
 use super::parallel::{for_each, PARALLEL_TRANSFERS};
 use super::platform::{describe_platforms, Platform};
 use super::reference::Reference;
+use crate::error_chain::ErrorChain;
 
 /// An image pulled into the store.
 #[derive(Debug, Clone)]
@@ -56,7 +57,10 @@ pub fn pull(
             Err(e @ (RegistryError::Io { .. } | RegistryError::NoMatchingPlatform { .. })) => {
                 return Err(e)
             }
-            Err(e) => tracing::warn!("mirror {mirror} failed, trying the next source: {e}"),
+            Err(e) => tracing::warn!(
+                "mirror {mirror} failed, trying the next source: {}",
+                ErrorChain(&e)
+            ),
         }
     }
     pull_from(client, reference, &last, platform, store, progress)

@@ -16,6 +16,7 @@ use super::client::Repository;
 use super::client::SHORT_REQUEST;
 use super::error::{RegistryError, Result};
 use super::retry::RetryPolicy;
+use crate::error_chain::ErrorChain;
 
 /// How an upload session ended.
 pub(super) enum Upload {
@@ -115,7 +116,9 @@ pub(super) fn upload(
                 return Err(repo.status_error(&format!("upload {digest}"), resp))
             }
             Ok(resp) => tracing::debug!("upload {digest}: HTTP {}", resp.status()),
-            Err(e @ RegistryError::Transport { .. }) => tracing::debug!("upload {digest}: {e}"),
+            Err(e @ RegistryError::Transport { .. }) => {
+                tracing::debug!("upload {digest}: {}", ErrorChain(&e))
+            }
             Err(e) => return Err(e),
         }
         failures += 1;

@@ -44,7 +44,7 @@ fn to_io(e: StoreError) -> io::Error {
         StoreError::Io { source, .. } if source.kind() != io::ErrorKind::Other => {
             io::Error::new(source.kind(), source.to_string())
         }
-        e => io::Error::other(e.to_string()),
+        e => io::Error::other(crate::error_chain::ErrorChain(&e).to_string()),
     }
 }
 

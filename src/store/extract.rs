@@ -38,6 +38,7 @@ use nix::sys::stat::{utimensat, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 
 use super::writer_pool::WriterPool;
+use crate::error_chain::ErrorChain;
 use create::Creator;
 
 pub(crate) mod create;
@@ -59,7 +60,7 @@ pub enum ExtractError {
         reason: String,
     },
     /// The stream or a filesystem operation failed.
-    #[error("entry {entry:?}: {source}")]
+    #[error("entry {entry:?}")]
     Io {
         /// The entry being extracted (empty before the first).
         entry: PathBuf,
@@ -280,7 +281,7 @@ impl Extractor {
                     // Workers may be writing below this directory.
                     self.flush()?;
                     crate::store::unpack::remove_tree(host)
-                        .map_err(|e| Failure::Io(io::Error::other(e.to_string())))?;
+                        .map_err(|e| Failure::Io(io::Error::other(ErrorChain(&e).to_string())))?;
                     self.verified_dirs.retain(|d| !d.starts_with(host));
                     self.dirs.retain(|(d, ..)| !d.starts_with(host));
                 }

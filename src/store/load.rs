@@ -10,6 +10,7 @@ use super::archive::DockerArchiveEntry;
 use super::extract::extract_tar;
 use super::index::ref_name;
 use super::{io_err, parse_name, Store, StoreError};
+use crate::error_chain::ErrorChain;
 use crate::image::digest::{sha256_hex, HashingReader};
 use crate::image::gzip::{ParallelGzipWriter, DEFAULT_LEVEL};
 use crate::image::oci::{new_manifest, ImageFormat};
@@ -30,7 +31,7 @@ impl Store {
             .prefix(".load-")
             .tempdir_in(self.root.join("tmp"))
             .map_err(io_err("creating a temp dir in", &self.root.join("tmp")))?;
-        extract_tar(stream, tmp.path()).map_err(|e| bad(e.to_string()))?;
+        extract_tar(stream, tmp.path()).map_err(|e| bad(ErrorChain(&e).to_string()))?;
         let dir = tmp.path();
         let result = if dir.join("index.json").is_file() {
             self.load_oci(dir, &bad)

@@ -38,7 +38,7 @@ pub use unpack::UnpackedLayer;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A filesystem operation on the store failed.
-    #[error("{action} {}: {source}", path.display())]
+    #[error("{action} {}", path.display())]
     Io {
         /// What was being done.
         action: &'static str,

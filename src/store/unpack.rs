@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use super::extract::stream::decompress_in_background;
 use super::extract::{extract_tar, ExtractReport};
 use super::{io_err, Store, StoreError, StoredImage};
+use crate::error_chain::ErrorChain;
 use crate::image::digest::sha256_hex;
 
 /// An unpacked layer.
@@ -103,7 +104,8 @@ impl Store {
         };
         let (file, path) = self.open_blob_file(digest)?;
         let mut stream = decompress_in_background(file).map_err(io_err("reading", &path))?;
-        let report = extract_tar(&mut stream, &diff).map_err(|e| unpack_err(e.to_string()))?;
+        let report =
+            extract_tar(&mut stream, &diff).map_err(|e| unpack_err(ErrorChain(&e).to_string()))?;
         let digests = stream
             .finish()
             .map_err(|e| unpack_err(format!("decompressing: {e}")))?;

@@ -10,6 +10,7 @@ use clap::Args;
 
 use super::{classify, open_store, Globals};
 use flense::build::owners::{disk_has_owners, layer_owners};
+use flense::error_chain::ErrorChain;
 use flense::store::{Store, StoredImage};
 
 /// Arguments of `unpack`.
@@ -42,7 +43,10 @@ pub(super) fn unpack_image(store: &Store, image: &StoredImage, what: &str) -> an
         if !disk_has_owners() {
             // Only a head start for builds, which retry (and report) on their own.
             if let Err(e) = layer_owners(store, &digest, &unpacked.diff_id) {
-                tracing::info!("not indexing the owners of layer {digest} of {what}: {e}");
+                tracing::info!(
+                    "not indexing the owners of layer {digest} of {what}: {}",
+                    ErrorChain(&e)
+                );
             }
         }
         if !already {

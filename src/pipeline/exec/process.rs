@@ -6,6 +6,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use super::super::error::StepError;
 use super::super::output::StageLog;
 use super::{stream, BuildRequest, CopyRequest, Executor, RunOutcome, RunRequest};
 
@@ -23,20 +24,20 @@ pub struct ProcessExecutor {
 impl ProcessExecutor {
     /// The command an image runs with `arguments`: its entrypoint plus the arguments, or
     /// plus its `Cmd` when there are none (read with `flense inspect`).
-    fn program_of(&self, image: &str, arguments: &[String]) -> Result<Vec<String>, String> {
+    fn program_of(&self, image: &str, arguments: &[String]) -> Result<Vec<String>, StepError> {
         let out = self
             .command("inspect")
             .arg(image)
             .output()
-            .map_err(|e| format!("cannot run flense inspect: {e}"))?;
+            .map_err(|e| inspect_error(image, e))?;
         if !out.status.success() {
-            return Err(format!(
+            return Err(StepError::Failed(format!(
                 "flense inspect {image} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            ));
+            )));
         }
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| format!("flense inspect {image}: {e}"))?;
+        let doc: serde_json::Value =
+            serde_json::from_slice(&out.stdout).map_err(|e| inspect_error(image, e))?;
         let list = |key: &str| -> Vec<String> {
             doc["config"]["config"][key]
                 .as_array()
@@ -54,7 +55,9 @@ impl ProcessExecutor {
             program.extend(arguments.iter().cloned());
         }
         if program.is_empty() {
-            return Err(format!("image {image} has no entrypoint or command to run"));
+            return Err(StepError::Failed(format!(
+                "image {image} has no entrypoint or command to run"
+            )));
         }
         Ok(program)
     }
@@ -70,7 +73,7 @@ impl ProcessExecutor {
 }
 
 impl Executor for ProcessExecutor {
-    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, String> {
+    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, StepError> {
         let mut cmd = self.command("build");
         cmd.arg(&req.variant)
             .arg("-f")
@@ -89,9 +92,9 @@ impl Executor for ProcessExecutor {
             log.line(l);
         }
         if code != 0 {
-            return Err(format!(
+            return Err(StepError::Failed(format!(
                 "failed to build image: flense build exited with {code}"
-            ));
+            )));
         }
         let digest = stdout
             .iter()
@@ -101,14 +104,14 @@ impl Executor for ProcessExecutor {
             .ok_or("failed to build image: flense build printed no digest")?;
         let hex = digest.rsplit(':').next().unwrap_or(digest);
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!(
+            return Err(StepError::Failed(format!(
                 "failed to build image: unexpected digest '{digest}'"
-            ));
+            )));
         }
         Ok(hex.to_string())
     }
 
-    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, String> {
+    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, StepError> {
         let mut cmd = self.command("run");
         cmd.arg("--image").arg(&req.image);
         cmd.args(&self.run_options);
@@ -160,14 +163,14 @@ impl Executor for ProcessExecutor {
         })
     }
 
-    fn copy(&self, req: &CopyRequest, log: &StageLog) -> Result<(), String> {
+    fn copy(&self, req: &CopyRequest, log: &StageLog) -> Result<(), StepError> {
         // `flense run` does not keep stopped containers, so the copy runs `cp` in a fresh
         // container of the same image with the destination's parent bind-mounted.
         let parent = req
             .destination
             .parent()
             .ok_or("copy destination has no parent")?;
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(StepError::io_at(parent))?;
         let name = req
             .destination
             .file_name()
@@ -194,23 +197,23 @@ impl Executor for ProcessExecutor {
         log.line(&format!("$ {}", render(&cmd)));
         let (code, _) = stream(cmd, log, 0, false)?;
         if code != 0 {
-            return Err(format!(
+            return Err(StepError::Failed(format!(
                 "copy of {} from {} failed with exit code {code}",
                 req.source, req.container
-            ));
+            )));
         }
         Ok(())
     }
 
-    fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), String> {
+    fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), StepError> {
         let mut cmd = self.command("push");
         cmd.arg(image).arg(destination);
         log.line(&format!("$ {}", render(&cmd)));
         let (code, _) = stream(cmd, log, 0, false)?;
         if code != 0 {
-            return Err(format!(
+            return Err(StepError::Failed(format!(
                 "push of {destination} failed with exit code {code}"
-            ));
+            )));
         }
         Ok(())
     }
@@ -222,6 +225,16 @@ impl Executor for ProcessExecutor {
                 containers.join(", ")
             ));
         }
+    }
+}
+
+fn inspect_error(
+    image: &str,
+    source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+) -> StepError {
+    StepError::Inspect {
+        image: image.to_string(),
+        source: source.into(),
     }
 }
 
@@ -261,7 +274,7 @@ pub fn shell_quote(s: &str) -> String {
 pub struct DryRunExecutor;
 
 impl Executor for DryRunExecutor {
-    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, String> {
+    fn build(&self, req: &BuildRequest, log: &StageLog) -> Result<String, StepError> {
         log.line(&format!(
             "would build variant '{}' of {} in {}{}",
             req.variant,
@@ -279,7 +292,7 @@ impl Executor for DryRunExecutor {
         Ok(hex::encode(h.finalize()))
     }
 
-    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, String> {
+    fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, StepError> {
         let env: Vec<String> = req.env.iter().map(|(k, _)| format!("{k}=…")).collect();
         log.line(&format!(
             "would run {} env [{}] arguments [{}]",
@@ -297,7 +310,7 @@ impl Executor for DryRunExecutor {
         })
     }
 
-    fn copy(&self, req: &CopyRequest, log: &StageLog) -> Result<(), String> {
+    fn copy(&self, req: &CopyRequest, log: &StageLog) -> Result<(), StepError> {
         log.line(&format!(
             "would copy {}:{} to {}",
             req.container,
@@ -307,7 +320,7 @@ impl Executor for DryRunExecutor {
         Ok(())
     }
 
-    fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), String> {
+    fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), StepError> {
         log.line(&format!("would push {image} to {destination}"));
         Ok(())
     }

@@ -68,47 +68,17 @@ impl Stage {
         } else {
             get("build").cloned()
         };
-        let build = build.map(|b| {
-            let mut m = match b {
-                Value::Mapping(m) => m,
-                other => {
-                    let mut m = Mapping::new();
-                    m.insert(s("variant"), other);
-                    m
-                }
-            };
-            default_key(&mut m, "variant", s("${.stage}"));
-            default_key(&mut m, "context", s("."));
-            if truthy(m.get("imagePullPolicy")).is_none() {
-                m.insert(s("imagePullPolicy"), s("always"));
-            }
-            Value::Mapping(m)
-        });
+        let build = build.map(build_defaults);
         let run = if name_only {
             Some(Value::Bool(true))
         } else {
             get("run").cloned()
         };
-        let run = run.map(|r| {
-            let mut m = r.as_mapping().cloned().unwrap_or_default();
-            default_key(&mut m, "image", s("${.imageID}"));
-            default_key(&mut m, "arguments", y("[]"));
-            default_key(&mut m, "env", y("{}"));
-            default_key(&mut m, "credentials", y("[]"));
-            default_key(&mut m, "tail", y("0"));
-            Value::Mapping(m)
-        });
+        let run = run.map(|r| run_defaults(&r));
         let publish = get("publish").and_then(Value::as_mapping);
-        let publish_image = publish.and_then(|p| truthy(p.get("image"))).map(|i| {
-            let mut m = i.as_mapping().cloned().unwrap_or_default();
-            default_key(&mut m, "id", s("${.imageID}"));
-            default_key(&mut m, "name", s("${setup.project}"));
-            if truthy(m.get("tag")).is_none() {
-                m.insert(s("tag"), s("${setup.timestamp}-${.stage}"));
-            }
-            default_key(&mut m, "tags", y("['${setup.tag}']"));
-            Value::Mapping(m)
-        });
+        let publish_image = publish
+            .and_then(|p| truthy(p.get("image")))
+            .map(publish_image_defaults);
         let publish_files = publish.and_then(|p| truthy(p.get("files"))).cloned();
         let promote = get("promote").map(|p| match p {
             Value::Bool(true) => Value::Sequence(vec![promote_defaults(&Mapping::new())]),
@@ -124,24 +94,7 @@ impl Stage {
             ),
             other => other.clone(),
         });
-        let deploy = get("deploy").map(|d| {
-            let mut m = d.as_mapping().cloned().unwrap_or_default();
-            let mut chart = m
-                .get("chart")
-                .and_then(Value::as_mapping)
-                .cloned()
-                .unwrap_or_default();
-            default_key(&mut chart, "name", s("${setup.projectShortName}"));
-            default_key(&mut chart, "version", s(""));
-            m.insert(s("chart"), Value::Mapping(chart));
-            default_key(&mut m, "image", s("${.imageName}"));
-            default_key(&mut m, "tag", s("${.imageTag}"));
-            default_key(&mut m, "cluster", s("ci"));
-            default_key(&mut m, "test", Value::Bool(true));
-            default_key(&mut m, "overrides", y("{}"));
-            default_key(&mut m, "timeout", Value::Null);
-            Value::Mapping(m)
-        });
+        let deploy = get("deploy").map(deploy_defaults);
         Stage {
             name,
             blubberfile: get("blubberfile").cloned(),
@@ -191,6 +144,67 @@ impl Stage {
             ..Stage::default()
         }
     }
+}
+
+/// `build`: a map, or a variant name; the variant defaults to the stage name.
+fn build_defaults(build: Value) -> Value {
+    let mut m = match build {
+        Value::Mapping(m) => m,
+        other => {
+            let mut m = Mapping::new();
+            m.insert(s("variant"), other);
+            m
+        }
+    };
+    default_key(&mut m, "variant", s("${.stage}"));
+    default_key(&mut m, "context", s("."));
+    if truthy(m.get("imagePullPolicy")).is_none() {
+        m.insert(s("imagePullPolicy"), s("always"));
+    }
+    Value::Mapping(m)
+}
+
+/// `run`: a map or `true`; runs the image built by the stage.
+fn run_defaults(run: &Value) -> Value {
+    let mut m = run.as_mapping().cloned().unwrap_or_default();
+    default_key(&mut m, "image", s("${.imageID}"));
+    default_key(&mut m, "arguments", y("[]"));
+    default_key(&mut m, "env", y("{}"));
+    default_key(&mut m, "credentials", y("[]"));
+    default_key(&mut m, "tail", y("0"));
+    Value::Mapping(m)
+}
+
+/// `publish.image`: a map or `true`; publishes the stage's image as the project.
+fn publish_image_defaults(image: &Value) -> Value {
+    let mut m = image.as_mapping().cloned().unwrap_or_default();
+    default_key(&mut m, "id", s("${.imageID}"));
+    default_key(&mut m, "name", s("${setup.project}"));
+    if truthy(m.get("tag")).is_none() {
+        m.insert(s("tag"), s("${setup.timestamp}-${.stage}"));
+    }
+    default_key(&mut m, "tags", y("['${setup.tag}']"));
+    Value::Mapping(m)
+}
+
+/// `deploy`: a map or `true`; deploys the published image's chart to `ci`.
+fn deploy_defaults(deploy: &Value) -> Value {
+    let mut m = deploy.as_mapping().cloned().unwrap_or_default();
+    let mut chart = m
+        .get("chart")
+        .and_then(Value::as_mapping)
+        .cloned()
+        .unwrap_or_default();
+    default_key(&mut chart, "name", s("${setup.projectShortName}"));
+    default_key(&mut chart, "version", s(""));
+    m.insert(s("chart"), Value::Mapping(chart));
+    default_key(&mut m, "image", s("${.imageName}"));
+    default_key(&mut m, "tag", s("${.imageTag}"));
+    default_key(&mut m, "cluster", s("ci"));
+    default_key(&mut m, "test", Value::Bool(true));
+    default_key(&mut m, "overrides", y("{}"));
+    default_key(&mut m, "timeout", Value::Null);
+    Value::Mapping(m)
 }
 
 fn promote_defaults(m: &Mapping) -> Value {

@@ -1,14 +1,19 @@
 //! The build and run steps.
 
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use serde_yaml::Value;
 
+use super::super::error::StepError;
 use super::super::exec::{rand8, BuildRequest, RunRequest};
 use super::super::interp::Scope;
 use super::super::model::{normalise_copy, Stage};
 use super::super::output::StageLog;
-use super::{clean_join, strings, text, write_temp, yaml, IgnoreSwap, StageCtx, StepResult};
+use super::{
+    clean_join, credential, strings, text, write_temp, yaml, IgnoreSwap, StageCtx, StepResult,
+};
 
 pub(super) fn step_build(
     ctx: &StageCtx,
@@ -18,38 +23,8 @@ pub(super) fn step_build(
     log: &StageLog,
 ) -> StepResult<String> {
     let pipeline_dir = ctx.opts.project_dir.join(".pipeline");
-    let bf = stage
-        .blubberfile
-        .as_ref()
-        .unwrap_or(&ctx.pipeline.blubberfile);
-    let bf = scope.interpolate(bf).map_err(|e| e.to_string())?;
-    let mut temp = None;
-    let blubberfile = match &bf {
-        Value::String(rel) => {
-            let p = pipeline_dir.join(rel);
-            if !p.is_file() {
-                return Err(format!(
-                    "failed to build image: no Blubber config found at {}",
-                    p.display()
-                ));
-            }
-            p
-        }
-        Value::Mapping(_) => {
-            let body = serde_yaml::to_string(&bf).map_err(|e| e.to_string())?;
-            log.line(&format!("inline blubberfile, resolved: {}", yaml(&bf)));
-            let p = write_temp(&pipeline_dir, "blubber.yaml.", &body)?;
-            temp = Some(p.clone());
-            p
-        }
-        other => {
-            return Err(format!(
-                "blubberfile must be a path or a map, found {}",
-                super::super::schema::describe(other)
-            ))
-        }
-    };
-    let b = scope.interpolate(build).map_err(|e| e.to_string())?;
+    let (blubberfile, temp) = resolve_blubberfile(ctx, stage, scope, log, &pipeline_dir)?;
+    let b = scope.interpolate(build)?;
     let variant = text(&b["variant"]);
     let context = text(&b["context"]);
     let excludes = b
@@ -60,40 +35,16 @@ pub(super) fn step_build(
     let pull = text(&b["imagePullPolicy"]) == "always";
     if context.contains("://") {
         if !excludes.is_empty() {
-            return Err(format!(
+            return Err(StepError::Failed(format!(
                 "excludes cannot be used with a URL context ({context})"
-            ));
+            )));
         }
-        return Err(format!(
+        return Err(StepError::Failed(format!(
             "URL build contexts are not supported by flense ({context})"
-        ));
+        )));
     }
     let context_dir = clean_join(&ctx.opts.project_dir, &[&ctx.pipeline.directory, &context]);
-    let _swap = if excludes.is_empty() {
-        None
-    } else {
-        let target = context_dir.join(".dockerignore");
-        let backup = if target.exists() {
-            let b = pipeline_dir.join(format!("dockerignore.bak.{}", rand8()));
-            std::fs::rename(&target, &b).map_err(|e| format!("{}: {e}", target.display()))?;
-            Some(b)
-        } else {
-            None
-        };
-        let swap = IgnoreSwap {
-            target: target.clone(),
-            backup,
-        };
-        std::fs::write(
-            &target,
-            excludes
-                .iter()
-                .map(|e| format!("{e}\n"))
-                .collect::<String>(),
-        )
-        .map_err(|e| format!("{}: {e}", target.display()))?;
-        Some(swap)
-    };
+    let _swap = swap_ignore_file(&context_dir, &pipeline_dir, &excludes)?;
     let content = std::fs::read_to_string(&blubberfile).unwrap_or_default();
     let labels = image_labels(scope);
     let key = format!(
@@ -103,36 +54,14 @@ pub(super) fn step_build(
         ctx.shared.workspace_generation.load(Ordering::SeqCst)
     );
     let req = BuildRequest {
-        blubberfile: blubberfile.clone(),
+        blubberfile,
         variant,
         context: context_dir,
         pull,
         labels,
         local_name: format!("localhost/plib-image-{}", rand8()),
     };
-    let cell = ctx
-        .shared
-        .builds
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(key)
-        .or_default()
-        .clone();
-    let mut built_here = false;
-    let result = cell
-        .get_or_init(|| {
-            built_here = true;
-            let r = ctx.exec.build(&req, log);
-            if let Ok(id) = &r {
-                ctx.shared
-                    .images
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .insert(id.clone(), req.local_name.clone());
-            }
-            r
-        })
-        .clone();
+    let (result, built_here) = build_once(ctx, key, &req, log);
     if let Some(t) = temp {
         let _ = std::fs::remove_file(t);
     }
@@ -146,13 +75,115 @@ pub(super) fn step_build(
             "reusing the image built for an identical build in this run: {local}"
         ));
     }
-    scope
-        .bind("imageID", Value::String(id.clone()))
-        .map_err(|e| e.to_string())?;
-    scope
-        .bind("imageLocalName", Value::String(local))
-        .map_err(|e| e.to_string())?;
+    scope.bind("imageID", Value::String(id.clone()))?;
+    scope.bind("imageLocalName", Value::String(local))?;
     Ok(id)
+}
+
+/// The stage's (or the pipeline's) Blubber file: a path under `.pipeline/`, or an
+/// inline map written to a temp file there (returned second, for removal).
+fn resolve_blubberfile(
+    ctx: &StageCtx,
+    stage: &Stage,
+    scope: &Scope,
+    log: &StageLog,
+    pipeline_dir: &Path,
+) -> StepResult<(PathBuf, Option<PathBuf>)> {
+    let bf = stage
+        .blubberfile
+        .as_ref()
+        .unwrap_or(&ctx.pipeline.blubberfile);
+    let bf = scope.interpolate(bf)?;
+    match &bf {
+        Value::String(rel) => {
+            let p = pipeline_dir.join(rel);
+            if !p.is_file() {
+                return Err(StepError::Failed(format!(
+                    "failed to build image: no Blubber config found at {}",
+                    p.display()
+                )));
+            }
+            Ok((p, None))
+        }
+        Value::Mapping(_) => {
+            let body = serde_yaml::to_string(&bf)?;
+            log.line(&format!("inline blubberfile, resolved: {}", yaml(&bf)));
+            let p = write_temp(pipeline_dir, "blubber.yaml.", &body)?;
+            Ok((p.clone(), Some(p)))
+        }
+        other => Err(StepError::Failed(format!(
+            "blubberfile must be a path or a map, found {}",
+            super::super::schema::describe(other)
+        ))),
+    }
+}
+
+/// With `excludes`, replaces `<context>/.dockerignore` by them until the returned guard
+/// is dropped (the original is kept aside in `.pipeline/`).
+fn swap_ignore_file(
+    context_dir: &Path,
+    pipeline_dir: &Path,
+    excludes: &[String],
+) -> StepResult<Option<IgnoreSwap>> {
+    if excludes.is_empty() {
+        return Ok(None);
+    }
+    let target = context_dir.join(".dockerignore");
+    let backup = if target.exists() {
+        let b = pipeline_dir.join(format!("dockerignore.bak.{}", rand8()));
+        std::fs::rename(&target, &b).map_err(StepError::io_at(&target))?;
+        Some(b)
+    } else {
+        None
+    };
+    let swap = IgnoreSwap {
+        target: target.clone(),
+        backup,
+    };
+    std::fs::write(
+        &target,
+        excludes
+            .iter()
+            .map(|e| format!("{e}\n"))
+            .collect::<String>(),
+    )
+    .map_err(StepError::io_at(&target))?;
+    Ok(Some(swap))
+}
+
+/// Builds `req` unless a build with the same `key` already ran (or runs) in this
+/// pipeline run; returns the image ID or the error, and whether this call built it.
+fn build_once(
+    ctx: &StageCtx,
+    key: String,
+    req: &BuildRequest,
+    log: &StageLog,
+) -> (StepResult<String>, bool) {
+    let cell = ctx
+        .shared
+        .builds
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key)
+        .or_default()
+        .clone();
+    let mut built_here = false;
+    let result = cell
+        .get_or_init(|| {
+            built_here = true;
+            let r = ctx.exec.build(req, log);
+            if let Ok(id) = &r {
+                ctx.shared
+                    .images
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(id.clone(), req.local_name.clone());
+            }
+            r.map_err(Arc::new)
+        })
+        .clone()
+        .map_err(StepError::Shared);
+    (result, built_here)
 }
 
 pub(super) fn step_run(
@@ -165,9 +196,7 @@ pub(super) fn step_run(
     let mut m = run.as_mapping().cloned().unwrap_or_default();
     let credentials = m.remove("credentials").unwrap_or(Value::Null);
     let tail = m.remove("tail").and_then(|t| t.as_u64()).unwrap_or(0) as usize;
-    let r = scope
-        .interpolate(&Value::Mapping(m))
-        .map_err(|e| e.to_string())?;
+    let r = scope.interpolate(&Value::Mapping(m))?;
     let image_id = text(&r["image"]);
     let image = ctx.shared.local_image(&image_id).ok_or_else(|| {
         format!("run.image '{image_id}' is not a local image ID (the hex digest of an image built in this run or in the store)")
@@ -187,12 +216,7 @@ pub(super) fn step_run(
         }
     }
     for c in credentials.as_sequence().into_iter().flatten() {
-        let id = text(&c["id"]);
-        let name = c
-            .get("name")
-            .map(text)
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| id.clone());
+        let (id, name) = credential(c);
         let value = ctx.opts.credentials.get(&id).ok_or_else(|| {
             format!(
                 "Invalid Credential: '{id}'. Allowed credentials: [{}] (allow one with --env-from-host {id})",
@@ -207,9 +231,7 @@ pub(super) fn step_run(
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(container.clone(), image.clone());
-    scope
-        .bind("container", Value::String(container.clone()))
-        .map_err(|e| e.to_string())?;
+    scope.bind("container", Value::String(container.clone()))?;
     let (capture, capture_dir) = plan_captures(ctx, stage, scope, &container, log);
     let req = RunRequest {
         image,
@@ -230,14 +252,12 @@ pub(super) fn step_run(
             .map(|l| format!("{l}\n"))
             .collect()
     };
-    scope
-        .bind("output", Value::String(output))
-        .map_err(|e| e.to_string())?;
+    scope.bind("output", Value::String(output))?;
     if outcome.exit_code != 0 {
-        return Err(format!(
+        return Err(StepError::Failed(format!(
             "the container exited with code {}",
             outcome.exit_code
-        ));
+        )));
     }
     Ok(())
 }
@@ -252,7 +272,7 @@ fn plan_captures(
     scope: &Scope,
     container: &str,
     log: &StageLog,
-) -> (Vec<String>, Option<std::path::PathBuf>) {
+) -> (Vec<String>, Option<PathBuf>) {
     let own = stage.copy.as_ref().map(|copy| {
         scope
             .interpolate(copy)

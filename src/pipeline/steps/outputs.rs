@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 
 use serde_yaml::Value;
 
+use super::super::error::StepError;
 use super::super::exec::{sanitise_relative, CopyRequest};
 use super::super::interp::{is_falsy, Scope};
 use super::super::model::{normalise_copy, Stage};
@@ -17,13 +18,11 @@ pub(super) fn step_copy(
     scope: &mut Scope,
     log: &StageLog,
 ) -> StepResult<()> {
-    let value = scope.interpolate(copy).map_err(|e| e.to_string())?;
+    let value = scope.interpolate(copy)?;
     let workdir = clean_join(&ctx.opts.project_dir, &[&ctx.pipeline.directory]);
     let mut urls = Vec::new();
     for item in normalise_copy(&value)? {
-        let item = scope
-            .interpolate(&Value::Mapping(item))
-            .map_err(|e| e.to_string())?;
+        let item = scope.interpolate(&Value::Mapping(item))?;
         let container = text(&item["from"]);
         let image = ctx
             .shared
@@ -63,16 +62,15 @@ pub(super) fn step_copy(
             urls.push(String::new());
         }
     }
-    scope
-        .bind("artifactURLs", Value::String(urls.join("\n")))
-        .map_err(|e| e.to_string())
+    scope.bind("artifactURLs", Value::String(urls.join("\n")))?;
+    Ok(())
 }
 
 fn artifacts_dir<'a>(ctx: &StageCtx<'a>) -> StepResult<&'a Path> {
     ctx.opts
         .artifacts
         .as_deref()
-        .ok_or_else(|| "archiving needs an artifacts directory: pass --artifacts DIR".to_string())
+        .ok_or_else(|| "archiving needs an artifacts directory: pass --artifacts DIR".into())
 }
 
 /// Copies a workspace file into the artifacts directory (a directory as `<dest>.tar.gz`);
@@ -85,20 +83,19 @@ fn archive(ctx: &StageCtx, path: &Path, rel: &str, log: &StageLog) -> StepResult
         dir.join(rel)
     };
     if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(StepError::io_at(parent))?;
     }
     if path.is_dir() {
-        let file =
-            std::fs::File::create(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+        let file = std::fs::File::create(&target).map_err(StepError::io_at(&target))?;
         let gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
         let mut tar = tar::Builder::new(gz);
         tar.append_dir_all(".", path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(StepError::io_at(path))?;
         tar.into_inner()
             .and_then(|gz| gz.finish())
-            .map_err(|e| format!("{}: {e}", target.display()))?;
+            .map_err(StepError::io_at(&target))?;
     } else {
-        std::fs::copy(path, &target).map_err(|e| format!("{}: {e}", path.display()))?;
+        std::fs::copy(path, &target).map_err(StepError::io_at(path))?;
     }
     log.line(&format!(
         "archived {} as {}",
@@ -114,20 +111,22 @@ pub(super) fn step_publish_files(
     scope: &mut Scope,
     log: &StageLog,
 ) -> StepResult<()> {
-    let f = scope.interpolate(files).map_err(|e| e.to_string())?;
+    let f = scope.interpolate(files)?;
     let workdir = clean_join(&ctx.opts.project_dir, &[&ctx.pipeline.directory]);
     let mut urls = Vec::new();
     for p in strings(f.get("paths").unwrap_or(&Value::Null))? {
         let rel = sanitise_relative(&p);
         let src = workdir.join(&rel);
         if !src.exists() {
-            return Err(format!("publish.files: {} does not exist", src.display()));
+            return Err(StepError::Failed(format!(
+                "publish.files: {} does not exist",
+                src.display()
+            )));
         }
         urls.push(archive(ctx, &src, &rel, log)?);
     }
-    scope
-        .bind("publishedFiles", Value::String(urls.join("\n")))
-        .map_err(|e| e.to_string())
+    scope.bind("publishedFiles", Value::String(urls.join("\n")))?;
+    Ok(())
 }
 
 /// Lower-case and `/` -> `-` (image names and tags).
@@ -144,9 +143,9 @@ pub fn check_image_name(name: &str, project: &str, short: &str) -> StepResult<()
     if ok {
         Ok(())
     } else {
-        Err(format!(
+        Err(StepError::Failed(format!(
             "the published image name (`{name}`) must either match or be prefixed by the full or short project name (`{p}` or `{sp}`)"
-        ))
+        )))
     }
 }
 
@@ -156,7 +155,7 @@ pub(super) fn step_publish(
     scope: &mut Scope,
     log: &StageLog,
 ) -> StepResult<String> {
-    let p = scope.interpolate(publish).map_err(|e| e.to_string())?;
+    let p = scope.interpolate(publish)?;
     let id = text(&p["id"]);
     let name = sanitise_name(&text(&p["name"]));
     check_image_name(
@@ -185,7 +184,7 @@ pub(super) fn step_publish(
     for tag in &tags {
         ctx.exec.push(&local, &format!("{full}:{tag}"), log)?;
     }
-    let bind = |scope: &mut Scope, k: &str, v: Value| scope.bind(k, v).map_err(|e| e.to_string());
+    let bind = |scope: &mut Scope, k: &str, v: Value| scope.bind(k, v);
     bind(scope, "imageName", Value::String(name))?;
     bind(scope, "imageFullName", Value::String(full.clone()))?;
     bind(scope, "imageTag", Value::String(primary.clone()))?;
@@ -252,18 +251,18 @@ pub fn deep_merge(a: &Value, b: &Value) -> Value {
     }
 }
 
-fn io(p: &Path) -> impl Fn(std::io::Error) -> String + '_ {
-    move |e| format!("{}: {e}", p.display())
-}
-
 /// Copies a file, symlink or directory tree (merging into an existing directory).
 fn copy_tree(src: &Path, dst: &Path) -> StepResult<()> {
     if let Some(parent) = dst.parent() {
-        std::fs::create_dir_all(parent).map_err(io(parent))?;
+        std::fs::create_dir_all(parent).map_err(StepError::io_at(parent))?;
     }
     for entry in walkdir::WalkDir::new(src).follow_links(false) {
-        let entry = entry.map_err(|e| e.to_string())?;
-        let rel = entry.path().strip_prefix(src).map_err(|e| e.to_string())?;
+        // walkdir's message already names the path and the I/O error.
+        let entry = entry.map_err(|e| StepError::Failed(e.to_string()))?;
+        let rel = entry
+            .path()
+            .strip_prefix(src)
+            .map_err(|e| StepError::Failed(e.to_string()))?;
         let target = if rel.as_os_str().is_empty() {
             dst.to_path_buf()
         } else {
@@ -271,13 +270,13 @@ fn copy_tree(src: &Path, dst: &Path) -> StepResult<()> {
         };
         let kind = entry.file_type();
         if kind.is_dir() {
-            std::fs::create_dir_all(&target).map_err(io(&target))?;
+            std::fs::create_dir_all(&target).map_err(StepError::io_at(&target))?;
         } else if kind.is_symlink() {
-            let link = std::fs::read_link(entry.path()).map_err(io(entry.path()))?;
+            let link = std::fs::read_link(entry.path()).map_err(StepError::io_at(entry.path()))?;
             let _ = std::fs::remove_file(&target);
-            std::os::unix::fs::symlink(link, &target).map_err(io(&target))?;
+            std::os::unix::fs::symlink(link, &target).map_err(StepError::io_at(&target))?;
         } else {
-            std::fs::copy(entry.path(), &target).map_err(io(entry.path()))?;
+            std::fs::copy(entry.path(), &target).map_err(StepError::io_at(entry.path()))?;
         }
     }
     Ok(())
@@ -313,7 +312,7 @@ mod tests {
         .is_ok());
         assert!(check_image_name("mathoid-extra", "mediawiki/services/mathoid", "mathoid").is_ok());
         let e = check_image_name("some-other-repo-name", "repo1", "repo1").unwrap_err();
-        assert_eq!(e, "the published image name (`some-other-repo-name`) must either match or be prefixed by the full or short project name (`repo1` or `repo1`)");
+        assert_eq!(e.to_string(), "the published image name (`some-other-repo-name`) must either match or be prefixed by the full or short project name (`repo1` or `repo1`)");
         assert_eq!(sanitise_name("Foo/Bar"), "foo-bar");
     }
 }
