@@ -12,6 +12,13 @@ use super::create::{copy_content, finish_file, open_new, FileMeta};
 use super::{relative, set_mtime, Extractor, Failure};
 use crate::store::writer_pool::{FileJob, MAX_POOLED_FILE};
 
+/// An entry's header, with its permission bits and mtime read once.
+struct Head {
+    header: tar::Header,
+    mode: u32,
+    mtime: u64,
+}
+
 impl Extractor {
     /// Extracts one tar entry (path `raw` as written in the archive).
     pub(super) fn entry<R: Read>(
@@ -21,14 +28,18 @@ impl Extractor {
     ) -> Result<(), Failure> {
         let rel = relative(raw)?;
         let header = item.header().clone();
-        let mode = header.mode()? & 0o7777;
-        let mtime = header.mtime()?;
+        let head = Head {
+            mode: header.mode()? & 0o7777,
+            mtime: header.mtime()?,
+            header,
+        };
+        let header = &head.header;
         let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name == ".wh..wh..opq" {
             return self.opaque_marker(&rel);
         }
         if let Some(hidden) = name.strip_prefix(".wh.") {
-            return self.whiteout(rel.with_file_name(hidden), mtime);
+            return self.whiteout(rel.with_file_name(hidden), head.mtime);
         }
         if rel.as_os_str().is_empty() {
             return Ok(()); // the root directory: its metadata belongs to the runtime
@@ -40,16 +51,14 @@ impl Extractor {
             tar::EntryType::Regular | tar::EntryType::Continuous
                 if self.pool.is_some() && header.size()? <= MAX_POOLED_FILE =>
             {
-                self.pooled_file(item, &header, host, mode, mtime)
+                self.pooled_file(item, &head, host)
             }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                self.file(item, &header, &host, mode, mtime)
-            }
-            tar::EntryType::Directory => self.directory(item, &header, host, mode, mtime),
-            tar::EntryType::Symlink => self.symlink(item, &header, &host, mtime),
+            tar::EntryType::Regular | tar::EntryType::Continuous => self.file(item, &head, &host),
+            tar::EntryType::Directory => self.directory(item, &head, host),
+            tar::EntryType::Symlink => self.symlink(item, &head, &host),
             tar::EntryType::Link => self.hard_link(item, &host),
             tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                self.device(item, &header, rel, &host, mode, mtime)
+                self.device(item, &head, rel, &host)
             }
             other => {
                 tracing::warn!(
@@ -92,20 +101,13 @@ impl Extractor {
     fn pooled_file<R: Read>(
         &mut self,
         item: &mut tar::Entry<R>,
-        header: &tar::Header,
+        head: &Head,
         host: PathBuf,
-        mode: u32,
-        mtime: u64,
     ) -> Result<(), Failure> {
         self.clear(&host, false)?;
-        let mut data = Vec::with_capacity(header.size()? as usize);
+        let mut data = Vec::with_capacity(head.header.size()? as usize);
         item.read_to_end(&mut data)?;
-        let meta = FileMeta {
-            mode,
-            mtime,
-            owner: self.owner_of(header)?,
-            xattrs: pax_xattrs(item)?,
-        };
+        let meta = self.file_meta(item, head)?;
         let pool = self.pool.as_mut().expect("checked by the caller");
         pool.submit(FileJob { host, data, meta })
             .map_err(|(path, e)| {
@@ -117,26 +119,19 @@ impl Extractor {
     fn file<R: Read>(
         &mut self,
         item: &mut tar::Entry<R>,
-        header: &tar::Header,
+        head: &Head,
         host: &Path,
-        mode: u32,
-        mtime: u64,
     ) -> Result<(), Failure> {
         self.settle(host)?;
-        let meta = FileMeta {
-            mode,
-            mtime,
-            owner: self.owner_of(header)?,
-            xattrs: pax_xattrs(item)?,
-        };
-        let mut file = match open_new(host, mode) {
+        let meta = self.file_meta(item, head)?;
+        let mut file = match open_new(host, head.mode) {
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 self.clear(host, false)?;
-                open_new(host, mode)?
+                open_new(host, head.mode)?
             }
             other => other?,
         };
-        copy_content(item, header.size()?, &mut file, &mut self.buf)?;
+        copy_content(item, head.header.size()?, &mut file, &mut self.buf)?;
         if finish_file(&mut file, host, &meta, &self.creator)? {
             self.report.unmapped_owners += 1;
         }
@@ -148,10 +143,8 @@ impl Extractor {
     fn directory<R: Read>(
         &mut self,
         item: &mut tar::Entry<R>,
-        header: &tar::Header,
+        head: &Head,
         host: PathBuf,
-        mode: u32,
-        mtime: u64,
     ) -> Result<(), Failure> {
         self.settle(&host)?;
         match fs::DirBuilder::new().mode(0o700).create(&host) {
@@ -167,17 +160,16 @@ impl Extractor {
             Err(e) => return Err(e.into()),
         }
         self.verified_dirs.insert(host.clone());
-        self.finish_entry(&host, header, None, mtime, item)?;
-        self.dirs.push((host, mode, mtime));
+        self.finish_entry(&host, &head.header, None, head.mtime, item)?;
+        self.dirs.push((host, head.mode, head.mtime));
         Ok(())
     }
 
     fn symlink<R: Read>(
         &mut self,
         item: &mut tar::Entry<R>,
-        header: &tar::Header,
+        head: &Head,
         host: &Path,
-        mtime: u64,
     ) -> Result<(), Failure> {
         self.settle(host)?;
         let target = item
@@ -190,7 +182,7 @@ impl Extractor {
             }
             other => other?,
         }
-        self.finish_entry(host, header, None, mtime, item)
+        self.finish_entry(host, &head.header, None, head.mtime, item)
     }
 
     /// A hard link to a file extracted earlier from this layer (never to a directory).
@@ -226,13 +218,12 @@ impl Extractor {
     fn device<R: Read>(
         &mut self,
         item: &mut tar::Entry<R>,
-        header: &tar::Header,
+        head: &Head,
         rel: PathBuf,
         host: &Path,
-        mode: u32,
-        mtime: u64,
     ) -> Result<(), Failure> {
         self.clear(host, false)?;
+        let header = &head.header;
         let kind = header.entry_type();
         let (flag, dev) = match kind {
             tar::EntryType::Fifo => (SFlag::S_IFIFO, 0),
@@ -247,8 +238,8 @@ impl Extractor {
                 (flag, makedev(major.into(), minor.into()))
             }
         };
-        match mknod(host, flag, Mode::from_bits_truncate(mode), dev) {
-            Ok(()) => self.finish_entry(host, header, Some(mode), mtime, item)?,
+        match mknod(host, flag, Mode::from_bits_truncate(head.mode), dev) {
+            Ok(()) => self.finish_entry(host, header, Some(head.mode), head.mtime, item)?,
             Err(nix::Error::EPERM) if flag != SFlag::S_IFIFO => {
                 tracing::warn!("skipping device node {} (not permitted)", rel.display());
                 self.report.skipped_devices.push(rel);
@@ -256,6 +247,20 @@ impl Extractor {
             Err(e) => return Err(e.into()),
         }
         Ok(())
+    }
+
+    /// The metadata a regular file gets once its content is written.
+    fn file_meta<R: Read>(
+        &self,
+        item: &mut tar::Entry<R>,
+        head: &Head,
+    ) -> Result<FileMeta, Failure> {
+        Ok(FileMeta {
+            mode: head.mode,
+            mtime: head.mtime,
+            owner: self.owner_of(&head.header)?,
+            xattrs: pax_xattrs(item)?,
+        })
     }
 
     /// The owner to give an entry: its header's when extracting as (namespace) root.
