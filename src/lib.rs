@@ -6,6 +6,8 @@
 //! [`image`], [`store`], [`registry`] and the `flense-runtime` crate, and [`pipeline`]
 //! runs `.pipeline/config.yaml`.
 
+#![forbid(unsafe_code)]
+
 pub mod build;
 pub mod config;
 pub mod error_chain;

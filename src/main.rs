@@ -1,6 +1,8 @@
 //! The `flense` command line: parses arguments, calls the library, maps errors to exit
 //! codes (0 ok, 1 failure, 2 invalid input or usage; `run` passes the program's code on).
 
+#![forbid(unsafe_code)]
+
 mod cli;
 
 use std::process::ExitCode;

@@ -79,6 +79,12 @@ fn the_schema_refuses_what_flense_refuses() {
         ),
         ("bad variant name", "version: v4\nvariants:\n  go: {}\n"),
         ("null variant", "version: v4\nvariants:\n  foo:\n"),
+        ("null runs", "version: v4\nvariants:\n  foo:\n    runs:\n"),
+        ("null entrypoint", "version: v4\nentrypoint: ~\n"),
+        (
+            "null python version",
+            "version: v4\npython: { version: ~ }\n",
+        ),
         ("copies at the top", "version: v4\ncopies: [local]\n"),
         (
             "number in environment",

@@ -1,16 +1,16 @@
 //! Diff capture after a sandboxed step: created, modified and deleted files and a
 //! replaced directory give the expected entries, whiteouts and opaque marker; the copy
 //! fallback gives the same entries as the kernel overlay; and the layer written from the
-//! diff has the same digest in root, subuid and single modes.
-
-mod runtime_common;
+//! diff has the same digest in root, subuid and single modes. (Here rather than in
+//! runtime/tests: the layers are written by the flense crate.)
 
 use std::path::{Path, PathBuf};
 
 use flense::build::diff::to_layer_entries;
 use flense::image::{write_layer, LayerOptions};
 use flense_runtime::{DiffEntry, DiffKind, IdMode, Overlay, RootFs, Sandbox, Stdio};
-use runtime_common::*;
+use flense_test_support::rerun::*;
+use flense_test_support::users;
 
 const STEP: &str = "
     echo changed >> /data/modify

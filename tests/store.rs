@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use flense::image::{Content, EntryKind, LayerEntry, LayerOptions};
 use flense::store::extract::extract_tar_with_threads;
@@ -436,13 +437,17 @@ fn prune_waits_for_writers_holding_blobs() {
         // Wait until the prune is blocked on gc.lock (a waiter shows in /proc/locks),
         // then check that it has not deleted the held blob.
         let inode = fs::metadata(store.root().join("gc.lock")).unwrap().ino();
-        let needle = format!(":{inode} ");
-        while !fs::read_to_string("/proc/locks")
-            .unwrap()
-            .lines()
-            .any(|l| l.contains("->") && l.contains(&needle))
-        {
-            std::thread::yield_now();
+        if !wait_for_lock_waiter(inode, Duration::from_secs(30)) {
+            let finished = rx.try_recv().is_ok();
+            drop(hold); // lets a blocked prune end, so the scope can join it
+            panic!(
+                "prune never waited on gc.lock within 30 s (it {})",
+                if finished {
+                    "finished without waiting"
+                } else {
+                    "is still running"
+                }
+            );
         }
         assert!(rx.try_recv().is_err());
         assert!(store.has_blob(&digest));
@@ -451,6 +456,24 @@ fn prune_waits_for_writers_holding_blobs() {
         assert_eq!(report.blobs, 1);
     });
     assert!(!store.has_blob(&digest));
+}
+
+/// Waits until /proc/locks shows a process blocked on the lock of file `inode` (a
+/// `->` line); false when none shows up before `limit`.
+fn wait_for_lock_waiter(inode: u64, limit: Duration) -> bool {
+    let needle = format!(":{inode} ");
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let locks = fs::read_to_string("/proc/locks").unwrap();
+        if locks
+            .lines()
+            .any(|l| l.contains("->") && l.contains(&needle))
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    false
 }
 
 /// A tar of many small files with the orderings that matter to parallel extraction:

@@ -198,6 +198,64 @@ fn unquoted_numbers_in_string_maps_are_type_errors() {
 }
 
 #[test]
+fn null_values_are_refused_where_blubbers_schema_refuses_them() {
+    // (value as written, its JSON type in Blubber's schema, column of the value)
+    let cases = [
+        ("runs: ~", "object", 11),
+        ("runs:", "object", 5),
+        ("lives: null", "object", 12),
+        ("copies: ~", "array", 13),
+        ("entrypoint: ~", "array", 17),
+        ("node: ~", "object", 11),
+    ];
+    for (value, kind, col) in cases {
+        let text = format!(
+            "version: v4\nbase: debian\nvariants:\n  web:\n    {value}\n    base: debian\n"
+        );
+        let (_dir, file, stderr) = invalid_text(&text);
+        let key = value.split(':').next().unwrap();
+        assert_lines(
+            &file,
+            &stderr,
+            &[&format!(
+                "5:{col}: variant \"web\": jsonschema: '/variants/web/{key}' does not validate: expected {kind}, but got null"
+            )],
+        );
+        if key == "copies" {
+            continue; // only allowed inside a variant
+        }
+        let text = format!("version: v4\nbase: debian\n{value}\nvariants:\n  web: {{}}\n");
+        let (_dir, file, stderr) = invalid_text(&text);
+        assert_lines(
+            &file,
+            &stderr,
+            &[&format!(
+                "3:{}: jsonschema: '/{key}' does not validate: expected {kind}, but got null",
+                col - 4
+            )],
+        );
+    }
+}
+
+#[test]
+fn null_values_are_accepted_where_blubbers_schema_allows_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("blubber.yaml");
+    fs::write(
+        &file,
+        "version: v4\nbase: debian\nruns:\n  environment: {GRADLE_USER_HOME: ~}\n\
+         arguments: {TARGET: ~}\nvariants:\n  web:\n    base: ~\n",
+    )
+    .unwrap();
+    let out = validate(&file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
 fn unknown_keys_inside_copies_items_are_rejected() {
     // Blubber ignores them (quirk Q9); flense refuses the typo instead of dropping it.
     let file = example("derived/06-unknown-keys-in-copies-ignored.blubber.yaml");

@@ -140,7 +140,7 @@ impl Child {
                 Ok(0) => {
                     tracing::warn!("timeout of {limit:?} reached; killing the sandbox");
                     flag.store(true, Ordering::SeqCst);
-                    let _ = sys::pidfd_send_signal(init.as_raw_fd(), libc::SIGKILL);
+                    let _ = sys::pidfd_send_signal(init.as_fd(), libc::SIGKILL);
                     return;
                 }
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -192,7 +192,7 @@ impl Child {
         let Some(fd) = &self.init else {
             return Ok(());
         };
-        match sys::pidfd_send_signal(fd.as_raw_fd(), signal) {
+        match sys::pidfd_send_signal(fd.as_fd(), signal) {
             Ok(()) => Ok(()),
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
             Err(e) => Err(RuntimeError::io("signal the sandbox", e)),

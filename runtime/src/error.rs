@@ -1,4 +1,5 @@
-//! Errors of the runtime crate.
+//! Errors of the runtime crate. Messages say what failed; the OS error that caused it
+//! is the `source`, so callers that print the chain show it once.
 
 use std::io;
 
@@ -12,7 +13,7 @@ pub enum RuntimeError {
     #[error("user namespace: {0}")]
     IdMode(String),
     /// A host-side file operation failed.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done, with the path.
         what: String,
@@ -20,7 +21,7 @@ pub enum RuntimeError {
         source: io::Error,
     },
     /// A step of the sandbox set-up failed inside the new namespaces.
-    #[error("sandbox set-up failed at {stage}: {source}")]
+    #[error("sandbox set-up failed at {stage}")]
     Setup {
         /// The step (e.g. `mount overlay on /var/lib/...`).
         stage: String,
@@ -28,7 +29,7 @@ pub enum RuntimeError {
         source: io::Error,
     },
     /// The program could not be started inside the sandbox.
-    #[error("cannot execute {program:?} in the sandbox: {source}")]
+    #[error("cannot execute {program:?} in the sandbox")]
     Exec {
         /// The program as given.
         program: String,

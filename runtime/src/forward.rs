@@ -2,7 +2,7 @@
 //! sandbox, so that Ctrl-C or `kill` on `flense run` reaches the command as it would
 //! reach a process started directly.
 
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -88,7 +88,7 @@ impl SignalForwarder {
                 while let Ok(Some(info)) = sfd.read_signal() {
                     let sig = info.ssi_signo as i32;
                     tracing::debug!("forwarding signal {sig} to the sandbox");
-                    let _ = sys::pidfd_send_signal(init.as_raw_fd(), sig);
+                    let _ = sys::pidfd_send_signal(init.as_fd(), sig);
                 }
             }
         }));

@@ -9,8 +9,8 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{Gid, Pid, Uid};
 use std::ffi::CString;
-use std::io::{self, Write};
-use std::os::fd::RawFd;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -53,18 +53,19 @@ pub(crate) struct InitPlan {
     pub rlimits: Vec<Rlimit>,
 }
 
-/// The pipes a sandbox child writes to.
+/// The pipes a sandbox child writes to (write ends owned by the caller of `spawn`,
+/// inherited by the forked children).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Report {
+pub(crate) struct Report<'fd> {
     /// Error records: tag, errno (i32 LE), message. Close-on-exec.
-    pub err: RawFd,
+    pub err: BorrowedFd<'fd>,
     /// Lines `stub\t<path>` and `note\t<text>`.
-    pub info: RawFd,
+    pub info: BorrowedFd<'fd>,
     /// The final status record: kind (0 exit, 1 signal) and value, i32 LE each.
-    pub status: RawFd,
+    pub status: BorrowedFd<'fd>,
 }
 
-impl Report {
+impl Report<'_> {
     /// Writes an error record and ends the process.
     pub fn fail(&self, tag: u8, what: &str, err: io::Error) -> ! {
         let mut rec = vec![tag];
@@ -89,17 +90,21 @@ impl Report {
     }
 }
 
-/// Writes all of `buf` to a raw descriptor we do not own.
-pub(crate) fn write_all(fd: RawFd, buf: &[u8]) {
-    // SAFETY: `fd` is one of our open pipe descriptors; ManuallyDrop keeps it open.
-    let file = unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    let mut file = std::mem::ManuallyDrop::new(file);
-    let _ = file.write_all(buf);
+/// Writes all of `buf` to `fd`, ignoring errors (the reader may be gone).
+pub(crate) fn write_all(fd: BorrowedFd<'_>, mut buf: &[u8]) {
+    while !buf.is_empty() {
+        match nix::unistd::write(fd, buf) {
+            Ok(0) => return,
+            Ok(n) => buf = &buf[n..],
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return,
+        }
+    }
 }
 
 /// PID 1 of the sandbox: sets up the root, starts the command, then reaps and forwards
 /// signals until the command ends. Never returns.
-pub(crate) fn run(plan: &InitPlan, report: Report) -> ! {
+pub(crate) fn run(plan: &InitPlan, report: Report<'_>) -> ! {
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     let mut fs = FsSetup {
         report,
@@ -120,13 +125,17 @@ pub(crate) fn run(plan: &InitPlan, report: Report) -> ! {
 
     let forwarded = forwarded_signals();
     let _ = forwarded.thread_block();
-    let pid = match sys::fork() {
+    // SAFETY: PID 1 is itself a forked child with a single thread, so the command's
+    // process inherits no lock held by another thread; it ends in exec or `_exit`.
+    let pid = match unsafe { sys::fork() } {
         Ok(0) => exec_command(plan, report),
         Ok(pid) => Pid::from_raw(pid),
         Err(e) => report.fail(TAG_SETUP, "fork command", e),
     };
-    let _ = nix::unistd::close(report.err);
-    let _ = nix::unistd::close(report.info);
+    // The parent reads the error and info pipes to their end: close this process's
+    // copies (never used here again) so that only the command holds them.
+    let _ = nix::unistd::close(report.err.as_raw_fd());
+    let _ = nix::unistd::close(report.info.as_raw_fd());
     reap_until_exit(pid, &forwarded, report)
 }
 
@@ -148,7 +157,7 @@ fn forwarded_signals() -> SigSet {
 }
 
 /// Waits for signals: reaps every child on SIGCHLD, forwards the others to the command.
-fn reap_until_exit(command: Pid, set: &SigSet, report: Report) -> ! {
+fn reap_until_exit(command: Pid, set: &SigSet, report: Report<'_>) -> ! {
     loop {
         let sig = match set.wait() {
             Ok(sig) => sig,
@@ -176,7 +185,7 @@ fn reap_until_exit(command: Pid, set: &SigSet, report: Report) -> ! {
 }
 
 /// The command's process: identity, limits, directory, then exec.
-fn exec_command(plan: &InitPlan, report: Report) -> ! {
+fn exec_command(plan: &InitPlan, report: Report<'_>) -> ! {
     sys::reset_signals();
     // Files a step creates must not depend on the caller's umask.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));

@@ -19,12 +19,12 @@ use crate::sys;
 const OLD_ROOT: &str = "/.flense-oldroot";
 
 /// File-system set-up state: records the mount-point stubs it had to create.
-pub(crate) struct FsSetup {
-    pub report: Report,
+pub(crate) struct FsSetup<'fd> {
+    pub report: Report<'fd>,
     pub stubs: Vec<PathBuf>,
 }
 
-impl FsSetup {
+impl FsSetup<'_> {
     fn try_or_fail<T>(&self, what: impl FnOnce() -> String, r: nix::Result<T>) -> T {
         match r {
             Ok(v) => v,

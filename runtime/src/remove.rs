@@ -60,7 +60,9 @@ fn remove_in_namespace(path: &Path, maps: &IdMaps) -> Result<(), RuntimeError> {
     };
     let (ready_r, ready_w) = pipe()?;
     let (go_r, go_w) = pipe()?;
-    let pid = match sys::fork().map_err(|e| RuntimeError::io("fork", e))? {
+    // SAFETY: the child only unshares a user namespace, uses two pipes and removes files
+    // (allocating, but taking no lock of another thread), then ends with `_exit`.
+    let pid = match unsafe { sys::fork() }.map_err(|e| RuntimeError::io("fork", e))? {
         0 => {
             drop((ready_r, go_w));
             if nix::sched::unshare(CloneFlags::CLONE_NEWUSER).is_err() {

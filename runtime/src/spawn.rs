@@ -7,14 +7,15 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::time::Instant;
 
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 
 use crate::child::{Child, RootState};
@@ -37,8 +38,11 @@ impl Sandbox {
         let root = self.prepare_root(false)?;
         match self.start(root, maps.clone()) {
             Err(Failure::Overlay(err)) => {
+                let cause = std::error::Error::source(&err)
+                    .map(|source| format!(": {source}"))
+                    .unwrap_or_default();
                 tracing::warn!(
-                    "kernel overlay unavailable ({err}); falling back to a copied root \
+                    "kernel overlay unavailable ({err}{cause}); falling back to a copied root \
                      filesystem and a stat-walk diff"
                 );
                 let root = self.prepare_root(true)?;
@@ -116,22 +120,8 @@ impl Sandbox {
         }
     }
 
-    fn start(
-        &mut self,
-        (root, new_root, state): (RootMount, PathBuf, RootState),
-        maps: IdMaps,
-    ) -> Result<Child, Failure> {
-        let plan = self.init_plan(root, new_root, &maps);
-        let stdio = StdioFds::open(&mut self.stdin, &mut self.stdout, &mut self.stderr)?;
-        let pipe = || {
-            pipe2(OFlag::O_CLOEXEC)
-                .map_err(|e| Failure::Other(RuntimeError::io("create pipe", e.into())))
-        };
-        let (go_r, go_w) = pipe()?;
-        let (ev_r, ev_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        let (info_r, info_w) = pipe()?;
-        let (status_r, status_w) = pipe()?;
+    /// The namespaces the middle process unshares.
+    fn namespaces(&self) -> CloneFlags {
         let mut flags = CloneFlags::CLONE_NEWUSER
             | CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWPID
@@ -140,97 +130,115 @@ impl Sandbox {
         if self.network == Network::None {
             flags |= CloneFlags::CLONE_NEWNET;
         }
-        let report = Report {
-            err: err_w.as_raw_fd(),
-            info: info_w.as_raw_fd(),
-            status: status_w.as_raw_fd(),
-        };
-        let parent = nix::unistd::getpid();
+        flags
+    }
+
+    fn start(
+        &mut self,
+        (root, new_root, state): (RootMount, PathBuf, RootState),
+        maps: IdMaps,
+    ) -> Result<Child, Failure> {
+        let plan = self.init_plan(root, new_root, &maps);
+        let stdio = StdioFds::open(&mut self.stdin, &mut self.stdout, &mut self.stderr)?;
+        let ControlPipes { sandbox, caller } = ControlPipes::open()?;
         let started = Instant::now();
-        let middle = match sys::fork() {
-            Ok(0) => middle(
-                &plan,
-                flags,
-                &stdio,
-                go_r.as_raw_fd(),
-                ev_w.as_raw_fd(),
-                report,
-                parent,
-            ),
-            Ok(pid) => Pid::from_raw(pid),
-            Err(e) => return Err(Failure::Other(RuntimeError::io("fork", e))),
-        };
-        drop((go_r, ev_w, err_w, info_w, status_w));
-        let mut ev = File::from(ev_r);
-        let mut go = File::from(go_w);
+        let middle = fork_middle(&plan, self.namespaces(), &stdio, &sandbox)?;
+        drop(sandbox);
         let mut child = Child::new(
             middle,
-            status_r,
+            caller.status,
             maps,
             state,
             stdio.parent_ends,
             self.timeout,
             started,
         );
-        let mut byte = [0u8; 1];
-        if ev.read_exact(&mut byte).is_ok() {
-            if let Err(e) = child.maps.apply(middle.as_raw()) {
-                child.abandon();
-                return Err(Failure::Other(e));
-            }
-            use std::io::Write;
-            let _ = go.write_all(b"G");
-            drop(go);
-            let mut pid = [0u8; 4];
-            if ev.read_exact(&mut pid).is_ok() {
-                child.set_init(i32::from_le_bytes(pid));
-            }
-        }
-        let mut info = String::new();
-        let _ = File::from(info_r).read_to_string(&mut info);
-        let mut err = Vec::new();
-        let _ = File::from(err_r).read_to_end(&mut err);
-        for line in info.lines() {
-            match line.split_once('\t') {
-                Some(("stub", p)) => child.stubs.push(PathBuf::from(p)),
-                Some((_, note)) => tracing::debug!("sandbox: {note}"),
-                None => {}
-            }
-        }
-        if err.len() >= 5 {
+        let ready = hand_over_id_maps(&mut child, middle, caller.events, caller.go)
+            .map_err(Failure::Other)
+            .and_then(|()| read_setup_reports(&mut child, caller.info, caller.err))
+            .and_then(|()| child.start_watchdog().map_err(Failure::Other));
+        if let Err(failure) = ready {
             child.abandon();
-            let errno = i32::from_le_bytes([err[1], err[2], err[3], err[4]]);
-            let source = std::io::Error::from_raw_os_error(errno);
-            let what = String::from_utf8_lossy(&err[5..]).into_owned();
-            return Err(match err[0] {
-                TAG_OVERLAY => Failure::Overlay(RuntimeError::Setup {
-                    stage: what,
-                    source,
-                }),
-                TAG_EXEC => Failure::Other(RuntimeError::Exec {
-                    program: what,
-                    source,
-                }),
-                _ => Failure::Other(RuntimeError::Setup {
-                    stage: what,
-                    source,
-                }),
-            });
-        }
-        if !child.has_init() {
-            child.abandon();
-            return Err(Failure::Other(RuntimeError::Setup {
-                stage: "start sandbox (the helper process died)".into(),
-                source: std::io::Error::from_raw_os_error(libc::ECHILD),
-            }));
-        }
-        if let Err(e) = child.start_watchdog() {
-            child.abandon();
-            return Err(Failure::Other(e));
+            return Err(failure);
         }
         tracing::debug!(elapsed = ?started.elapsed(), "sandbox started");
         Ok(child)
     }
+}
+
+/// The ID-map handshake: the middle process writes "U" once it has unshared its user
+/// namespace; the caller writes its ID maps and answers "G"; the middle process then
+/// writes PID 1's host pid. When the middle process ends early, the child is left
+/// without PID 1 and the error record says why.
+fn hand_over_id_maps(
+    child: &mut Child,
+    middle: Pid,
+    events: OwnedFd,
+    go: OwnedFd,
+) -> Result<(), RuntimeError> {
+    let mut events = File::from(events);
+    let mut byte = [0u8; 1];
+    if events.read_exact(&mut byte).is_err() {
+        return Ok(());
+    }
+    child.maps.apply(middle.as_raw())?;
+    let _ = File::from(go).write_all(b"G");
+    let mut pid = [0u8; 4];
+    if events.read_exact(&mut pid).is_ok() {
+        child.set_init(i32::from_le_bytes(pid));
+    }
+    Ok(())
+}
+
+/// Reads what the set-up reported, each pipe to its end (the sandbox's copies close
+/// when the command is exec'd or the set-up fails): mount-point stubs to remove later,
+/// notes, and the error record that stopped it, if any.
+fn read_setup_reports(child: &mut Child, info: OwnedFd, err: OwnedFd) -> Result<(), Failure> {
+    let mut lines = String::new();
+    let _ = File::from(info).read_to_string(&mut lines);
+    let mut record = Vec::new();
+    let _ = File::from(err).read_to_end(&mut record);
+    for line in lines.lines() {
+        match line.split_once('\t') {
+            Some(("stub", p)) => child.stubs.push(PathBuf::from(p)),
+            Some((_, note)) => tracing::debug!("sandbox: {note}"),
+            None => {}
+        }
+    }
+    if let Some(failure) = decode_error_record(&record) {
+        return Err(failure);
+    }
+    if !child.has_init() {
+        return Err(Failure::Other(RuntimeError::Setup {
+            stage: "start sandbox (the helper process died)".into(),
+            source: std::io::Error::from_raw_os_error(libc::ECHILD),
+        }));
+    }
+    Ok(())
+}
+
+/// The failure an error record describes (tag, errno as i32 LE, what failed), if the
+/// record is complete.
+fn decode_error_record(record: &[u8]) -> Option<Failure> {
+    let [tag, e0, e1, e2, e3, what @ ..] = record else {
+        return None;
+    };
+    let source = std::io::Error::from_raw_os_error(i32::from_le_bytes([*e0, *e1, *e2, *e3]));
+    let what = String::from_utf8_lossy(what).into_owned();
+    Some(match *tag {
+        TAG_OVERLAY => Failure::Overlay(RuntimeError::Setup {
+            stage: what,
+            source,
+        }),
+        TAG_EXEC => Failure::Other(RuntimeError::Exec {
+            program: what,
+            source,
+        }),
+        _ => Failure::Other(RuntimeError::Setup {
+            stage: what,
+            source,
+        }),
+    })
 }
 
 /// Why a start failed: the overlay mount (retry with a copy) or anything else.
@@ -291,16 +299,99 @@ impl StdioFds {
     }
 }
 
+/// The pipes between the caller and the sandbox's processes.
+struct ControlPipes {
+    sandbox: SandboxEnds,
+    caller: CallerEnds,
+}
+
+/// The ends the sandbox's processes use (inherited through fork).
+struct SandboxEnds {
+    /// Read by the middle process: "G" once its ID maps are written.
+    go: OwnedFd,
+    /// Written by the middle process: "U" once unshared, then PID 1's host pid.
+    events: OwnedFd,
+    err: OwnedFd,
+    info: OwnedFd,
+    status: OwnedFd,
+}
+
+/// The caller's ends of the same pipes.
+struct CallerEnds {
+    go: OwnedFd,
+    events: OwnedFd,
+    err: OwnedFd,
+    info: OwnedFd,
+    status: OwnedFd,
+}
+
+impl ControlPipes {
+    fn open() -> Result<Self, Failure> {
+        let pipe = || {
+            pipe2(OFlag::O_CLOEXEC)
+                .map_err(|e| Failure::Other(RuntimeError::io("create pipe", e.into())))
+        };
+        let (go_r, go_w) = pipe()?;
+        let (events_r, events_w) = pipe()?;
+        let (err_r, err_w) = pipe()?;
+        let (info_r, info_w) = pipe()?;
+        let (status_r, status_w) = pipe()?;
+        Ok(ControlPipes {
+            sandbox: SandboxEnds {
+                go: go_r,
+                events: events_w,
+                err: err_w,
+                info: info_w,
+                status: status_w,
+            },
+            caller: CallerEnds {
+                go: go_w,
+                events: events_r,
+                err: err_r,
+                info: info_r,
+                status: status_r,
+            },
+        })
+    }
+}
+
+impl SandboxEnds {
+    fn report(&self) -> Report<'_> {
+        Report {
+            err: self.err.as_fd(),
+            info: self.info.as_fd(),
+            status: self.status.as_fd(),
+        }
+    }
+}
+
+/// Forks the middle process (which never returns into this code).
+fn fork_middle(
+    plan: &InitPlan,
+    flags: CloneFlags,
+    stdio: &StdioFds,
+    ends: &SandboxEnds,
+) -> Result<Pid, Failure> {
+    let parent = nix::unistd::getpid();
+    // SAFETY: the child runs only `middle` and, in its own children, the sandbox set-up:
+    // descriptor, namespace, mount and process calls plus allocation, no lock another
+    // thread of the caller may hold; every path ends in exec or `_exit`.
+    match unsafe { sys::fork() } {
+        Ok(0) => middle(plan, flags, stdio, ends, parent),
+        Ok(pid) => Ok(Pid::from_raw(pid)),
+        Err(e) => Err(Failure::Other(RuntimeError::io("fork", e))),
+    }
+}
+
 /// The middle process: namespaces, then fork PID 1, then relay its end. Never returns.
 fn middle(
     plan: &InitPlan,
     flags: CloneFlags,
     stdio: &StdioFds,
-    go_r: RawFd,
-    ev_w: RawFd,
-    report: Report,
+    ends: &SandboxEnds,
     parent: Pid,
 ) -> ! {
+    let report = ends.report();
     let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL);
     if nix::unistd::getppid() != parent {
         sys::exit(1);
@@ -312,29 +403,48 @@ fn middle(
             }
         }
     }
-    sys::close_fds_except(&[go_r, ev_w, report.err, report.info, report.status]);
+    let (go, events) = (ends.go.as_fd(), ends.events.as_fd());
+    sys::close_fds_except(&[go, events, report.err, report.info, report.status]);
     if let Err(e) = nix::sched::unshare(flags) {
         report.fail(init::TAG_SETUP, "unshare namespaces", e.into());
     }
-    init::write_all(ev_w, b"U");
-    let mut go = [0u8; 1];
-    // SAFETY: go_r is our open pipe descriptor; ManuallyDrop keeps it from being closed twice.
-    let mut go_file = std::mem::ManuallyDrop::new(unsafe { File::from_raw_fd(go_r) });
-    if go_file.read_exact(&mut go).is_err() || go[0] != b'G' {
+    init::write_all(events, b"U");
+    if read_byte(go) != Some(b'G') {
         sys::exit(1);
     }
-    let init_pid = match sys::fork() {
+    // SAFETY: this process is a forked child with a single thread, so PID 1 inherits no
+    // lock held by another thread; it ends in exec or `_exit`.
+    let init_pid = match unsafe { sys::fork() } {
         Ok(0) => init::run(plan, report),
         Ok(pid) => pid,
         Err(e) => report.fail(init::TAG_SETUP, "fork init", e),
     };
-    init::write_all(ev_w, &init_pid.to_le_bytes());
-    for fd in [ev_w, go_r, report.err, report.info] {
-        let _ = nix::unistd::close(fd);
+    init::write_all(events, &init_pid.to_le_bytes());
+    // The caller reads these pipes to their end: close this process's copies. Their
+    // owners are never dropped here (the process ends with `_exit`).
+    for fd in [events, go, report.err, report.info] {
+        let _ = nix::unistd::close(fd.as_raw_fd());
     }
-    use nix::sys::wait::{waitpid, WaitStatus};
+    relay_exit(Pid::from_raw(init_pid), report)
+}
+
+/// Reads one byte; `None` at the end of the pipe or on an error.
+fn read_byte(fd: BorrowedFd<'_>) -> Option<u8> {
+    let mut byte = [0u8; 1];
     loop {
-        match waitpid(Pid::from_raw(init_pid), None) {
+        match nix::unistd::read(fd.as_raw_fd(), &mut byte) {
+            Ok(1) => return Some(byte[0]),
+            Err(nix::errno::Errno::EINTR) => continue,
+            _ => return None,
+        }
+    }
+}
+
+/// Waits for PID 1 and ends the middle process the same way (a signal becomes a
+/// status record and exit code 128 + signal).
+fn relay_exit(init: Pid, report: Report<'_>) -> ! {
+    loop {
+        match waitpid(init, None) {
             Ok(WaitStatus::Exited(_, code)) => sys::exit(code),
             Ok(WaitStatus::Signaled(_, sig, _)) => {
                 report.status(true, sig as i32);

@@ -3,11 +3,15 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Closes every file descriptor from 3 up, except those in `keep`.
-pub(crate) fn close_fds_except(keep: &[RawFd]) {
-    let mut keep: Vec<RawFd> = keep.iter().copied().filter(|fd| *fd >= 3).collect();
+pub(crate) fn close_fds_except(keep: &[BorrowedFd<'_>]) {
+    let mut keep: Vec<RawFd> = keep
+        .iter()
+        .map(|fd| fd.as_raw_fd())
+        .filter(|fd| *fd >= 3)
+        .collect();
     keep.sort_unstable();
     let mut first: u32 = 3;
     for fd in keep {
@@ -40,12 +44,12 @@ pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
 }
 
 /// Sends `sig` to the process behind `pidfd` (race-free against pid reuse).
-pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: i32) -> io::Result<()> {
     // SAFETY: pidfd_send_signal with a null siginfo behaves like kill(2) on the pidfd.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
-            pidfd,
+            pidfd.as_raw_fd(),
             sig,
             std::ptr::null::<libc::siginfo_t>(),
             0u32,
@@ -59,12 +63,16 @@ pub(crate) fn pidfd_send_signal(pidfd: RawFd, sig: i32) -> io::Result<()> {
 
 /// Forks the process. Returns 0 in the child and the child's pid in the parent.
 ///
-/// The child must only prepare namespaces and exec or `_exit`; it never returns into
-/// the caller's normal control flow.
-pub(crate) fn fork() -> io::Result<i32> {
-    // SAFETY: glibc's fork runs its atfork handlers (malloc stays usable in the child);
-    // every caller runs only sandbox set-up code in the child and ends it with exec or
-    // _exit, never unwinding back into other threads' state.
+/// # Safety
+///
+/// Only the calling thread exists in the child, and locks that other threads of a
+/// multithreaded caller held stay locked there. The child must therefore do only
+/// async-signal-safe work, plus allocation (glibc's atfork handlers keep malloc usable),
+/// take no other lock that another thread may hold, and end with exec or [`exit`]: it
+/// must never return or unwind into the caller's normal control flow.
+pub(crate) unsafe fn fork() -> io::Result<i32> {
+    // SAFETY: fork(2) itself has no preconditions; what the child may do afterwards is
+    // the caller's contract (see `# Safety`).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(io::Error::last_os_error());
@@ -115,7 +123,6 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     }
     // SAFETY: fd was just returned by socket(2) and is not owned elsewhere.
     let sock = unsafe { OwnedFd::from_raw_fd(fd) };
-    use std::os::fd::AsRawFd;
     // SAFETY: ifreq is plain data; zeroed is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {

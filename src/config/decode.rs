@@ -1,6 +1,7 @@
 //! Strict decoding of the located YAML tree into the model, like Blubber's
 //! YAML -> JSON -> `encoding/json` (`DisallowUnknownFields`) path: unknown keys and
-//! wrong types are errors; `null` leaves a value unset. Every value's position is
+//! wrong types are errors, and so is `null` where Blubber's schema refuses it (`base`
+//! and an artifact's `from` may be null: the value stays unset). Every value's position is
 //! recorded by its full path for later validation messages.
 
 use std::collections::{BTreeMap, HashMap};
@@ -81,7 +82,7 @@ impl<'a> Decoder<'a> {
         if let Some((_, node)) = entries.iter().find(|(k, _)| k.name == "variants") {
             self.record("variants", node);
             match &node.kind {
-                NodeKind::Null => {}
+                NodeKind::Null => self.null_refused(node, "variants", "object"),
                 NodeKind::Map(list) => {
                     for (k, v) in list {
                         let path = join("variants", &k.name);
@@ -139,7 +140,7 @@ impl<'a> Decoder<'a> {
         for (k, v) in entries {
             let child = join(path, &k.name);
             match k.name.as_str() {
-                "base" => c.base = self.string(v, &child),
+                "base" => c.base = self.nullable_string(v, &child),
                 "arguments" => c.arguments = self.string_map(v, &child),
                 "apt" => c.apt = self.apt(v, &child),
                 "builder" => c.builder = self.custom_builder(v, &child),

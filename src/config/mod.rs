@@ -92,6 +92,28 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
             problem: Problem::Yaml(e.message),
         })
     })?;
+    let version = check_version(&root, file_name)?;
+    let mut decoder = decode::Decoder::new(file_name);
+    let (common, variants) = decoder.config(&root);
+    let decode_errors = std::mem::take(&mut decoder.errors);
+    let positions = std::mem::take(&mut decoder.positions);
+    let mut errors = validate_decoded(file_name, decode_errors, &positions, &common, &variants);
+    if !errors.is_empty() {
+        errors.sort_by_key(|e| e.pos.unwrap_or_default());
+        return Err(ConfigErrors { errors });
+    }
+    Ok(Config {
+        version,
+        common,
+        variants,
+        file_name: file_name.to_string(),
+        positions,
+    })
+}
+
+/// The document's `version`, which must be [`VERSION`]; checked before anything else and
+/// reported alone, like Blubber.
+fn check_version(root: &yaml::Node, file_name: &str) -> Result<String, ConfigErrors> {
     let at = |pos: Pos, path: &str, problem: Problem| {
         ConfigErrors::one(ConfigError {
             file: file_name.to_string(),
@@ -108,58 +130,49 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
         };
         return Err(at(root.pos, "", problem));
     };
-    let version = match entries.iter().find(|(k, _)| k.name == "version") {
-        None => {
-            return Err(at(
-                root.pos,
-                "version",
-                Problem::Required {
-                    field: "version".into(),
-                },
-            ))
-        }
-        Some((_, v)) => match &v.kind {
-            NodeKind::Str(s) if s == VERSION => s.clone(),
-            NodeKind::Str(s) if s.is_empty() => {
-                return Err(at(
-                    v.pos,
-                    "version",
-                    Problem::Required {
-                        field: "version".into(),
-                    },
-                ))
-            }
-            NodeKind::Str(s) => {
-                let problem = Problem::CurrentVersion {
-                    field: "version".into(),
-                    value: s.clone(),
-                };
-                return Err(at(v.pos, "version", problem));
-            }
-            other => {
-                let problem = Problem::Schema {
-                    pointer: "/version".into(),
-                    detail: format!("expected string, but got {}", other.json_type()),
-                };
-                return Err(at(v.pos, "version", problem));
-            }
-        },
+    let required = || Problem::Required {
+        field: "version".into(),
     };
+    let Some((_, v)) = entries.iter().find(|(k, _)| k.name == "version") else {
+        return Err(at(root.pos, "version", required()));
+    };
+    match &v.kind {
+        NodeKind::Str(s) if s == VERSION => Ok(s.clone()),
+        NodeKind::Str(s) if s.is_empty() => Err(at(v.pos, "version", required())),
+        NodeKind::Str(s) => {
+            let problem = Problem::CurrentVersion {
+                field: "version".into(),
+                value: s.clone(),
+            };
+            Err(at(v.pos, "version", problem))
+        }
+        other => {
+            let problem = Problem::Schema {
+                pointer: "/version".into(),
+                detail: format!("expected string, but got {}", other.json_type()),
+            };
+            Err(at(v.pos, "version", problem))
+        }
+    }
+}
 
-    let mut decoder = decode::Decoder::new(file_name);
-    let (common, variants) = decoder.config(&root);
-    let decode_errors = std::mem::take(&mut decoder.errors);
-    let positions = std::mem::take(&mut decoder.positions);
-
+/// The decode errors plus the validation errors of the top level and of every raw
+/// variant, without follow-on errors about a value that failed to decode (it is left
+/// unset) or anything inside it.
+fn validate_decoded(
+    file_name: &str,
+    decode_errors: Vec<ConfigError>,
+    positions: &decode::Positions,
+    common: &CommonConfig,
+    variants: &[Variant],
+) -> Vec<ConfigError> {
     let names: HashSet<&str> = variants.iter().map(|v| v.name.as_str()).collect();
-    let mut validator = validate::Validator::new(file_name, &positions, names);
-    validator.variant_names(&variants);
-    validator.top(&common);
-    for v in &variants {
+    let mut validator = validate::Validator::new(file_name, positions, names);
+    validator.variant_names(variants);
+    validator.top(common);
+    for v in variants {
         validator.raw_variant(v);
     }
-    // A value that failed to decode is left unset; drop the follow-on errors about it
-    // (and about anything inside it).
     let inside = |path: &str, decoded: &str| {
         path == decoded
             || path.starts_with(&format!("{decoded}."))
@@ -171,15 +184,5 @@ pub fn load_str(text: &str, file_name: &str) -> Result<Config, ConfigErrors> {
             errors.push(e);
         }
     }
-    if !errors.is_empty() {
-        errors.sort_by_key(|e| e.pos.unwrap_or_default());
-        return Err(ConfigErrors { errors });
-    }
-    Ok(Config {
-        version,
-        common,
-        variants,
-        file_name: file_name.to_string(),
-        positions,
-    })
+    errors
 }

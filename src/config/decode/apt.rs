@@ -42,7 +42,7 @@ impl Decoder<'_> {
         let mut out = BTreeMap::new();
         self.record(path, node);
         match &node.kind {
-            NodeKind::Null => {}
+            NodeKind::Null => self.null_refused(node, path, "array or object"),
             NodeKind::Seq(items) => {
                 let mut list = Vec::new();
                 for (i, item) in items.iter().enumerate() {
@@ -68,7 +68,10 @@ impl Decoder<'_> {
                             }
                             list
                         }
-                        NodeKind::Null => Vec::new(),
+                        NodeKind::Null => {
+                            self.null_refused(v, &release_path, "array");
+                            continue;
+                        }
                         _ => {
                             self.wrong_type(v, &release_path, "[]string");
                             continue;
@@ -100,6 +103,10 @@ impl Decoder<'_> {
     }
 
     fn apt_proxy(&mut self, node: &Node, path: &str) -> Option<AptProxy> {
+        if matches!(node.kind, NodeKind::Null) {
+            self.null_refused(node, path, "string or object");
+            return None;
+        }
         if let NodeKind::Str(s) = &node.kind {
             self.record(path, node);
             self.record(&join(path, "url"), node);

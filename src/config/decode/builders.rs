@@ -44,7 +44,7 @@ impl Decoder<'_> {
                     for (k, v) in entries {
                         let child = join(&p, &k.name);
                         match k.name.as_str() {
-                            "from" => a.from = self.string(v, &child).unwrap_or_default(),
+                            "from" => a.from = self.nullable_string(v, &child).unwrap_or_default(),
                             "source" => a.source = self.string(v, &child).unwrap_or_default(),
                             "destination" => {
                                 a.destination = self.string(v, &child).unwrap_or_default()
@@ -63,17 +63,15 @@ impl Decoder<'_> {
                     }
                     out.push(a);
                 }
+                NodeKind::Null => self.null_refused(item, &p, "string or object"),
                 _ => self.wrong_type(item, &p, "string or object"),
             }
         }
         out
     }
 
+    /// `requirements` of a builder: artifacts whose string form is a local source.
     fn requirements(&mut self, node: &Node, path: &str) -> Option<Vec<Artifact>> {
-        if matches!(node.kind, NodeKind::Null) {
-            self.record(path, node);
-            return None;
-        }
         Some(self.artifacts(node, path, true))
     }
 
@@ -82,6 +80,10 @@ impl Decoder<'_> {
             NodeKind::Str(s) => {
                 self.record(path, node);
                 Some(Command::Shell(s.clone()))
+            }
+            NodeKind::Null => {
+                self.null_refused(node, path, "array or string");
+                None
             }
             _ => self.string_list(node, path).map(Command::Exec),
         }
@@ -119,6 +121,10 @@ impl Decoder<'_> {
         let mut out = Vec::new();
         for (i, item) in items.iter().enumerate() {
             let p = format!("{path}[{i}]");
+            if matches!(item.kind, NodeKind::Null) {
+                self.null_refused(item, &p, "string or object");
+                continue;
+            }
             if let NodeKind::Str(s) = &item.kind {
                 self.record(&p, item);
                 let child = join(&p, shorthand_key);

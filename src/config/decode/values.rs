@@ -32,11 +32,33 @@ impl Decoder<'_> {
         );
     }
 
+    /// Refuses a null where Blubber's schema does not allow one (its schema step runs
+    /// before decoding; only `base`, an artifact's `from` and the values of
+    /// `runs.environment` and `arguments` may be null). Records the value's position.
+    pub(super) fn null_refused(&mut self, node: &Node, path: &str, expected: &str) {
+        // An empty value (`runs:` and nothing after it) is placed at the next token by
+        // the parser, often on a later line: point at its key instead.
+        let pos = match self.positions.get(&format!("{path}#key")) {
+            Some(key) if key.line != node.pos.line => *key,
+            _ => node.pos,
+        };
+        self.record(path, node);
+        self.err(
+            pos,
+            path,
+            Problem::Schema {
+                pointer: pointer_of(path),
+                detail: format!("expected {expected}, but got null"),
+            },
+        );
+    }
+
     pub(super) fn record(&mut self, path: &str, node: &Node) {
         self.positions.insert(path.to_string(), node.pos);
     }
 
-    /// The entries of a mapping, reporting unknown keys. `None` for null or wrong type.
+    /// The entries of a mapping, reporting unknown keys. `None` (and an error) for null
+    /// or another type.
     pub(super) fn map<'n>(
         &mut self,
         node: &'n Node,
@@ -45,7 +67,10 @@ impl Decoder<'_> {
     ) -> Option<Vec<(&'n Key, &'n Node)>> {
         self.record(path, node);
         match &node.kind {
-            NodeKind::Null => None,
+            NodeKind::Null => {
+                self.null_refused(node, path, "object");
+                None
+            }
             NodeKind::Map(entries) => {
                 let mut out = Vec::new();
                 for (k, v) in entries {
@@ -75,6 +100,15 @@ impl Decoder<'_> {
     }
 
     pub(super) fn string(&mut self, node: &Node, path: &str) -> Option<String> {
+        if matches!(node.kind, NodeKind::Null) {
+            self.null_refused(node, path, "string");
+            return None;
+        }
+        self.nullable_string(node, path)
+    }
+
+    /// A string that may be null (`None`, like a missing key): `base` and `from`.
+    pub(super) fn nullable_string(&mut self, node: &Node, path: &str) -> Option<String> {
         self.record(path, node);
         match &node.kind {
             NodeKind::Null => None,
@@ -89,7 +123,10 @@ impl Decoder<'_> {
     pub(super) fn flag(&mut self, node: &Node, path: &str) -> Flag {
         self.record(path, node);
         match &node.kind {
-            NodeKind::Null => None,
+            NodeKind::Null => {
+                self.null_refused(node, path, "boolean");
+                None
+            }
             NodeKind::Bool(b) => Some(*b),
             _ => {
                 self.wrong_type(node, path, "bool");
@@ -101,7 +138,10 @@ impl Decoder<'_> {
     pub(super) fn uint32(&mut self, node: &Node, path: &str) -> Option<u32> {
         self.record(path, node);
         match &node.kind {
-            NodeKind::Null => None,
+            NodeKind::Null => {
+                self.null_refused(node, path, "integer");
+                None
+            }
             NodeKind::Int(i) if u32::try_from(*i).is_ok() => Some(*i as u32),
             NodeKind::Int(i) => {
                 self.err(
@@ -139,7 +179,10 @@ impl Decoder<'_> {
     pub(super) fn seq<'n>(&mut self, node: &'n Node, path: &str) -> Option<&'n [Node]> {
         self.record(path, node);
         match &node.kind {
-            NodeKind::Null => None,
+            NodeKind::Null => {
+                self.null_refused(node, path, "array");
+                None
+            }
             NodeKind::Seq(items) => Some(items),
             _ => {
                 self.wrong_type(node, path, "array");
@@ -163,17 +206,18 @@ impl Decoder<'_> {
         let mut out = BTreeMap::new();
         self.record(path, node);
         match &node.kind {
-            NodeKind::Null => {}
+            NodeKind::Null => self.null_refused(node, path, "object"),
             NodeKind::Map(entries) => {
                 for (k, v) in entries {
                     let child = join(path, &k.name);
                     self.positions.insert(format!("{child}#key"), k.pos);
                     // Like Go's encoding/json, a null value still defines the key,
                     // with an empty value (`GRADLE_USER_HOME: ~` sets it to "").
-                    if let Some(s) = self.string(v, &child) {
-                        out.insert(k.name.clone(), s);
-                    } else if matches!(v.kind, NodeKind::Null) {
+                    if matches!(v.kind, NodeKind::Null) {
+                        self.record(&child, v);
                         out.insert(k.name.clone(), String::new());
+                    } else if let Some(s) = self.string(v, &child) {
+                        out.insert(k.name.clone(), s);
                     }
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver};
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 use super::{resolve_plain, Key, Node, NodeKind, YamlError};
@@ -185,60 +185,9 @@ impl MarkedEventReceiver for TreeBuilder {
         let pos = pos_of(&mark);
         match ev {
             Event::Scalar(value, style, anchor, tag) => {
-                let is_merge_key = style == TScalarStyle::Plain
-                    && value == "<<"
-                    && matches!(
-                        self.stack.last(),
-                        Some(Open::Map {
-                            pending_key: None,
-                            ..
-                        })
-                    );
-                let tag_suffix = tag.as_ref().map(|t| {
-                    if t.handle == "!!" || t.handle == "tag:yaml.org,2002:" {
-                        t.suffix.clone()
-                    } else {
-                        format!("{}{}", t.handle, t.suffix)
-                    }
-                });
-                let kind = match (style, tag_suffix.as_deref()) {
-                    (_, Some("str")) => NodeKind::Str(value),
-                    (TScalarStyle::Plain, None) => resolve_plain(&value),
-                    (TScalarStyle::Plain, Some(t)) => match resolve_plain(&value) {
-                        NodeKind::Int(i) if t == "int" => NodeKind::Int(i),
-                        NodeKind::Bool(b) if t == "bool" => NodeKind::Bool(b),
-                        NodeKind::Null if t == "null" => NodeKind::Null,
-                        NodeKind::Float(f, s) if t == "float" => NodeKind::Float(f, s),
-                        NodeKind::Int(i) if t == "float" => NodeKind::Float(i as f64, value),
-                        _ => {
-                            self.fail(pos, format!("cannot decode {value:?} as !!{t}"));
-                            return;
-                        }
-                    },
-                    _ => NodeKind::Str(value),
-                };
-                let node = Node { kind, pos };
-                self.nodes += 1;
-                if anchor > 0 {
-                    self.anchors.insert(anchor, (node.clone(), 1));
-                }
-                self.push_value(node, is_merge_key);
+                self.scalar(value, style, anchor, tag.as_ref(), pos)
             }
-            Event::Alias(id) => match self.anchors.get(&id) {
-                Some((node, size)) => {
-                    // Aliases are copied into the tree, so a "billion laughs" document
-                    // would grow without bound: cap the tree size.
-                    self.nodes += size;
-                    if self.nodes > MAX_NODES {
-                        self.fail(pos, "document contains excessive aliasing");
-                        return;
-                    }
-                    let mut node = node.clone();
-                    node.pos = pos;
-                    self.push_value(node, false);
-                }
-                None => self.fail(pos, "unknown anchor"),
-            },
+            Event::Alias(id) => self.alias(id, pos),
             Event::SequenceStart(..) | Event::MappingStart(..) if self.stack.len() >= MAX_DEPTH => {
                 self.fail(pos, "document nests too deeply");
             }
@@ -254,53 +203,133 @@ impl MarkedEventReceiver for TreeBuilder {
                 pending_key: None,
                 merges: Vec::new(),
             }),
-            Event::SequenceEnd | Event::MappingEnd => {
-                let Some(open) = self.stack.pop() else {
-                    return;
-                };
-                let (anchor, node) = match open {
-                    Open::Seq { anchor, pos, items } => (
-                        anchor,
-                        Node {
-                            kind: NodeKind::Seq(items),
-                            pos,
-                        },
-                    ),
-                    Open::Map {
-                        anchor,
-                        pos,
-                        mut entries,
-                        merges,
-                        ..
-                    } => {
-                        if let Err((p, msg)) = apply_merges(&mut entries, merges) {
-                            self.fail(p, msg);
-                            return;
-                        }
-                        // A block mapping's start event is marked after its first key;
-                        // the mapping really starts at that key.
-                        let pos = match entries.first() {
-                            Some((k, _)) if k.pos < pos => k.pos,
-                            _ => pos,
-                        };
-                        (
-                            anchor,
-                            Node {
-                                kind: NodeKind::Map(entries),
-                                pos,
-                            },
-                        )
-                    }
-                };
-                self.nodes += 1;
-                if anchor > 0 {
-                    self.anchors
-                        .insert(anchor, (node.clone(), size_of_tree(&node)));
-                }
-                self.push_value(node, false);
-            }
+            Event::SequenceEnd | Event::MappingEnd => self.close_collection(),
             Event::DocumentEnd => self.done = true,
             Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart => {}
         }
     }
+}
+
+impl TreeBuilder {
+    /// A scalar: its type resolved, remembered under its anchor, attached to its parent.
+    fn scalar(
+        &mut self,
+        value: String,
+        style: TScalarStyle,
+        anchor: usize,
+        tag: Option<&Tag>,
+        pos: Pos,
+    ) {
+        let is_merge_key = style == TScalarStyle::Plain
+            && value == "<<"
+            && matches!(
+                self.stack.last(),
+                Some(Open::Map {
+                    pending_key: None,
+                    ..
+                })
+            );
+        let kind = match resolve_scalar(value, style, tag) {
+            Ok(kind) => kind,
+            Err(message) => return self.fail(pos, message),
+        };
+        let node = Node { kind, pos };
+        self.nodes += 1;
+        if anchor > 0 {
+            self.anchors.insert(anchor, (node.clone(), 1));
+        }
+        self.push_value(node, is_merge_key);
+    }
+
+    /// An alias: a copy of the anchored node, at the alias's position.
+    fn alias(&mut self, id: usize, pos: Pos) {
+        let Some((node, size)) = self.anchors.get(&id) else {
+            return self.fail(pos, "unknown anchor");
+        };
+        // Aliases are copied into the tree, so a "billion laughs" document would grow
+        // without bound: cap the tree size.
+        self.nodes += size;
+        if self.nodes > MAX_NODES {
+            return self.fail(pos, "document contains excessive aliasing");
+        }
+        let mut node = node.clone();
+        node.pos = pos;
+        self.push_value(node, false);
+    }
+
+    /// The end of a sequence or mapping: merge keys applied, the node remembered under
+    /// its anchor and attached to its parent.
+    fn close_collection(&mut self) {
+        let Some(open) = self.stack.pop() else {
+            return;
+        };
+        let (anchor, node) = match open {
+            Open::Seq { anchor, pos, items } => (
+                anchor,
+                Node {
+                    kind: NodeKind::Seq(items),
+                    pos,
+                },
+            ),
+            Open::Map {
+                anchor,
+                pos,
+                mut entries,
+                merges,
+                ..
+            } => {
+                if let Err((p, msg)) = apply_merges(&mut entries, merges) {
+                    return self.fail(p, msg);
+                }
+                // A block mapping's start event is marked after its first key; the
+                // mapping really starts at that key.
+                let pos = match entries.first() {
+                    Some((k, _)) if k.pos < pos => k.pos,
+                    _ => pos,
+                };
+                (
+                    anchor,
+                    Node {
+                        kind: NodeKind::Map(entries),
+                        pos,
+                    },
+                )
+            }
+        };
+        self.nodes += 1;
+        if anchor > 0 {
+            self.anchors
+                .insert(anchor, (node.clone(), size_of_tree(&node)));
+        }
+        self.push_value(node, false);
+    }
+}
+
+/// The value of a scalar: plain scalars resolve as YAML 1.1 does; an explicit core-schema
+/// tag (`!!str`, `!!int`, ...) must match what the plain scalar resolves to.
+fn resolve_scalar(
+    value: String,
+    style: TScalarStyle,
+    tag: Option<&Tag>,
+) -> Result<NodeKind, String> {
+    let tag_suffix = tag.map(|t| {
+        if t.handle == "!!" || t.handle == "tag:yaml.org,2002:" {
+            t.suffix.clone()
+        } else {
+            format!("{}{}", t.handle, t.suffix)
+        }
+    });
+    Ok(match (style, tag_suffix.as_deref()) {
+        (_, Some("str")) => NodeKind::Str(value),
+        (TScalarStyle::Plain, None) => resolve_plain(&value),
+        (TScalarStyle::Plain, Some(t)) => match resolve_plain(&value) {
+            NodeKind::Int(i) if t == "int" => NodeKind::Int(i),
+            NodeKind::Bool(b) if t == "bool" => NodeKind::Bool(b),
+            NodeKind::Null if t == "null" => NodeKind::Null,
+            NodeKind::Float(f, s) if t == "float" => NodeKind::Float(f, s),
+            NodeKind::Int(i) if t == "float" => NodeKind::Float(i as f64, value),
+            _ => return Err(format!("cannot decode {value:?} as !!{t}")),
+        },
+        _ => NodeKind::Str(value),
+    })
 }

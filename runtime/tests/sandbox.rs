@@ -1,12 +1,12 @@
 //! The sandbox itself: exit codes, signals, identity, isolation, timeouts. Each test runs
 //! as root and again as the unprivileged test user.
 
-mod runtime_common;
+mod support;
 
 use std::time::Duration;
 
 use flense_runtime::{ExitStatus, IdMode, Mount, Network, Overlay, RootFs, Sandbox, Stdio};
-use runtime_common::*;
+use support::*;
 
 #[test]
 fn exit_codes_and_signals_propagate() {

@@ -1,15 +1,11 @@
-//! Helpers for the runtime tests: a busybox root filesystem, and running a test's body
-//! again as the unprivileged test user (the test binary re-executes itself through
-//! `setpriv`, so the in-process runtime API is exercised without root).
-#![allow(dead_code)]
+//! Running a test's body again as the unprivileged test user (the test binary re-executes
+//! itself through `setpriv`, so in-process APIs are exercised without root), with a busybox
+//! root filesystem and scratch directories that user can read.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio as ProcStdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-use flense_runtime::{Child, ExitStatus, RootFs, Sandbox, Stdio};
-
-#[path = "../support/users.rs"]
-pub mod users;
+use crate::users;
 
 /// Environment variable that marks the re-executed, unprivileged run of a test.
 pub const AS_USER_ENV: &str = "FLENSE_RUNTIME_TEST_AS_USER";
@@ -19,9 +15,9 @@ pub fn is_user_run() -> bool {
     std::env::var_os(AS_USER_ENV).is_some()
 }
 
-/// Makes a busybox root filesystem at `dir` with the fixture script.
+/// Makes a busybox root filesystem at `dir` with the repository's fixture script.
 pub fn busybox_rootfs(dir: &Path) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/rootfs/busybox.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/rootfs/busybox.sh");
     let status = Command::new("sh")
         .arg(script)
         .arg(dir)
@@ -62,7 +58,7 @@ pub fn rerun_as_test_user(name: &str, extra_env: &[(&str, &str)]) -> String {
         cmd.env(k, v);
     }
     let out = cmd
-        .stdin(ProcStdio::null())
+        .stdin(Stdio::null())
         .output()
         .expect("run test as test user");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -72,31 +68,4 @@ pub fn rerun_as_test_user(name: &str, extra_env: &[(&str, &str)]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     stdout.into_owned()
-}
-
-/// A sandbox on `rootfs` running `sh -c script`, with PATH set and stdout piped.
-pub fn sh(root: RootFs, script: &str) -> Sandbox {
-    Sandbox::new(root, ["/bin/sh", "-c", script])
-        .env("PATH", "/bin")
-        .stdout(Stdio::Piped)
-}
-
-/// Spawns, reads stdout to the end, waits.
-pub fn run_capture(sandbox: &mut Sandbox) -> (ExitStatus, String, Child) {
-    use std::io::Read;
-    let mut child = sandbox.spawn().expect("spawn sandbox");
-    let mut out = String::new();
-    if let Some(mut stdout) = child.stdout.take() {
-        stdout.read_to_string(&mut out).expect("read stdout");
-    }
-    let status = child.wait().expect("wait");
-    (status, out, child)
-}
-
-/// A plain-directory root.
-pub fn dir_root(path: &Path, writable: bool) -> RootFs {
-    RootFs::Dir {
-        path: PathBuf::from(path),
-        writable,
-    }
 }
