@@ -4,6 +4,8 @@
 //! ([`reference`](mod@reference)), platforms ([`platform`]), the `sha256` helpers
 //! ([`digest`]) and the default `PATH` ([`oci::DEFAULT_PATH`]).
 
+pub mod cache_manifest;
+pub mod cache_ref;
 pub mod digest;
 pub mod entry;
 pub mod gzip;

@@ -1,7 +1,9 @@
 //! What the client needs from its surroundings: a content-addressed blob store and a
 //! progress reporter; and the verifying writer that guards the store's door.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
+use std::sync::Mutex;
 
 use oci_spec::image::{Descriptor, Digest, DigestAlgorithm};
 use sha2::{Digest as _, Sha256};
@@ -24,6 +26,55 @@ pub trait ImageStore: BlobStore {
     /// Gives the image whose manifest (or index) is `manifest` the full name `name`
     /// (`docker.io/library/debian:12`), taking it from the image that had it.
     fn tag_image(&self, name: &str, manifest: &Descriptor) -> io::Result<()>;
+}
+
+/// A [`BlobStore`] in memory, for small documents (such as a cache config) that travel
+/// the same verified paths as layers.
+#[derive(Debug, Default)]
+pub struct MemoryBlobs {
+    blobs: Mutex<HashMap<Digest, Vec<u8>>>,
+}
+
+impl MemoryBlobs {
+    /// Holds `bytes`; returns their digest.
+    pub fn insert(&self, bytes: Vec<u8>) -> Digest {
+        let digest = sha256_digest(&bytes);
+        self.lock().insert(digest.clone(), bytes);
+        digest
+    }
+
+    /// The bytes of `digest`, if held.
+    pub fn get(&self, digest: &Digest) -> Option<Vec<u8>> {
+        self.lock().get(digest).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Vec<u8>>> {
+        self.blobs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl BlobStore for MemoryBlobs {
+    fn has_blob(&self, digest: &Digest) -> io::Result<bool> {
+        Ok(self.lock().contains_key(digest))
+    }
+
+    fn open_blob(&self, digest: &Digest) -> io::Result<(Box<dyn Read + Send>, u64)> {
+        let bytes = self
+            .get(digest)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("no blob {digest}")))?;
+        let size = bytes.len() as u64;
+        Ok((Box::new(io::Cursor::new(bytes)), size))
+    }
+
+    fn put_verified(&self, reader: &mut dyn Read, digest: &Digest, size: u64) -> io::Result<()> {
+        let mut writer = VerifyingWriter::new(Vec::new());
+        io::copy(reader, &mut writer)?;
+        let bytes = writer
+            .finish(digest, size)
+            .map_err(|reason| io::Error::new(io::ErrorKind::InvalidData, reason))?;
+        self.lock().insert(digest.clone(), bytes);
+        Ok(())
+    }
 }
 
 /// What happened to one blob.

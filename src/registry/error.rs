@@ -101,6 +101,17 @@ pub enum RegistryError {
         /// The media type received.
         media_type: String,
     },
+    /// A cache tag whose documents are not a usable flense build cache.
+    #[error("{registry}/{repository}: unusable build cache")]
+    BadCache {
+        /// Registry host.
+        registry: String,
+        /// Repository in the registry.
+        repository: String,
+        /// What is wrong with it.
+        #[source]
+        source: crate::image::cache_manifest::CacheFormatError,
+    },
     /// Local I/O (temporary files, the store).
     #[error("{context}")]
     Io {

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod blobs;
+pub mod cache;
 pub mod client;
 pub mod error;
 pub mod local;
@@ -22,7 +23,8 @@ pub mod settings;
 mod upload;
 
 pub use auth::{Credential, CredentialSource};
-pub use blobs::{BlobOutcome, BlobStore, ImageStore, NoProgress, Progress};
+pub use blobs::{BlobOutcome, BlobStore, ImageStore, MemoryBlobs, NoProgress, Progress};
+pub use cache::{ExportReport, RegistryCache};
 pub use client::{Client, Repository};
 pub use error::{RegistryError, Result};
 pub use local::pull_to_store;

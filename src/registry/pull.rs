@@ -164,7 +164,7 @@ fn config_platform(store: &dyn BlobStore, config: &Digest) -> Option<Platform> {
 
 /// GETs a manifest; checks its size, and its digest against `expected` and the
 /// registry's `Docker-Content-Digest`. Returns (media type, bytes, digest).
-fn fetch_manifest(
+pub(super) fn fetch_manifest(
     repo: &Repository<'_>,
     reference: &str,
     expected: Option<&Digest>,
@@ -242,7 +242,7 @@ fn commit_bytes(store: &dyn BlobStore, digest: &Digest, bytes: &[u8]) -> Result<
 
 /// Downloads one blob unless the store has it. A transfer cut short is retried from
 /// the start per the retry policy; a digest or size mismatch is refused at once.
-fn pull_blob(
+pub(super) fn pull_blob(
     repo: &Repository<'_>,
     blob: &Descriptor,
     store: &dyn BlobStore,

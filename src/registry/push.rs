@@ -149,7 +149,7 @@ fn push_blobs(
     Ok(())
 }
 
-fn push_blob(
+pub(super) fn push_blob(
     repo: &Repository<'_>,
     blob: &Descriptor,
     store: &dyn BlobStore,
@@ -252,7 +252,7 @@ fn start_upload(repo: &Repository<'_>, digest: &Digest) -> Result<Url> {
     location(repo, &resp)
 }
 
-fn put_manifest(
+pub(super) fn put_manifest(
     repo: &Repository<'_>,
     reference: &str,
     media_type: &str,

@@ -226,7 +226,11 @@ impl Store {
     }
 
     /// The uncompressed tar stream of a stored layer blob (verified at its end).
-    fn layer_tar_stream(&self, digest: &str, size: u64) -> Result<Box<dyn Read>, StoreError> {
+    pub(super) fn layer_tar_stream(
+        &self,
+        digest: &str,
+        size: u64,
+    ) -> Result<Box<dyn Read>, StoreError> {
         let reader = BufReader::new(self.open_blob(digest, Some(size))?);
         super::extract::uncompressed(reader).map_err(|e| super::blobs::corrupt_or_io(digest, e))
     }

@@ -14,7 +14,7 @@ use crate::image::oci::canonical_json;
 /// The annotation that names a manifest in an OCI layout index.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
-/// An exclusive lock on the store's index; released when dropped.
+/// An exclusive lock on the store's index (or another lock file); released when dropped.
 pub struct IndexLock(File);
 
 impl Drop for IndexLock {
@@ -64,7 +64,12 @@ impl Store {
 
     /// Takes the index lock (blocking until other processes release it).
     pub fn lock_index(&self) -> Result<IndexLock, StoreError> {
-        let path = self.root.join("index.lock");
+        self.lock_file("index.lock")
+    }
+
+    /// Takes the exclusive lock of the lock file `name` under the root (blocking).
+    pub(crate) fn lock_file(&self, name: &str) -> Result<IndexLock, StoreError> {
+        let path = self.root.join(name);
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

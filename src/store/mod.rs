@@ -17,11 +17,13 @@ mod adopt;
 pub mod archive;
 mod blob_store;
 pub mod blobs;
+mod cache_dir;
 pub mod extract;
 pub mod images;
 pub mod index;
 pub mod load;
 pub mod reference;
+pub mod remote_cache;
 pub mod unpack;
 mod writer_pool;
 
@@ -32,6 +34,7 @@ pub use blobs::BlobWriter;
 pub use images::{PruneReport, StoredImage};
 pub use index::BlobHold;
 pub use reference::{parse_name, parse_reference, LocalRef};
+pub use remote_cache::{open_remote_cache, RemoteCache, RemoteCacheError};
 pub use unpack::UnpackedLayer;
 
 /// Errors of the store.
@@ -135,13 +138,19 @@ pub struct Store {
 impl Store {
     /// Opens the store at `root`, creating the layout when missing.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
-        for dir in [
-            "blobs/sha256",
-            "tmp",
-            "diffids/sha256",
-            "layer-blobs/sha256",
-            "layers",
-        ] {
+        for dir in ["diffids/sha256", "layer-blobs/sha256", "layers"] {
+            let path = root.join(dir);
+            std::fs::create_dir_all(&path).map_err(io_err("creating", &path))?;
+        }
+        Self::create_layout(root)
+    }
+
+    /// Opens a plain OCI image layout directory (e.g. an `oci:DIR` cache) for its blobs
+    /// and tags only, creating `oci-layout`, `index.json`, `blobs/sha256/` and the
+    /// `tmp/` directory for atomic writes when missing. Layer methods (unpacking,
+    /// diff-ID records) need [`Store::open`].
+    pub fn create_layout(root: &Path) -> Result<Store, StoreError> {
+        for dir in ["blobs/sha256", "tmp"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_err("creating", &path))?;
         }
@@ -160,6 +169,15 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// The existing OCI image layout at `root`, for reading its blobs and tags;
+    /// `None` when `root` has no `index.json`. Creates nothing (the directory may be
+    /// read-only).
+    pub fn existing_layout(root: &Path) -> Option<Store> {
+        root.join("index.json").is_file().then(|| Store {
+            root: root.to_path_buf(),
+        })
     }
 
     /// The store root.
