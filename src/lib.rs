@@ -2,11 +2,11 @@
 //! without Docker, without a daemon and without root.
 //!
 //! The crate is split along the data flow: [`config`] reads `blubber.yaml`, [`plan`]
-//! compiles a variant into instructions, [`build`] executes them with the help of
+//! compiles a variant into instructions, [`builder`] executes them with the help of
 //! [`image`], [`store`], [`registry`] and the `flense-runtime` crate, and [`pipeline`]
 //! runs `.pipeline/config.yaml`.
 
-pub mod build;
+pub mod builder;
 pub mod config;
 pub mod image;
 pub mod pipeline;

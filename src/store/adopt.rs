@@ -1,7 +1,7 @@
 //! Adopting a prepared directory tree as an unpacked layer, instead of extracting the
 //! layer's blob again.
 //!
-//! A build step's captured tree (the overlay upper directory, see `build::adopt`) is
+//! A build step's captured tree (the overlay upper directory, see `builder::layers::adopt`) is
 //! already on the store's filesystem; once the caller has made it look exactly like
 //! what [`Store::unpack_layer`] would extract from the layer's blob, it is moved into
 //! `<root>/layers/<diff-id hex>/diff` with the same protocol as unpacking: assembled in

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::build::project::ProjectError;
-use crate::build::runner::RunnerError;
-use crate::build::BuildError;
+use crate::builder::project::ProjectError;
+use crate::builder::runner::RunnerError;
+use crate::builder::BuildError;
 
 /// What a build would do with one instruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -120,7 +120,7 @@ pub enum DryRunProblem {
     #[error("{cause} in {from}")]
     Copy {
         /// What the copy code found.
-        cause: crate::build::copy::CopyError,
+        cause: crate::builder::copy::CopyError,
         /// Where the sources were looked for: the build context, a variant, an image.
         from: String,
     },

@@ -182,7 +182,7 @@ impl Executor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::view::EmptyView;
+    use crate::builder::view::EmptyView;
     use std::fs;
 
     #[test]

@@ -122,7 +122,7 @@ pub fn cache_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build::view::LayerStackView;
+    use crate::builder::view::LayerStackView;
 
     #[test]
     fn materialize_copies_a_merged_tree() {
