@@ -12,4 +12,5 @@ pub mod image;
 pub mod pipeline;
 pub mod plan;
 pub mod registry;
+pub mod run;
 pub mod store;

@@ -7,7 +7,7 @@ mod runtime_common;
 
 use std::path::{Path, PathBuf};
 
-use flense::builder::diff::to_layer_entries;
+use flense::builder::layers::diff::to_layer_entries;
 use flense::image::{write_layer, LayerOptions};
 use flense_runtime::{DiffEntry, DiffKind, IdMode, Overlay, RootFs, Sandbox, Stdio};
 use runtime_common::*;

@@ -12,7 +12,7 @@ use crate::image::oci::rfc3339;
 use crate::plan::expand::{expand, Unknown};
 use crate::plan::{EnvVar, ImageConfig};
 
-use super::BuildError;
+use crate::builder::BuildError;
 
 /// BuildKit's default `PATH` (for scratch images and execs without one).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -6,8 +6,8 @@ use oci_spec::image::{Descriptor, MediaType};
 use crate::registry::{self, Client, NoProgress, Reference};
 use crate::store::{parse_name, Store, StoredImage};
 
-use super::executor::ImageSource;
-use super::BuildError;
+use crate::builder::execute::ImageSource;
+use crate::builder::BuildError;
 
 /// Images from the store, pulled on first use.
 pub struct PullingImages {

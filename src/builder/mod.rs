@@ -7,30 +7,17 @@
 //! the next layer. Every layer-producing step has a content-derived cache key
 //! ([`cache`]); a hit reuses the stored layer without running anything.
 
-pub mod adopt;
-pub mod cache;
-pub mod commit;
-pub mod context;
 pub mod copy;
-pub mod diff;
 pub mod dryrun;
-pub mod entries;
 pub mod events;
-pub mod executor;
-pub mod ignore;
+pub mod execute;
 pub mod imageconfig;
 pub mod images;
-pub mod mounts;
-pub mod owners;
+pub mod layers;
 pub mod project;
-pub mod run_image;
-pub mod run_step;
-pub mod runner;
-pub mod sandbox;
+pub mod run;
 pub mod stage;
-pub mod steps;
 pub mod users;
-pub mod view;
 
 use std::path::PathBuf;
 
@@ -42,7 +29,7 @@ pub enum BuildError {
     Store(#[from] crate::store::StoreError),
     /// The build context could not be read.
     #[error(transparent)]
-    Context(#[from] context::ContextError),
+    Context(#[from] copy::context::ContextError),
     /// A copy failed.
     #[error("variant '{variant}', {step}: {source}")]
     Copy {
@@ -63,10 +50,10 @@ pub enum BuildError {
     },
     /// The build cache failed.
     #[error(transparent)]
-    Cache(#[from] cache::CacheError),
+    Cache(#[from] layers::cache::CacheError),
     /// The sandbox failed.
     #[error(transparent)]
-    Runner(#[from] runner::RunnerError),
+    Runner(#[from] run::runner::RunnerError),
     /// A command exited non-zero.
     #[error("variant '{variant}', step {index} ({step}) failed with exit code {code}{}", hint.as_ref().map(|h| format!("\nhint: {h}")).unwrap_or_default())]
     StepFailed {

@@ -10,10 +10,10 @@ use crate::config::{self, ConfigErrors};
 use crate::plan::{self, CompileOptions, Plan, PlanError, Platform};
 use crate::store::Store;
 
-use super::events::EventSink;
-use super::executor::{BuildSettings, BuiltImage, Executor, ImageSource};
-use super::runner::StepRunner;
-use super::BuildError;
+use crate::builder::events::EventSink;
+use crate::builder::execute::{BuildSettings, BuiltImage, Executor, ImageSource};
+use crate::builder::run::runner::StepRunner;
+use crate::builder::BuildError;
 
 /// Errors before anything runs: the config or the plan is invalid (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +39,7 @@ pub enum ProjectError {
     Build(#[from] BuildError),
     /// A step would fail before running (the checks of `--dry-run`).
     #[error(transparent)]
-    Preflight(Box<super::dryrun::DryRunError>),
+    Preflight(Box<crate::builder::dryrun::DryRunError>),
 }
 
 impl ProjectError {
@@ -154,7 +154,7 @@ pub fn build_project(
     req: &ProjectBuild,
 ) -> Result<BuiltImage, ProjectError> {
     let plan = compile_project(req, images)?;
-    super::dryrun::preflight(store, runner, images, req, &plan)
+    crate::builder::dryrun::preflight(store, runner, images, req, &plan)
         .map_err(|e| ProjectError::Preflight(Box::new(e)))?;
     let executor = Executor::new(store, runner, images, events, req.settings.clone());
     Ok(executor.build(&plan)?)

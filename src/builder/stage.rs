@@ -10,11 +10,11 @@ use crate::image::oci::ImageFormat;
 use crate::image::LayerDigests;
 use crate::store::{Store, StoredImage};
 
-use super::cache::CacheKey;
-use super::owners::OwnerIndex;
-use super::runner::StepNetwork;
-use super::view::LayerStackView;
-use super::BuildError;
+use crate::builder::layers::cache::CacheKey;
+use crate::builder::layers::owners::OwnerIndex;
+use crate::builder::layers::view::LayerStackView;
+use crate::builder::run::runner::StepNetwork;
+use crate::builder::BuildError;
 
 /// How to build.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! Unit tests of the parent module.
 use super::*;
-use crate::builder::context::BuildContext;
-use crate::builder::view::{EmptyView, LayerStackView};
+use crate::builder::copy::context::BuildContext;
+use crate::builder::layers::view::{EmptyView, LayerStackView};
 use crate::image::LayerEntry;
 use std::fs;
 use std::os::unix::fs::symlink;

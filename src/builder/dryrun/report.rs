@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::builder::project::ProjectError;
-use crate::builder::runner::RunnerError;
+use crate::builder::run::runner::RunnerError;
 use crate::builder::BuildError;
 
 /// What a build would do with one instruction.

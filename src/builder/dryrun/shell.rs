@@ -3,7 +3,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use crate::builder::view::{FileKind, ImageView};
+use crate::builder::layers::view::{FileKind, ImageView};
 
 /// Whether `path` names a regular file in the image, following symlinks in every
 /// component (absolute targets resolve inside the image, as in the sandbox).
@@ -61,7 +61,7 @@ mod tests {
         symlink("dash", root.join("usr/bin/sh")).unwrap();
         symlink("/usr/bin", root.join("bin")).unwrap();
         symlink("../missing", root.join("usr/bin/broken")).unwrap();
-        let view = crate::builder::view::LayerStackView::new(vec![root.to_path_buf()]);
+        let view = crate::builder::layers::view::LayerStackView::new(vec![root.to_path_buf()]);
         assert!(has_file(&view, Path::new("/bin/sh")));
         assert!(has_file(&view, Path::new("/usr/bin/dash")));
         assert!(!has_file(&view, Path::new("/bin/bash")));
@@ -75,7 +75,7 @@ mod tests {
         let root = tmp.path();
         std::fs::create_dir_all(root.join("bin")).unwrap();
         symlink("/bin/sh", root.join("bin/sh")).unwrap();
-        let view = crate::builder::view::LayerStackView::new(vec![root.to_path_buf()]);
+        let view = crate::builder::layers::view::LayerStackView::new(vec![root.to_path_buf()]);
         assert!(!has_file(&view, Path::new("/bin/sh")));
     }
 }

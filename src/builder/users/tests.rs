@@ -1,6 +1,6 @@
 //! Unit tests of the parent module.
 use super::*;
-use crate::builder::view::{EmptyView, LayerStackView};
+use crate::builder::layers::view::{EmptyView, LayerStackView};
 use crate::image::Content;
 use std::fs;
 

@@ -3,9 +3,9 @@
 use std::process::ExitCode;
 
 use flense::builder::dryrun::{dry_run_project, DryStatus};
-use flense::builder::executor::ImageSource;
+use flense::builder::execute::ImageSource;
 use flense::builder::project::ProjectBuild;
-use flense::builder::runner::StepRunner;
+use flense::builder::run::runner::StepRunner;
 use flense::store::Store;
 
 use super::BuildArgs;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{classify, open_store, Globals};
-use flense::builder::owners::{disk_has_owners, layer_owners};
+use flense::builder::layers::owners::{disk_has_owners, layer_owners};
 use flense::store::{Store, StoredImage};
 
 /// Arguments of `unpack`.

@@ -1,19 +1,19 @@
 //! The per-instruction work of the executor for copies (from the context, other
 //! variants and images) and fixed files, and the owner rules shared with Run steps
-//! (which are in [`super::run_step`]).
+//! (which are in [`crate::builder::run::step`]).
 
 use std::path::{Path, PathBuf};
 
 use crate::image::{Content, EntryKind, LayerEntry};
 use crate::plan::{CopySource, CopySpec, Instruction};
 
-use super::cache::{entries_digest, CacheKey};
-use super::copy::{copy_into, CopyRequest, Owner};
-use super::entries::EntrySet;
-use super::events::StepStatus;
-use super::executor::{instruction_json, Executor, StageLayer, StageState};
-use super::view::{image_relative, FileKind, ImageView, LayerStackView};
-use super::BuildError;
+use crate::builder::copy::{copy_into, CopyRequest, Owner};
+use crate::builder::events::StepStatus;
+use crate::builder::execute::{instruction_json, Executor, StageLayer, StageState};
+use crate::builder::layers::cache::{entries_digest, CacheKey};
+use crate::builder::layers::entries::EntrySet;
+use crate::builder::layers::view::{image_relative, FileKind, ImageView, LayerStackView};
+use crate::builder::BuildError;
 
 /// A user ID and its primary group as the image's `/etc/passwd` gives them.
 pub fn resolve_user(view: &dyn ImageView, user: &str) -> (u32, u32) {
@@ -182,7 +182,7 @@ impl Executor<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builder::view::EmptyView;
+    use crate::builder::layers::view::EmptyView;
     use std::fs;
 
     #[test]

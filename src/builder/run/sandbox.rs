@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use flense_runtime::{IdMaps, IdMode, Mount, Network, Overlay, RootFs, Sandbox, Stdio};
 
-use super::runner::{RunnerError, StepMount, StepNetwork, StepOutcome, StepRequest, StepRunner};
+use crate::builder::run::runner::{
+    RunnerError, StepMount, StepNetwork, StepOutcome, StepRequest, StepRunner,
+};
 
 /// Where the step's apt configuration is mounted in single-ID mode.
 const APT_CONF: &str = "/.flense-apt.conf";
@@ -112,7 +114,7 @@ impl StepRunner for SandboxRunner {
                 .diff((req.uid, req.gid))
                 .map_err(|e| RunnerError::Capture(e.to_string()))?
                 .into_iter()
-                .map(super::diff::to_layer_entry)
+                .map(crate::builder::layers::diff::to_layer_entry)
                 .collect();
             tracing::debug!(elapsed = ?started.elapsed(), "captured {} entries", entries.len());
             entries

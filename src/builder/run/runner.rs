@@ -1,6 +1,6 @@
 //! The boundary between the executor and the sandbox: one command on an overlay of
 //! layer directories, whose writes come back as layer entries. The real implementation
-//! (`flense-runtime`) lives in [`super::sandbox`]; tests may use their own.
+//! (`flense-runtime`) lives in [`crate::builder::run::sandbox`]; tests may use their own.
 
 use std::path::PathBuf;
 

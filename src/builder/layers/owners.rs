@@ -14,9 +14,9 @@ use crate::image::LayerEntry;
 use crate::store::extract::numeric_or_blank;
 use crate::store::Store;
 
-use super::cache::write_atomic;
-use super::view::image_relative;
-use super::{io_err, BuildError};
+use crate::builder::layers::cache::write_atomic;
+use crate::builder::layers::view::image_relative;
+use crate::builder::{io_err, BuildError};
 
 /// Mode and owner of one path of a layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,13 +4,16 @@
 //! directory, missing parents are created owned by the copy owner, and per-copy
 //! `exclude` patterns apply relative to each source.
 
+pub mod context;
+pub mod ignore;
+
 use std::path::{Path, PathBuf};
 
 use crate::image::{Content, EntryKind};
 
-use super::entries::EntrySet;
-use super::ignore::{compile, IgnoreError, PatternMatcher};
-use super::view::{image_relative, FileKind, FileMeta, ImageView};
+use crate::builder::copy::ignore::{compile, IgnoreError, PatternMatcher};
+use crate::builder::layers::entries::EntrySet;
+use crate::builder::layers::view::{image_relative, FileKind, FileMeta, ImageView};
 
 /// Errors of a copy.
 #[derive(Debug, thiserror::Error)]

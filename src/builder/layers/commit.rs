@@ -8,12 +8,12 @@ use std::time::Instant;
 
 use crate::image::{LayerDigests, LayerEntry, LayerOptions};
 
-use super::adopt::{prepare_tree, StepWrites};
-use super::cache::{CacheKey, CacheRecord, CachedLayer};
-use super::events::StepStatus;
-use super::executor::{Executor, StageLayer, StageState};
-use super::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
-use super::BuildError;
+use crate::builder::events::StepStatus;
+use crate::builder::execute::{Executor, StageLayer, StageState};
+use crate::builder::layers::adopt::{prepare_tree, StepWrites};
+use crate::builder::layers::cache::{CacheKey, CacheRecord, CachedLayer};
+use crate::builder::layers::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
+use crate::builder::BuildError;
 
 impl Executor<'_> {
     /// The cached result of `key`, unless `--no-cache` or its blob is gone.
@@ -64,7 +64,7 @@ impl Executor<'_> {
 
     /// Writes the step's entries as the stage's next layer (none when empty) and records
     /// it under `key`. The step's captured tree, when it has one, becomes the layer's
-    /// unpacked directory (see [`super::adopt`]); otherwise, or when that is not
+    /// unpacked directory (see [`crate::builder::layers::adopt`]); otherwise, or when that is not
     /// possible, the layer is unpacked from its blob.
     pub(crate) fn commit(
         &self,

@@ -1,8 +1,10 @@
 //! The executor: walks a plan's stages (dependencies first), keeps each stage's layers
 //! (unpacked once by diff-ID, used as overlay lowerdirs), reuses cached layers, and
 //! commits the target stage as an image in the store. The per-instruction work is in
-//! [`super::steps`] and [`super::run_step`]; reusing or committing a step's layer in
-//! [`super::commit`].
+//! [`crate::builder::execute::steps`] and [`crate::builder::run::step`]; reusing or committing a step's layer in
+//! [`crate::builder::layers::commit`].
+
+pub mod steps;
 
 use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
@@ -14,16 +16,16 @@ use crate::image::LayerDigests;
 use crate::plan::{dockerfile, Instruction, Plan, Stage};
 use crate::store::{Store, StoredImage};
 
-use super::cache::{CacheIndex, CacheKey, StatCache};
-use super::context::BuildContext;
-use super::events::{BuildEvent, EventSink, StepStatus};
-use super::imageconfig::{final_config, NewLayer};
-use super::owners::{disk_has_owners, layer_owners};
-use super::runner::StepRunner;
-pub use super::stage::{
+use crate::builder::copy::context::BuildContext;
+use crate::builder::events::{BuildEvent, EventSink, StepStatus};
+use crate::builder::imageconfig::{final_config, NewLayer};
+use crate::builder::layers::cache::{CacheIndex, CacheKey, StatCache};
+use crate::builder::layers::owners::{disk_has_owners, layer_owners};
+use crate::builder::run::runner::StepRunner;
+pub use crate::builder::stage::{
     BuildSettings, BuiltImage, ImageSource, LocalImages, StageLayer, StageState,
 };
-use super::BuildError;
+use crate::builder::BuildError;
 
 /// Executes plans against a store.
 pub struct Executor<'a> {
@@ -77,7 +79,7 @@ impl<'a> Executor<'a> {
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(&tmp)
-            .map_err(super::io_err(&tmp))?
+            .map_err(crate::builder::io_err(&tmp))?
             .keep();
         self.scratch.borrow_mut().push(dir.clone());
         Ok(dir)

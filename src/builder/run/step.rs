@@ -8,19 +8,19 @@ use std::path::{Path, PathBuf};
 
 use crate::plan::{CacheAccess, Instruction, MountSource, Plan, RunContext};
 
-use super::adopt::StepWrites;
-use super::cache::{entries_digest, CacheKey};
-use super::copy::{copy_into, CopyRequest, Owner};
-use super::entries::EntrySet;
-use super::events::StepStatus;
-use super::executor::{instruction_json, Executor, StageState};
-use super::imageconfig::{env_pairs, set_env, DEFAULT_PATH};
-use super::mounts::{cache_dir, materialize};
-use super::runner::{StepMount, StepRequest};
-use super::steps::{keep_existing_owners, resolve_user};
-use super::users::{parse_user_step, user_entries, UserStep};
-use super::view::{image_relative, EmptyView, ImageView, LayerStackView};
-use super::{io_err, BuildError};
+use crate::builder::copy::{copy_into, CopyRequest, Owner};
+use crate::builder::events::StepStatus;
+use crate::builder::execute::steps::{keep_existing_owners, resolve_user};
+use crate::builder::execute::{instruction_json, Executor, StageState};
+use crate::builder::imageconfig::{env_pairs, set_env, DEFAULT_PATH};
+use crate::builder::layers::adopt::StepWrites;
+use crate::builder::layers::cache::{entries_digest, CacheKey};
+use crate::builder::layers::entries::EntrySet;
+use crate::builder::layers::view::{image_relative, EmptyView, ImageView, LayerStackView};
+use crate::builder::run::mounts::{cache_dir, materialize};
+use crate::builder::run::runner::{StepMount, StepRequest};
+use crate::builder::users::{parse_user_step, user_entries, UserStep};
+use crate::builder::{io_err, BuildError};
 
 impl Executor<'_> {
     /// The environment of an exec: base image Env, platform variables, the plan's build

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 
 use crate::image::{EntryKind, LayerEntry};
 
-use super::entries::EntrySet;
-use super::view::{image_relative, ImageView};
+use crate::builder::layers::entries::EntrySet;
+use crate::builder::layers::view::{image_relative, ImageView};
 
 /// Errors while creating users.
 #[derive(Debug, thiserror::Error)]

@@ -1,13 +1,13 @@
 //! The local build context: a snapshot of the context directory after `.dockerignore`
 //! filtering, readable as an [`ImageView`] so copies from `local` and copies from other
-//! images share one implementation ([`super::copy`]).
+//! images share one implementation ([`crate::builder::copy`]).
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::ignore::{IgnoreError, PatternMatcher};
-use super::view::{image_relative, FileKind, FileMeta, ImageView};
+use crate::builder::copy::ignore::{IgnoreError, PatternMatcher};
+use crate::builder::layers::view::{image_relative, FileKind, FileMeta, ImageView};
 
 /// Errors reading the build context.
 #[derive(Debug, thiserror::Error)]

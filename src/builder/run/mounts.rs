@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::view::{FileKind, ImageView};
-use super::{io_err, BuildError};
+use crate::builder::layers::view::{FileKind, ImageView};
+use crate::builder::{io_err, BuildError};
 
 /// Copies the tree at image path `from` of `view` into the host directory `to` (which
 /// must not exist): directories, files and symlinks, with their modes, and with their
@@ -122,7 +122,7 @@ pub fn cache_dir(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::builder::view::LayerStackView;
+    use crate::builder::layers::view::LayerStackView;
 
     #[test]
     fn materialize_copies_a_merged_tree() {

@@ -96,7 +96,7 @@ pub fn image_relative(path: &Path) -> PathBuf {
 #[derive(Debug, Clone, Default)]
 pub struct LayerStackView {
     layers: Vec<PathBuf>,
-    owners: Vec<Option<std::sync::Arc<super::owners::OwnerIndex>>>,
+    owners: Vec<Option<std::sync::Arc<crate::builder::layers::owners::OwnerIndex>>>,
 }
 
 /// Outcome of looking a path up in one layer directory.
@@ -119,7 +119,7 @@ impl LayerStackView {
     /// unpacked without the privilege to chown); `None` trusts the disk.
     pub fn with_owners(
         layers: Vec<PathBuf>,
-        owners: Vec<Option<std::sync::Arc<super::owners::OwnerIndex>>>,
+        owners: Vec<Option<std::sync::Arc<crate::builder::layers::owners::OwnerIndex>>>,
     ) -> Self {
         Self { layers, owners }
     }

@@ -28,17 +28,17 @@ use std::path::{Path, PathBuf};
 use crate::plan::{dockerfile, CopySource, Instruction, MountSource, Plan, RunContext, Stage};
 use crate::store::Store;
 
-use super::cache::{entries_digest, CacheKey};
-use super::copy::{copy_into, CopyRequest, Owner};
-use super::entries::EntrySet;
-use super::events::NoEvents;
-use super::executor::{instruction_json, Executor, ImageSource, StageState};
-use super::project::{compile_project, ProjectBuild};
-use super::run_step::native_user_step;
-use super::runner::StepRunner;
-use super::steps::{copy_owner, copy_request, layers_view};
-use super::view::ImageView;
-use super::BuildError;
+use crate::builder::copy::{copy_into, CopyRequest, Owner};
+use crate::builder::events::NoEvents;
+use crate::builder::execute::steps::{copy_owner, copy_request, layers_view};
+use crate::builder::execute::{instruction_json, Executor, ImageSource, StageState};
+use crate::builder::layers::cache::{entries_digest, CacheKey};
+use crate::builder::layers::entries::EntrySet;
+use crate::builder::layers::view::ImageView;
+use crate::builder::project::{compile_project, ProjectBuild};
+use crate::builder::run::runner::StepRunner;
+use crate::builder::run::step::native_user_step;
+use crate::builder::BuildError;
 use arch::check_architecture;
 use shell::has_file;
 
@@ -262,7 +262,10 @@ impl DryRun<'_, '_> {
         Ok(())
     }
 
-    fn variant_view(&self, variant: &str) -> Result<super::view::LayerStackView, BuildError> {
+    fn variant_view(
+        &self,
+        variant: &str,
+    ) -> Result<crate::builder::layers::view::LayerStackView, BuildError> {
         let stages = self.exec.stages.borrow();
         let st = stages
             .get(variant)
@@ -292,7 +295,7 @@ impl DryRun<'_, '_> {
             }
         }
         let view = st.view();
-        let (uid, gid) = super::steps::resolve_user(&view, &ctx.user);
+        let (uid, gid) = crate::builder::execute::steps::resolve_user(&view, &ctx.user);
         self.exec.runner.check_user(uid, gid)?;
         // A command or copy before that would run may install the shell.
         if needs_shell && !self.files_pending && !has_file(&view, Path::new("/bin/sh")) {
