@@ -97,7 +97,7 @@ pub fn run_image(
         .into_iter()
         .map(|l| l.diff)
         .collect();
-    let state_parent = store.root().join("tmp");
+    let state_parent = store.tmp_dir();
     let state = tempfile::Builder::new()
         .prefix("run-")
         .tempdir_in(&state_parent)

@@ -33,11 +33,7 @@ impl Store {
             return Ok(existing);
         }
         let final_dir = self.layer_dir(diff_id)?;
-        let layers = self.root.join("layers");
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&layers)
-            .map_err(io_err("creating a temp dir in", &layers))?;
+        let tmp = self.layer_staging_dir()?;
         let diff = tmp.path().join("diff");
         fs::rename(tree, &diff).map_err(io_err("moving a layer tree into", &diff))?;
         fs::set_permissions(&diff, fs::Permissions::from_mode(0o755))

@@ -62,8 +62,8 @@ impl<'a> Executor<'a> {
             runner,
             images,
             events,
-            stats: RefCell::new(StatCache::load(store.root())),
-            index: CacheIndex::open(store.root()),
+            stats: RefCell::new(StatCache::load(store)),
+            index: CacheIndex::open(store),
             context: OnceCell::new(),
             stages: RefCell::new(HashMap::new()),
             counts: Cell::new((0, 0)),
@@ -75,7 +75,7 @@ impl<'a> Executor<'a> {
     /// A scratch directory under the store's `tmp/`, removed after the current step's
     /// layer is written (captured files are read from it until then).
     pub(crate) fn scratch_dir(&self, prefix: &str) -> Result<PathBuf, BuildError> {
-        let tmp = self.store.root().join("tmp");
+        let tmp = self.store.tmp_dir();
         let dir = tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(&tmp)

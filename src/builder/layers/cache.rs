@@ -1,9 +1,9 @@
 //! The build cache: content-derived keys per instruction, a stat cache so unchanged files
 //! are not re-hashed, and an index from key to the layer the instruction produced.
 //!
-//! Layout under the store root:
-//! - `cache/stat-cache.tsv`: `size mtime_ns inode sha256 path` per line (like git's index);
-//! - `cache/index/<key>.json`: one [`CacheRecord`] per key, written atomically.
+//! In the store ([`crate::store`] documents the layout): the stat cache (`size mtime_ns
+//! inode sha256 path` per line, like git's index) and one [`CacheRecord`] per key in the
+//! index directory, written atomically, with a lock file per key being built.
 //!
 //! A key is `sha256(parent key, instruction, inputs)`, so a change anywhere upstream
 //! changes every key below it, and an unchanged prefix of a plan hits the cache.
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::image::{Content, EntryKind, LayerEntry};
+use crate::store::{CacheDir, Store};
 
 /// Errors of the cache.
 #[derive(Debug, thiserror::Error)]
@@ -101,9 +102,9 @@ impl StatCache {
         Self::default()
     }
 
-    /// Loads the stat cache of a store root (empty when missing or unreadable).
-    pub fn load(store_root: &Path) -> Self {
-        let file = store_root.join("cache").join("stat-cache.tsv");
+    /// Loads the stat cache of a store (empty when missing or unreadable).
+    pub fn load(store: &Store) -> Self {
+        let file = store.stat_cache_file();
         let mut records = HashMap::new();
         if let Ok(text) = fs::read_to_string(&file) {
             for line in text.lines() {
@@ -292,13 +293,15 @@ pub struct CachedLayer {
 #[derive(Debug, Clone)]
 pub struct CacheIndex {
     dir: PathBuf,
+    locks: PathBuf,
 }
 
 impl CacheIndex {
-    /// The index of the store at `store_root`.
-    pub fn open(store_root: &Path) -> Self {
+    /// The index of `store`.
+    pub fn open(store: &Store) -> Self {
         Self {
-            dir: store_root.join("cache").join("index"),
+            dir: store.cache_dir(CacheDir::Index),
+            locks: store.cache_dir(CacheDir::Locks),
         }
     }
 
@@ -322,9 +325,8 @@ impl CacheIndex {
     /// so that concurrent builds of one instruction (e.g. the parallel stages of a
     /// pipeline sharing a variant's base) produce it once and reuse it.
     pub fn lock(&self, key: &CacheKey) -> Result<fs::File, CacheError> {
-        let dir = self.dir.with_file_name("locks");
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let path = dir.join(format!("{}.lock", key.0));
+        fs::create_dir_all(&self.locks).map_err(io_err(&self.locks))?;
+        let path = self.locks.join(format!("{}.lock", key.0));
         let file = fs::File::create(&path).map_err(io_err(&path))?;
         fs2::FileExt::lock_exclusive(&file).map_err(io_err(&path))?;
         Ok(file)
@@ -356,7 +358,7 @@ impl CacheIndex {
             }
         }
         let mut locks = 0;
-        for path in list_dir(&self.dir.with_file_name("locks"))? {
+        for path in list_dir(&self.locks)? {
             let Ok(file) = fs::File::open(&path) else {
                 continue;
             };

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use crate::image::LayerEntry;
 use crate::store::extract::numeric_or_blank;
-use crate::store::Store;
+use crate::store::{CacheDir, Store};
 
 use crate::builder::layers::cache::write_atomic;
 use crate::builder::layers::view::image_relative;
@@ -119,11 +119,7 @@ impl OwnerIndex {
 
 fn index_path(store: &Store, diff_id: &str) -> PathBuf {
     let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
-    store
-        .root()
-        .join("cache")
-        .join("owners")
-        .join(format!("{hex}.tsv"))
+    store.cache_dir(CacheDir::Owners).join(format!("{hex}.tsv"))
 }
 
 /// Whether unpacked layers carry their real owners on disk (only root can chown).

@@ -77,10 +77,11 @@ fn copy_one(
     Ok(())
 }
 
-/// The host directory of the cache `id` under the store root, created on first use with
-/// mode 0755 and, as root, the given owner (so the builder user can write to it).
+/// The host directory of the cache `id` in `mounts` (the store's
+/// [`crate::store::CacheDir::Mounts`]), created on first use with mode 0755 and, as root,
+/// the given owner (so the builder user can write to it).
 pub fn cache_dir(
-    store_root: &Path,
+    mounts: &Path,
     id: &str,
     owner: Option<(u32, u32)>,
 ) -> Result<PathBuf, BuildError> {
@@ -96,7 +97,7 @@ pub fn cache_dir(
         })
         .take(40)
         .collect();
-    let dir = store_root.join("cache").join("mounts").join(format!(
+    let dir = mounts.join(format!(
         "{}-{}",
         &digest[..16],
         readable.trim_start_matches('.')

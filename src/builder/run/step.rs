@@ -7,6 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::plan::{CacheAccess, Instruction, MountSource, Plan, RunContext};
+use crate::store::CacheDir;
 
 use crate::builder::copy::{copy_into, CopyRequest, Owner};
 use crate::builder::events::StepStatus;
@@ -222,7 +223,7 @@ impl Executor<'_> {
                     p
                 }
                 CacheAccess::Shared | CacheAccess::Locked => {
-                    cache_dir(self.store.root(), &c.id, c.owner)?
+                    cache_dir(&self.store.cache_dir(CacheDir::Mounts), &c.id, c.owner)?
                 }
             };
             if c.access == CacheAccess::Locked {

@@ -27,7 +27,7 @@ fn stat_cache_skips_unchanged_files_and_survives_reload() {
     let data = tempfile::tempdir().unwrap();
     let f = data.path().join("a.txt");
     fs::write(&f, "hello").unwrap();
-    let mut sc = StatCache::load(store.path());
+    let mut sc = StatCache::load(&Store::open(store.path()).unwrap());
     let h1 = sc.sha256(&f).unwrap();
     assert_eq!(
         h1,
@@ -35,7 +35,7 @@ fn stat_cache_skips_unchanged_files_and_survives_reload() {
     );
     assert_eq!((sc.hashed, sc.reused), (1, 0));
     sc.save().unwrap();
-    let mut sc = StatCache::load(store.path());
+    let mut sc = StatCache::load(&Store::open(store.path()).unwrap());
     assert_eq!(sc.sha256(&f).unwrap(), h1);
     assert_eq!((sc.hashed, sc.reused), (0, 1));
     // A change of content (and size) is noticed.
@@ -73,7 +73,7 @@ fn entries_digest_follows_content_owner_and_clamped_mtime() {
 #[test]
 fn index_round_trip() {
     let store = tempfile::tempdir().unwrap();
-    let idx = CacheIndex::open(store.path());
+    let idx = CacheIndex::open(&Store::open(store.path()).unwrap());
     let k = CacheKey::root("scratch");
     assert!(idx.get(&k).is_none());
     let rec = CacheRecord {
@@ -95,7 +95,7 @@ fn index_round_trip() {
 #[test]
 fn key_locks_exclude_other_holders_until_dropped() {
     let store = tempfile::tempdir().unwrap();
-    let index = CacheIndex::open(store.path());
+    let index = CacheIndex::open(&Store::open(store.path()).unwrap());
     let key = CacheKey::root("sha256:abc");
     let held = index.lock(&key).unwrap();
     let path = store
