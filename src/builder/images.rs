@@ -1,13 +1,14 @@
 //! Base and source images for builds: from the local store, else pulled through the
-//! registry client (with the user's mirrors and rewrites) and tagged in the store.
+//! registry client (with the user's mirrors and rewrites) and named in the store, as
+//! `flense pull` does ([`registry::pull_to_store`]).
 
 use oci_spec::image::{Descriptor, MediaType};
 
-use crate::registry::{self, Client, NoProgress, Reference};
-use crate::store::{parse_name, Store, StoredImage};
+use crate::registry::{self, Client, NoProgress, Reference, RegistryError};
+use crate::store::{Store, StoreError, StoredImage};
 
-use crate::builder::execute::ImageSource;
-use crate::builder::BuildError;
+use super::stage::ImageSource;
+use super::BuildError;
 
 /// Images from the store, pulled on first use.
 pub struct PullingImages {
@@ -26,36 +27,29 @@ impl PullingImages {
         }
     }
 
-    fn pull(&self, reference: &str) -> Result<StoredImage, BuildError> {
-        let err = |detail: String| BuildError::Image {
+    /// Pulls `reference` into the store (named with its full name, or `name@digest`
+    /// for a digest-pinned base, so `prune` keeps it) and returns it.
+    fn pull(&self, reference: &str, local: StoreError) -> Result<StoredImage, BuildError> {
+        let failed = |source: RegistryError| BuildError::Pull {
             reference: reference.to_string(),
-            detail,
+            local: local.to_string(),
+            source: Box::new(source),
         };
-        let parsed = Reference::parse(reference).map_err(|e| err(e.to_string()))?;
+        let parsed = Reference::parse(reference).map_err(failed)?;
         tracing::info!("pulling {parsed}");
-        let pulled = registry::pull(
+        let (pulled, _name) = registry::pull_to_store(
             &self.client,
+            &self.store,
             &parsed,
             &self.platform,
-            &self.store,
             &NoProgress,
         )
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(failed)?;
         let descriptor = Descriptor::new(
             MediaType::from(pulled.media_type.as_str()),
             pulled.manifest.len() as u64,
             pulled.digest.clone(),
         );
-        // A digest-pinned base keeps a `name@digest` name, so `prune` keeps it.
-        let name =
-            match (parsed.tag(), parsed.digest()) {
-                (Some(tag), _) => parse_name(&format!("{}:{tag}", parsed.name()))
-                    .map_err(|e| err(e.to_string()))?,
-                (None, Some(digest)) => format!("{}@{digest}", parsed.name()),
-                (None, None) => parse_name(&format!("{}:latest", parsed.name()))
-                    .map_err(|e| err(e.to_string()))?,
-            };
-        self.store.set_tag(&name, &descriptor)?;
         let mut image = self.store.image_at(&descriptor)?;
         image.descriptor = descriptor;
         Ok(image)
@@ -66,15 +60,7 @@ impl ImageSource for PullingImages {
     fn image(&self, reference: &str) -> Result<StoredImage, BuildError> {
         match self.store.image(reference) {
             Ok(img) => Ok(img),
-            Err(local) => self.pull(reference).map_err(|e| match e {
-                BuildError::Image { reference, detail } => BuildError::Image {
-                    reference,
-                    detail: format!(
-                        "not in the local store ({local}) and pulling failed: {detail}"
-                    ),
-                },
-                other => other,
-            }),
+            Err(local) => self.pull(reference, local),
         }
     }
 }

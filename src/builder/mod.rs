@@ -1,11 +1,22 @@
-//! Executes a plan: base image, then layers, then the image, with caching.
+//! Builds a variant: a compiled [`crate::plan::Plan`] becomes layers and an image in the
+//! store, with a content-derived build cache.
 //!
-//! [`executor::Executor`] walks the stages of a [`crate::plan::Plan`] (dependencies
-//! first). Files flense writes itself (users, copies, fixed files) become layer entries
-//! directly ([`users`], [`copy`], [`context`]); commands run through a
-//! [`runner::StepRunner`] on an overlay of the unpacked layers, and their writes become
-//! the next layer. Every layer-producing step has a content-derived cache key
-//! ([`cache`]); a hit reuses the stored layer without running anything.
+//! How `flense build VARIANT` flows through it:
+//! 1. [`project::build_project`] loads the config, resolves the base images
+//!    ([`images::PullingImages`] pulls missing ones) and compiles the plan once;
+//! 2. [`walk::walk`] goes over the plan's stages (dependencies first) and their steps,
+//!    handing each step by kind to a [`walk::StepVisitor`];
+//! 3. first visitor: the preflight, [`dryrun`] without cache lookups — a step that
+//!    could not start (missing copy source, no shell, unknown image) fails the build
+//!    before anything runs (`--dry-run` is the same visitor with lookups);
+//! 4. second visitor: the [`execute::Executor`]. Per layer step it derives the cache key
+//!    ([`walk::Session`]), then [`layers::commit::Layers::layer_step`] reuses a cached
+//!    layer or commits what the step produces: entries written natively ([`users`],
+//!    [`copy`], fixed files) or a command's writes, run through the
+//!    [`run::runner::StepRunner`] seam ([`run::sandbox`] is the real one);
+//! 5. the executor commits the target stage as an image ([`imageconfig`]).
+//!
+//! [`stage`] holds the types these share; [`events`] the progress events.
 
 pub mod copy;
 pub mod dryrun;
@@ -18,6 +29,7 @@ pub mod project;
 pub mod run;
 pub mod stage;
 pub mod users;
+pub mod walk;
 
 use std::path::PathBuf;
 
@@ -31,7 +43,7 @@ pub enum BuildError {
     #[error(transparent)]
     Context(#[from] copy::context::ContextError),
     /// A copy failed.
-    #[error("variant '{variant}', {step}: {source}")]
+    #[error("variant '{variant}', {step}")]
     Copy {
         /// The variant.
         variant: String,
@@ -41,7 +53,7 @@ pub enum BuildError {
         source: copy::CopyError,
     },
     /// Creating users failed.
-    #[error("variant '{variant}': {source}")]
+    #[error("variant '{variant}'")]
     Users {
         /// The variant.
         variant: String,
@@ -68,13 +80,31 @@ pub enum BuildError {
         /// How to fix it, when flense can tell.
         hint: Option<String>,
     },
-    /// A base or source image could not be found or pulled.
+    /// A base or source image is unusable.
     #[error("image {reference}: {detail}")]
     Image {
         /// The reference.
         reference: String,
-        /// What went wrong.
+        /// What is wrong with it.
         detail: String,
+    },
+    /// An image is not in the local store (and is not pulled).
+    #[error("image {reference}")]
+    NotInStore {
+        /// The reference.
+        reference: String,
+        /// Why the store has none.
+        source: crate::store::StoreError,
+    },
+    /// An image is not in the local store and pulling it failed.
+    #[error("image {reference}: not in the local store ({local}) and pulling failed")]
+    Pull {
+        /// The reference.
+        reference: String,
+        /// Why the store has none.
+        local: String,
+        /// Why the pull failed.
+        source: Box<crate::registry::RegistryError>,
     },
     /// The image config could not be built.
     #[error("image config: {0}")]
@@ -83,7 +113,7 @@ pub enum BuildError {
     #[error("variant '{0}' is used before it is built")]
     UnknownStage(String),
     /// A filesystem operation failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The path.
         path: PathBuf,

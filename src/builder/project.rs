@@ -1,7 +1,7 @@
-//! Building a variant of a project: load the config, compile the plan (twice: once to
-//! learn the base images, then with their `Env` so Blubber's variable expansion sees
-//! the base variables), and execute it. Shared by `flense build`, `flense run VARIANT`
-//! and the pipeline runner.
+//! Building a variant of a project: load the config, resolve the base images (so that
+//! Blubber's variable expansion sees their `Env`), compile the plan once, walk it with
+//! the preflight ([`dryrun`]) and then with the [`Executor`]. Shared by `flense build`
+//! and `flense run VARIANT`; `flense build --dry-run` walks only the dry run.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -10,10 +10,13 @@ use crate::config::{self, ConfigErrors};
 use crate::plan::{self, CompileOptions, Plan, PlanError, Platform};
 use crate::store::Store;
 
-use crate::builder::events::EventSink;
-use crate::builder::execute::{BuildSettings, BuiltImage, Executor, ImageSource};
-use crate::builder::run::runner::StepRunner;
-use crate::builder::BuildError;
+use super::dryrun::{dry_run, DryRunError, DryRunReport, Lookups};
+use super::events::EventSink;
+use super::execute::Executor;
+use super::run::runner::StepRunner;
+use super::stage::{BuildSettings, BuiltImage, ImageSource};
+use super::walk::Session;
+use super::BuildError;
 
 /// Errors before anything runs: the config or the plan is invalid (exit code 2).
 #[derive(Debug, thiserror::Error)]
@@ -27,7 +30,7 @@ pub enum ProjectError {
         errors: ConfigErrors,
     },
     /// The variant cannot be compiled.
-    #[error("{}: {source}", file.display())]
+    #[error("{}", file.display())]
     Plan {
         /// The config file.
         file: PathBuf,
@@ -39,7 +42,7 @@ pub enum ProjectError {
     Build(#[from] BuildError),
     /// A step would fail before running (the checks of `--dry-run`).
     #[error(transparent)]
-    Preflight(Box<crate::builder::dryrun::DryRunError>),
+    Preflight(Box<DryRunError>),
 }
 
 impl ProjectError {
@@ -109,8 +112,8 @@ fn plan_error(file: &Path, e: PlanError) -> ProjectError {
     }
 }
 
-/// Loads and compiles the variant, resolving base images through `images` so that the
-/// plan expands base-image variables like Blubber does.
+/// Loads and compiles the variant, resolving base images through `images` first so
+/// that the plan expands base-image variables like Blubber does.
 pub fn compile_project(req: &ProjectBuild, images: &dyn ImageSource) -> Result<Plan, ProjectError> {
     let file = &req.config_file;
     let config = config::load(file).map_err(|errors| ProjectError::Config {
@@ -122,19 +125,19 @@ pub fn compile_project(req: &ProjectBuild, images: &dyn ImageSource) -> Result<P
         platform: req.platform.clone(),
         base_env: BTreeMap::new(),
     };
-    let first = plan::compile(&config, &req.variant, &options).map_err(|e| plan_error(file, e))?;
-    for base in first.stages.iter().filter_map(|s| s.base.as_ref()) {
-        if options.base_env.contains_key(base) {
+    let bases = plan::base_images(&config, &req.variant).map_err(|e| plan_error(file, e))?;
+    for base in bases {
+        if options.base_env.contains_key(&base) {
             continue;
         }
-        let image = images.image(base)?;
+        let image = images.image(&base)?;
         let env = image
             .config
             .config()
             .as_ref()
             .and_then(|c| c.env().clone())
             .unwrap_or_default();
-        options.base_env.insert(base.clone(), env);
+        options.base_env.insert(base, env);
     }
     let mut plan =
         plan::compile(&config, &req.variant, &options).map_err(|e| plan_error(file, e))?;
@@ -145,7 +148,8 @@ pub fn compile_project(req: &ProjectBuild, images: &dyn ImageSource) -> Result<P
     Ok(plan)
 }
 
-/// Compiles and builds a variant into `store`.
+/// Compiles and builds a variant into `store`: the preflight (a dry run without cache
+/// lookups) fails the build before any step runs when a later step could not start.
 pub fn build_project(
     store: &Store,
     runner: &dyn StepRunner,
@@ -154,10 +158,24 @@ pub fn build_project(
     req: &ProjectBuild,
 ) -> Result<BuiltImage, ProjectError> {
     let plan = compile_project(req, images)?;
-    crate::builder::dryrun::preflight(store, runner, images, req, &plan)
+    let session = Session::new(store, images, req.settings.clone());
+    dry_run(&session, runner, &plan, &req.config_file, Lookups::Off)
         .map_err(|e| ProjectError::Preflight(Box::new(e)))?;
-    let executor = Executor::new(store, runner, images, events, req.settings.clone());
-    Ok(executor.build(&plan)?)
+    Ok(Executor::new(&session, runner, events).build(&plan)?)
+}
+
+/// Compiles `req` and checks every instruction as a build of it would, without running
+/// a step or writing a layer (base and source images may be pulled into `store`).
+pub fn dry_run_project(
+    store: &Store,
+    runner: &dyn StepRunner,
+    images: &dyn ImageSource,
+    req: &ProjectBuild,
+) -> Result<DryRunReport, ProjectError> {
+    let plan = compile_project(req, images)?;
+    let session = Session::new(store, images, req.settings.clone());
+    dry_run(&session, runner, &plan, &req.config_file, Lookups::On)
+        .map_err(|e| ProjectError::Preflight(Box::new(e)))
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The types a build works with: its settings, where images come from, the state of a
 //! stage (its layers and cache key) and the image it produces.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -54,10 +55,12 @@ impl LocalImages {
 
 impl ImageSource for LocalImages {
     fn image(&self, reference: &str) -> Result<StoredImage, BuildError> {
-        self.store.image(reference).map_err(|e| BuildError::Image {
-            reference: reference.to_string(),
-            detail: e.to_string(),
-        })
+        self.store
+            .image(reference)
+            .map_err(|source| BuildError::NotInStore {
+                reference: reference.to_string(),
+                source,
+            })
     }
 }
 
@@ -76,6 +79,15 @@ pub struct StageLayer {
     pub owners: Option<Arc<OwnerIndex>>,
 }
 
+/// A view of unpacked layers, with their owner indexes.
+pub fn stack_view<'l>(layers: impl IntoIterator<Item = &'l StageLayer>) -> LayerStackView {
+    let (dirs, owners) = layers
+        .into_iter()
+        .map(|l| (l.dir.clone(), l.owners.clone()))
+        .unzip();
+    LayerStackView::with_owners(dirs, owners)
+}
+
 /// The state of a stage while its instructions run.
 #[derive(Debug, Clone)]
 pub struct StageState {
@@ -90,12 +102,19 @@ pub struct StageState {
 }
 
 impl StageState {
+    /// The state of a stage before its first instruction: scratch.
+    pub fn new(variant: &str) -> Self {
+        Self {
+            variant: variant.to_string(),
+            base: None,
+            layers: Vec::new(),
+            key: CacheKey::root("scratch"),
+        }
+    }
+
     /// A view of the stage's filesystem so far.
     pub fn view(&self) -> LayerStackView {
-        LayerStackView::with_owners(
-            self.layers.iter().map(|l| l.dir.clone()).collect(),
-            self.layers.iter().map(|l| l.owners.clone()).collect(),
-        )
+        stack_view(&self.layers)
     }
 
     /// The base image's `Env`.
@@ -105,6 +124,29 @@ impl StageState {
             .and_then(|b| b.config.config().clone())
             .and_then(|c| c.env().clone())
             .unwrap_or_default()
+    }
+}
+
+/// The stages a walk has finished, by variant: what later stages copy and mount from.
+#[derive(Debug, Default)]
+pub struct Stages(HashMap<String, StageState>);
+
+impl Stages {
+    /// The finished stage of `variant`.
+    pub fn get(&self, variant: &str) -> Result<&StageState, BuildError> {
+        self.0
+            .get(variant)
+            .ok_or_else(|| BuildError::UnknownStage(variant.to_string()))
+    }
+
+    /// Whether `variant` is finished.
+    pub fn contains(&self, variant: &str) -> bool {
+        self.0.contains_key(variant)
+    }
+
+    /// Records a finished stage.
+    pub fn insert(&mut self, st: StageState) {
+        self.0.insert(st.variant.clone(), st);
     }
 }
 

@@ -14,11 +14,11 @@ use anyhow::{anyhow, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::Globals;
-use flense::builder::execute::{BuildSettings, BuiltImage};
 use flense::builder::images::PullingImages;
 use flense::builder::project::{build_project, default_config_file, default_tag, ProjectBuild};
 use flense::builder::run::runner::StepNetwork;
 use flense::builder::run::sandbox::SandboxRunner;
+use flense::builder::stage::{BuildSettings, BuiltImage};
 use flense::image::oci::ImageFormat;
 use flense::plan::Platform;
 use flense::store::Store;

@@ -182,6 +182,22 @@ pub fn compile(config: &Config, target: &str, options: &CompileOptions) -> Resul
     })
 }
 
+/// The base image of each stage [`compile`] makes for `target`, in build order (scratch
+/// stages have none): what a builder resolves before compiling, so that the plan
+/// expands the variables of the bases' `Env`.
+pub fn base_images(config: &Config, target: &str) -> Result<Vec<String>, PlanError> {
+    let mut order = config.copies_dependencies(target)?;
+    order.push(target.to_string());
+    let mut bases = Vec::new();
+    for name in &order {
+        let variant = config.expand(name)?;
+        if !variant.is_scratch() {
+            bases.push(variant.common.base.clone().unwrap_or_default());
+        }
+    }
+    Ok(bases)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::builder::copy::ignore::{IgnoreError, PatternMatcher};
-use crate::builder::layers::view::{image_relative, FileKind, FileMeta, ImageView};
+use crate::builder::layers::image_relative;
+use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
 
 /// Errors reading the build context.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,8 @@ use crate::image::{Content, EntryKind};
 
 use crate::builder::copy::ignore::{compile, IgnoreError, PatternMatcher};
 use crate::builder::layers::entries::EntrySet;
-use crate::builder::layers::view::{image_relative, FileKind, FileMeta, ImageView};
+use crate::builder::layers::image_relative;
+use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
 
 /// Errors of a copy.
 #[derive(Debug, thiserror::Error)]

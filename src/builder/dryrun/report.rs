@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use crate::builder::project::ProjectError;
+use crate::builder::events::StepStatus;
 use crate::builder::run::runner::RunnerError;
 use crate::builder::BuildError;
 
@@ -19,6 +19,17 @@ pub enum DryStatus {
     WouldRun,
     /// It only changes the image config or the build state.
     Applied,
+}
+
+impl From<StepStatus> for DryStatus {
+    /// What a walk's status means to a dry run: a step that "ran" would run.
+    fn from(status: StepStatus) -> Self {
+        match status {
+            StepStatus::Cached => DryStatus::Cached,
+            StepStatus::Ran => DryStatus::WouldRun,
+            StepStatus::Applied => DryStatus::Applied,
+        }
+    }
 }
 
 impl DryStatus {
@@ -76,38 +87,21 @@ impl DryRunReport {
     }
 }
 
-/// Why a build would not start every step.
+/// Why a build would not start a step: what is wrong with which instruction.
 #[derive(Debug, thiserror::Error)]
-pub enum DryRunError {
-    /// The config is invalid, the variant does not compile, or a base image cannot be
-    /// resolved.
-    #[error(transparent)]
-    Project(#[from] ProjectError),
-    /// An instruction would fail before or instead of running.
-    #[error("{}: variant '{variant}', step {index} ({instruction}): {reason}", file.display())]
-    Step {
-        /// The config file.
-        file: PathBuf,
-        /// The variant.
-        variant: String,
-        /// 1-based step index within the variant.
-        index: usize,
-        /// The instruction's first line.
-        instruction: String,
-        /// What is wrong.
-        reason: Box<DryRunProblem>,
-    },
-}
-
-impl DryRunError {
-    /// True for errors in the user's input that a build reports with exit code 2 (the
-    /// config, the variant). Problems with a step exit 1, as in a build.
-    pub fn is_invalid_input(&self) -> bool {
-        match self {
-            DryRunError::Project(e) => e.is_invalid_input(),
-            DryRunError::Step { .. } => false,
-        }
-    }
+#[error("{}: variant '{variant}', step {index} ({instruction})", file.display())]
+pub struct DryRunError {
+    /// The config file.
+    pub file: PathBuf,
+    /// The variant.
+    pub variant: String,
+    /// 1-based step index within the variant.
+    pub index: usize,
+    /// The instruction's first line.
+    pub instruction: String,
+    /// What is wrong.
+    #[source]
+    pub reason: Box<DryRunProblem>,
 }
 
 /// What is wrong with one instruction.

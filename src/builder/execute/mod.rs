@@ -1,44 +1,41 @@
-//! The executor: walks a plan's stages (dependencies first), keeps each stage's layers
-//! (unpacked once by diff-ID, used as overlay lowerdirs), reuses cached layers, and
-//! commits the target stage as an image in the store. The per-instruction work is in
-//! [`crate::builder::execute::steps`] and [`crate::builder::run::step`]; reusing or committing a step's layer in
-//! [`crate::builder::layers::commit`].
+//! The executor: the visitor of a [walk](crate::builder::walk) that builds. Each
+//! layer-producing step derives its cache key (through the [`Session`]), then
+//! [`Layers::layer_step`](crate::builder::layers::commit::Layers::layer_step) reuses
+//! the cached layer or commits what the step produces: entries written natively (users,
+//! copies, fixed files) or a command's writes captured by the [`StepRunner`]. After the
+//! walk, the target stage's layers and config are committed as an image in the store.
 
-pub mod steps;
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use std::cell::{Cell, OnceCell, RefCell};
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
-
-use crate::image::LayerDigests;
-use crate::plan::{dockerfile, Instruction, Plan, Stage};
-use crate::store::{Store, StoredImage};
-
-use crate::builder::copy::context::BuildContext;
 use crate::builder::events::{BuildEvent, EventSink, StepStatus};
 use crate::builder::imageconfig::{final_config, NewLayer};
-use crate::builder::layers::cache::{CacheIndex, CacheKey, StatCache};
-use crate::builder::layers::owners::{disk_has_owners, layer_owners};
-use crate::builder::run::runner::StepRunner;
-pub use crate::builder::stage::{
-    BuildSettings, BuiltImage, ImageSource, LocalImages, StageLayer, StageState,
+use crate::builder::layers::adopt::StepWrites;
+use crate::builder::layers::cache::CacheKey;
+use crate::builder::layers::entries::EntrySet;
+use crate::builder::layers::image_relative;
+use crate::builder::run::runner::{StepRequest, StepRunner};
+use crate::builder::run::step::{
+    cache_mounts, keep_existing_owners, script_mount, source_mounts, step_env,
 };
-use crate::builder::BuildError;
+use crate::builder::stage::{BuiltImage, StageState, Stages};
+use crate::builder::users::{resolve_user, user_entries, UserStep};
+use crate::builder::walk::{
+    step_key, walk, Command, CopyStep, FixedFile, Session, StepAt, StepVisitor,
+};
+use crate::builder::{io_err, BuildError};
+use crate::image::{Content, EntryKind, LayerDigests};
+use crate::plan::{Plan, RunContext, Stage};
 
-/// Executes plans against a store.
+/// Builds plans: runs their steps and commits the target as an image.
 pub struct Executor<'a> {
-    pub(crate) store: &'a Store,
-    pub(crate) runner: &'a dyn StepRunner,
-    pub(crate) images: &'a dyn ImageSource,
+    session: &'a Session<'a>,
+    runner: &'a dyn StepRunner,
     events: &'a dyn EventSink,
-    pub(crate) settings: BuildSettings,
-    pub(crate) stats: RefCell<StatCache>,
-    pub(crate) index: CacheIndex,
-    context: OnceCell<BuildContext>,
-    pub(crate) stages: RefCell<HashMap<String, StageState>>,
-    counts: Cell<(usize, usize)>,
+    /// Layer steps that ran and that were cached.
+    counts: (usize, usize),
+    /// Scratch directories of the current step, removed once its layer is written.
     scratch: RefCell<Vec<PathBuf>>,
 }
 
@@ -49,73 +46,32 @@ impl Drop for Executor<'_> {
 }
 
 impl<'a> Executor<'a> {
-    /// An executor writing into `store`, running commands with `runner`.
+    /// An executor of `session`, running commands with `runner` and reporting to
+    /// `events`.
     pub fn new(
-        store: &'a Store,
+        session: &'a Session<'a>,
         runner: &'a dyn StepRunner,
-        images: &'a dyn ImageSource,
         events: &'a dyn EventSink,
-        settings: BuildSettings,
     ) -> Self {
         Self {
-            store,
+            session,
             runner,
-            images,
             events,
-            stats: RefCell::new(StatCache::load(store)),
-            index: CacheIndex::open(store),
-            context: OnceCell::new(),
-            stages: RefCell::new(HashMap::new()),
-            counts: Cell::new((0, 0)),
+            counts: (0, 0),
             scratch: RefCell::new(Vec::new()),
-            settings,
         }
-    }
-
-    /// A scratch directory under the store's `tmp/`, removed after the current step's
-    /// layer is written (captured files are read from it until then).
-    pub(crate) fn scratch_dir(&self, prefix: &str) -> Result<PathBuf, BuildError> {
-        let tmp = self.store.tmp_dir();
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(&tmp)
-            .map_err(crate::builder::io_err(&tmp))?
-            .keep();
-        self.scratch.borrow_mut().push(dir.clone());
-        Ok(dir)
-    }
-
-    /// Removes the scratch directories made since the last call.
-    pub(crate) fn clean_scratch(&self) {
-        for dir in self.scratch.borrow_mut().drain(..) {
-            if let Err(e) = crate::store::unpack::remove_tree(&dir) {
-                tracing::warn!("cannot remove {}: {e}", dir.display());
-            }
-        }
-    }
-
-    /// The build context, read once.
-    pub(crate) fn context(&self) -> Result<&BuildContext, BuildError> {
-        if let Some(c) = self.context.get() {
-            return Ok(c);
-        }
-        let ctx = BuildContext::open(&self.settings.context_dir)?;
-        Ok(self.context.get_or_init(|| ctx))
     }
 
     /// Builds every stage of `plan` and commits the target as an image.
-    pub fn build(&self, plan: &Plan) -> Result<BuiltImage, BuildError> {
-        for stage in &plan.stages {
-            let state = self.build_stage(plan, stage)?;
-            self.stages
-                .borrow_mut()
-                .insert(stage.variant.clone(), state);
-        }
+    pub fn build(mut self, plan: &Plan) -> Result<BuiltImage, BuildError> {
+        let stages = walk(plan, &mut self)?;
+        self.commit_image(plan, &stages)
+    }
+
+    /// Commits the target stage of a walked plan as an image.
+    fn commit_image(&self, plan: &Plan, stages: &Stages) -> Result<BuiltImage, BuildError> {
         let target = plan.target_stage();
-        let stages = self.stages.borrow();
-        let state = stages
-            .get(&target.variant)
-            .ok_or_else(|| BuildError::UnknownStage(target.variant.clone()))?;
+        let state = stages.get(&target.variant)?;
         let new_layers: Vec<NewLayer> = state
             .layers
             .iter()
@@ -125,170 +81,231 @@ impl<'a> Executor<'a> {
                 created_by: l.created_by.clone(),
             })
             .collect();
+        let settings = self.session.settings();
         let config = final_config(
             state.base.as_ref().map(|b| &b.config),
             &target.image,
             &plan.labels,
             &new_layers,
-            self.settings.epoch,
+            settings.epoch,
         )?;
         let layers: Vec<LayerDigests> = state.layers.iter().map(|l| l.digests.clone()).collect();
-        let manifest = self.store.commit_image(
-            self.settings.tag.as_deref(),
-            self.settings.format,
-            &config,
-            &layers,
-        )?;
-        self.stats.borrow_mut().save()?;
+        let store = self.session.layers().store();
+        let manifest =
+            store.commit_image(settings.tag.as_deref(), settings.format, &config, &layers)?;
+        self.session.layers().save_stats()?;
         self.events.event(&BuildEvent::Image {
             variant: target.variant.clone(),
             digest: manifest.digest().to_string(),
-            reference: self.settings.tag.clone(),
+            reference: settings.tag.clone(),
         });
-        let (ran, cached) = self.counts.get();
+        let (ran, cached) = self.counts;
         Ok(BuiltImage {
             variant: target.variant.clone(),
             manifest,
             config,
-            reference: self.settings.tag.clone(),
+            reference: settings.tag.clone(),
             ran,
             cached,
         })
     }
 
-    fn build_stage(&self, plan: &Plan, stage: &Stage) -> Result<StageState, BuildError> {
+    /// A scratch directory under the store's `tmp/`, removed after the current step's
+    /// layer is written (captured files are read from it until then).
+    fn scratch_dir(&self, prefix: &str) -> Result<PathBuf, BuildError> {
+        let tmp = self.session.layers().store().tmp_dir();
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .map_err(io_err(&tmp))?
+            .keep();
+        self.scratch.borrow_mut().push(dir.clone());
+        Ok(dir)
+    }
+
+    /// Removes the scratch directories made since the last call.
+    fn clean_scratch(&self) {
+        for dir in self.scratch.borrow_mut().drain(..) {
+            if let Err(e) = crate::store::unpack::remove_tree(&dir) {
+                tracing::warn!("cannot remove {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// Reuses the cached layer of `key` or commits what `produce` makes, then removes
+    /// the step's scratch directories.
+    fn layer_step(
+        &self,
+        st: &mut StageState,
+        key: CacheKey,
+        at: &StepAt<'_>,
+        produce: impl FnOnce(&StageState) -> Result<StepWrites, BuildError>,
+    ) -> Result<StepStatus, BuildError> {
+        let status = self.session.layers().layer_step(st, key, &at.text, produce);
+        self.clean_scratch();
+        status
+    }
+
+    /// Runs `command` in the sandbox on the stage's layers and returns its writes (and
+    /// the overlay upper directory they were captured from, when adoptable).
+    fn run_command(
+        &self,
+        at: &StepAt<'_>,
+        st: &StageState,
+        command: Command<'_>,
+        ctx: &RunContext,
+    ) -> Result<StepWrites, BuildError> {
+        let (argv, mut mounts) = match command {
+            Command::Shell(line) => {
+                let argv = ["/bin/sh", "-c", line].map(String::from).to_vec();
+                (argv, Vec::new())
+            }
+            Command::Script { script, sha256 } => {
+                let (argv, mount) = script_mount(&self.scratch_dir("script-")?, script, sha256)?;
+                (argv, vec![mount])
+            }
+        };
+        let view = st.view();
+        let (uid, gid) = resolve_user(&view, &ctx.user);
+        let state_dir = self.scratch_dir("step-")?;
+        source_mounts(self.session, at.done, ctx, &state_dir, &mut mounts)?;
+        let locks = cache_mounts(self.session, ctx, &state_dir, &mut mounts)?;
+        let req = StepRequest {
+            argv,
+            env: step_env(at.plan, st, ctx),
+            cwd: PathBuf::from(&ctx.workdir),
+            uid,
+            gid,
+            groups: Vec::new(),
+            lowers: view.layers().to_vec(),
+            state_dir: state_dir.join("overlay"),
+            mounts,
+            network: self.session.settings().network,
+            capture: true,
+        };
+        let outcome = self.runner.run(&req)?;
+        drop(locks);
+        if outcome.exit_code != 0 {
+            return Err(BuildError::StepFailed {
+                variant: st.variant.clone(),
+                index: at.index,
+                step: at.first_line().to_string(),
+                code: outcome.exit_code,
+                hint: self.runner.failure_hint(&req, outcome.exit_code),
+            });
+        }
+        let mut entries = outcome.entries;
+        if outcome.owners_assumed {
+            keep_existing_owners(&view, &mut entries);
+        }
+        Ok(StepWrites {
+            entries,
+            tree: outcome.tree,
+        })
+    }
+}
+
+impl StepVisitor for Executor<'_> {
+    type Error = BuildError;
+
+    fn stage_started(&mut self, stage: &Stage) {
         self.events.event(&BuildEvent::Stage {
             variant: stage.variant.clone(),
             base: stage.base.clone(),
         });
-        let mut state = StageState {
-            variant: stage.variant.clone(),
-            base: None,
-            layers: Vec::new(),
-            key: CacheKey::root("scratch"),
-        };
-        let total = stage.steps.len();
-        for (i, step) in stage.steps.iter().enumerate() {
-            let started = Instant::now();
-            let text = dockerfile::render_instruction(&step.instruction);
-            let status = self.step(plan, &mut state, i + 1, &step.instruction, &text)?;
-            let (ran, cached) = self.counts.get();
-            match status {
-                StepStatus::Ran => self.counts.set((ran + 1, cached)),
-                StepStatus::Cached => self.counts.set((ran, cached + 1)),
-                StepStatus::Applied => {}
-            }
-            self.events.event(&BuildEvent::Step {
-                variant: stage.variant.clone(),
-                index: i + 1,
-                total,
-                instruction: text.lines().next().unwrap_or_default().to_string(),
-                status,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
-        Ok(state)
     }
 
-    fn step(
-        &self,
-        plan: &Plan,
+    fn base(
+        &mut self,
+        _at: &StepAt<'_>,
         st: &mut StageState,
-        index: usize,
-        instr: &Instruction,
-        text: &str,
+        image: Option<&str>,
     ) -> Result<StepStatus, BuildError> {
-        match instr {
-            Instruction::Base { image, .. } => {
-                self.base(st, image.as_deref())?;
-                Ok(StepStatus::Applied)
-            }
-            Instruction::Run {
-                effective, context, ..
-            }
-            | Instruction::RunAll {
-                effective, context, ..
-            } => self.run_shell(plan, st, index, instr, text, effective, context),
-            Instruction::RunScript {
-                script,
-                sha256,
-                context,
-            } => self.run_script(plan, st, index, instr, text, script, sha256, context),
-            Instruction::Copy(spec) => self.copy_local(st, instr, text, spec),
-            Instruction::CopyFrom {
-                from,
-                source_workdir,
-                copy,
-            } => self.copy_from(st, instr, text, from, source_workdir.as_deref(), copy),
-            Instruction::File {
-                path,
-                content,
-                mode,
-            } => self.file(st, instr, text, path, content, *mode),
-            Instruction::Arg { .. }
-            | Instruction::Env { .. }
-            | Instruction::User { .. }
-            | Instruction::WorkingDirectory { .. }
-            | Instruction::EntryPoint { .. }
-            | Instruction::Label { .. } => {
-                st.key = CacheKey::derive(Some(&st.key), &instruction_json(instr), &[]);
-                Ok(StepStatus::Applied)
-            }
-        }
+        self.session.base(st, image)?;
+        Ok(StepStatus::Applied)
     }
 
-    pub(crate) fn base(&self, st: &mut StageState, image: Option<&str>) -> Result<(), BuildError> {
-        let Some(reference) = image else {
-            st.key = CacheKey::root("scratch");
-            return Ok(());
-        };
-        let img = self.images.image(reference)?;
-        st.layers = self.unpack_image(&img)?;
-        st.key = CacheKey::root(img.descriptor.digest().as_ref());
-        st.base = Some(img);
-        Ok(())
+    fn users(
+        &mut self,
+        at: &StepAt<'_>,
+        st: &mut StageState,
+        step: UserStep,
+        ctx: &RunContext,
+    ) -> Result<StepStatus, BuildError> {
+        let key = self.session.run_key(st, at.instruction, ctx, at.done)?;
+        let epoch = self.session.settings().epoch;
+        self.layer_step(st, key, at, |st| {
+            user_entries(&st.view(), &[step.account], &step.owned_dirs, epoch)
+                .map(StepWrites::from)
+                .map_err(|source| BuildError::Users {
+                    variant: st.variant.clone(),
+                    source,
+                })
+        })
     }
 
-    /// Unpacks (once, by diff-ID) every layer of a stored image.
-    pub(crate) fn unpack_image(&self, img: &StoredImage) -> Result<Vec<StageLayer>, BuildError> {
-        let diff_ids = img.config.rootfs().diff_ids();
-        if diff_ids.len() != img.manifest.layers().len() {
-            return Err(BuildError::Image {
-                reference: img.reference.clone().unwrap_or_default(),
-                detail: format!(
-                    "the manifest has {} layers but the config lists {} diff-IDs",
-                    img.manifest.layers().len(),
-                    diff_ids.len()
-                ),
-            });
-        }
-        let mut layers = Vec::new();
-        for (desc, diff_id) in img.manifest.layers().iter().zip(diff_ids) {
-            let digest = desc.digest().to_string();
-            let unpacked = self.store.unpack_layer(&digest, Some(diff_id))?;
-            let owners = if disk_has_owners() {
-                None
-            } else {
-                Some(Arc::new(layer_owners(self.store, &digest, diff_id)?))
-            };
-            layers.push(StageLayer {
-                owners,
-                digests: LayerDigests {
-                    digest,
-                    size: desc.size(),
-                    diff_id: diff_id.clone(),
-                    tar_size: 0,
-                },
-                dir: unpacked.diff,
-                created_by: String::new(),
-                new: false,
-            });
-        }
-        Ok(layers)
+    fn command(
+        &mut self,
+        at: &StepAt<'_>,
+        st: &mut StageState,
+        command: Command<'_>,
+        ctx: &RunContext,
+    ) -> Result<StepStatus, BuildError> {
+        let key = self.session.run_key(st, at.instruction, ctx, at.done)?;
+        self.layer_step(st, key, at, |st| self.run_command(at, st, command, ctx))
     }
-}
 
-/// The canonical text of an instruction for cache keys.
-pub(crate) fn instruction_json(instr: &Instruction) -> String {
-    serde_json::to_string(instr).unwrap_or_else(|_| format!("{instr:?}"))
+    fn copy(
+        &mut self,
+        at: &StepAt<'_>,
+        st: &mut StageState,
+        copy: CopyStep<'_>,
+    ) -> Result<StepStatus, BuildError> {
+        let src = self.session.copy_source(copy.from, at.done)?;
+        let entries = self
+            .session
+            .copy_entries(st, src.as_ref(), &copy.request())
+            .map_err(|source| BuildError::Copy {
+                variant: st.variant.clone(),
+                step: at.first_line().to_string(),
+                source,
+            })?;
+        let key = self.session.copy_key(st, at.instruction, &entries)?;
+        self.layer_step(st, key, at, |_| Ok(entries.into()))
+    }
+
+    fn file(
+        &mut self,
+        at: &StepAt<'_>,
+        st: &mut StageState,
+        file: FixedFile<'_>,
+    ) -> Result<StepStatus, BuildError> {
+        let key = step_key(st, at.instruction, &[]);
+        let epoch = self.session.settings().epoch;
+        self.layer_step(st, key, at, |st| {
+            let view = st.view();
+            let mut set = EntrySet::new(&view, epoch);
+            let rel = image_relative(Path::new(file.path));
+            set.parents(&rel, 0, 0);
+            let content = Content::Bytes(file.content.as_bytes().to_vec());
+            set.put(rel, EntryKind::File(content), file.mode, 0, 0, epoch);
+            Ok(set.into_entries().into())
+        })
+    }
+
+    fn step_finished(&mut self, at: &StepAt<'_>, status: StepStatus, elapsed: Duration) {
+        match status {
+            StepStatus::Ran => self.counts.0 += 1,
+            StepStatus::Cached => self.counts.1 += 1,
+            StepStatus::Applied => {}
+        }
+        self.events.event(&BuildEvent::Step {
+            variant: at.stage.variant.clone(),
+            index: at.index,
+            total: at.stage.steps.len(),
+            instruction: at.first_line().to_string(),
+            status,
+            seconds: elapsed.as_secs_f64(),
+        });
+    }
 }

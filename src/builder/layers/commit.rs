@@ -1,24 +1,128 @@
-//! The result of a layer-producing step: reuse of a cached layer, or the commit of new
-//! entries as a layer (written, recorded in the cache, and its directory adopted from
-//! the step's captured tree or unpacked from the blob).
+//! [`Layers`]: the layers of a build in the store. A stored image's layers are unpacked
+//! once (by diff-ID); a layer-producing step either reuses the cached result of its key
+//! or commits new entries as a layer (written, recorded in the cache, and its directory
+//! adopted from the step's captured tree or unpacked from the blob).
 
+use std::cell::RefCell;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::image::{LayerDigests, LayerEntry, LayerOptions};
-
 use crate::builder::events::StepStatus;
-use crate::builder::execute::{Executor, StageLayer, StageState};
-use crate::builder::layers::adopt::{prepare_tree, StepWrites};
-use crate::builder::layers::cache::{CacheKey, CacheRecord, CachedLayer};
-use crate::builder::layers::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
+use crate::builder::stage::{StageLayer, StageState};
 use crate::builder::BuildError;
+use crate::image::{LayerDigests, LayerEntry, LayerOptions};
+use crate::store::{Store, StoredImage};
 
-impl Executor<'_> {
+use super::adopt::{prepare_tree, StepWrites};
+use super::cache::{entries_digest, CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
+use super::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
+
+/// The store, its build cache and the layer settings of one build.
+pub struct Layers<'a> {
+    store: &'a Store,
+    index: CacheIndex,
+    stats: RefCell<StatCache>,
+    epoch: u64,
+    no_cache: bool,
+}
+
+impl<'a> Layers<'a> {
+    /// The layers of `store`, written with mtimes clamped to `epoch`; with `no_cache`
+    /// nothing is looked up in the cache (results are still recorded).
+    pub fn new(store: &'a Store, epoch: u64, no_cache: bool) -> Self {
+        Self {
+            store,
+            index: CacheIndex::open(store),
+            stats: RefCell::new(StatCache::load(store)),
+            epoch,
+            no_cache,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// SOURCE_DATE_EPOCH of the build.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The digest of `entries` as they would be written (see [`entries_digest`]),
+    /// hashing files through the stat cache.
+    pub fn entries_digest(&self, entries: &[LayerEntry]) -> Result<String, BuildError> {
+        Ok(entries_digest(
+            entries,
+            &mut self.stats.borrow_mut(),
+            self.epoch,
+        )?)
+    }
+
+    /// Saves the stat cache for the next build.
+    pub fn save_stats(&self) -> Result<(), BuildError> {
+        Ok(self.stats.borrow_mut().save()?)
+    }
+
+    /// Unpacks (once, by diff-ID) every layer of a stored image.
+    pub fn unpack_image(&self, img: &StoredImage) -> Result<Vec<StageLayer>, BuildError> {
+        let diff_ids = img.config.rootfs().diff_ids();
+        if diff_ids.len() != img.manifest.layers().len() {
+            return Err(BuildError::Image {
+                reference: img.reference.clone().unwrap_or_default(),
+                detail: format!(
+                    "the manifest has {} layers but the config lists {} diff-IDs",
+                    img.manifest.layers().len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let mut layers = Vec::new();
+        for (desc, diff_id) in img.manifest.layers().iter().zip(diff_ids) {
+            let digests = LayerDigests {
+                digest: desc.digest().to_string(),
+                size: desc.size(),
+                diff_id: diff_id.clone(),
+                tar_size: 0,
+            };
+            layers.push(self.stage_layer(digests, String::new(), false)?);
+        }
+        Ok(layers)
+    }
+
+    /// The unpacked layer of `digests` as a layer of a stage (with its owner index when
+    /// the disk cannot hold owners).
+    fn stage_layer(
+        &self,
+        digests: LayerDigests,
+        created_by: String,
+        new: bool,
+    ) -> Result<StageLayer, BuildError> {
+        let unpacked = self
+            .store
+            .unpack_layer(&digests.digest, Some(&digests.diff_id))?;
+        let owners = if disk_has_owners() {
+            None
+        } else {
+            Some(Arc::new(layer_owners(
+                self.store,
+                &digests.digest,
+                &digests.diff_id,
+            )?))
+        };
+        Ok(StageLayer {
+            owners,
+            digests,
+            dir: unpacked.diff,
+            created_by,
+            new,
+        })
+    }
+
     /// The cached result of `key`, unless `--no-cache` or its blob is gone.
-    pub(crate) fn lookup(&self, key: &CacheKey) -> Option<CacheRecord> {
-        if self.settings.no_cache {
+    pub fn lookup(&self, key: &CacheKey) -> Option<CacheRecord> {
+        if self.no_cache {
             return None;
         }
         let rec = self.index.get(key)?;
@@ -32,41 +136,60 @@ impl Executor<'_> {
     }
 
     /// Applies a cached result to the stage.
-    pub(crate) fn reuse(
+    pub fn reuse(
         &self,
         st: &mut StageState,
         key: CacheKey,
         rec: CacheRecord,
     ) -> Result<(), BuildError> {
         if let Some(l) = rec.layer {
-            let unpacked = self.store.unpack_layer(&l.digest, Some(&l.diff_id))?;
-            let owners = if disk_has_owners() {
-                None
-            } else {
-                Some(Arc::new(layer_owners(self.store, &l.digest, &l.diff_id)?))
+            let digests = LayerDigests {
+                digest: l.digest,
+                size: l.size,
+                diff_id: l.diff_id,
+                tar_size: l.tar_size,
             };
-            st.layers.push(StageLayer {
-                owners,
-                digests: LayerDigests {
-                    digest: l.digest,
-                    size: l.size,
-                    diff_id: l.diff_id,
-                    tar_size: l.tar_size,
-                },
-                dir: unpacked.diff,
-                created_by: rec.created_by,
-                new: true,
-            });
+            st.layers
+                .push(self.stage_layer(digests, rec.created_by, true)?);
         }
         st.key = key;
         Ok(())
     }
 
+    /// Reuses the cached result of `key`, or commits what `produce` makes: lookup, lock,
+    /// look again (another build may have produced it while this one waited), produce,
+    /// commit.
+    pub fn layer_step(
+        &self,
+        st: &mut StageState,
+        key: CacheKey,
+        created_by: &str,
+        produce: impl FnOnce(&StageState) -> Result<StepWrites, BuildError>,
+    ) -> Result<StepStatus, BuildError> {
+        if let Some(rec) = self.lookup(&key) {
+            self.reuse(st, key, rec)?;
+            return Ok(StepStatus::Cached);
+        }
+        let _lock = if self.no_cache {
+            None
+        } else {
+            let lock = self.index.lock(&key)?;
+            if let Some(rec) = self.lookup(&key) {
+                self.reuse(st, key, rec)?;
+                return Ok(StepStatus::Cached);
+            }
+            Some(lock)
+        };
+        let writes = produce(st)?;
+        self.commit(st, key, writes, created_by)?;
+        Ok(StepStatus::Ran)
+    }
+
     /// Writes the step's entries as the stage's next layer (none when empty) and records
     /// it under `key`. The step's captured tree, when it has one, becomes the layer's
-    /// unpacked directory (see [`crate::builder::layers::adopt`]); otherwise, or when that is not
+    /// unpacked directory (see [`super::adopt`]); otherwise, or when that is not
     /// possible, the layer is unpacked from its blob.
-    pub(crate) fn commit(
+    fn commit(
         &self,
         st: &mut StageState,
         key: CacheKey,
@@ -74,14 +197,11 @@ impl Executor<'_> {
         created_by: &str,
     ) -> Result<(), BuildError> {
         let StepWrites { entries, tree } = writes;
-        let record = if entries.is_empty() {
-            CacheRecord {
-                layer: None,
-                created_by: created_by.to_string(),
-            }
+        let layer = if entries.is_empty() {
+            None
         } else {
             let opts = LayerOptions {
-                epoch: self.settings.epoch,
+                epoch: self.epoch,
                 ..LayerOptions::default()
             };
             let index = OwnerIndex::from_entries(&entries);
@@ -95,16 +215,17 @@ impl Executor<'_> {
             if let (Some(tree), Some(entries)) = (tree, kept) {
                 self.adopt(&d.diff_id, &tree, &entries)?;
             }
-            CacheRecord {
-                layer: Some(CachedLayer {
-                    digest: d.digest,
-                    size: d.size,
-                    diff_id: d.diff_id,
-                    tar_size: d.tar_size,
-                    empty: false,
-                }),
-                created_by: created_by.to_string(),
-            }
+            Some(CachedLayer {
+                digest: d.digest,
+                size: d.size,
+                diff_id: d.diff_id,
+                tar_size: d.tar_size,
+                empty: false,
+            })
+        };
+        let record = CacheRecord {
+            layer,
+            created_by: created_by.to_string(),
         };
         self.index.put(&key, &record)?;
         self.reuse(st, key, record)
@@ -118,7 +239,7 @@ impl Executor<'_> {
             return Ok(());
         }
         let started = Instant::now();
-        let report = match prepare_tree(tree, entries, self.settings.epoch) {
+        let report = match prepare_tree(tree, entries, self.epoch) {
             Ok(report) => report,
             Err(e) => {
                 tracing::debug!("unpacking layer {diff_id} from its blob: {e}");
@@ -134,33 +255,5 @@ impl Executor<'_> {
             Err(e) => tracing::warn!("unpacking layer {diff_id} from its blob: {e}"),
         }
         Ok(())
-    }
-
-    /// Reuses the cached result of `key`, or commits what `produce` makes.
-    pub(crate) fn layer_step(
-        &self,
-        st: &mut StageState,
-        key: CacheKey,
-        created_by: &str,
-        produce: impl FnOnce(&StageState) -> Result<StepWrites, BuildError>,
-    ) -> Result<StepStatus, BuildError> {
-        if let Some(rec) = self.lookup(&key) {
-            self.reuse(st, key, rec)?;
-            return Ok(StepStatus::Cached);
-        }
-        let _lock = if self.settings.no_cache {
-            None
-        } else {
-            let lock = self.index.lock(&key)?;
-            // Another build may have produced it while this one waited.
-            if let Some(rec) = self.lookup(&key) {
-                self.reuse(st, key, rec)?;
-                return Ok(StepStatus::Cached);
-            }
-            Some(lock)
-        };
-        let result = produce(st).and_then(|writes| self.commit(st, key, writes, created_by));
-        self.clean_scratch();
-        result.map(|()| StepStatus::Ran)
     }
 }

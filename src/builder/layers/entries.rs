@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::image::{Content, EntryKind, LayerEntry};
 
-use crate::builder::layers::view::{image_relative, FileKind, FileMeta, ImageView};
+use crate::builder::layers::image_relative;
+use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
 
 /// Collects layer entries by image path; later writes of a path replace earlier ones.
 pub struct EntrySet<'a> {

@@ -15,7 +15,7 @@ use crate::store::extract::numeric_or_blank;
 use crate::store::{CacheDir, Store};
 
 use crate::builder::layers::cache::write_atomic;
-use crate::builder::layers::view::image_relative;
+use crate::builder::layers::image_relative;
 use crate::builder::{io_err, BuildError};
 
 /// Mode and owner of one path of a layer.

@@ -7,7 +7,10 @@
 
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+use super::image_relative;
+use super::owners::OwnerIndex;
 
 /// What kind of file a path is in the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +55,25 @@ pub trait ImageView {
     fn read_link(&self, path: &Path) -> Option<PathBuf>;
 }
 
+/// A borrowed view is a view (so a boxed view may borrow the build context).
+impl<T: ImageView + ?Sized> ImageView for &T {
+    fn stat(&self, path: &Path) -> Option<FileMeta> {
+        (**self).stat(path)
+    }
+    fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        (**self).read(path)
+    }
+    fn list(&self, path: &Path) -> Vec<String> {
+        (**self).list(path)
+    }
+    fn host_path(&self, path: &Path) -> Option<PathBuf> {
+        (**self).host_path(path)
+    }
+    fn read_link(&self, path: &Path) -> Option<PathBuf> {
+        (**self).read_link(path)
+    }
+}
+
 /// The empty root filesystem of a `scratch` image.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct EmptyView;
@@ -74,29 +96,13 @@ impl ImageView for EmptyView {
     }
 }
 
-/// Normalises an image path to its components relative to the root, resolving `.` and
-/// `..` lexically (never above the root).
-pub fn image_relative(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for comp in path.components() {
-        match comp {
-            Component::Normal(c) => out.push(c),
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-        }
-    }
-    out
-}
-
 /// A stack of unpacked layer directories, bottom first, read with overlay semantics.
 /// Whiteouts are recognised in both forms: overlay (a char device 0/0) and OCI
 /// (`.wh.<name>` files); opaque directories by the overlay xattrs or `.wh..wh..opq`.
 #[derive(Debug, Clone, Default)]
 pub struct LayerStackView {
     layers: Vec<PathBuf>,
-    owners: Vec<Option<std::sync::Arc<crate::builder::layers::owners::OwnerIndex>>>,
+    owners: Vec<Option<std::sync::Arc<OwnerIndex>>>,
 }
 
 /// Outcome of looking a path up in one layer directory.
@@ -119,7 +125,7 @@ impl LayerStackView {
     /// unpacked without the privilege to chown); `None` trusts the disk.
     pub fn with_owners(
         layers: Vec<PathBuf>,
-        owners: Vec<Option<std::sync::Arc<crate::builder::layers::owners::OwnerIndex>>>,
+        owners: Vec<Option<std::sync::Arc<OwnerIndex>>>,
     ) -> Self {
         Self { layers, owners }
     }
@@ -347,13 +353,5 @@ mod tests {
         let view = LayerStackView::new(vec![lower, upper]);
         assert!(view.stat(Path::new("/d/old")).is_none());
         assert_eq!(view.list(Path::new("/d")), vec!["new"]);
-    }
-
-    #[test]
-    fn image_relative_never_leaves_root() {
-        assert_eq!(
-            image_relative(Path::new("/a/../../b/./c")),
-            PathBuf::from("b/c")
-        );
     }
 }

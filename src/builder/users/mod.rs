@@ -16,7 +16,11 @@ use std::path::{Path, PathBuf};
 use crate::image::{EntryKind, LayerEntry};
 
 use crate::builder::layers::entries::EntrySet;
-use crate::builder::layers::view::{image_relative, ImageView};
+use crate::builder::layers::image_relative;
+use crate::builder::layers::view::ImageView;
+
+mod step;
+pub use step::{native_user_step, parse_user_step, UserStep};
 
 /// Errors while creating users.
 #[derive(Debug, thiserror::Error)]
@@ -309,63 +313,23 @@ pub fn user_entries(
     Ok(set.into_entries())
 }
 
-/// A Blubber user-creation step recognised in an effective shell line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserStep {
-    /// The account the step creates (unless its IDs exist).
-    pub account: Account,
-    /// The `mkdir -p` + `chown` directories that follow (lives only).
-    pub owned_dirs: Vec<OwnedDir>,
-}
-
-/// Recognises Blubber's lives/runs macro (§5.2) in an expanded `/bin/sh -c` line, so the
-/// executor can apply it natively instead of running shadow-utils. Anything that does
-/// not match the template exactly (or whose IDs and names disagree) gives `None` and
-/// runs as an ordinary command.
-pub fn parse_user_step(line: &str) -> Option<UserStep> {
-    use std::sync::OnceLock;
-    static HEAD: OnceLock<regex::Regex> = OnceLock::new();
-    static TAIL: OnceLock<regex::Regex> = OnceLock::new();
-    let head = HEAD.get_or_init(|| {
-        regex::Regex::new(concat!(
-            r#"^\(getent group "(\d+)" \|\| groupadd -o -g "(\d+)" -r "([^"\\$`]+)"\) && "#,
-            r#"\(getent passwd "(\d+)" \|\| useradd -l -o -m -d "([^"\\$`]+)" -r -g "(\d+)" -u "(\d+)" "([^"\\$`]+)"\)"#,
-            r#"((?: && mkdir -p "[^"\\$`]+" && chown "\d+":"\d+" "[^"\\$`]+")*)$"#
-        ))
-        .expect("valid regex")
-    });
-    let tail = TAIL.get_or_init(|| {
-        regex::Regex::new(r#" && mkdir -p "([^"\\$`]+)" && chown "(\d+)":"(\d+)" "([^"\\$`]+)""#)
-            .expect("valid regex")
-    });
-    let c = head.captures(line)?;
-    let num = |i: usize| c.get(i)?.as_str().parse::<u32>().ok();
-    let (gid, gid2, gid3) = (num(1)?, num(2)?, num(6)?);
-    let (uid, uid2) = (num(4)?, num(7)?);
-    let (group_name, user_name) = (&c[3], &c[8]);
-    if gid != gid2 || gid != gid3 || uid != uid2 || group_name != user_name {
-        return None;
+/// A user ID and its primary group as the image's `/etc/passwd` gives them (a number
+/// missing from it: that UID with GID 0; an unknown name: root).
+pub fn resolve_user(view: &dyn ImageView, user: &str) -> (u32, u32) {
+    let user = user.split(':').next().unwrap_or_default();
+    let passwd = view
+        .read(Path::new(PASSWD))
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let entries: Vec<Vec<&str>> = passwd.lines().map(|l| l.split(':').collect()).collect();
+    let by = |f: &dyn Fn(&Vec<&str>) -> bool| -> Option<(u32, u32)> {
+        let e = entries.iter().find(|e| e.len() >= 4 && f(e))?;
+        Some((e[2].parse().ok()?, e[3].parse().ok()?))
+    };
+    match user.parse::<u32>() {
+        Ok(uid) => by(&|e| e[2] == user).unwrap_or((uid, 0)),
+        Err(_) => by(&|e| e[0] == user).unwrap_or((0, 0)),
     }
-    let mut owned_dirs = Vec::new();
-    for t in tail.captures_iter(&c[9]) {
-        if t[1] != t[4] {
-            return None;
-        }
-        owned_dirs.push(OwnedDir {
-            path: PathBuf::from(&t[1]),
-            uid: t[2].parse().ok()?,
-            gid: t[3].parse().ok()?,
-        });
-    }
-    Some(UserStep {
-        account: Account {
-            name: user_name.to_string(),
-            uid,
-            gid,
-            home: PathBuf::from(&c[5]),
-        },
-        owned_dirs,
-    })
 }
 
 #[cfg(test)]

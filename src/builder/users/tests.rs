@@ -259,3 +259,19 @@ fn anything_else_is_left_to_the_shell() {
     let extra = r#"(getent group "1" || groupadd -o -g "1" -r "a") && (getent passwd "1" || useradd -l -o -m -d "/home/a" -r -g "1" -u "1" "a") && rm -rf /"#;
     assert!(parse_user_step(extra).is_none());
 }
+
+#[test]
+fn users_resolve_through_passwd() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::create_dir_all(tmp.path().join("etc")).unwrap();
+    fs::write(
+        tmp.path().join("etc/passwd"),
+        "root:x:0:0::/root:/bin/sh\nrunuser:x:900:901::/home/runuser:/bin/sh\n",
+    )
+    .unwrap();
+    let view = LayerStackView::new(vec![tmp.path().to_path_buf()]);
+    assert_eq!(resolve_user(&view, "900"), (900, 901));
+    assert_eq!(resolve_user(&view, "runuser"), (900, 901));
+    assert_eq!(resolve_user(&view, "1234"), (1234, 0));
+    assert_eq!(resolve_user(&EmptyView, "0"), (0, 0));
+}

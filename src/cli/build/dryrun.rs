@@ -2,10 +2,10 @@
 
 use std::process::ExitCode;
 
-use flense::builder::dryrun::{dry_run_project, DryStatus};
-use flense::builder::execute::ImageSource;
-use flense::builder::project::ProjectBuild;
+use flense::builder::dryrun::DryStatus;
+use flense::builder::project::{dry_run_project, ProjectBuild};
 use flense::builder::run::runner::StepRunner;
+use flense::builder::stage::ImageSource;
 use flense::store::Store;
 
 use super::BuildArgs;

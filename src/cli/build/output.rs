@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _};
 
-use flense::builder::execute::BuiltImage;
+use flense::builder::stage::BuiltImage;
 use flense::store::Store;
 
 /// Where `--output` writes.
