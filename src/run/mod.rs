@@ -33,7 +33,7 @@ pub enum RunError {
         reason: String,
     },
     /// A scratch directory for the sandbox could not be made.
-    #[error("create the sandbox's state directory in {}: {source}", path.display())]
+    #[error("create the sandbox's state directory in {}", path.display())]
     State {
         /// Where.
         path: PathBuf,

@@ -14,7 +14,7 @@ use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
     /// The context directory cannot be read.
-    #[error("build context {path}: {source}")]
+    #[error("build context {}", path.display())]
     Io {
         /// The path that failed.
         path: PathBuf,
@@ -22,7 +22,7 @@ pub enum ContextError {
         source: std::io::Error,
     },
     /// A bad pattern in `.dockerignore`.
-    #[error("{path}: {source}")]
+    #[error("{}", path.display())]
     Ignore {
         /// The `.dockerignore` file.
         path: PathBuf,

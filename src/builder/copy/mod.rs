@@ -25,9 +25,16 @@ pub enum CopyError {
     /// A symlink chain that does not end.
     #[error("copy source {0:?}: too many levels of symbolic links")]
     SymlinkLoop(String),
-    /// A bad `exclude` or wildcard pattern.
+    /// A bad `exclude` or wildcard pattern. The pattern error is part of the message, not
+    /// a source: the dry run puts where the copy looked after this message.
     #[error("copy pattern: {0}")]
-    Pattern(#[from] IgnoreError),
+    Pattern(IgnoreError),
+}
+
+impl From<IgnoreError> for CopyError {
+    fn from(e: IgnoreError) -> Self {
+        CopyError::Pattern(e)
+    }
 }
 
 /// Who owns what a copy writes.

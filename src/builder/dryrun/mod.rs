@@ -31,9 +31,10 @@ use crate::builder::layers::cache::CacheKey;
 use crate::builder::layers::view::ImageView;
 use crate::builder::run::runner::StepRunner;
 use crate::builder::stage::{StageState, Stages};
-use crate::builder::users::{resolve_user, UserStep};
+use crate::builder::users::resolve_user;
 use crate::builder::walk::{
-    step_key, walk, Command, CopyFrom, CopyStep, FixedFile, Session, StepAt, StepVisitor,
+    step_key, walk, Command, CopyFrom, CopyStep, FixedFile, RunStep, Session, StepAt, StepVisitor,
+    UsersStep, Visit,
 };
 use crate::builder::BuildError;
 use crate::plan::{MountSource, Plan, RunContext, Stage};
@@ -104,11 +105,7 @@ enum Known {
 
 impl DryRun<'_> {
     /// `result` of the step at `at`, a problem located in the config.
-    fn located<T>(
-        &self,
-        at: &StepAt<'_>,
-        result: Result<T, DryRunProblem>,
-    ) -> Result<T, DryRunError> {
+    fn located<T>(&self, at: &StepAt, result: Result<T, DryRunProblem>) -> Result<T, DryRunError> {
         result.map_err(|reason| DryRunError {
             file: self.file.to_path_buf(),
             variant: at.stage.variant.clone(),
@@ -180,7 +177,7 @@ impl DryRun<'_> {
     /// A Run step: cached when its key (the executor's) is in the cache.
     fn run_step(
         &mut self,
-        at: &StepAt<'_>,
+        at: &StepAt,
         st: &mut StageState,
         ctx: &RunContext,
     ) -> Result<StepStatus, BuildError> {
@@ -200,7 +197,7 @@ impl DryRun<'_> {
     /// the key of what it would write is in the cache.
     fn copy_step(
         &mut self,
-        at: &StepAt<'_>,
+        at: &StepAt,
         st: &mut StageState,
         src: &dyn ImageView,
         req: &CopyRequest<'_>,
@@ -222,7 +219,7 @@ impl DryRun<'_> {
 
     fn check_copy(
         &mut self,
-        at: &StepAt<'_>,
+        at: &StepAt,
         st: &mut StageState,
         copy: CopyStep<'_>,
     ) -> Result<StepStatus, DryRunProblem> {
@@ -280,58 +277,36 @@ impl StepVisitor for DryRun<'_> {
 
     fn base(
         &mut self,
-        at: &StepAt<'_>,
+        at: &StepAt,
         st: &mut StageState,
         image: Option<&str>,
-    ) -> Result<StepStatus, DryRunError> {
+    ) -> Visit<DryRunError> {
         let checked = self.check_base(at.stage, st, image);
         self.located(at, checked)
     }
 
-    fn users(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        _step: UserStep,
-        ctx: &RunContext,
-    ) -> Result<StepStatus, DryRunError> {
-        let checked = self.run_step(at, st, ctx).map_err(DryRunProblem::from);
+    fn users(&mut self, at: &StepAt, st: &mut StageState, step: UsersStep) -> Visit<DryRunError> {
+        let checked = self.run_step(at, st, step.ctx).map_err(DryRunProblem::from);
         self.located(at, checked)
     }
 
-    fn command(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        command: Command<'_>,
-        ctx: &RunContext,
-    ) -> Result<StepStatus, DryRunError> {
-        let needs_shell = matches!(command, Command::Shell(_));
+    fn command(&mut self, at: &StepAt, st: &mut StageState, run: RunStep) -> Visit<DryRunError> {
+        let needs_shell = matches!(run.command, Command::Shell(_));
         let checked = self
-            .check_command(st, ctx, at.done, needs_shell)
-            .and_then(|()| self.run_step(at, st, ctx).map_err(DryRunProblem::from));
+            .check_command(st, run.ctx, at.done, needs_shell)
+            .and_then(|()| self.run_step(at, st, run.ctx).map_err(DryRunProblem::from));
         if let Ok(status) = checked {
             self.files_pending |= status == StepStatus::Ran;
         }
         self.located(at, checked)
     }
 
-    fn copy(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        copy: CopyStep<'_>,
-    ) -> Result<StepStatus, DryRunError> {
+    fn copy(&mut self, at: &StepAt, st: &mut StageState, copy: CopyStep) -> Visit<DryRunError> {
         let checked = self.check_copy(at, st, copy);
         self.located(at, checked)
     }
 
-    fn file(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        _file: FixedFile<'_>,
-    ) -> Result<StepStatus, DryRunError> {
+    fn file(&mut self, at: &StepAt, st: &mut StageState, _file: FixedFile) -> Visit<DryRunError> {
         if self.known == Known::Stale {
             return Ok(StepStatus::Ran);
         }
@@ -340,7 +315,7 @@ impl StepVisitor for DryRun<'_> {
         self.located(at, looked_up)
     }
 
-    fn step_finished(&mut self, at: &StepAt<'_>, status: StepStatus, _elapsed: Duration) {
+    fn step_finished(&mut self, at: &StepAt, status: StepStatus, _elapsed: Duration) {
         self.report.steps.push(DryStep {
             variant: at.stage.variant.clone(),
             index: at.index,

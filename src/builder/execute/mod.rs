@@ -20,13 +20,14 @@ use crate::builder::run::step::{
     cache_mounts, keep_existing_owners, script_mount, source_mounts, step_env,
 };
 use crate::builder::stage::{BuiltImage, StageState, Stages};
-use crate::builder::users::{resolve_user, user_entries, UserStep};
+use crate::builder::users::{resolve_user, user_entries};
 use crate::builder::walk::{
-    step_key, walk, Command, CopyStep, FixedFile, Session, StepAt, StepVisitor,
+    step_key, walk, Command, CopyStep, FixedFile, RunStep, Session, StepAt, StepVisitor, UsersStep,
+    Visit,
 };
 use crate::builder::{io_err, BuildError};
 use crate::image::{Content, EntryKind, LayerDigests};
-use crate::plan::{Plan, RunContext, Stage};
+use crate::plan::{Plan, Stage};
 
 /// Builds plans: runs their steps and commits the target as an image.
 pub struct Executor<'a> {
@@ -138,7 +139,7 @@ impl<'a> Executor<'a> {
         &self,
         st: &mut StageState,
         key: CacheKey,
-        at: &StepAt<'_>,
+        at: &StepAt,
         produce: impl FnOnce(&StageState) -> Result<StepWrites, BuildError>,
     ) -> Result<StepStatus, BuildError> {
         let status = self.session.layers().layer_step(st, key, &at.text, produce);
@@ -150,12 +151,12 @@ impl<'a> Executor<'a> {
     /// the overlay upper directory they were captured from, when adoptable).
     fn run_command(
         &self,
-        at: &StepAt<'_>,
+        at: &StepAt,
         st: &StageState,
-        command: Command<'_>,
-        ctx: &RunContext,
+        run: RunStep,
     ) -> Result<StepWrites, BuildError> {
-        let (argv, mut mounts) = match command {
+        let ctx = run.ctx;
+        let (argv, mut mounts) = match run.command {
             Command::Shell(line) => {
                 let argv = ["/bin/sh", "-c", line].map(String::from).to_vec();
                 (argv, Vec::new())
@@ -217,25 +218,22 @@ impl StepVisitor for Executor<'_> {
 
     fn base(
         &mut self,
-        _at: &StepAt<'_>,
+        _at: &StepAt,
         st: &mut StageState,
         image: Option<&str>,
-    ) -> Result<StepStatus, BuildError> {
+    ) -> Visit<BuildError> {
         self.session.base(st, image)?;
         Ok(StepStatus::Applied)
     }
 
-    fn users(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        step: UserStep,
-        ctx: &RunContext,
-    ) -> Result<StepStatus, BuildError> {
-        let key = self.session.run_key(st, at.instruction, ctx, at.done)?;
+    fn users(&mut self, at: &StepAt, st: &mut StageState, step: UsersStep) -> Visit<BuildError> {
+        let key = self
+            .session
+            .run_key(st, at.instruction, step.ctx, at.done)?;
         let epoch = self.session.settings().epoch;
+        let users = step.users;
         self.layer_step(st, key, at, |st| {
-            user_entries(&st.view(), &[step.account], &step.owned_dirs, epoch)
+            user_entries(&st.view(), &[users.account], &users.owned_dirs, epoch)
                 .map(StepWrites::from)
                 .map_err(|source| BuildError::Users {
                     variant: st.variant.clone(),
@@ -244,23 +242,12 @@ impl StepVisitor for Executor<'_> {
         })
     }
 
-    fn command(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        command: Command<'_>,
-        ctx: &RunContext,
-    ) -> Result<StepStatus, BuildError> {
-        let key = self.session.run_key(st, at.instruction, ctx, at.done)?;
-        self.layer_step(st, key, at, |st| self.run_command(at, st, command, ctx))
+    fn command(&mut self, at: &StepAt, st: &mut StageState, run: RunStep) -> Visit<BuildError> {
+        let key = self.session.run_key(st, at.instruction, run.ctx, at.done)?;
+        self.layer_step(st, key, at, |st| self.run_command(at, st, run))
     }
 
-    fn copy(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        copy: CopyStep<'_>,
-    ) -> Result<StepStatus, BuildError> {
+    fn copy(&mut self, at: &StepAt, st: &mut StageState, copy: CopyStep) -> Visit<BuildError> {
         let src = self.session.copy_source(copy.from, at.done)?;
         let entries = self
             .session
@@ -274,12 +261,7 @@ impl StepVisitor for Executor<'_> {
         self.layer_step(st, key, at, |_| Ok(entries.into()))
     }
 
-    fn file(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        file: FixedFile<'_>,
-    ) -> Result<StepStatus, BuildError> {
+    fn file(&mut self, at: &StepAt, st: &mut StageState, file: FixedFile) -> Visit<BuildError> {
         let key = step_key(st, at.instruction, &[]);
         let epoch = self.session.settings().epoch;
         self.layer_step(st, key, at, |st| {
@@ -293,7 +275,7 @@ impl StepVisitor for Executor<'_> {
         })
     }
 
-    fn step_finished(&mut self, at: &StepAt<'_>, status: StepStatus, elapsed: Duration) {
+    fn step_finished(&mut self, at: &StepAt, status: StepStatus, elapsed: Duration) {
         match status {
             StepStatus::Ran => self.counts.0 += 1,
             StepStatus::Cached => self.counts.1 += 1,

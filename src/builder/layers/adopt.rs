@@ -63,7 +63,7 @@ pub enum AdoptError {
         reason: &'static str,
     },
     /// A filesystem operation on the tree failed.
-    #[error("{}: {source}", path.display())]
+    #[error("{}", path.display())]
     Io {
         /// The host path.
         path: PathBuf,

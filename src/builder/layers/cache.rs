@@ -24,7 +24,7 @@ use crate::store::{CacheDir, Store};
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     /// Reading or writing a cache file failed.
-    #[error("build cache {path}: {source}")]
+    #[error("build cache {}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
@@ -32,7 +32,7 @@ pub enum CacheError {
         source: io::Error,
     },
     /// A cache record could not be encoded.
-    #[error("build cache record: {0}")]
+    #[error("build cache record")]
     Json(#[from] serde_json::Error),
 }
 

@@ -87,11 +87,19 @@ pub struct StepOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum RunnerError {
     /// The sandbox could not be set up or the command not started.
-    #[error("sandbox: {0}")]
-    Sandbox(String),
+    #[error("sandbox")]
+    Sandbox(#[source] flense_runtime::RuntimeError),
+    /// A file the sandbox needs could not be prepared.
+    #[error("sandbox: {what}")]
+    Setup {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: std::io::Error,
+    },
     /// The step's writes could not be captured.
-    #[error("capturing the step's changes: {0}")]
-    Capture(String),
+    #[error("capturing the step's changes")]
+    Capture(#[source] flense_runtime::RuntimeError),
 }
 
 /// Runs build steps.

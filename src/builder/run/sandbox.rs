@@ -47,7 +47,7 @@ impl SandboxRunner {
     pub fn effective_mode(&self, uid: u32, gid: u32) -> Result<IdMode, RunnerError> {
         IdMaps::resolve(self.mode_for(uid), uid, gid)
             .map(|m| m.mode)
-            .map_err(|e| RunnerError::Sandbox(e.to_string()))
+            .map_err(RunnerError::Sandbox)
     }
 }
 
@@ -55,13 +55,15 @@ fn stderr_file() -> Result<std::fs::File, RunnerError> {
     let fd = std::io::stderr()
         .as_fd()
         .try_clone_to_owned()
-        .map_err(|e| RunnerError::Sandbox(format!("duplicating stderr: {e}")))?;
+        .map_err(|source| RunnerError::Setup {
+            what: "duplicating stderr".into(),
+            source,
+        })?;
     Ok(std::fs::File::from(fd))
 }
 
 impl StepRunner for SandboxRunner {
     fn run(&self, req: &StepRequest) -> Result<StepOutcome, RunnerError> {
-        let sandbox_err = |e: flense_runtime::RuntimeError| RunnerError::Sandbox(e.to_string());
         let mode = self.effective_mode(req.uid, req.gid)?;
         tracing::debug!("step as {}:{} in {mode} mode", req.uid, req.gid);
         let overlay = Overlay::new(req.lowers.clone(), &req.state_dir);
@@ -83,8 +85,12 @@ impl StepRunner for SandboxRunner {
         }
         if mode == IdMode::Single && req.uid == 0 {
             let conf = req.state_dir.with_extension("apt.conf");
-            std::fs::write(&conf, "APT::Sandbox::User \"root\";\n")
-                .map_err(|e| RunnerError::Sandbox(format!("{}: {e}", conf.display())))?;
+            std::fs::write(&conf, "APT::Sandbox::User \"root\";\n").map_err(|source| {
+                RunnerError::Setup {
+                    what: conf.display().to_string(),
+                    source,
+                }
+            })?;
             sb = sb
                 .mount(Mount::Bind {
                     src: conf,
@@ -106,13 +112,13 @@ impl StepRunner for SandboxRunner {
                 },
             });
         }
-        let mut child = sb.spawn().map_err(sandbox_err)?;
-        let status = child.wait().map_err(sandbox_err)?;
+        let mut child = sb.spawn().map_err(RunnerError::Sandbox)?;
+        let status = child.wait().map_err(RunnerError::Sandbox)?;
         let entries = if req.capture && status.success() {
             let started = std::time::Instant::now();
             let entries: Vec<_> = child
                 .diff((req.uid, req.gid))
-                .map_err(|e| RunnerError::Capture(e.to_string()))?
+                .map_err(RunnerError::Capture)?
                 .into_iter()
                 .map(crate::builder::layers::diff::to_layer_entry)
                 .collect();

@@ -82,7 +82,16 @@ pub struct CopyStep<'p> {
     pub source_workdir: Option<&'p str>,
 }
 
-impl CopyStep<'_> {
+impl<'p> CopyStep<'p> {
+    /// A copy of `spec` from `from`, relative sources in `source_workdir`.
+    pub fn new(from: CopyFrom<'p>, spec: &'p CopySpec, source_workdir: Option<&'p str>) -> Self {
+        Self {
+            from,
+            spec,
+            source_workdir,
+        }
+    }
+
     /// The copy code's request for this step: sources relative to the context root or
     /// the source's working directory, owned by the `--chown` user, else root for the
     /// build context and the source's own owners for variants and images.
@@ -109,6 +118,24 @@ impl CopyStep<'_> {
     }
 }
 
+/// A Run step that runs a command in the sandbox.
+#[derive(Debug, Clone, Copy)]
+pub struct RunStep<'p> {
+    /// The command.
+    pub command: Command<'p>,
+    /// Its user, working directory, environment, mounts and caches.
+    pub ctx: &'p RunContext,
+}
+
+/// A Run step that is Blubber's user-creation line, written natively.
+#[derive(Debug, Clone)]
+pub struct UsersStep<'p> {
+    /// The account and directories it creates.
+    pub users: UserStep,
+    /// The Run step's context (its mounts are part of the cache key).
+    pub ctx: &'p RunContext,
+}
+
 /// A file with fixed content, written as a layer.
 #[derive(Debug, Clone, Copy)]
 pub struct FixedFile<'p> {
@@ -119,6 +146,9 @@ pub struct FixedFile<'p> {
     /// The file mode.
     pub mode: u32,
 }
+
+/// How a visitor handled a step.
+pub type Visit<E> = Result<StepStatus, E>;
 
 /// What a walk does with each kind of step. Every method gets the stage's state so far
 /// and returns how the step was handled; [`StepStatus::Ran`] means "ran" to the
@@ -131,49 +161,23 @@ pub trait StepVisitor {
     fn stage_started(&mut self, _stage: &Stage) {}
 
     /// The stage's base image (`None`: scratch).
-    fn base(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        image: Option<&str>,
-    ) -> Result<StepStatus, Self::Error>;
+    fn base(&mut self, at: &StepAt, st: &mut StageState, image: Option<&str>)
+        -> Visit<Self::Error>;
 
-    /// A Run step that is Blubber's user-creation line: written natively.
-    fn users(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        step: UserStep,
-        ctx: &RunContext,
-    ) -> Result<StepStatus, Self::Error>;
+    /// A Run step that is Blubber's user-creation line.
+    fn users(&mut self, at: &StepAt, st: &mut StageState, step: UsersStep) -> Visit<Self::Error>;
 
     /// A Run step that runs a command in the sandbox.
-    fn command(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        command: Command<'_>,
-        ctx: &RunContext,
-    ) -> Result<StepStatus, Self::Error>;
+    fn command(&mut self, at: &StepAt, st: &mut StageState, run: RunStep) -> Visit<Self::Error>;
 
     /// A copy from the build context, a variant or an image.
-    fn copy(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        copy: CopyStep<'_>,
-    ) -> Result<StepStatus, Self::Error>;
+    fn copy(&mut self, at: &StepAt, st: &mut StageState, copy: CopyStep) -> Visit<Self::Error>;
 
     /// A file with fixed content.
-    fn file(
-        &mut self,
-        at: &StepAt<'_>,
-        st: &mut StageState,
-        file: FixedFile<'_>,
-    ) -> Result<StepStatus, Self::Error>;
+    fn file(&mut self, at: &StepAt, st: &mut StageState, file: FixedFile) -> Visit<Self::Error>;
 
     /// A step finished (after `elapsed`) with `status`.
-    fn step_finished(&mut self, _at: &StepAt<'_>, _status: StepStatus, _elapsed: Duration) {}
+    fn step_finished(&mut self, _at: &StepAt, _status: StepStatus, _elapsed: Duration) {}
 
     /// A stage finished; `st` is its final state.
     fn stage_finished(&mut self, _st: &StageState) {}
@@ -206,34 +210,30 @@ pub fn walk<V: StepVisitor>(plan: &Plan, visitor: &mut V) -> Result<Stages, V::E
 }
 
 /// Hands one instruction to the visitor's method for its kind.
-fn visit<V: StepVisitor>(
-    visitor: &mut V,
-    at: &StepAt<'_>,
-    st: &mut StageState,
-) -> Result<StepStatus, V::Error> {
+fn visit<V: StepVisitor>(visitor: &mut V, at: &StepAt, st: &mut StageState) -> Visit<V::Error> {
+    let run = |command, ctx| RunStep { command, ctx };
     match at.instruction {
         Instruction::Base { image, .. } => visitor.base(at, st, image.as_deref()),
         Instruction::Run {
-            effective, context, ..
+            effective,
+            context: ctx,
+            ..
         }
         | Instruction::RunAll {
-            effective, context, ..
-        } => match native_user_step(effective, context) {
-            Some(step) => visitor.users(at, st, step, context),
-            None => visitor.command(at, st, Command::Shell(effective), context),
+            effective,
+            context: ctx,
+            ..
+        } => match native_user_step(effective, ctx) {
+            Some(users) => visitor.users(at, st, UsersStep { users, ctx }),
+            None => visitor.command(at, st, run(Command::Shell(effective), ctx)),
         },
         Instruction::RunScript {
             script,
             sha256,
-            context,
-        } => visitor.command(at, st, Command::Script { script, sha256 }, context),
+            context: ctx,
+        } => visitor.command(at, st, run(Command::Script { script, sha256 }, ctx)),
         Instruction::Copy(spec) => {
-            let copy = CopyStep {
-                from: CopyFrom::Context,
-                spec,
-                source_workdir: None,
-            };
-            visitor.copy(at, st, copy)
+            visitor.copy(at, st, CopyStep::new(CopyFrom::Context, spec, None))
         }
         Instruction::CopyFrom {
             from,
@@ -244,24 +244,24 @@ fn visit<V: StepVisitor>(
                 CopySource::Variant(v) => CopyFrom::Variant(v),
                 CopySource::Image(r) => CopyFrom::Image(r),
             };
-            let copy = CopyStep {
-                from,
-                spec: copy,
-                source_workdir: source_workdir.as_deref(),
-            };
-            visitor.copy(at, st, copy)
+            let workdir = source_workdir.as_deref();
+            visitor.copy(at, st, CopyStep::new(from, copy, workdir))
         }
         Instruction::File {
             path,
             content,
             mode,
         } => {
-            let file = FixedFile {
-                path,
-                content,
-                mode: *mode,
-            };
-            visitor.file(at, st, file)
+            let mode = *mode;
+            visitor.file(
+                at,
+                st,
+                FixedFile {
+                    path,
+                    content,
+                    mode,
+                },
+            )
         }
         Instruction::Arg { .. }
         | Instruction::Env { .. }
