@@ -1,7 +1,7 @@
 //! The dry run's platform check: build steps run natively, so a stage that runs
 //! commands needs a base image for this machine's architecture.
 
-use crate::builder::stage::StageState;
+use crate::builder::layers::stage::StageState;
 use crate::plan::{Instruction, Stage};
 
 use super::DryRunProblem;

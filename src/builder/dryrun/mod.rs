@@ -28,9 +28,9 @@ use std::time::Duration;
 use crate::builder::copy::CopyRequest;
 use crate::builder::events::StepStatus;
 use crate::builder::layers::cache::CacheKey;
+use crate::builder::layers::stage::{StageState, Stages};
 use crate::builder::layers::view::ImageView;
 use crate::builder::run::runner::StepRunner;
-use crate::builder::stage::{StageState, Stages};
 use crate::builder::users::resolve_user;
 use crate::builder::walk::{
     step_key, walk, Command, CopyFrom, CopyStep, FixedFile, RunStep, Session, StepAt, StepVisitor,

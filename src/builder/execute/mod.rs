@@ -15,11 +15,12 @@ use crate::builder::layers::adopt::StepWrites;
 use crate::builder::layers::cache::CacheKey;
 use crate::builder::layers::entries::EntrySet;
 use crate::builder::layers::image_relative;
+use crate::builder::layers::stage::{StageState, Stages};
 use crate::builder::run::runner::{StepRequest, StepRunner};
 use crate::builder::run::step::{
     cache_mounts, keep_existing_owners, script_mount, source_mounts, step_env,
 };
-use crate::builder::stage::{BuiltImage, StageState, Stages};
+use crate::builder::stage::BuiltImage;
 use crate::builder::users::{resolve_user, user_entries};
 use crate::builder::walk::{
     step_key, walk, Command, CopyStep, FixedFile, RunStep, Session, StepAt, StepVisitor, UsersStep,

@@ -8,8 +8,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::stage::{StageLayer, StageState};
 use crate::builder::events::StepStatus;
-use crate::builder::stage::{StageLayer, StageState};
 use crate::builder::BuildError;
 use crate::image::{LayerDigests, LayerEntry, LayerOptions};
 use crate::store::{Store, StoredImage};

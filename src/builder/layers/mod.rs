@@ -5,6 +5,8 @@
 //!   layer directories with overlay semantics ([`view::ImageView`]);
 //! - [`owners`]: the real owners and modes of layers unpacked without root;
 //! - [`entries`]: the entries a step writes ([`entries::EntrySet`]), made over a view;
+//! - [`stage`]: the state of a stage being built ([`stage::StageState`]: its layers and
+//!   cache key) and the finished stages;
 //! - [`diff`]: the sandbox's captured writes as layer entries;
 //! - [`cache`]: content-derived cache keys, the stat cache and the cache index;
 //! - [`commit`]: [`commit::Layers`], the only writer: unpacks images, reuses a cached
@@ -20,6 +22,7 @@ pub mod commit;
 pub mod diff;
 pub mod entries;
 pub mod owners;
+pub mod stage;
 pub mod view;
 
 use std::path::{Component, Path, PathBuf};

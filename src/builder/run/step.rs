@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use crate::builder::imageconfig::{env_pairs, set_env, DEFAULT_PATH};
 use crate::builder::layers::image_relative;
+use crate::builder::layers::stage::{StageState, Stages};
 use crate::builder::layers::view::{FileKind, ImageView};
-use crate::builder::stage::{StageState, Stages};
 use crate::builder::walk::Session;
 use crate::builder::{io_err, BuildError};
 use crate::image::{EntryKind, LayerEntry};

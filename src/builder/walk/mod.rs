@@ -20,7 +20,7 @@ use crate::plan::{dockerfile, CopySource, CopySpec, Instruction, Plan, RunContex
 
 use super::copy::{CopyRequest, Owner};
 use super::events::StepStatus;
-use super::stage::{StageState, Stages};
+use super::layers::stage::{StageState, Stages};
 use super::users::{native_user_step, UserStep};
 
 /// Where the walk is: the instruction, its stage and plan, and the stages built before.
