@@ -1,6 +1,6 @@
 //! Building a variant of a project: load the config, resolve the base images (so that
 //! Blubber's variable expansion sees their `Env`), compile the plan once, walk it with
-//! the preflight ([`dryrun`]) and then with the [`Executor`]. Shared by `flense build`
+//! the preflight ([`super::dryrun`]) and then with the [`Executor`]. Shared by `flense build`
 //! and `flense run VARIANT`; `flense build --dry-run` walks only the dry run.
 
 use std::collections::BTreeMap;

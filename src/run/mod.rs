@@ -1,6 +1,8 @@
-//! Running an image from the store in a sandbox: its entrypoint and cmd, env, user and
-//! working directory, with the caller's overrides. The root is an overlay of the image's
-//! unpacked layers with a throw-away upper directory.
+//! Running images from the store in the sandbox (`flense run --image`, and `flense run
+//! VARIANT` after building it): the image's entrypoint and cmd, env, user and working
+//! directory, with the caller's overrides. The root is an overlay of the image's
+//! unpacked layers with a throw-away upper directory. Builds run their steps through
+//! [`crate::builder::run`] instead.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

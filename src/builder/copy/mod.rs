@@ -1,8 +1,17 @@
-//! BuildKit COPY semantics (spec §5.10) as layer entries: follow a symlinked source,
-//! copy a directory's contents, wildcards (an empty match is allowed), a file lands in
-//! the destination or becomes it, a relative destination is joined to the working
-//! directory, missing parents are created owned by the copy owner, and per-copy
-//! `exclude` patterns apply relative to each source.
+//! Copies: the sources of a copy, read through an [`ImageView`], become layer entries.
+//!
+//! - this module: BuildKit COPY semantics (spec §5.10) — follow a symlinked source,
+//!   copy a directory's contents, wildcards (an empty match is allowed), a file lands in
+//!   the destination or becomes it, a relative destination is joined to the working
+//!   directory, missing parents are created owned by the copy owner, and per-copy
+//!   `exclude` patterns apply relative to each source;
+//! - [`context`]: the build context as an [`ImageView`], after `.dockerignore`;
+//! - [`ignore`]: Docker's pattern matching, for `.dockerignore` and `exclude`.
+//!
+//! Data flow: a source view (the context, a finished variant, an image's layers) and a
+//! [`CopyRequest`] go into [`copy_into`], which adds entries to an
+//! [`EntrySet`] over the stage's current filesystem; the executor commits those entries
+//! as the copy's layer, the dry run only checks that the sources exist.
 
 pub mod context;
 pub mod ignore;

@@ -1,7 +1,7 @@
 //! `flense build --dry-run`, and the preflight of every build: everything a build checks
 //! before it runs a step, without running one or writing a layer.
 //!
-//! [`DryRun`] is the second visitor of the [walk](crate::builder::walk), over the same
+//! The dry run ([`dry_run`]) is the second visitor of the [walk](crate::builder::walk), over the same
 //! [`Session`] as the executor: each base and `copies.from`/mount image is resolved
 //! (pulled into the store when missing: manifest, config and layers, because the
 //! executor reads its files), local copy sources are matched against the context with

@@ -1,4 +1,4 @@
-//! The parts of a command step's [`StepRequest`] and of its outcome that depend on the
+//! The parts of a command step's [`super::runner::StepRequest`] and of its outcome that depend on the
 //! plan: the environment, the script mount, scratch copies of mounted filesystems,
 //! cache directories (locked when the plan says so), and the owners of captured paths
 //! that existed before the step.

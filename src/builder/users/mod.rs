@@ -1,4 +1,6 @@
-//! Creates the lives and runs users natively, without running `groupadd`/`useradd`.
+//! Creates the lives and runs users natively, without running `groupadd`/`useradd`;
+//! [`step`] recognises Blubber's user-creation line in a Run step, and
+//! [`resolve_user`] finds the IDs a step runs as.
 //!
 //! Blubber runs, for each user (spec §5.2):
 //! `(getent group GID || groupadd -o -g GID -r NAME) && (getent passwd UID || useradd -l
@@ -19,7 +21,7 @@ use crate::builder::layers::entries::EntrySet;
 use crate::builder::layers::image_relative;
 use crate::builder::layers::view::ImageView;
 
-mod step;
+pub mod step;
 pub use step::{native_user_step, parse_user_step, UserStep};
 
 /// Errors while creating users.
