@@ -1,6 +1,7 @@
 //! The local store: blobs by digest in an OCI image layout, unpacked layers by diff-ID,
-//! and the build cache. Paths under the root are built here only: other modules ask
-//! [`Store`] for them ([`Store::tmp_dir`], [`Store::cache_dir`], [`Store::stat_cache_file`]).
+//! and the build cache's files. Paths under the root are built here only: other modules
+//! ask [`Store`] for them ([`Store::tmp_dir`], [`Store::cache_dir`],
+//! [`Store::stat_cache_file`]).
 //!
 //! Layout under the root (see [`default_root`]):
 //! ```text

@@ -1,16 +1,16 @@
 //! `flense build --dry-run`, and the preflight of every build: everything a build checks
 //! before it runs a step, without running one or writing a layer.
 //!
-//! The dry run ([`dry_run`]) is the second visitor of the [walk](crate::builder::walk), over the same
-//! [`Session`] as the executor: each base and `copies.from`/mount image is resolved
-//! (pulled into the store when missing: manifest, config and layers, because the
-//! executor reads its files), local copy sources are matched against the context with
-//! the executor's own copy code, each command step's user must be runnable by the step
-//! runner, and a shell step needs `/bin/sh` in the image. With cache lookups (a dry
-//! run), while every layer step so far was cached, it derives the executor's cache keys
-//! and reuses the cached layers, so it reports which steps are cached and which would
-//! run; after the first step that would run, every later layer step of that stage (and
-//! every copy from that stage) would run too.
+//! The dry run ([`dry_run`]) is the second visitor of the [walk](crate::builder::walk),
+//! over the same [`Session`] as the executor: each base and `copies.from`/mount image is
+//! resolved (pulled into the store when missing: manifest, config and layers, because
+//! the executor reads its files), local copy sources are matched against the context
+//! with the executor's own copy code, each command step's user must be runnable by the
+//! step runner, and a shell step needs `/bin/sh` in the image. With cache lookups (a
+//! dry run), while every layer step so far was cached, it derives the executor's cache
+//! keys and reuses the cached layers, so it reports which steps are cached and which
+//! would run; after the first step that would run, every later layer step of that stage
+//! (and every copy from that stage) would run too.
 //!
 //! Without cache lookups ([`Lookups::Off`]) it is the preflight a build walks first, so
 //! a missing copy source fails the build before any earlier step has run.

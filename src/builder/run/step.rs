@@ -1,7 +1,7 @@
-//! The parts of a command step's [`super::runner::StepRequest`] and of its outcome that depend on the
-//! plan: the environment, the script mount, scratch copies of mounted filesystems,
-//! cache directories (locked when the plan says so), and the owners of captured paths
-//! that existed before the step.
+//! The parts of a command step's request ([`super::runner::StepRequest`]) and of its
+//! outcome that depend on the plan: the environment, the script mount, scratch copies
+//! of mounted filesystems, cache directories (locked when the plan says so), and the
+//! owners of captured paths that existed before the step.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
