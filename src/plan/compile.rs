@@ -324,4 +324,33 @@ mod tests {
             ]
         );
     }
+
+    #[test]
+    fn base_images_are_the_bases_compile_gives_its_stages() {
+        let text = r#"
+version: v4
+variants:
+  build:
+    base: docker-registry.wikimedia.org/nodejs20-devel
+  assets:
+    base: docker-registry.wikimedia.org/nodejs20-devel
+    copies: [build]
+  production:
+    base: docker-registry.wikimedia.org/nodejs20-slim
+    copies: [assets, build]
+"#;
+        let config = crate::config::load_str(text, "bases.yaml").unwrap();
+        let bases = base_images(&config, "production").unwrap();
+        let plan = compile(&config, "production", &CompileOptions::default()).unwrap();
+        let compiled: Vec<String> = plan.stages.iter().filter_map(|s| s.base.clone()).collect();
+        assert_eq!(bases, compiled);
+        assert_eq!(
+            bases,
+            [
+                "docker-registry.wikimedia.org/nodejs20-devel",
+                "docker-registry.wikimedia.org/nodejs20-devel",
+                "docker-registry.wikimedia.org/nodejs20-slim"
+            ]
+        );
+    }
 }
