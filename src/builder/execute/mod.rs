@@ -148,8 +148,8 @@ impl<'a> Executor<'a> {
         status
     }
 
-    /// Runs `command` in the sandbox on the stage's layers and returns its writes (and
-    /// the overlay upper directory they were captured from, when adoptable).
+    /// Runs the step's command in the sandbox on the stage's layers and returns its
+    /// writes (and the overlay upper directory they were captured from, when adoptable).
     fn run_command(
         &self,
         at: &StepAt,
