@@ -2,17 +2,18 @@
 //! without Docker, without a daemon and without root.
 //!
 //! The crate is split along the data flow: [`config`] reads `blubber.yaml`, [`plan`]
-//! compiles a variant into instructions, [`build`] executes them with the help of
+//! compiles a variant into instructions, [`builder`] executes them with the help of
 //! [`image`], [`store`], [`registry`] and the `flense-runtime` crate, and [`pipeline`]
 //! runs `.pipeline/config.yaml`.
 
 #![forbid(unsafe_code)]
 
-pub mod build;
+pub mod builder;
 pub mod config;
 pub mod error_chain;
 pub mod image;
 pub mod pipeline;
 pub mod plan;
 pub mod registry;
+pub mod run;
 pub mod store;

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flense::build::diff::to_layer_entries;
+use flense::builder::layers::diff::to_layer_entries;
 use flense::image::{write_layer, LayerOptions};
 use flense_runtime::{DiffEntry, DiffKind, IdMode, Overlay, RootFs, Sandbox, Stdio};
 use flense_test_support::rerun::*;

@@ -14,11 +14,11 @@ use anyhow::{anyhow, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::Globals;
-use flense::build::executor::{BuildSettings, BuiltImage};
-use flense::build::images::PullingImages;
-use flense::build::project::{build_project, default_config_file, default_tag, ProjectBuild};
-use flense::build::runner::StepNetwork;
-use flense::build::sandbox::SandboxRunner;
+use flense::builder::images::PullingImages;
+use flense::builder::project::{build_project, default_config_file, default_tag, ProjectBuild};
+use flense::builder::run::runner::StepNetwork;
+use flense::builder::run::sandbox::SandboxRunner;
+use flense::builder::stage::{BuildSettings, BuiltImage};
 use flense::image::oci::ImageFormat;
 use flense::plan::Platform;
 use flense::store::Store;
@@ -48,9 +48,9 @@ pub enum FormatArg {
     Docker,
 }
 
-/// Options shared by `flense build` and `flense run VARIANT`.
+/// What to build from, for `flense build` and `flense run VARIANT`.
 #[derive(Args, Debug, Clone)]
-pub struct BuildOptions {
+pub struct ProjectArgs {
     /// The Blubber config file (default: CONTEXT/.pipeline/blubber.yaml).
     #[arg(short = 'f', long = "file")]
     pub file: Option<PathBuf>,
@@ -63,6 +63,13 @@ pub struct BuildOptions {
     /// Build every step again, ignoring the cache.
     #[arg(long)]
     pub no_cache: bool,
+}
+
+/// Options of `flense build` (`flense run VARIANT` sets them from its own).
+#[derive(Args, Debug, Clone)]
+pub struct BuildOptions {
+    #[command(flatten)]
+    pub project: ProjectArgs,
     /// Network of build steps.
     #[arg(long, value_enum, default_value = "host")]
     pub network: NetworkArg,
@@ -120,18 +127,8 @@ pub struct BuildArgs {
 /// `run`'s own options).
 #[derive(Args, Debug, Clone)]
 pub struct RunBuildArgs {
-    /// The Blubber config file (default: CONTEXT/.pipeline/blubber.yaml).
-    #[arg(short = 'f', long = "file")]
-    pub file: Option<PathBuf>,
-    /// The build context directory.
-    #[arg(short = 'C', long = "context", default_value = ".")]
-    pub context: PathBuf,
-    /// A build argument, NAME=VALUE (repeatable).
-    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
-    pub build_args: Vec<String>,
-    /// Build every step again, ignoring the cache.
-    #[arg(long)]
-    pub no_cache: bool,
+    #[command(flatten)]
+    pub project: ProjectArgs,
     /// Registries config for base images.
     #[arg(long, value_name = "FILE")]
     pub registries_config: Option<PathBuf>,
@@ -152,10 +149,7 @@ pub fn build_for_run(
     userns: flense_runtime::IdMode,
 ) -> anyhow::Result<String> {
     let options = BuildOptions {
-        file: args.file.clone(),
-        context: args.context.clone(),
-        build_args: args.build_args.clone(),
-        no_cache: args.no_cache,
+        project: args.project.clone(),
         network: match network {
             flense_runtime::Network::Host => NetworkArg::Host,
             flense_runtime::Network::None => NetworkArg::None,
@@ -210,7 +204,8 @@ fn prepare(
     tag: Option<String>,
     format: ImageFormat,
 ) -> anyhow::Result<Prepared> {
-    let build_args = flense::plan::parse_build_args(&options.build_args).map_err(super::invalid)?;
+    let build_args =
+        flense::plan::parse_build_args(&options.project.build_args).map_err(super::invalid)?;
     let platform = options
         .platform
         .as_deref()
@@ -226,22 +221,23 @@ fn prepare(
             )));
         }
     }
-    if !options.context.is_dir() {
+    let project = &options.project;
+    if !project.context.is_dir() {
         return Err(super::invalid(anyhow!(
             "build context {} is not a directory",
-            options.context.display()
+            project.context.display()
         )));
     }
-    let config_file = options
+    let config_file = project
         .file
         .clone()
-        .unwrap_or_else(|| default_config_file(&options.context));
+        .unwrap_or_else(|| default_config_file(&project.context));
     if options.policy.policy.is_some() {
         let config = super::config::load_or_report(&config_file)?;
         options.policy.check(&config_file, &config, variant)?;
     }
     let store = open_store(globals)?;
-    let tag = tag.unwrap_or_else(|| default_tag(&options.context, variant));
+    let tag = tag.unwrap_or_else(|| default_tag(&project.context, variant));
     let labels = options
         .labels
         .iter()
@@ -257,8 +253,8 @@ fn prepare(
         platform,
         labels,
         settings: BuildSettings {
-            context_dir: options.context.clone(),
-            no_cache: options.no_cache,
+            context_dir: project.context.clone(),
+            no_cache: project.no_cache,
             network: match options.network {
                 NetworkArg::Host => StepNetwork::Host,
                 NetworkArg::None => StepNetwork::None,

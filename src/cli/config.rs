@@ -159,12 +159,9 @@ fn variants(args: &VariantsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Arguments of `flense dockerfile`.
+/// What `flense dockerfile` and `flense plan` compile: the config, build arguments, policy.
 #[derive(Args, Debug)]
-pub struct DockerfileArgs {
-    /// The variant to render.
-    #[arg(default_value = "test")]
-    variant: String,
+pub struct CompileArgs {
     #[command(flatten)]
     config: FileArg,
     /// A build argument, NAME=VALUE (repeatable).
@@ -172,6 +169,16 @@ pub struct DockerfileArgs {
     build_args: Vec<String>,
     #[command(flatten)]
     policy: PolicyArg,
+}
+
+/// Arguments of `flense dockerfile`.
+#[derive(Args, Debug)]
+pub struct DockerfileArgs {
+    /// The variant to render.
+    #[arg(default_value = "test")]
+    variant: String,
+    #[command(flatten)]
+    compile: CompileArgs,
 }
 
 /// Arguments of `flense plan`.
@@ -181,10 +188,7 @@ pub struct PlanArgs {
     #[arg(default_value = "test")]
     variant: String,
     #[command(flatten)]
-    config: FileArg,
-    /// A build argument, NAME=VALUE (repeatable).
-    #[arg(long = "build-arg", value_name = "NAME=VALUE")]
-    build_args: Vec<String>,
+    compile: CompileArgs,
     /// Target platform, os/arch[/variant] (default: this machine's); sets
     /// TARGETPLATFORM and friends for the build steps.
     #[arg(long)]
@@ -192,25 +196,22 @@ pub struct PlanArgs {
     /// Print the plan as JSON (the stable, machine-readable form).
     #[arg(long)]
     json: bool,
-    #[command(flatten)]
-    policy: PolicyArg,
 }
 
 /// Loads the config and compiles `variant`; every failure is invalid input (exit 2).
 fn compile_variant(
-    file: &Path,
+    args: &CompileArgs,
     variant: &str,
-    build_args: &[String],
     platform: Option<&str>,
-    policy: &PolicyArg,
 ) -> anyhow::Result<flense::plan::Plan> {
-    let build_args = flense::plan::parse_build_args(build_args).map_err(super::invalid)?;
+    let file = args.config.file.as_path();
+    let build_args = flense::plan::parse_build_args(&args.build_args).map_err(super::invalid)?;
     let platform = platform
         .map(str::parse::<flense::plan::Platform>)
         .transpose()
         .map_err(super::invalid)?;
     let config = load_or_report(file)?;
-    policy.check(file, &config, variant)?;
+    args.policy.check(file, &config, variant)?;
     let options = flense::plan::CompileOptions {
         build_args,
         platform,
@@ -223,25 +224,13 @@ fn compile_variant(
 }
 
 fn dockerfile(args: &DockerfileArgs) -> anyhow::Result<ExitCode> {
-    let plan = compile_variant(
-        &args.config.file,
-        &args.variant,
-        &args.build_args,
-        None,
-        &args.policy,
-    )?;
+    let plan = compile_variant(&args.compile, &args.variant, None)?;
     print!("{}", flense::plan::dockerfile::render(&plan));
     Ok(ExitCode::SUCCESS)
 }
 
 fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let plan = compile_variant(
-        &args.config.file,
-        &args.variant,
-        &args.build_args,
-        args.platform.as_deref(),
-        &args.policy,
-    )?;
+    let plan = compile_variant(&args.compile, &args.variant, args.platform.as_deref())?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&plan)?);
     } else {

@@ -204,7 +204,7 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let _hold = store.hold_blobs()?;
     let spool = tempfile::Builder::new()
         .prefix(".import-")
-        .tempdir_in(store.root().join("tmp"))?;
+        .tempdir_in(store.tmp_dir())?;
     let entries = entries_from_tar(stream, spool.path())
         .with_context(|| format!("reading {}", args.rootfs.display()))
         .map_err(super::invalid)?;

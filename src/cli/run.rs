@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use flense_runtime::{ExitStatus, IdMode, Mount, Network, RuntimeError};
 
 use super::{invalid, Globals};
-use flense::build::run_image::{run_image, RunError, RunOverrides};
+use flense::run::{run_image, RunError, RunOverrides};
 use flense::store::{default_root, Store};
 
 /// Subcommands of this area.

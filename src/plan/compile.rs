@@ -185,6 +185,22 @@ pub fn compile(config: &Config, target: &str, options: &CompileOptions) -> Resul
     })
 }
 
+/// The base image of each stage [`compile`] makes for `target`, in build order (scratch
+/// stages have none): what a builder resolves before compiling, so that the plan
+/// expands the variables of the bases' `Env`.
+pub fn base_images(config: &Config, target: &str) -> Result<Vec<String>, PlanError> {
+    let mut order = config.copies_dependencies(target)?;
+    order.push(target.to_string());
+    let mut bases = Vec::new();
+    for name in &order {
+        let variant = config.expand(name)?;
+        if !variant.is_scratch() {
+            bases.push(variant.common.base.clone().unwrap_or_default());
+        }
+    }
+    Ok(bases)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,6 +324,35 @@ mod tests {
             [
                 "for t in a b; do echo hello ; done",
                 "echo \"/home/somebody\" \"hello\""
+            ]
+        );
+    }
+
+    #[test]
+    fn base_images_are_the_bases_compile_gives_its_stages() {
+        let text = r#"
+version: v4
+variants:
+  build:
+    base: docker-registry.wikimedia.org/nodejs20-devel
+  assets:
+    base: docker-registry.wikimedia.org/nodejs20-devel
+    copies: [build]
+  production:
+    base: docker-registry.wikimedia.org/nodejs20-slim
+    copies: [assets, build]
+"#;
+        let config = crate::config::load_str(text, "bases.yaml").unwrap();
+        let bases = base_images(&config, "production").unwrap();
+        let plan = compile(&config, "production", &CompileOptions::default()).unwrap();
+        let compiled: Vec<String> = plan.stages.iter().filter_map(|s| s.base.clone()).collect();
+        assert_eq!(bases, compiled);
+        assert_eq!(
+            bases,
+            [
+                "docker-registry.wikimedia.org/nodejs20-devel",
+                "docker-registry.wikimedia.org/nodejs20-devel",
+                "docker-registry.wikimedia.org/nodejs20-slim"
             ]
         );
     }

@@ -22,7 +22,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-pub use compile::{compile, compile_stage, StageEnv};
+pub use compile::{base_images, compile, compile_stage, StageEnv};
 pub use instruction::{
     ArgDefault, Cache, CacheAccess, CopySource, CopySpec, EnvVar, Instruction, Mount, MountSource,
     Owner, Phase, RunContext, Step,

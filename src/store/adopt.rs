@@ -1,7 +1,7 @@
 //! Adopting a prepared directory tree as an unpacked layer, instead of extracting the
 //! layer's blob again.
 //!
-//! A build step's captured tree (the overlay upper directory, see `build::adopt`) is
+//! A build step's captured tree (the overlay upper directory, see `builder::layers::adopt`) is
 //! already on the store's filesystem; once the caller has made it look exactly like
 //! what [`Store::unpack_layer`] would extract from the layer's blob, it is moved into
 //! `<root>/layers/<diff-id hex>/diff` with the same protocol as unpacking: assembled in
@@ -33,11 +33,7 @@ impl Store {
             return Ok(existing);
         }
         let final_dir = self.layer_dir(diff_id)?;
-        let layers = self.root.join("layers");
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&layers)
-            .map_err(io_err("creating a temp dir in", &layers))?;
+        let tmp = self.layer_staging_dir()?;
         let diff = tmp.path().join("diff");
         fs::rename(tree, &diff).map_err(io_err("moving a layer tree into", &diff))?;
         fs::set_permissions(&diff, fs::Permissions::from_mode(0o755))

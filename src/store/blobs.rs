@@ -137,7 +137,7 @@ impl Store {
     pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
         let mut w = self.blob_writer()?;
         w.write_all(bytes)
-            .map_err(io_err("writing", &self.root.join("tmp")))?;
+            .map_err(io_err("writing", &self.tmp_dir()))?;
         Ok(w.commit(None)?.0)
     }
 

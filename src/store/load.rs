@@ -29,8 +29,8 @@ impl Store {
             .map_err(io_err("reading", archive))?;
         let tmp = tempfile::Builder::new()
             .prefix(".load-")
-            .tempdir_in(self.root.join("tmp"))
-            .map_err(io_err("creating a temp dir in", &self.root.join("tmp")))?;
+            .tempdir_in(self.tmp_dir())
+            .map_err(io_err("creating a temp dir in", &self.tmp_dir()))?;
         extract_tar(stream, tmp.path()).map_err(|e| bad(ErrorChain(&e).to_string()))?;
         let dir = tmp.path();
         let result = if dir.join("index.json").is_file() {

@@ -1,5 +1,7 @@
 //! The local store: blobs by digest in an OCI image layout, unpacked layers by diff-ID,
-//! and the build cache.
+//! and the build cache's files. Paths under the root are built here only: other modules
+//! ask [`Store`] for them ([`Store::tmp_dir`], [`Store::cache_dir`],
+//! [`Store::stat_cache_file`]).
 //!
 //! Layout under the root (see [`default_root`]):
 //! ```text
@@ -7,10 +9,20 @@
 //!                                              umoci `--image <root>:<ref>` read it)
 //! index.lock                                   lock file guarding index.json updates
 //! gc.lock                                      shared by writers (BlobHold), exclusive for prune
-//! tmp/                                         temp files, renamed into place when complete
+//! tmp/                                         temp files and build scratch directories,
+//!                                              renamed into place when complete
 //! diffids/sha256/<blob hex>                    "sha256:<diff-id>" of a compressed layer blob
 //! layer-blobs/sha256/<diff-id hex>             "sha256:<blob>" compressed blob of a diff-ID
-//! layers/<diff-id hex>/                        an unpacked layer (see [`unpack`])
+//! layers/<diff-id hex>/diff/                   an unpacked layer (see [`unpack`]), with its
+//! layers/<diff-id hex>/whiteouts.json          whiteouts and opaque directories
+//! layers/.tmp-*/                               a layer being unpacked or adopted
+//! cache/stat-cache.tsv                         build cache: `size mtime_ns inode sha256 path`
+//!                                              of hashed context files
+//! cache/index/<key>.json                       build cache: what each step key produced
+//! cache/locks/<key>.lock                       build cache: held while a key is being built
+//! cache/mounts/<hash>-<id>/                    persistent `caches:` directories of Run steps
+//! cache/owners/<diff-id hex>.tsv               owners and modes of a layer's entries, for
+//!                                              rootless builds whose disk cannot hold them
 //! ```
 
 mod adopt;
@@ -128,6 +140,19 @@ pub fn default_root() -> PathBuf {
     home.join(".local/share/flense")
 }
 
+/// The directories of the build cache under `cache/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheDir {
+    /// `cache/index/`: what each build-cache key produced.
+    Index,
+    /// `cache/locks/`: one lock file per key being built.
+    Locks,
+    /// `cache/mounts/`: the persistent `caches:` directories of Run steps.
+    Mounts,
+    /// `cache/owners/`: owners and modes of layers, for rootless builds.
+    Owners,
+}
+
 /// A local store rooted at a directory. Cheap to clone; every method is safe to call
 /// from several processes at once.
 #[derive(Debug, Clone)]
@@ -185,9 +210,31 @@ impl Store {
         &self.root
     }
 
+    /// The directory for temp files and scratch directories (same filesystem as the
+    /// blobs and layers, so they can be renamed into place).
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// A directory of the build cache (created by its first user).
+    pub fn cache_dir(&self, dir: CacheDir) -> PathBuf {
+        let name = match dir {
+            CacheDir::Index => "index",
+            CacheDir::Locks => "locks",
+            CacheDir::Mounts => "mounts",
+            CacheDir::Owners => "owners",
+        };
+        self.root.join("cache").join(name)
+    }
+
+    /// The build cache's record of hashed files.
+    pub fn stat_cache_file(&self) -> PathBuf {
+        self.root.join("cache").join("stat-cache.tsv")
+    }
+
     /// A new temp file path inside the store (same filesystem as the blobs).
     pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
-        let dir = self.root.join("tmp");
+        let dir = self.tmp_dir();
         tempfile::NamedTempFile::new_in(&dir).map_err(io_err("creating a temp file in", &dir))
     }
 

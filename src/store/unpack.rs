@@ -37,6 +37,16 @@ pub struct UnpackedLayer {
 }
 
 impl Store {
+    /// A new directory under `layers/` in which a layer is put together before it is
+    /// renamed into place (same filesystem; removed when dropped).
+    pub(crate) fn layer_staging_dir(&self) -> Result<tempfile::TempDir, StoreError> {
+        let layers = self.root.join("layers");
+        tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&layers)
+            .map_err(io_err("creating a temp dir in", &layers))
+    }
+
     /// The directory of the unpacked layer with this diff-ID (whether or not present).
     pub fn layer_dir(&self, diff_id: &str) -> Result<PathBuf, StoreError> {
         let hex = sha256_hex(diff_id).ok_or_else(|| StoreError::BadDigest(diff_id.to_owned()))?;
@@ -88,11 +98,7 @@ impl Store {
                 return Ok(layer);
             }
         }
-        let layers = self.root.join("layers");
-        let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&layers)
-            .map_err(io_err("creating a temp dir in", &layers))?;
+        let tmp = self.layer_staging_dir()?;
         let diff = tmp.path().join("diff");
         fs::create_dir(&diff).map_err(io_err("creating", &diff))?;
         fs::set_permissions(&diff, fs::Permissions::from_mode(0o755))

@@ -1,11 +1,11 @@
-//! `flense build --dry-run`: the report of [`flense::build::dryrun`] on stdout.
+//! `flense build --dry-run`: the report of [`flense::builder::dryrun`] on stdout.
 
 use std::process::ExitCode;
 
-use flense::build::dryrun::{dry_run_project, DryStatus};
-use flense::build::executor::ImageSource;
-use flense::build::project::ProjectBuild;
-use flense::build::runner::StepRunner;
+use flense::builder::dryrun::DryStatus;
+use flense::builder::project::{dry_run_project, ProjectBuild};
+use flense::builder::run::runner::StepRunner;
+use flense::builder::stage::ImageSource;
 use flense::store::Store;
 
 use super::BuildArgs;

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use flense::build::events::{BuildEvent, EventSink, StepStatus};
+use flense::builder::events::{BuildEvent, EventSink, StepStatus};
 
 /// How build events are shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

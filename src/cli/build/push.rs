@@ -1,6 +1,6 @@
 //! `flense build --push REF`: pushes the built image with the registry client.
 
-use flense::build::executor::BuiltImage;
+use flense::builder::stage::BuiltImage;
 use flense::registry::{
     progress::StderrProgress, Client, CredentialSource, LocalImage, PushOptions, Reference,
     RegistrySettings,

@@ -31,7 +31,7 @@ pub(super) fn prune(_args: PruneArgs, globals: &Globals) -> anyhow::Result<ExitC
 /// unused cache locks; prints what went.
 fn prune_and_report(store: &Store) -> anyhow::Result<()> {
     let report = store.prune()?;
-    let cache = flense::build::cache::CacheIndex::open(store.root());
+    let cache = flense::builder::layers::cache::CacheIndex::open(store);
     let (records, locks) = cache.prune(|digest| store.has_blob(digest))?;
     outln!(
         "Removed {} blobs ({}), {} unpacked layers and {} build-cache records ({} unused locks)",

@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 
 use super::{classify, open_store, Globals};
-use flense::build::owners::{disk_has_owners, layer_owners};
+use flense::builder::layers::owners::{disk_has_owners, layer_owners};
 use flense::error_chain::ErrorChain;
 use flense::store::{Store, StoredImage};
 

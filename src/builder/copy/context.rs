@@ -1,0 +1,270 @@
+//! The local build context: a snapshot of the context directory after `.dockerignore`
+//! filtering, readable as an [`ImageView`] so copies from `local` and copies from other
+//! images share one implementation ([`crate::builder::copy`]).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::builder::copy::ignore::{IgnoreError, PatternMatcher};
+use crate::builder::layers::image_relative;
+use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
+
+/// Errors reading the build context.
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    /// The context directory cannot be read.
+    #[error("build context {}", path.display())]
+    Io {
+        /// The path that failed.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A bad pattern in `.dockerignore`.
+    #[error("{}", path.display())]
+    Ignore {
+        /// The `.dockerignore` file.
+        path: PathBuf,
+        /// The pattern error.
+        source: IgnoreError,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct ContextEntry {
+    meta: FileMeta,
+    link: Option<PathBuf>,
+}
+
+/// Patterns every context ignores before its `.dockerignore`: `flense pipeline`'s
+/// default stage-log directory, which is written while stages build, so a `copies:
+/// [local]` layer would otherwise change on every run.
+pub const DEFAULT_IGNORES: &str = ".pipeline/logs";
+
+/// A build context: the files of a directory that `.dockerignore` lets through.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    root: PathBuf,
+    entries: BTreeMap<PathBuf, ContextEntry>,
+}
+
+impl BuildContext {
+    /// Reads the context at `root`, applying [`DEFAULT_IGNORES`] and then
+    /// `root/.dockerignore` when it exists (so `!.pipeline/logs` there re-includes).
+    pub fn open(root: &Path) -> Result<Self, ContextError> {
+        let ignore_path = root.join(".dockerignore");
+        let ignore = match fs::read_to_string(&ignore_path) {
+            Ok(text) => PatternMatcher::from_dockerignore(&format!("{DEFAULT_IGNORES}\n{text}"))
+                .map_err(|source| ContextError::Ignore {
+                    path: ignore_path.clone(),
+                    source,
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                PatternMatcher::from_dockerignore(DEFAULT_IGNORES)
+                    .expect("the default ignore patterns are valid")
+            }
+            Err(source) => {
+                return Err(ContextError::Io {
+                    path: ignore_path,
+                    source,
+                })
+            }
+        };
+        Self::open_with(root, &ignore)
+    }
+
+    /// Reads the context at `root` with the given ignore patterns.
+    pub fn open_with(root: &Path, ignore: &PatternMatcher) -> Result<Self, ContextError> {
+        let root_meta = fs::metadata(root).map_err(|source| ContextError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        let mut entries = BTreeMap::new();
+        entries.insert(
+            PathBuf::new(),
+            ContextEntry {
+                meta: FileMeta::from(&root_meta),
+                link: None,
+            },
+        );
+        let walker = walkdir::WalkDir::new(root)
+            .min_depth(1)
+            .follow_links(false)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| {
+                let Ok(rel) = e.path().strip_prefix(root) else {
+                    return false;
+                };
+                let rel = rel.to_string_lossy();
+                !ignore.matches(&rel) || (e.file_type().is_dir() && ignore.may_include_below(&rel))
+            });
+        for item in walker {
+            let item = item.map_err(|e| ContextError::Io {
+                path: e
+                    .path()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_else(|| root.into()),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("walk")),
+            })?;
+            let rel = item.path().strip_prefix(root).unwrap_or(item.path());
+            if ignore.matches(&rel.to_string_lossy()) {
+                continue; // an excluded directory walked only for its exceptions
+            }
+            let meta = item
+                .path()
+                .symlink_metadata()
+                .map_err(|source| ContextError::Io {
+                    path: item.path().to_path_buf(),
+                    source,
+                })?;
+            let link = meta
+                .file_type()
+                .is_symlink()
+                .then(|| fs::read_link(item.path()).ok())
+                .flatten();
+            // Parents of an exception inside an excluded directory come along.
+            for anc in rel.ancestors().skip(1) {
+                if entries.contains_key(anc) {
+                    break;
+                }
+                let m =
+                    fs::symlink_metadata(root.join(anc)).map_err(|source| ContextError::Io {
+                        path: root.join(anc),
+                        source,
+                    })?;
+                entries.insert(
+                    anc.to_path_buf(),
+                    ContextEntry {
+                        meta: FileMeta::from(&m),
+                        link: None,
+                    },
+                );
+            }
+            entries.insert(
+                rel.to_path_buf(),
+                ContextEntry {
+                    meta: FileMeta::from(&meta),
+                    link,
+                },
+            );
+        }
+        Ok(Self {
+            root: root.to_path_buf(),
+            entries,
+        })
+    }
+
+    /// The context directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Number of paths visible in the context (directories included).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the context has nothing but its root.
+    pub fn is_empty(&self) -> bool {
+        self.entries.len() <= 1
+    }
+}
+
+impl ImageView for BuildContext {
+    fn stat(&self, path: &Path) -> Option<FileMeta> {
+        self.entries.get(&image_relative(path)).map(|e| e.meta)
+    }
+
+    fn read(&self, path: &Path) -> Option<Vec<u8>> {
+        let rel = image_relative(path);
+        let e = self.entries.get(&rel)?;
+        (e.meta.kind == FileKind::File)
+            .then(|| fs::read(self.root.join(&rel)).ok())
+            .flatten()
+    }
+
+    fn list(&self, path: &Path) -> Vec<String> {
+        let rel = image_relative(path);
+        if self.entries.get(&rel).map(|e| e.meta.kind) != Some(FileKind::Dir) {
+            return Vec::new();
+        }
+        self.entries
+            .range(rel.clone()..)
+            .take_while(|(p, _)| p.starts_with(&rel))
+            .filter(|(p, _)| p.parent() == Some(rel.as_path()))
+            .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect()
+    }
+
+    fn host_path(&self, path: &Path) -> Option<PathBuf> {
+        let rel = image_relative(path);
+        let e = self.entries.get(&rel)?;
+        (e.meta.kind == FileKind::File).then(|| self.root.join(rel))
+    }
+
+    fn read_link(&self, path: &Path) -> Option<PathBuf> {
+        self.entries.get(&image_relative(path))?.link.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerignore_filters_and_exceptions_keep_parents() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join("node_modules/x")).unwrap();
+        fs::create_dir_all(r.join("docs/sub")).unwrap();
+        fs::create_dir_all(r.join("src")).unwrap();
+        fs::write(r.join("node_modules/x/i.js"), "x").unwrap();
+        fs::write(r.join("docs/a.md"), "a").unwrap();
+        fs::write(r.join("docs/sub/keep.md"), "k").unwrap();
+        fs::write(r.join("src/index.js"), "i").unwrap();
+        fs::write(
+            r.join(".dockerignore"),
+            "node_modules\ndocs\n!docs/sub/keep.md\n",
+        )
+        .unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        assert!(ctx.stat(Path::new("node_modules")).is_none());
+        assert!(ctx.stat(Path::new("docs/a.md")).is_none());
+        assert!(ctx.stat(Path::new("docs/sub/keep.md")).is_some());
+        assert_eq!(ctx.list(Path::new("docs")), vec!["sub"]);
+        assert_eq!(
+            ctx.list(Path::new("/")),
+            vec![".dockerignore", "docs", "src"]
+        );
+        assert_eq!(ctx.read(Path::new("src/index.js")).unwrap(), b"i");
+    }
+
+    #[test]
+    fn pipeline_logs_are_ignored_unless_re_included() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join(".pipeline/logs")).unwrap();
+        fs::write(r.join(".pipeline/blubber.yaml"), "v").unwrap();
+        fs::write(r.join(".pipeline/logs/p.test.log"), "l").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        assert_eq!(ctx.list(Path::new(".pipeline")), vec!["blubber.yaml"]);
+        fs::write(r.join(".dockerignore"), "node_modules\n").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        assert!(ctx.stat(Path::new(".pipeline/logs")).is_none());
+        fs::write(r.join(".dockerignore"), "!.pipeline/logs\n").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        assert!(ctx.stat(Path::new(".pipeline/logs/p.test.log")).is_some());
+    }
+
+    #[test]
+    fn bad_dockerignore_names_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join(".dockerignore"), "!\n").unwrap();
+        let err = BuildContext::open(tmp.path()).unwrap_err();
+        assert!(err.to_string().contains(".dockerignore"), "{err}");
+    }
+}

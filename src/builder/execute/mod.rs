@@ -1,0 +1,294 @@
+//! The executor: the visitor of a [walk](crate::builder::walk) that builds. Each
+//! layer-producing step derives its cache key (through the [`Session`]), then
+//! [`Layers::layer_step`](crate::builder::layers::commit::Layers::layer_step) reuses
+//! the cached layer or commits what the step produces: entries written natively (users,
+//! copies, fixed files) or a command's writes captured by the [`StepRunner`]. After the
+//! walk, the target stage's layers and config are committed as an image in the store.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::builder::events::{BuildEvent, EventSink, StepStatus};
+use crate::builder::imageconfig::{final_config, NewLayer};
+use crate::builder::layers::adopt::StepWrites;
+use crate::builder::layers::cache::CacheKey;
+use crate::builder::layers::entries::EntrySet;
+use crate::builder::layers::image_relative;
+use crate::builder::layers::stage::{StageState, Stages};
+use crate::builder::run::runner::{StepRequest, StepRunner};
+use crate::builder::run::step::{
+    cache_mounts, keep_existing_owners, script_mount, source_mounts, step_env,
+};
+use crate::builder::stage::BuiltImage;
+use crate::builder::users::{resolve_user, user_entries};
+use crate::builder::walk::{
+    step_key, walk, Command, CopyStep, FixedFile, RunStep, Session, StepAt, StepVisitor, UsersStep,
+    Visit,
+};
+use crate::builder::{io_err, BuildError};
+use crate::image::{Content, EntryKind, LayerDigests};
+use crate::plan::{Plan, Stage};
+
+/// Builds plans: runs their steps and commits the target as an image.
+pub struct Executor<'a> {
+    session: &'a Session<'a>,
+    runner: &'a dyn StepRunner,
+    events: &'a dyn EventSink,
+    /// Layer steps that ran and that were cached.
+    counts: (usize, usize),
+    /// Scratch directories of the current step, removed once its layer is written.
+    scratch: RefCell<Vec<PathBuf>>,
+}
+
+impl Drop for Executor<'_> {
+    fn drop(&mut self) {
+        self.clean_scratch();
+    }
+}
+
+impl<'a> Executor<'a> {
+    /// An executor of `session`, running commands with `runner` and reporting to
+    /// `events`.
+    pub fn new(
+        session: &'a Session<'a>,
+        runner: &'a dyn StepRunner,
+        events: &'a dyn EventSink,
+    ) -> Self {
+        Self {
+            session,
+            runner,
+            events,
+            counts: (0, 0),
+            scratch: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Builds every stage of `plan` and commits the target as an image.
+    pub fn build(mut self, plan: &Plan) -> Result<BuiltImage, BuildError> {
+        let stages = walk(plan, &mut self)?;
+        self.commit_image(plan, &stages)
+    }
+
+    /// Commits the target stage of a walked plan as an image.
+    fn commit_image(&self, plan: &Plan, stages: &Stages) -> Result<BuiltImage, BuildError> {
+        let target = plan.target_stage();
+        let state = stages.get(&target.variant)?;
+        let new_layers: Vec<NewLayer> = state
+            .layers
+            .iter()
+            .filter(|l| l.new)
+            .map(|l| NewLayer {
+                diff_id: l.digests.diff_id.clone(),
+                created_by: l.created_by.clone(),
+            })
+            .collect();
+        let settings = self.session.settings();
+        let config = final_config(
+            state.base.as_ref().map(|b| &b.config),
+            &target.image,
+            &plan.labels,
+            &new_layers,
+            settings.epoch,
+        )?;
+        let layers: Vec<LayerDigests> = state.layers.iter().map(|l| l.digests.clone()).collect();
+        let store = self.session.layers().store();
+        let manifest =
+            store.commit_image(settings.tag.as_deref(), settings.format, &config, &layers)?;
+        self.session.layers().save_stats()?;
+        self.events.event(&BuildEvent::Image {
+            variant: target.variant.clone(),
+            digest: manifest.digest().to_string(),
+            reference: settings.tag.clone(),
+        });
+        let (ran, cached) = self.counts;
+        Ok(BuiltImage {
+            variant: target.variant.clone(),
+            manifest,
+            config,
+            reference: settings.tag.clone(),
+            ran,
+            cached,
+        })
+    }
+
+    /// A scratch directory under the store's `tmp/`, removed after the current step's
+    /// layer is written (captured files are read from it until then).
+    fn scratch_dir(&self, prefix: &str) -> Result<PathBuf, BuildError> {
+        let tmp = self.session.layers().store().tmp_dir();
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&tmp)
+            .map_err(io_err(&tmp))?
+            .keep();
+        self.scratch.borrow_mut().push(dir.clone());
+        Ok(dir)
+    }
+
+    /// Removes the scratch directories made since the last call.
+    fn clean_scratch(&self) {
+        for dir in self.scratch.borrow_mut().drain(..) {
+            if let Err(e) = crate::store::unpack::remove_tree(&dir) {
+                tracing::warn!("cannot remove {}: {e}", dir.display());
+            }
+        }
+    }
+
+    /// Reuses the cached layer of `key` or commits what `produce` makes, then removes
+    /// the step's scratch directories.
+    fn layer_step(
+        &self,
+        st: &mut StageState,
+        key: CacheKey,
+        at: &StepAt,
+        produce: impl FnOnce(&StageState) -> Result<StepWrites, BuildError>,
+    ) -> Result<StepStatus, BuildError> {
+        let status = self.session.layers().layer_step(st, key, &at.text, produce);
+        self.clean_scratch();
+        status
+    }
+
+    /// Runs the step's command in the sandbox on the stage's layers and returns its
+    /// writes (and the overlay upper directory they were captured from, when adoptable).
+    fn run_command(
+        &self,
+        at: &StepAt,
+        st: &StageState,
+        run: RunStep,
+    ) -> Result<StepWrites, BuildError> {
+        let ctx = run.ctx;
+        let (argv, mut mounts) = match run.command {
+            Command::Shell(line) => {
+                let argv = ["/bin/sh", "-c", line].map(String::from).to_vec();
+                (argv, Vec::new())
+            }
+            Command::Script { script, sha256 } => {
+                let (argv, mount) = script_mount(&self.scratch_dir("script-")?, script, sha256)?;
+                (argv, vec![mount])
+            }
+        };
+        let view = st.view();
+        let (uid, gid) = resolve_user(&view, &ctx.user);
+        let state_dir = self.scratch_dir("step-")?;
+        source_mounts(self.session, at.done, ctx, &state_dir, &mut mounts)?;
+        let locks = cache_mounts(self.session, ctx, &state_dir, &mut mounts)?;
+        let req = StepRequest {
+            argv,
+            env: step_env(at.plan, st, ctx),
+            cwd: PathBuf::from(&ctx.workdir),
+            uid,
+            gid,
+            groups: Vec::new(),
+            lowers: view.layers().to_vec(),
+            state_dir: state_dir.join("overlay"),
+            mounts,
+            network: self.session.settings().network,
+            capture: true,
+        };
+        let outcome = self.runner.run(&req)?;
+        drop(locks);
+        if outcome.exit_code != 0 {
+            return Err(BuildError::StepFailed {
+                variant: st.variant.clone(),
+                index: at.index,
+                step: at.first_line().to_string(),
+                code: outcome.exit_code,
+                hint: self.runner.failure_hint(&req, outcome.exit_code),
+            });
+        }
+        let mut entries = outcome.entries;
+        if outcome.owners_assumed {
+            keep_existing_owners(&view, &mut entries);
+        }
+        Ok(StepWrites {
+            entries,
+            tree: outcome.tree,
+        })
+    }
+}
+
+impl StepVisitor for Executor<'_> {
+    type Error = BuildError;
+
+    fn stage_started(&mut self, stage: &Stage) {
+        self.events.event(&BuildEvent::Stage {
+            variant: stage.variant.clone(),
+            base: stage.base.clone(),
+        });
+    }
+
+    fn base(
+        &mut self,
+        _at: &StepAt,
+        st: &mut StageState,
+        image: Option<&str>,
+    ) -> Visit<BuildError> {
+        self.session.base(st, image)?;
+        Ok(StepStatus::Applied)
+    }
+
+    fn users(&mut self, at: &StepAt, st: &mut StageState, step: UsersStep) -> Visit<BuildError> {
+        let key = self
+            .session
+            .run_key(st, at.instruction, step.ctx, at.done)?;
+        let epoch = self.session.settings().epoch;
+        let users = step.users;
+        self.layer_step(st, key, at, |st| {
+            user_entries(&st.view(), &[users.account], &users.owned_dirs, epoch)
+                .map(StepWrites::from)
+                .map_err(|source| BuildError::Users {
+                    variant: st.variant.clone(),
+                    source,
+                })
+        })
+    }
+
+    fn command(&mut self, at: &StepAt, st: &mut StageState, run: RunStep) -> Visit<BuildError> {
+        let key = self.session.run_key(st, at.instruction, run.ctx, at.done)?;
+        self.layer_step(st, key, at, |st| self.run_command(at, st, run))
+    }
+
+    fn copy(&mut self, at: &StepAt, st: &mut StageState, copy: CopyStep) -> Visit<BuildError> {
+        let src = self.session.copy_source(copy.from, at.done)?;
+        let entries = self
+            .session
+            .copy_entries(st, src.as_ref(), &copy.request())
+            .map_err(|source| BuildError::Copy {
+                variant: st.variant.clone(),
+                step: at.first_line().to_string(),
+                source,
+            })?;
+        let key = self.session.copy_key(st, at.instruction, &entries)?;
+        self.layer_step(st, key, at, |_| Ok(entries.into()))
+    }
+
+    fn file(&mut self, at: &StepAt, st: &mut StageState, file: FixedFile) -> Visit<BuildError> {
+        let key = step_key(st, at.instruction, &[]);
+        let epoch = self.session.settings().epoch;
+        self.layer_step(st, key, at, |st| {
+            let view = st.view();
+            let mut set = EntrySet::new(&view, epoch);
+            let rel = image_relative(Path::new(file.path));
+            set.parents(&rel, 0, 0);
+            let content = Content::Bytes(file.content.as_bytes().to_vec());
+            set.put(rel, EntryKind::File(content), file.mode, 0, 0, epoch);
+            Ok(set.into_entries().into())
+        })
+    }
+
+    fn step_finished(&mut self, at: &StepAt, status: StepStatus, elapsed: Duration) {
+        match status {
+            StepStatus::Ran => self.counts.0 += 1,
+            StepStatus::Cached => self.counts.1 += 1,
+            StepStatus::Applied => {}
+        }
+        self.events.event(&BuildEvent::Step {
+            variant: at.stage.variant.clone(),
+            index: at.index,
+            total: at.stage.steps.len(),
+            instruction: at.first_line().to_string(),
+            status,
+            seconds: elapsed.as_secs_f64(),
+        });
+    }
+}

@@ -1,0 +1,388 @@
+//! The build cache: content-derived keys per instruction, a stat cache so unchanged files
+//! are not re-hashed, and an index from key to the layer the instruction produced.
+//!
+//! In the store ([`crate::store`] documents the layout): the stat cache (`size mtime_ns
+//! inode sha256 path` per line, like git's index) and one [`CacheRecord`] per key in the
+//! index directory, written atomically, with a lock file per key being built.
+//!
+//! A key is `sha256(parent key, instruction, inputs)`, so a change anywhere upstream
+//! changes every key below it, and an unchanged prefix of a plan hits the cache.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::image::{Content, EntryKind, LayerEntry};
+use crate::store::{CacheDir, Store};
+
+/// Errors of the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    /// Reading or writing a cache file failed.
+    #[error("build cache {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A cache record could not be encoded.
+    #[error("build cache record")]
+    Json(#[from] serde_json::Error),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
+    move |source| CacheError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A cache key: lower-case sha256 hex.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CacheKey(pub String);
+
+impl CacheKey {
+    /// The key of a stage's base: the resolved base (manifest digest, or `scratch`).
+    pub fn root(base: &str) -> Self {
+        Self::derive(None, "base", &[base.as_bytes()])
+    }
+
+    /// The key of an instruction: hash of the parent key, the instruction's canonical
+    /// text and the digests of its inputs.
+    pub fn derive(parent: Option<&CacheKey>, instruction: &str, inputs: &[&[u8]]) -> Self {
+        let mut h = Sha256::new();
+        let mut field = |bytes: &[u8]| {
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(bytes);
+        };
+        field(b"flense-cache-v1");
+        field(parent.map(|p| p.0.as_bytes()).unwrap_or_default());
+        field(instruction.as_bytes());
+        for input in inputs {
+            field(input);
+        }
+        CacheKey(hex::encode(h.finalize()))
+    }
+
+    /// The key text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct StatRecord {
+    size: u64,
+    mtime_ns: i128,
+    inode: u64,
+    sha256: String,
+}
+
+/// Maps (path, size, mtime, inode) to the file's sha256 so unchanged files are hashed once.
+#[derive(Debug, Default)]
+pub struct StatCache {
+    file: Option<PathBuf>,
+    records: HashMap<PathBuf, StatRecord>,
+    dirty: bool,
+    /// Files hashed (cache misses) since this cache was loaded.
+    pub hashed: u64,
+    /// Files answered from the cache since it was loaded.
+    pub reused: u64,
+}
+
+impl StatCache {
+    /// An in-memory cache that is never saved.
+    pub fn in_memory() -> Self {
+        Self::default()
+    }
+
+    /// Loads the stat cache of a store (empty when missing or unreadable).
+    pub fn load(store: &Store) -> Self {
+        let file = store.stat_cache_file();
+        let mut records = HashMap::new();
+        if let Ok(text) = fs::read_to_string(&file) {
+            for line in text.lines() {
+                let mut parts = line.splitn(5, ' ');
+                let (Some(size), Some(mtime), Some(inode), Some(sha), Some(path)) = (
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                    parts.next(),
+                ) else {
+                    continue;
+                };
+                let (Ok(size), Ok(mtime_ns), Ok(inode)) =
+                    (size.parse(), mtime.parse(), inode.parse())
+                else {
+                    continue;
+                };
+                records.insert(
+                    PathBuf::from(path),
+                    StatRecord {
+                        size,
+                        mtime_ns,
+                        inode,
+                        sha256: sha.to_string(),
+                    },
+                );
+            }
+        }
+        Self {
+            file: Some(file),
+            records,
+            ..Self::default()
+        }
+    }
+
+    /// The sha256 hex of the file at `path`, from the cache when its size, mtime and
+    /// inode are unchanged.
+    pub fn sha256(&mut self, path: &Path) -> io::Result<String> {
+        let meta = fs::metadata(path)?;
+        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        if let Some(r) = self.records.get(path) {
+            if r.size == meta.len() && r.mtime_ns == mtime_ns && r.inode == meta.ino() {
+                self.reused += 1;
+                return Ok(r.sha256.clone());
+            }
+        }
+        let mut file = fs::File::open(path)?;
+        let mut h = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
+        }
+        let sha256 = hex::encode(h.finalize());
+        self.hashed += 1;
+        if !path.to_string_lossy().contains('\n') {
+            self.records.insert(
+                path.to_path_buf(),
+                StatRecord {
+                    size: meta.len(),
+                    mtime_ns,
+                    inode: meta.ino(),
+                    sha256: sha256.clone(),
+                },
+            );
+            self.dirty = true;
+        }
+        Ok(sha256)
+    }
+
+    /// Writes the cache back (atomically) when it changed.
+    pub fn save(&mut self) -> Result<(), CacheError> {
+        let Some(file) = self.file.clone() else {
+            return Ok(());
+        };
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut text = String::new();
+        let mut paths: Vec<_> = self.records.iter().collect();
+        paths.sort_by(|a, b| a.0.cmp(b.0));
+        for (path, r) in paths {
+            text.push_str(&format!(
+                "{} {} {} {} {}\n",
+                r.size,
+                r.mtime_ns,
+                r.inode,
+                r.sha256,
+                path.display()
+            ));
+        }
+        write_atomic(&file, text.as_bytes())?;
+        self.dirty = false;
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` through a temp file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CacheError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+    tmp.write_all(bytes).map_err(io_err(path))?;
+    tmp.persist(path).map_err(|e| CacheError::Io {
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    Ok(())
+}
+
+/// A digest of layer entries as they would be written: path, kind, mode, owner, mtime
+/// clamped to `epoch`, xattrs and file contents (hashed through `stats`). Two entry lists
+/// with the same digest give the same layer.
+pub fn entries_digest(
+    entries: &[LayerEntry],
+    stats: &mut StatCache,
+    epoch: u64,
+) -> Result<String, CacheError> {
+    let mut h = Sha256::new();
+    for e in entries {
+        let kind = match &e.kind {
+            EntryKind::File(Content::File(p)) => {
+                format!("file:{}", stats.sha256(p).map_err(io_err(p))?)
+            }
+            EntryKind::File(Content::Bytes(b)) => {
+                format!("file:{}", hex::encode(Sha256::digest(b)))
+            }
+            EntryKind::Dir => "dir".into(),
+            EntryKind::Symlink(t) => format!("symlink:{}", t.display()),
+            EntryKind::Hardlink(t) => format!("hardlink:{}", t.display()),
+            EntryKind::CharDevice(a, b) => format!("char:{a}:{b}"),
+            EntryKind::BlockDevice(a, b) => format!("block:{a}:{b}"),
+            EntryKind::Fifo => "fifo".into(),
+            EntryKind::Whiteout => "whiteout".into(),
+            EntryKind::Opaque => "opaque".into(),
+        };
+        let line = format!(
+            "{}\0{kind}\0{:o}\0{}\0{}\0{}\0",
+            e.path.display(),
+            e.mode,
+            e.uid,
+            e.gid,
+            e.mtime.min(epoch)
+        );
+        h.update(line.as_bytes());
+        for (name, value) in &e.xattrs {
+            h.update(name.as_bytes());
+            h.update([0]);
+            h.update(value);
+            h.update([0]);
+        }
+        h.update(b"\n");
+    }
+    Ok(hex::encode(h.finalize()))
+}
+
+/// What an instruction produced, as remembered by the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheRecord {
+    /// The layer, when the instruction made one.
+    pub layer: Option<CachedLayer>,
+    /// The history `created_by` text of the step.
+    pub created_by: String,
+}
+
+/// A layer in the store, by its digests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CachedLayer {
+    /// `sha256:` of the compressed blob.
+    pub digest: String,
+    /// Compressed size.
+    pub size: u64,
+    /// `sha256:` of the uncompressed tar.
+    pub diff_id: String,
+    /// Uncompressed size.
+    pub tar_size: u64,
+    /// True when the layer has no entries (it is then left out of the image).
+    pub empty: bool,
+}
+
+/// The index of cached instruction results under a store root.
+#[derive(Debug, Clone)]
+pub struct CacheIndex {
+    dir: PathBuf,
+    locks: PathBuf,
+}
+
+impl CacheIndex {
+    /// The index of `store`.
+    pub fn open(store: &Store) -> Self {
+        Self {
+            dir: store.cache_dir(CacheDir::Index),
+            locks: store.cache_dir(CacheDir::Locks),
+        }
+    }
+
+    fn path(&self, key: &CacheKey) -> PathBuf {
+        self.dir.join(format!("{}.json", key.0))
+    }
+
+    /// The record for `key`, if any (an unreadable record counts as a miss).
+    pub fn get(&self, key: &CacheKey) -> Option<CacheRecord> {
+        let bytes = fs::read(self.path(key)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Remembers what `key` produced.
+    pub fn put(&self, key: &CacheKey, record: &CacheRecord) -> Result<(), CacheError> {
+        let bytes = serde_json::to_vec_pretty(record)?;
+        write_atomic(&self.path(key), &bytes)
+    }
+
+    /// Takes the store-wide lock of `key` (blocking; released when the file is dropped),
+    /// so that concurrent builds of one instruction (e.g. the parallel stages of a
+    /// pipeline sharing a variant's base) produce it once and reuse it.
+    pub fn lock(&self, key: &CacheKey) -> Result<fs::File, CacheError> {
+        fs::create_dir_all(&self.locks).map_err(io_err(&self.locks))?;
+        let path = self.locks.join(format!("{}.lock", key.0));
+        let file = fs::File::create(&path).map_err(io_err(&path))?;
+        fs2::FileExt::lock_exclusive(&file).map_err(io_err(&path))?;
+        Ok(file)
+    }
+
+    /// Forgets `key` (e.g. when its layer blob was pruned).
+    pub fn remove(&self, key: &CacheKey) {
+        let _ = fs::remove_file(self.path(key));
+    }
+
+    /// Drops records whose layer blob is gone (`has_blob` says which remain) and lock
+    /// files nobody holds; what `flense prune` does after deleting blobs. Returns the
+    /// number of records and lock files removed.
+    pub fn prune(&self, has_blob: impl Fn(&str) -> bool) -> Result<(usize, usize), CacheError> {
+        let mut records = 0;
+        for path in list_dir(&self.dir)? {
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let stale = match fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<CacheRecord>(&b).ok())
+            {
+                Some(rec) => rec.layer.is_some_and(|l| !has_blob(&l.digest)),
+                None => true,
+            };
+            if stale && fs::remove_file(&path).is_ok() {
+                records += 1;
+            }
+        }
+        let mut locks = 0;
+        for path in list_dir(&self.locks)? {
+            let Ok(file) = fs::File::open(&path) else {
+                continue;
+            };
+            // A build holding the lock keeps its file; a build that opened it but has not
+            // locked it yet may end up sharing the work with another, never corrupting it.
+            if fs2::FileExt::try_lock_exclusive(&file).is_ok() && fs::remove_file(&path).is_ok() {
+                locks += 1;
+            }
+        }
+        Ok((records, locks))
+    }
+}
+
+/// The entries of `dir` (none when it does not exist).
+fn list_dir(dir: &Path) -> Result<Vec<PathBuf>, CacheError> {
+    match fs::read_dir(dir) {
+        Ok(rd) => Ok(rd.flatten().map(|e| e.path()).collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(CacheError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,111 @@
+//! Unit tests of the parent module.
+use super::*;
+
+#[test]
+fn keys_chain_through_parents() {
+    let a = CacheKey::root("sha256:abc");
+    let b = CacheKey::derive(Some(&a), "RUN npm install", &[b"lock"]);
+    assert_eq!(b, CacheKey::derive(Some(&a), "RUN npm install", &[b"lock"]));
+    assert_ne!(
+        b,
+        CacheKey::derive(Some(&a), "RUN npm install", &[b"lock2"])
+    );
+    assert_ne!(
+        b,
+        CacheKey::derive(Some(&CacheKey::root("x")), "RUN npm install", &[b"lock"])
+    );
+    // Field boundaries matter: ("ab","c") differs from ("a","bc").
+    assert_ne!(
+        CacheKey::derive(None, "ab", &[b"c"]),
+        CacheKey::derive(None, "a", &[b"bc"])
+    );
+}
+
+#[test]
+fn stat_cache_skips_unchanged_files_and_survives_reload() {
+    let store = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let f = data.path().join("a.txt");
+    fs::write(&f, "hello").unwrap();
+    let mut sc = StatCache::load(&Store::open(store.path()).unwrap());
+    let h1 = sc.sha256(&f).unwrap();
+    assert_eq!(
+        h1,
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"
+    );
+    assert_eq!((sc.hashed, sc.reused), (1, 0));
+    sc.save().unwrap();
+    let mut sc = StatCache::load(&Store::open(store.path()).unwrap());
+    assert_eq!(sc.sha256(&f).unwrap(), h1);
+    assert_eq!((sc.hashed, sc.reused), (0, 1));
+    // A change of content (and size) is noticed.
+    fs::write(&f, "hello, world").unwrap();
+    assert_ne!(sc.sha256(&f).unwrap(), h1);
+    assert_eq!(sc.hashed, 1);
+}
+
+#[test]
+fn entries_digest_follows_content_owner_and_clamped_mtime() {
+    let data = tempfile::tempdir().unwrap();
+    let f = data.path().join("x");
+    fs::write(&f, "1").unwrap();
+    let entry = |uid, mtime| LayerEntry {
+        path: "srv/app/x".into(),
+        kind: EntryKind::File(Content::File(f.clone())),
+        mode: 0o644,
+        uid,
+        gid: uid,
+        mtime,
+        xattrs: vec![],
+    };
+    let mut sc = StatCache::in_memory();
+    let d1 = entries_digest(&[entry(1, 50)], &mut sc, 10).unwrap();
+    assert_eq!(
+        d1,
+        entries_digest(&[entry(1, 99)], &mut sc, 10).unwrap(),
+        "both clamp to 10"
+    );
+    assert_ne!(d1, entries_digest(&[entry(2, 50)], &mut sc, 10).unwrap());
+    fs::write(&f, "2").unwrap();
+    assert_ne!(d1, entries_digest(&[entry(1, 50)], &mut sc, 10).unwrap());
+}
+
+#[test]
+fn index_round_trip() {
+    let store = tempfile::tempdir().unwrap();
+    let idx = CacheIndex::open(&Store::open(store.path()).unwrap());
+    let k = CacheKey::root("scratch");
+    assert!(idx.get(&k).is_none());
+    let rec = CacheRecord {
+        layer: Some(CachedLayer {
+            digest: "sha256:aa".into(),
+            size: 1,
+            diff_id: "sha256:bb".into(),
+            tar_size: 2,
+            empty: false,
+        }),
+        created_by: "RUN x".into(),
+    };
+    idx.put(&k, &rec).unwrap();
+    assert_eq!(idx.get(&k), Some(rec));
+    idx.remove(&k);
+    assert!(idx.get(&k).is_none());
+}
+
+#[test]
+fn key_locks_exclude_other_holders_until_dropped() {
+    let store = tempfile::tempdir().unwrap();
+    let index = CacheIndex::open(&Store::open(store.path()).unwrap());
+    let key = CacheKey::root("sha256:abc");
+    let held = index.lock(&key).unwrap();
+    let path = store
+        .path()
+        .join("cache/locks")
+        .join(format!("{}.lock", key.as_str()));
+    let other = fs::File::open(&path).unwrap();
+    assert!(fs2::FileExt::try_lock_exclusive(&other).is_err());
+    // Other keys are independent.
+    drop(index.lock(&CacheKey::root("sha256:def")).unwrap());
+    drop(held);
+    assert!(fs2::FileExt::try_lock_exclusive(&other).is_ok());
+}

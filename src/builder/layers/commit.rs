@@ -1,0 +1,259 @@
+//! [`Layers`]: the layers of a build in the store. A stored image's layers are unpacked
+//! once (by diff-ID); a layer-producing step either reuses the cached result of its key
+//! or commits new entries as a layer (written, recorded in the cache, and its directory
+//! adopted from the step's captured tree or unpacked from the blob).
+
+use std::cell::RefCell;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::stage::{StageLayer, StageState};
+use crate::builder::events::StepStatus;
+use crate::builder::BuildError;
+use crate::image::{LayerDigests, LayerEntry, LayerOptions};
+use crate::store::{Store, StoredImage};
+
+use super::adopt::{prepare_tree, StepWrites};
+use super::cache::{entries_digest, CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
+use super::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
+
+/// The store, its build cache and the layer settings of one build.
+pub struct Layers<'a> {
+    store: &'a Store,
+    index: CacheIndex,
+    stats: RefCell<StatCache>,
+    epoch: u64,
+    no_cache: bool,
+}
+
+impl<'a> Layers<'a> {
+    /// The layers of `store`, written with mtimes clamped to `epoch`; with `no_cache`
+    /// nothing is looked up in the cache (results are still recorded).
+    pub fn new(store: &'a Store, epoch: u64, no_cache: bool) -> Self {
+        Self {
+            store,
+            index: CacheIndex::open(store),
+            stats: RefCell::new(StatCache::load(store)),
+            epoch,
+            no_cache,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &'a Store {
+        self.store
+    }
+
+    /// SOURCE_DATE_EPOCH of the build.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The digest of `entries` as they would be written (see [`entries_digest`]),
+    /// hashing files through the stat cache.
+    pub fn entries_digest(&self, entries: &[LayerEntry]) -> Result<String, BuildError> {
+        Ok(entries_digest(
+            entries,
+            &mut self.stats.borrow_mut(),
+            self.epoch,
+        )?)
+    }
+
+    /// Saves the stat cache for the next build.
+    pub fn save_stats(&self) -> Result<(), BuildError> {
+        Ok(self.stats.borrow_mut().save()?)
+    }
+
+    /// Unpacks (once, by diff-ID) every layer of a stored image.
+    pub fn unpack_image(&self, img: &StoredImage) -> Result<Vec<StageLayer>, BuildError> {
+        let diff_ids = img.config.rootfs().diff_ids();
+        if diff_ids.len() != img.manifest.layers().len() {
+            return Err(BuildError::Image {
+                reference: img.reference.clone().unwrap_or_default(),
+                detail: format!(
+                    "the manifest has {} layers but the config lists {} diff-IDs",
+                    img.manifest.layers().len(),
+                    diff_ids.len()
+                ),
+            });
+        }
+        let mut layers = Vec::new();
+        for (desc, diff_id) in img.manifest.layers().iter().zip(diff_ids) {
+            let digests = LayerDigests {
+                digest: desc.digest().to_string(),
+                size: desc.size(),
+                diff_id: diff_id.clone(),
+                tar_size: 0,
+            };
+            layers.push(self.stage_layer(digests, String::new(), false)?);
+        }
+        Ok(layers)
+    }
+
+    /// The unpacked layer of `digests` as a layer of a stage (with its owner index when
+    /// the disk cannot hold owners).
+    fn stage_layer(
+        &self,
+        digests: LayerDigests,
+        created_by: String,
+        new: bool,
+    ) -> Result<StageLayer, BuildError> {
+        let unpacked = self
+            .store
+            .unpack_layer(&digests.digest, Some(&digests.diff_id))?;
+        let owners = if disk_has_owners() {
+            None
+        } else {
+            Some(Arc::new(layer_owners(
+                self.store,
+                &digests.digest,
+                &digests.diff_id,
+            )?))
+        };
+        Ok(StageLayer {
+            owners,
+            digests,
+            dir: unpacked.diff,
+            created_by,
+            new,
+        })
+    }
+
+    /// The cached result of `key`, unless `--no-cache` or its blob is gone.
+    pub fn lookup(&self, key: &CacheKey) -> Option<CacheRecord> {
+        if self.no_cache {
+            return None;
+        }
+        let rec = self.index.get(key)?;
+        if let Some(layer) = &rec.layer {
+            if !self.store.has_blob(&layer.digest) {
+                self.index.remove(key);
+                return None;
+            }
+        }
+        Some(rec)
+    }
+
+    /// Applies a cached result to the stage.
+    pub fn reuse(
+        &self,
+        st: &mut StageState,
+        key: CacheKey,
+        rec: CacheRecord,
+    ) -> Result<(), BuildError> {
+        if let Some(l) = rec.layer {
+            let digests = LayerDigests {
+                digest: l.digest,
+                size: l.size,
+                diff_id: l.diff_id,
+                tar_size: l.tar_size,
+            };
+            st.layers
+                .push(self.stage_layer(digests, rec.created_by, true)?);
+        }
+        st.key = key;
+        Ok(())
+    }
+
+    /// Reuses the cached result of `key`, or commits what `produce` makes: lookup, lock,
+    /// look again (another build may have produced it while this one waited), produce,
+    /// commit.
+    pub fn layer_step(
+        &self,
+        st: &mut StageState,
+        key: CacheKey,
+        created_by: &str,
+        produce: impl FnOnce(&StageState) -> Result<StepWrites, BuildError>,
+    ) -> Result<StepStatus, BuildError> {
+        if let Some(rec) = self.lookup(&key) {
+            self.reuse(st, key, rec)?;
+            return Ok(StepStatus::Cached);
+        }
+        let _lock = if self.no_cache {
+            None
+        } else {
+            let lock = self.index.lock(&key)?;
+            if let Some(rec) = self.lookup(&key) {
+                self.reuse(st, key, rec)?;
+                return Ok(StepStatus::Cached);
+            }
+            Some(lock)
+        };
+        let writes = produce(st)?;
+        self.commit(st, key, writes, created_by)?;
+        Ok(StepStatus::Ran)
+    }
+
+    /// Writes the step's entries as the stage's next layer (none when empty) and records
+    /// it under `key`. The step's captured tree, when it has one, becomes the layer's
+    /// unpacked directory (see [`super::adopt`]); otherwise, or when that is not
+    /// possible, the layer is unpacked from its blob.
+    fn commit(
+        &self,
+        st: &mut StageState,
+        key: CacheKey,
+        writes: StepWrites,
+        created_by: &str,
+    ) -> Result<(), BuildError> {
+        let StepWrites { entries, tree } = writes;
+        let layer = if entries.is_empty() {
+            None
+        } else {
+            let opts = LayerOptions {
+                epoch: self.epoch,
+                ..LayerOptions::default()
+            };
+            let index = OwnerIndex::from_entries(&entries);
+            let kept = tree.as_ref().map(|_| entries.clone());
+            let started = Instant::now();
+            let d = self.store.write_layer(entries, &opts)?;
+            tracing::debug!(elapsed = ?started.elapsed(), "wrote layer {}", d.digest);
+            if !disk_has_owners() {
+                remember_owners(self.store, &d.diff_id, &index)?;
+            }
+            if let (Some(tree), Some(entries)) = (tree, kept) {
+                self.adopt(&d.diff_id, &tree, &entries)?;
+            }
+            Some(CachedLayer {
+                digest: d.digest,
+                size: d.size,
+                diff_id: d.diff_id,
+                tar_size: d.tar_size,
+                empty: false,
+            })
+        };
+        let record = CacheRecord {
+            layer,
+            created_by: created_by.to_string(),
+        };
+        self.index.put(&key, &record)?;
+        self.reuse(st, key, record)
+    }
+
+    /// Makes the captured `tree` of `entries` the unpacked directory of `diff_id`,
+    /// unless it is already unpacked or the tree cannot be adopted exactly (then
+    /// [`Self::reuse`] unpacks the blob).
+    fn adopt(&self, diff_id: &str, tree: &Path, entries: &[LayerEntry]) -> Result<(), BuildError> {
+        if self.store.unpacked_layer(diff_id)?.is_some() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let report = match prepare_tree(tree, entries, self.epoch) {
+            Ok(report) => report,
+            Err(e) => {
+                tracing::debug!("unpacking layer {diff_id} from its blob: {e}");
+                return Ok(());
+            }
+        };
+        // A failed move leaves no layer directory behind: unpacking still works.
+        match self.store.adopt_layer_dir(diff_id, tree, &report) {
+            Ok(_) => {
+                let elapsed = started.elapsed();
+                tracing::debug!(?elapsed, "adopted the step's tree as layer {diff_id}");
+            }
+            Err(e) => tracing::warn!("unpacking layer {diff_id} from its blob: {e}"),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,193 @@
+//! A set of layer entries being assembled against an image view: later writes of a path
+//! replace earlier ones, and every entry's parent directories are included with the
+//! metadata they have in the image (an overlay upper directory's attributes win, so a
+//! parent written with default metadata would change the image).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::image::{Content, EntryKind, LayerEntry};
+
+use crate::builder::layers::image_relative;
+use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
+
+/// Collects layer entries by image path; later writes of a path replace earlier ones.
+pub struct EntrySet<'a> {
+    view: &'a dyn ImageView,
+    entries: BTreeMap<PathBuf, LayerEntry>,
+    epoch: u64,
+}
+
+impl<'a> EntrySet<'a> {
+    /// An empty set over `view`; `epoch` is the mtime of entries that did not exist.
+    pub fn new(view: &'a dyn ImageView, epoch: u64) -> Self {
+        Self {
+            view,
+            entries: BTreeMap::new(),
+            epoch,
+        }
+    }
+
+    /// The image view the set is assembled against.
+    pub fn view(&self) -> &'a dyn ImageView {
+        self.view
+    }
+
+    /// The mtime used for new entries.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The entries, sorted by path.
+    pub fn into_entries(self) -> Vec<LayerEntry> {
+        self.entries.into_values().collect()
+    }
+
+    /// Metadata of `rel` as it will be after this layer: the set's entry, else the image's.
+    pub fn stat(&self, rel: &Path) -> Option<FileMeta> {
+        if let Some(e) = self.entries.get(rel) {
+            let kind = match e.kind {
+                EntryKind::Dir => FileKind::Dir,
+                EntryKind::File(_) => FileKind::File,
+                EntryKind::Symlink(_) => FileKind::Symlink,
+                _ => FileKind::Other,
+            };
+            return Some(FileMeta {
+                kind,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                mtime: e.mtime,
+            });
+        }
+        self.view.stat(rel)
+    }
+
+    /// Adds every missing ancestor of `rel` as it exists in the image, or as a new
+    /// directory (0755, owned by `uid:gid`) when it does not exist.
+    pub fn parents(&mut self, rel: &Path, uid: u32, gid: u32) {
+        let ancestors: Vec<PathBuf> = rel
+            .ancestors()
+            .skip(1)
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .collect();
+        for dir in ancestors.into_iter().rev() {
+            if self.entries.contains_key(&dir) {
+                continue;
+            }
+            match self.view.stat(&dir) {
+                Some(meta) if meta.kind == FileKind::Dir => self.put(
+                    dir,
+                    EntryKind::Dir,
+                    meta.mode,
+                    meta.uid,
+                    meta.gid,
+                    meta.mtime,
+                ),
+                Some(_) => {} // a symlink or file in the way: leave the image as it is
+                None => self.put(dir, EntryKind::Dir, 0o755, uid, gid, self.epoch),
+            }
+        }
+    }
+
+    /// Removes the entry at `rel` if the set has one.
+    pub fn remove(&mut self, rel: &Path) {
+        self.entries.remove(rel);
+    }
+
+    /// Adds (or replaces) one entry.
+    pub fn put(
+        &mut self,
+        path: PathBuf,
+        kind: EntryKind,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        mtime: u64,
+    ) {
+        self.entries.insert(
+            path.clone(),
+            LayerEntry {
+                path,
+                kind,
+                mode,
+                uid,
+                gid,
+                mtime,
+                xattrs: Vec::new(),
+            },
+        );
+    }
+
+    /// Writes the file at absolute image path `abs`, keeping the mode and owner of the
+    /// existing file (else `default_mode`, root-owned).
+    pub fn file(&mut self, abs: &str, bytes: Vec<u8>, default_mode: u32) {
+        let rel = image_relative(Path::new(abs));
+        self.parents(&rel, 0, 0);
+        let (mode, uid, gid) = self
+            .view
+            .stat(&rel)
+            .map(|m| (m.mode, m.uid, m.gid))
+            .unwrap_or((default_mode, 0, 0));
+        let epoch = self.epoch;
+        self.put(
+            rel,
+            EntryKind::File(Content::Bytes(bytes)),
+            mode,
+            uid,
+            gid,
+            epoch,
+        );
+    }
+
+    /// `mkdir -p dir` (new parents root-owned 0755) and, when `chown` is given, the
+    /// directory itself gets that owner (keeping its mode when it exists).
+    pub fn mkdir_p(&mut self, dir: &Path, chown: Option<(u32, u32)>) {
+        let rel = image_relative(dir);
+        if rel.as_os_str().is_empty() {
+            return;
+        }
+        self.parents(&rel, 0, 0);
+        let existing = self.stat(&rel);
+        let (mode, mut uid, mut gid, mtime) = match existing {
+            Some(m) if m.kind == FileKind::Dir => (m.mode, m.uid, m.gid, m.mtime),
+            _ => (0o755, 0, 0, self.epoch),
+        };
+        if let Some((u, g)) = chown {
+            (uid, gid) = (u, g);
+        }
+        self.put(rel, EntryKind::Dir, mode, uid, gid, mtime);
+    }
+
+    /// Copies the tree at image path `src` (e.g. `/etc/skel`) to `dest`, owned by uid:gid.
+    pub fn copy_tree(&mut self, src: &Path, dest: &Path, uid: u32, gid: u32) {
+        for name in self.view.list(src) {
+            let from = src.join(&name);
+            let to = dest.join(&name);
+            let Some(meta) = self.view.stat(&from) else {
+                continue;
+            };
+            let epoch = self.epoch;
+            match meta.kind {
+                FileKind::Dir => {
+                    self.put(to.clone(), EntryKind::Dir, meta.mode, uid, gid, epoch);
+                    self.copy_tree(&from, &to, uid, gid);
+                }
+                FileKind::File => {
+                    let content = match self.view.host_path(&from) {
+                        Some(p) => Content::File(p),
+                        None => Content::Bytes(self.view.read(&from).unwrap_or_default()),
+                    };
+                    self.put(to, EntryKind::File(content), meta.mode, uid, gid, epoch);
+                }
+                FileKind::Symlink => {
+                    if let Some(target) = self.view.read_link(&from) {
+                        self.put(to, EntryKind::Symlink(target), 0o777, uid, gid, epoch);
+                    }
+                }
+                FileKind::Other => {}
+            }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! [`Session`]: what the visitors of a walk share — the settings, where images come
+//! from, the build context (read once), the layers in the store — and the cache key
+//! of each kind of step, derived in this one place for the executor and the dry run.
+
+use std::cell::OnceCell;
+use std::path::Path;
+
+use crate::builder::copy::context::BuildContext;
+use crate::builder::copy::{copy_into, CopyError, CopyRequest, Owner};
+use crate::builder::layers::cache::CacheKey;
+use crate::builder::layers::commit::Layers;
+use crate::builder::layers::entries::EntrySet;
+use crate::builder::layers::stage::{stack_view, StageState, Stages};
+use crate::builder::layers::view::{EmptyView, ImageView, LayerStackView};
+use crate::builder::stage::{BuildSettings, ImageSource};
+use crate::builder::BuildError;
+use crate::image::LayerEntry;
+use crate::plan::{Instruction, MountSource, RunContext};
+use crate::store::{Store, StoredImage};
+
+use super::CopyFrom;
+
+/// One build (or dry run) against a store.
+pub struct Session<'a> {
+    layers: Layers<'a>,
+    images: &'a dyn ImageSource,
+    settings: BuildSettings,
+    context: OnceCell<BuildContext>,
+}
+
+impl<'a> Session<'a> {
+    /// A session writing into `store`, resolving images through `images`.
+    pub fn new(store: &'a Store, images: &'a dyn ImageSource, settings: BuildSettings) -> Self {
+        Self {
+            layers: Layers::new(store, settings.epoch, settings.no_cache),
+            images,
+            settings,
+            context: OnceCell::new(),
+        }
+    }
+
+    /// The layers in the store and the build cache.
+    pub fn layers(&self) -> &Layers<'a> {
+        &self.layers
+    }
+
+    /// How to build.
+    pub fn settings(&self) -> &BuildSettings {
+        &self.settings
+    }
+
+    /// The image `reference`, from the store or pulled into it.
+    pub fn image(&self, reference: &str) -> Result<StoredImage, BuildError> {
+        self.images.image(reference)
+    }
+
+    /// The build context, read once.
+    pub fn context(&self) -> Result<&BuildContext, BuildError> {
+        if let Some(c) = self.context.get() {
+            return Ok(c);
+        }
+        let ctx = BuildContext::open(&self.settings.context_dir)?;
+        Ok(self.context.get_or_init(|| ctx))
+    }
+
+    /// Starts the stage on `image` (`None`: scratch): its layers, unpacked, and the
+    /// root of its cache keys.
+    pub fn base(&self, st: &mut StageState, image: Option<&str>) -> Result<(), BuildError> {
+        let Some(reference) = image else {
+            st.key = CacheKey::root("scratch");
+            return Ok(());
+        };
+        let img = self.image(reference)?;
+        st.layers = self.layers.unpack_image(&img)?;
+        st.key = CacheKey::root(img.descriptor.digest().as_ref());
+        st.base = Some(img);
+        Ok(())
+    }
+
+    /// The filesystem a copy reads its sources from.
+    pub fn copy_source(
+        &self,
+        from: CopyFrom<'_>,
+        done: &Stages,
+    ) -> Result<Box<dyn ImageView + '_>, BuildError> {
+        Ok(match from {
+            CopyFrom::Context => Box::new(self.context()?),
+            CopyFrom::Variant(v) => Box::new(done.get(v)?.view()),
+            CopyFrom::Image(r) => {
+                let img = self.image(r)?;
+                Box::new(stack_view(&self.layers.unpack_image(&img)?))
+            }
+        })
+    }
+
+    /// The filesystem a Run step's mount shows.
+    pub fn mount_source(
+        &self,
+        from: &MountSource,
+        done: &Stages,
+    ) -> Result<Box<dyn ImageView + '_>, BuildError> {
+        Ok(match from {
+            MountSource::Variant(v) => Box::new(done.get(v)?.view()),
+            MountSource::Image(r) => {
+                let img = self.image(r)?;
+                let layers = self.layers.unpack_image(&img)?;
+                Box::new(LayerStackView::new(
+                    layers.into_iter().map(|l| l.dir).collect(),
+                ))
+            }
+            MountSource::Local => Box::new(self.context()?),
+        })
+    }
+
+    /// The entries a copy writes onto the stage's filesystem.
+    pub fn copy_entries(
+        &self,
+        st: &StageState,
+        src: &dyn ImageView,
+        req: &CopyRequest<'_>,
+    ) -> Result<Vec<LayerEntry>, CopyError> {
+        let view = st.view();
+        let mut set = EntrySet::new(&view, self.settings.epoch);
+        copy_into(&mut set, src, req)?;
+        Ok(set.into_entries())
+    }
+
+    /// The cache key of a copy: the parent key, the instruction and the digest of the
+    /// entries it writes.
+    pub fn copy_key(
+        &self,
+        st: &StageState,
+        instr: &Instruction,
+        entries: &[LayerEntry],
+    ) -> Result<CacheKey, BuildError> {
+        let digest = self.layers.entries_digest(entries)?;
+        Ok(step_key(st, instr, &[digest.as_bytes()]))
+    }
+
+    /// The cache key of a Run step: the parent key, the instruction and what each of
+    /// its mounts shows.
+    pub fn run_key(
+        &self,
+        st: &StageState,
+        instr: &Instruction,
+        ctx: &RunContext,
+        done: &Stages,
+    ) -> Result<CacheKey, BuildError> {
+        let mut inputs = Vec::new();
+        for m in &ctx.mounts {
+            inputs.push(match &m.from {
+                MountSource::Variant(v) => format!("variant:{}", done.get(v)?.key.as_str()),
+                MountSource::Image(r) => format!("image:{}", self.image(r)?.descriptor.digest()),
+                MountSource::Local => format!("local:{}", self.context_digest()?),
+            });
+        }
+        let inputs: Vec<&[u8]> = inputs.iter().map(|s| s.as_bytes()).collect();
+        Ok(step_key(st, instr, &inputs))
+    }
+
+    /// The digest of the whole build context, as a copy of it would write it.
+    fn context_digest(&self) -> Result<String, BuildError> {
+        let ctx = self.context()?;
+        let mut set = EntrySet::new(&EmptyView, 0);
+        let everything = CopyRequest {
+            sources: &[".".to_string()],
+            source_base: Path::new("/"),
+            destination: "/",
+            workdir: Path::new("/"),
+            owner: Owner::Keep,
+            exclude: &[],
+        };
+        copy_into(&mut set, ctx, &everything).map_err(|e| BuildError::Image {
+            reference: "local".into(),
+            detail: e.to_string(),
+        })?;
+        self.layers.entries_digest(&set.into_entries())
+    }
+}
+
+/// The cache key of an instruction on the stage so far, with the digests of its inputs.
+pub fn step_key(st: &StageState, instr: &Instruction, inputs: &[&[u8]]) -> CacheKey {
+    let text = serde_json::to_string(instr).unwrap_or_else(|_| format!("{instr:?}"));
+    CacheKey::derive(Some(&st.key), &text, inputs)
+}
