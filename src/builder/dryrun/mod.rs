@@ -25,16 +25,15 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::builder::copy::CopyRequest;
 use crate::builder::events::StepStatus;
 use crate::builder::layers::cache::CacheKey;
 use crate::builder::layers::stage::{StageState, Stages};
-use crate::builder::layers::view::ImageView;
+use crate::builder::layers::view::{EmptyView, ImageView};
 use crate::builder::run::runner::StepRunner;
 use crate::builder::users::resolve_user;
 use crate::builder::walk::{
-    step_key, walk, Command, CopyFrom, CopyStep, FixedFile, RunStep, Session, StepAt, StepVisitor,
-    UsersStep, Visit,
+    step_key, walk, Command, CopyFrom, CopyStep, FixedFile, RunStep, Session, SourcesError, StepAt,
+    StepVisitor, UsersStep, Visit,
 };
 use crate::builder::BuildError;
 use crate::plan::{MountSource, Plan, RunContext, Stage};
@@ -164,7 +163,7 @@ impl DryRun<'_> {
                 }
             }
         }
-        let view = st.view();
+        let view = st.view()?;
         let (uid, gid) = resolve_user(&view, &ctx.user);
         self.runner.check_user(uid, gid)?;
         // A command or copy before that would run may install the shell.
@@ -193,25 +192,36 @@ impl DryRun<'_> {
         self.lookup(st, key)
     }
 
-    /// A copy: its sources must exist (the executor's copy code says so); cached when
-    /// the key of what it would write is in the cache.
+    /// A copy: its sources must exist (the executor's copy code says so, copying onto
+    /// an empty filesystem); cached when its key is in the cache.
     fn copy_step(
         &mut self,
         at: &StepAt,
         st: &mut StageState,
+        copy: CopyStep<'_>,
         src: &dyn ImageView,
-        req: &CopyRequest<'_>,
         from: String,
     ) -> Result<StepStatus, DryRunProblem> {
-        let entries = self
-            .session
-            .copy_entries(st, src, req)
+        let session = self.session;
+        let req = copy.request();
+        let entries = session
+            .copy_entries(&EmptyView, src, &req)
             .map_err(|cause| DryRunProblem::Copy { cause, from })?;
         if self.known == Known::Stale {
             self.files_pending = true;
             return Ok(StepStatus::Ran);
         }
-        let key = self.session.copy_key(st, at.instruction, &entries)?;
+        let digest = || Ok(session.layers().entries_digest(&entries)?);
+        let key = session
+            .copy_key(st, at.instruction, copy.from, at.done, digest)
+            .map_err(|e| match e {
+                SourcesError::Build(e) => DryRunProblem::Build(e),
+                SourcesError::Copy(e) => DryRunProblem::Build(BuildError::Copy {
+                    variant: st.variant.clone(),
+                    step: at.first_line().to_string(),
+                    source: e,
+                }),
+            })?;
         let status = self.lookup(st, key)?;
         self.files_pending |= status == StepStatus::Ran;
         Ok(status)
@@ -243,7 +253,7 @@ impl DryRun<'_> {
             }
         };
         let src = self.session.copy_source(copy.from, at.done)?;
-        self.copy_step(at, st, src.as_ref(), &copy.request(), from)
+        self.copy_step(at, st, copy, src.as_ref(), from)
     }
 
     /// Reuses the cached layer of `key`, if any; a miss makes the rest of the stage

@@ -23,8 +23,8 @@ use crate::builder::run::step::{
 use crate::builder::stage::BuiltImage;
 use crate::builder::users::{resolve_user, user_entries};
 use crate::builder::walk::{
-    step_key, walk, Command, CopyStep, FixedFile, RunStep, Session, StepAt, StepVisitor, UsersStep,
-    Visit,
+    step_key, walk, Command, CopyStep, FixedFile, RunStep, Session, SourcesError, StepAt,
+    StepVisitor, UsersStep, Visit,
 };
 use crate::builder::{io_err, BuildError};
 use crate::image::{Content, EntryKind, LayerDigests};
@@ -167,7 +167,7 @@ impl<'a> Executor<'a> {
                 (argv, vec![mount])
             }
         };
-        let view = st.view();
+        let view = st.view()?;
         let (uid, gid) = resolve_user(&view, &ctx.user);
         let state_dir = self.scratch_dir("step-")?;
         source_mounts(self.session, at.done, ctx, &state_dir, &mut mounts)?;
@@ -234,7 +234,7 @@ impl StepVisitor for Executor<'_> {
         let epoch = self.session.settings().epoch;
         let users = step.users;
         self.layer_step(st, key, at, |st| {
-            user_entries(&st.view(), &[users.account], &users.owned_dirs, epoch)
+            user_entries(&st.view()?, &[users.account], &users.owned_dirs, epoch)
                 .map(StepWrites::from)
                 .map_err(|source| BuildError::Users {
                     variant: st.variant.clone(),
@@ -249,24 +249,33 @@ impl StepVisitor for Executor<'_> {
     }
 
     fn copy(&mut self, at: &StepAt, st: &mut StageState, copy: CopyStep) -> Visit<BuildError> {
-        let src = self.session.copy_source(copy.from, at.done)?;
-        let entries = self
-            .session
-            .copy_entries(st, src.as_ref(), &copy.request())
-            .map_err(|source| BuildError::Copy {
+        let session = self.session;
+        let req = copy.request();
+        let copy_failed = |st: &StageState, e: SourcesError| match e {
+            SourcesError::Copy(source) => BuildError::Copy {
                 variant: st.variant.clone(),
                 step: at.first_line().to_string(),
                 source,
-            })?;
-        let key = self.session.copy_key(st, at.instruction, &entries)?;
-        self.layer_step(st, key, at, |_| Ok(entries.into()))
+            },
+            SourcesError::Build(e) => e,
+        };
+        let sources = || session.sources_digest(session.context()?, &req);
+        let key = session
+            .copy_key(st, at.instruction, copy.from, at.done, sources)
+            .map_err(|e| copy_failed(st, e))?;
+        self.layer_step(st, key, at, |st| {
+            let src = session.copy_source(copy.from, at.done)?;
+            let view = st.view()?;
+            let entries = session.copy_entries(&view, src.as_ref(), &req);
+            Ok(entries.map_err(|e| copy_failed(st, e.into()))?.into())
+        })
     }
 
     fn file(&mut self, at: &StepAt, st: &mut StageState, file: FixedFile) -> Visit<BuildError> {
         let key = step_key(st, at.instruction, &[]);
         let epoch = self.session.settings().epoch;
         self.layer_step(st, key, at, |st| {
-            let view = st.view();
+            let view = st.view()?;
             let mut set = EntrySet::new(&view, epoch);
             let rel = image_relative(Path::new(file.path));
             set.parents(&rel, 0, 0);

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use crate::image::cache_manifest::{CacheRecord, CachedLayer};
 use crate::image::{Content, EntryKind, LayerEntry};
 use crate::store::{CacheDir, Store};
 
@@ -48,9 +49,16 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CacheError + '_ {
 pub struct CacheKey(pub String);
 
 impl CacheKey {
-    /// The key of a stage's base: the resolved base (manifest digest, or `scratch`).
-    pub fn root(base: &str) -> Self {
-        Self::derive(None, "base", &[base.as_bytes()])
+    /// The key of a stage's base: the resolved base (manifest digest, or `scratch`) and
+    /// the build's SOURCE_DATE_EPOCH, which clamps every mtime of the layers below it
+    /// (left out when 0, the default).
+    pub fn root(base: &str, epoch: u64) -> Self {
+        let epoch = epoch.to_string();
+        let mut inputs = vec![base.as_bytes()];
+        if epoch != "0" {
+            inputs.push(epoch.as_bytes());
+        }
+        Self::derive(None, "base", &inputs)
     }
 
     /// The key of an instruction: hash of the parent key, the instruction's canonical
@@ -263,30 +271,6 @@ pub fn entries_digest(
         h.update(b"\n");
     }
     Ok(hex::encode(h.finalize()))
-}
-
-/// What an instruction produced, as remembered by the cache.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CacheRecord {
-    /// The layer, when the instruction made one.
-    pub layer: Option<CachedLayer>,
-    /// The history `created_by` text of the step.
-    pub created_by: String,
-}
-
-/// A layer in the store, by its digests.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CachedLayer {
-    /// `sha256:` of the compressed blob.
-    pub digest: String,
-    /// Compressed size.
-    pub size: u64,
-    /// `sha256:` of the uncompressed tar.
-    pub diff_id: String,
-    /// Uncompressed size.
-    pub tar_size: u64,
-    /// True when the layer has no entries (it is then left out of the image).
-    pub empty: bool,
 }
 
 /// The index of cached instruction results under a store root.

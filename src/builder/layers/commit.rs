@@ -1,11 +1,12 @@
-//! [`Layers`]: the layers of a build in the store. A stored image's layers are unpacked
-//! once (by diff-ID); a layer-producing step either reuses the cached result of its key
-//! or commits new entries as a layer (written, recorded in the cache, and its directory
-//! adopted from the step's captured tree or unpacked from the blob).
+//! [`Layers`]: the layers of a build in the store. A layer-producing step either reuses
+//! the cached result of its key (from the store's index, else fetched from a shared
+//! cache, [`super::remote`]) or commits new entries as a layer (written, recorded in the
+//! cache, and its directory adopted from the step's captured tree). Layers are unpacked
+//! (once, by diff-ID) only when a step must run on top of them
+//! ([`StageLayer::unpacked`]).
 
 use std::cell::RefCell;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
 use super::stage::{StageLayer, StageState};
@@ -16,7 +17,7 @@ use crate::store::{Store, StoredImage};
 
 use super::adopt::{prepare_tree, StepWrites};
 use super::cache::{entries_digest, CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
-use super::owners::{disk_has_owners, layer_owners, remember_owners, OwnerIndex};
+use super::owners::{disk_has_owners, remember_owners, OwnerIndex};
 
 /// The store, its build cache and the layer settings of one build.
 pub struct Layers<'a> {
@@ -65,8 +66,8 @@ impl<'a> Layers<'a> {
         Ok(self.stats.borrow_mut().save()?)
     }
 
-    /// Unpacks (once, by diff-ID) every layer of a stored image.
-    pub fn unpack_image(&self, img: &StoredImage) -> Result<Vec<StageLayer>, BuildError> {
+    /// The layers of a stored image (each unpacked, once by diff-ID, on first use).
+    pub fn image_layers(&self, img: &StoredImage) -> Result<Vec<StageLayer>, BuildError> {
         let diff_ids = img.config.rootfs().diff_ids();
         if diff_ids.len() != img.manifest.layers().len() {
             return Err(BuildError::Image {
@@ -86,38 +87,9 @@ impl<'a> Layers<'a> {
                 diff_id: diff_id.clone(),
                 tar_size: 0,
             };
-            layers.push(self.stage_layer(digests, String::new(), false)?);
+            layers.push(StageLayer::new(self.store, digests, String::new(), false));
         }
         Ok(layers)
-    }
-
-    /// The unpacked layer of `digests` as a layer of a stage (with its owner index when
-    /// the disk cannot hold owners).
-    fn stage_layer(
-        &self,
-        digests: LayerDigests,
-        created_by: String,
-        new: bool,
-    ) -> Result<StageLayer, BuildError> {
-        let unpacked = self
-            .store
-            .unpack_layer(&digests.digest, Some(&digests.diff_id))?;
-        let owners = if disk_has_owners() {
-            None
-        } else {
-            Some(Arc::new(layer_owners(
-                self.store,
-                &digests.digest,
-                &digests.diff_id,
-            )?))
-        };
-        Ok(StageLayer {
-            owners,
-            digests,
-            dir: unpacked.diff,
-            created_by,
-            new,
-        })
     }
 
     /// The cached result of `key`, unless `--no-cache` or its blob is gone.
@@ -149,8 +121,8 @@ impl<'a> Layers<'a> {
                 diff_id: l.diff_id,
                 tar_size: l.tar_size,
             };
-            st.layers
-                .push(self.stage_layer(digests, rec.created_by, true)?);
+            let layer = StageLayer::new(self.store, digests, rec.created_by, true);
+            st.layers.push(layer);
         }
         st.key = key;
         Ok(())
@@ -233,7 +205,7 @@ impl<'a> Layers<'a> {
 
     /// Makes the captured `tree` of `entries` the unpacked directory of `diff_id`,
     /// unless it is already unpacked or the tree cannot be adopted exactly (then
-    /// [`Self::reuse`] unpacks the blob).
+    /// the layer is unpacked from its blob when needed).
     fn adopt(&self, diff_id: &str, tree: &Path, entries: &[LayerEntry]) -> Result<(), BuildError> {
         if self.store.unpacked_layer(diff_id)?.is_some() {
             return Ok(());

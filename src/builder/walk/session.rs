@@ -63,16 +63,17 @@ impl<'a> Session<'a> {
         Ok(self.context.get_or_init(|| ctx))
     }
 
-    /// Starts the stage on `image` (`None`: scratch): its layers, unpacked, and the
-    /// root of its cache keys.
+    /// Starts the stage on `image` (`None`: scratch): its layers (unpacked when a step
+    /// needs them) and the root of its cache keys.
     pub fn base(&self, st: &mut StageState, image: Option<&str>) -> Result<(), BuildError> {
+        let epoch = self.settings.epoch;
         let Some(reference) = image else {
-            st.key = CacheKey::root("scratch");
+            st.key = CacheKey::root("scratch", epoch);
             return Ok(());
         };
         let img = self.image(reference)?;
-        st.layers = self.layers.unpack_image(&img)?;
-        st.key = CacheKey::root(img.descriptor.digest().as_ref());
+        st.layers = self.layers.image_layers(&img)?;
+        st.key = CacheKey::root(img.descriptor.digest().as_ref(), epoch);
         st.base = Some(img);
         Ok(())
     }
@@ -85,10 +86,10 @@ impl<'a> Session<'a> {
     ) -> Result<Box<dyn ImageView + '_>, BuildError> {
         Ok(match from {
             CopyFrom::Context => Box::new(self.context()?),
-            CopyFrom::Variant(v) => Box::new(done.get(v)?.view()),
+            CopyFrom::Variant(v) => Box::new(done.get(v)?.view()?),
             CopyFrom::Image(r) => {
                 let img = self.image(r)?;
-                Box::new(stack_view(&self.layers.unpack_image(&img)?))
+                Box::new(stack_view(&self.layers.image_layers(&img)?)?)
             }
         })
     }
@@ -100,41 +101,61 @@ impl<'a> Session<'a> {
         done: &Stages,
     ) -> Result<Box<dyn ImageView + '_>, BuildError> {
         Ok(match from {
-            MountSource::Variant(v) => Box::new(done.get(v)?.view()),
+            MountSource::Variant(v) => Box::new(done.get(v)?.view()?),
             MountSource::Image(r) => {
                 let img = self.image(r)?;
-                let layers = self.layers.unpack_image(&img)?;
-                Box::new(LayerStackView::new(
-                    layers.into_iter().map(|l| l.dir).collect(),
-                ))
+                let mut dirs = Vec::new();
+                for layer in self.layers.image_layers(&img)? {
+                    dirs.push(layer.unpacked()?.dir.clone());
+                }
+                Box::new(LayerStackView::new(dirs))
             }
             MountSource::Local => Box::new(self.context()?),
         })
     }
 
-    /// The entries a copy writes onto the stage's filesystem.
+    /// The entries a copy writes onto a filesystem (`view`: the stage's so far).
     pub fn copy_entries(
         &self,
-        st: &StageState,
+        view: &dyn ImageView,
         src: &dyn ImageView,
         req: &CopyRequest<'_>,
     ) -> Result<Vec<LayerEntry>, CopyError> {
-        let view = st.view();
-        let mut set = EntrySet::new(&view, self.settings.epoch);
+        let mut set = EntrySet::new(view, self.settings.epoch);
         copy_into(&mut set, src, req)?;
         Ok(set.into_entries())
     }
 
-    /// The cache key of a copy: the parent key, the instruction and the digest of the
-    /// entries it writes.
+    /// The digest of what a copy of `req` takes from `src`: its entries as written onto
+    /// an empty filesystem (failing as the copy would when a source is missing).
+    pub fn sources_digest(
+        &self,
+        src: &dyn ImageView,
+        req: &CopyRequest<'_>,
+    ) -> Result<String, SourcesError> {
+        let entries = self.copy_entries(&EmptyView, src, req)?;
+        Ok(self.layers.entries_digest(&entries)?)
+    }
+
+    /// The cache key of a copy: the parent key, the instruction and what it copies —
+    /// the content of its sources in the build context, or the key of the source
+    /// variant, or the digest of the source image. Not what the stage's filesystem
+    /// holds: the parent key determines that, so a cached copy needs no layer below it
+    /// unpacked. `sources_digest` is [`Self::sources_digest`] of a context copy.
     pub fn copy_key(
         &self,
         st: &StageState,
         instr: &Instruction,
-        entries: &[LayerEntry],
-    ) -> Result<CacheKey, BuildError> {
-        let digest = self.layers.entries_digest(entries)?;
-        Ok(step_key(st, instr, &[digest.as_bytes()]))
+        from: CopyFrom<'_>,
+        done: &Stages,
+        sources_digest: impl FnOnce() -> Result<String, SourcesError>,
+    ) -> Result<CacheKey, SourcesError> {
+        let input = match from {
+            CopyFrom::Context => format!("context:{}", sources_digest()?),
+            CopyFrom::Variant(v) => format!("variant:{}", done.get(v)?.key.as_str()),
+            CopyFrom::Image(r) => format!("image:{}", self.image(r)?.descriptor.digest()),
+        };
+        Ok(step_key(st, instr, &[input.as_bytes()]))
     }
 
     /// The cache key of a Run step: the parent key, the instruction and what each of
@@ -158,24 +179,37 @@ impl<'a> Session<'a> {
         Ok(step_key(st, instr, &inputs))
     }
 
-    /// The digest of the whole build context, as a copy of it would write it.
+    /// The digest of the whole build context, as a copy of it would write it (owned by
+    /// root: the caller's uid is no input).
     fn context_digest(&self) -> Result<String, BuildError> {
-        let ctx = self.context()?;
-        let mut set = EntrySet::new(&EmptyView, 0);
         let everything = CopyRequest {
             sources: &[".".to_string()],
             source_base: Path::new("/"),
             destination: "/",
             workdir: Path::new("/"),
-            owner: Owner::Keep,
+            owner: Owner::Root,
             exclude: &[],
         };
-        copy_into(&mut set, ctx, &everything).map_err(|e| BuildError::Image {
-            reference: "local".into(),
-            detail: e.to_string(),
-        })?;
-        self.layers.entries_digest(&set.into_entries())
+        self.sources_digest(self.context()?, &everything)
+            .map_err(|e| match e {
+                SourcesError::Build(e) => e,
+                SourcesError::Copy(e) => BuildError::Image {
+                    reference: "local".into(),
+                    detail: e.to_string(),
+                },
+            })
     }
+}
+
+/// Why the sources of a copy cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SourcesError {
+    /// A source is missing (or a pattern is bad): the copy would fail.
+    #[error(transparent)]
+    Copy(#[from] CopyError),
+    /// Reading images, the context or the store failed.
+    #[error(transparent)]
+    Build(#[from] BuildError),
 }
 
 /// The cache key of an instruction on the stage so far, with the digests of its inputs.

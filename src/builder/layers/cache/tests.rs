@@ -3,7 +3,7 @@ use super::*;
 
 #[test]
 fn keys_chain_through_parents() {
-    let a = CacheKey::root("sha256:abc");
+    let a = CacheKey::root("sha256:abc", 0);
     let b = CacheKey::derive(Some(&a), "RUN npm install", &[b"lock"]);
     assert_eq!(b, CacheKey::derive(Some(&a), "RUN npm install", &[b"lock"]));
     assert_ne!(
@@ -12,8 +12,14 @@ fn keys_chain_through_parents() {
     );
     assert_ne!(
         b,
-        CacheKey::derive(Some(&CacheKey::root("x")), "RUN npm install", &[b"lock"])
+        CacheKey::derive(Some(&CacheKey::root("x", 0)), "RUN npm install", &[b"lock"])
     );
+    // The epoch clamps every mtime below the base: a key of its own, 0 as before.
+    assert_eq!(
+        CacheKey::root("x", 0),
+        CacheKey::derive(None, "base", &[b"x"])
+    );
+    assert_ne!(CacheKey::root("x", 0), CacheKey::root("x", 1700000000));
     // Field boundaries matter: ("ab","c") differs from ("a","bc").
     assert_ne!(
         CacheKey::derive(None, "ab", &[b"c"]),
@@ -74,7 +80,7 @@ fn entries_digest_follows_content_owner_and_clamped_mtime() {
 fn index_round_trip() {
     let store = tempfile::tempdir().unwrap();
     let idx = CacheIndex::open(&Store::open(store.path()).unwrap());
-    let k = CacheKey::root("scratch");
+    let k = CacheKey::root("scratch", 0);
     assert!(idx.get(&k).is_none());
     let rec = CacheRecord {
         layer: Some(CachedLayer {
@@ -96,7 +102,7 @@ fn index_round_trip() {
 fn key_locks_exclude_other_holders_until_dropped() {
     let store = tempfile::tempdir().unwrap();
     let index = CacheIndex::open(&Store::open(store.path()).unwrap());
-    let key = CacheKey::root("sha256:abc");
+    let key = CacheKey::root("sha256:abc", 0);
     let held = index.lock(&key).unwrap();
     let path = store
         .path()
@@ -105,7 +111,7 @@ fn key_locks_exclude_other_holders_until_dropped() {
     let other = fs::File::open(&path).unwrap();
     assert!(fs2::FileExt::try_lock_exclusive(&other).is_err());
     // Other keys are independent.
-    drop(index.lock(&CacheKey::root("sha256:def")).unwrap());
+    drop(index.lock(&CacheKey::root("sha256:def", 0)).unwrap());
     drop(held);
     assert!(fs2::FileExt::try_lock_exclusive(&other).is_ok());
 }
