@@ -8,6 +8,8 @@ use serde::Serialize;
 pub enum StepStatus {
     /// Its layer came from the build cache; nothing ran.
     Cached,
+    /// Its layer came from a shared cache (`--cache-from`), fetched; nothing ran.
+    CachedRemote,
     /// It ran (a command in the sandbox, or a copy/user step written as a layer).
     Ran,
     /// It only changed the image config or the build state.

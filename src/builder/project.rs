@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::config::{self, ConfigErrors};
 use crate::plan::{self, CompileOptions, Plan, PlanError, Platform};
@@ -13,6 +14,7 @@ use crate::store::Store;
 use super::dryrun::{dry_run, DryRunError, DryRunReport, Lookups};
 use super::events::EventSink;
 use super::execute::Executor;
+use super::layers::remote::SharedCache;
 use super::run::runner::StepRunner;
 use super::stage::{BuildSettings, BuiltImage, ImageSource};
 use super::walk::Session;
@@ -71,6 +73,9 @@ pub struct ProjectBuild {
     pub labels: Vec<(String, String)>,
     /// Executor settings (context, cache, network, epoch, format, tag).
     pub settings: BuildSettings,
+    /// Shared caches to import steps from and export them to (`--cache-from`,
+    /// `--cache-to`).
+    pub shared_cache: Option<Arc<SharedCache>>,
 }
 
 /// The default config file of a context directory: `.pipeline/blubber.yaml`.
@@ -158,10 +163,13 @@ pub fn build_project(
     req: &ProjectBuild,
 ) -> Result<BuiltImage, ProjectError> {
     let plan = compile_project(req, images)?;
-    let session = Session::new(store, images, req.settings.clone());
+    let session = Session::new(store, images, req.settings.clone())
+        .with_shared_cache(req.shared_cache.clone());
     dry_run(&session, runner, &plan, &req.config_file, Lookups::Off)
         .map_err(|e| ProjectError::Preflight(Box::new(e)))?;
-    Ok(Executor::new(&session, runner, events).build(&plan)?)
+    let built = Executor::new(&session, runner, events).build(&plan)?;
+    session.layers().export_shared();
+    Ok(built)
 }
 
 /// Compiles `req` and checks every instruction as a build of it would, without running
@@ -173,7 +181,8 @@ pub fn dry_run_project(
     req: &ProjectBuild,
 ) -> Result<DryRunReport, ProjectError> {
     let plan = compile_project(req, images)?;
-    let session = Session::new(store, images, req.settings.clone());
+    let session = Session::new(store, images, req.settings.clone())
+        .with_shared_cache(req.shared_cache.clone());
     dry_run(&session, runner, &plan, &req.config_file, Lookups::On)
         .map_err(|e| ProjectError::Preflight(Box::new(e)))
 }

@@ -1,10 +1,12 @@
 //! `build` area subcommands: `flense build [VARIANT]`.
 
+mod cache;
 mod dryrun;
 mod output;
 mod printer;
 mod push;
 
+pub use cache::CacheArgs;
 pub use printer::{Output, Printer};
 
 use std::path::PathBuf;
@@ -63,6 +65,8 @@ pub struct ProjectArgs {
     /// Build every step again, ignoring the cache.
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub cache: CacheArgs,
 }
 
 /// Options of `flense build` (`flense run VARIANT` sets them from its own).
@@ -263,6 +267,7 @@ fn prepare(
             format,
             tag: Some(tag),
         },
+        shared_cache: None,
     };
     let mode: flense_runtime::IdMode = options.userns.parse().map_err(super::invalid)?;
     let runner = SandboxRunner::new(mode);
@@ -273,6 +278,11 @@ fn prepare(
     let pull_platform = match &req.platform {
         Some(p) => p.clone(),
         None => Platform::host().without_variant(),
+    };
+    let shared_cache = options.project.cache.open(&client)?;
+    let req = ProjectBuild {
+        shared_cache,
+        ..req
     };
     let images = PullingImages::new(store.clone(), client, pull_platform);
     Ok(Prepared {

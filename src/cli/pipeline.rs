@@ -144,6 +144,9 @@ pub struct PipelineArgs {
     /// Extra option passed to every `flense run` (e.g. --run-option=--network=host).
     #[arg(long = "run-option", value_name = "OPTION", allow_hyphen_values = true)]
     pub run_options: Vec<String>,
+    /// Shared build caches of every build of every stage.
+    #[command(flatten)]
+    pub cache: super::build::CacheArgs,
 }
 
 /// Options of `flense export argo`.
@@ -290,6 +293,9 @@ fn run_options(args: &PipelineArgs) -> anyhow::Result<RunOptions> {
 
 /// The executor of real runs: this binary (or `--flense-bin`) as child processes.
 fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<ProcessExecutor> {
+    // Checked here so that a bad reference fails the pipeline before any stage.
+    args.cache.sources().map_err(super::invalid)?;
+    args.cache.targets().map_err(super::invalid)?;
     let mut run_options = args.run_options.clone();
     if args.run_timeout > 0 {
         run_options.push(format!("--timeout={}", args.run_timeout));
@@ -301,6 +307,7 @@ fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Pr
         },
         root: globals.root.clone(),
         run_options,
+        build_options: args.cache.as_args(),
     })
 }
 

@@ -10,7 +10,9 @@
 //! dry run), while every layer step so far was cached, it derives the executor's cache
 //! keys and reuses the cached layers, so it reports which steps are cached and which
 //! would run; after the first step that would run, every later layer step of that stage
-//! (and every copy from that stage) would run too.
+//! (and every copy from that stage) would run too. A step in a shared cache
+//! (`--cache-from`) is reported as such without fetching its layer; the checks that read
+//! the files of such a layer (users, shell, copy sources) are left to the build.
 //!
 //! Without cache lookups ([`Lookups::Off`]) it is the preflight a build walks first, so
 //! a missing copy source fails the build before any earlier step has run.
@@ -65,6 +67,8 @@ pub fn dry_run(
         file: config_file,
         lookups,
         complete: HashSet::new(),
+        unfetched: HashSet::new(),
+        unfetched_here: false,
         known: Known::Stale,
         files_pending: false,
         report: DryRunReport {
@@ -86,6 +90,11 @@ struct DryRun<'s> {
     lookups: Lookups,
     /// Stages whose every layer step is cached: their filesystems are known.
     complete: HashSet<String>,
+    /// Complete stages with layers in a shared cache that the dry run does not fetch:
+    /// their keys are known but their files cannot be read.
+    unfetched: HashSet<String>,
+    /// The current stage has such a layer.
+    unfetched_here: bool,
     /// Whether the current stage's filesystem so far is the one the build would have.
     known: Known,
     /// A command or copy of the current stage would run, so its files (a shell, say)
@@ -163,6 +172,10 @@ impl DryRun<'_> {
                 }
             }
         }
+        if self.unfetched_here {
+            // The files of layers still in a shared cache are unknown until fetched.
+            return Ok(());
+        }
         let view = st.view()?;
         let (uid, gid) = resolve_user(&view, &ctx.user);
         self.runner.check_user(uid, gid)?;
@@ -199,14 +212,17 @@ impl DryRun<'_> {
         at: &StepAt,
         st: &mut StageState,
         copy: CopyStep<'_>,
-        src: &dyn ImageView,
+        src: Option<&dyn ImageView>,
         from: String,
     ) -> Result<StepStatus, DryRunProblem> {
         let session = self.session;
         let req = copy.request();
-        let entries = session
-            .copy_entries(&EmptyView, src, &req)
-            .map_err(|cause| DryRunProblem::Copy { cause, from })?;
+        let entries = match src {
+            Some(src) => session
+                .copy_entries(&EmptyView, src, &req)
+                .map_err(|cause| DryRunProblem::Copy { cause, from })?,
+            None => Vec::new(), // a variant's files still in a shared cache
+        };
         if self.known == Known::Stale {
             self.files_pending = true;
             return Ok(StepStatus::Ran);
@@ -252,18 +268,26 @@ impl DryRun<'_> {
                 format!("image {reference}")
             }
         };
+        if matches!(copy.from, CopyFrom::Variant(v) if self.unfetched.contains(v)) {
+            return self.copy_step(at, st, copy, None, from);
+        }
         let src = self.session.copy_source(copy.from, at.done)?;
-        self.copy_step(at, st, copy, src.as_ref(), from)
+        self.copy_step(at, st, copy, Some(src.as_ref()), from)
     }
 
-    /// Reuses the cached layer of `key`, if any; a miss makes the rest of the stage
-    /// unknown.
+    /// Reuses the cached layer of `key` (from the store, else, not fetched, from a
+    /// shared cache), if any; a miss makes the rest of the stage unknown.
     fn lookup(&mut self, st: &mut StageState, key: CacheKey) -> Result<StepStatus, BuildError> {
         let layers = self.session.layers();
-        match layers.lookup(&key) {
+        if let Some(rec) = layers.lookup(&key) {
+            layers.reuse(st, key, rec)?;
+            return Ok(StepStatus::Cached);
+        }
+        match layers.peek_shared(&key) {
             Some(rec) => {
+                self.unfetched_here |= rec.layer.is_some();
                 layers.reuse(st, key, rec)?;
-                Ok(StepStatus::Cached)
+                Ok(StepStatus::CachedRemote)
             }
             None => {
                 self.known = Known::Stale;
@@ -283,6 +307,7 @@ impl StepVisitor for DryRun<'_> {
             Lookups::Off => Known::Stale,
         };
         self.files_pending = false;
+        self.unfetched_here = false;
     }
 
     fn base(
@@ -338,6 +363,9 @@ impl StepVisitor for DryRun<'_> {
     fn stage_finished(&mut self, st: &StageState) {
         if self.known == Known::Exact {
             self.complete.insert(st.variant.clone());
+            if self.unfetched_here {
+                self.unfetched.insert(st.variant.clone());
+            }
         }
     }
 }

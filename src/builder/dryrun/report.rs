@@ -15,6 +15,8 @@ use crate::builder::BuildError;
 pub enum DryStatus {
     /// Its layer is in the build cache: the build would reuse it.
     Cached,
+    /// Its layer is in a shared cache (`--cache-from`): the build would fetch it.
+    CachedRemote,
     /// The build would run it (or write its layer).
     WouldRun,
     /// It only changes the image config or the build state.
@@ -26,6 +28,7 @@ impl From<StepStatus> for DryStatus {
     fn from(status: StepStatus) -> Self {
         match status {
             StepStatus::Cached => DryStatus::Cached,
+            StepStatus::CachedRemote => DryStatus::CachedRemote,
             StepStatus::Ran => DryStatus::WouldRun,
             StepStatus::Applied => DryStatus::Applied,
         }
@@ -37,6 +40,7 @@ impl DryStatus {
     pub fn label(self) -> &'static str {
         match self {
             DryStatus::Cached => "cached",
+            DryStatus::CachedRemote => "cached (remote)",
             DryStatus::WouldRun => "would run",
             DryStatus::Applied => "config",
         }

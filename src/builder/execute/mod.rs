@@ -288,7 +288,7 @@ impl StepVisitor for Executor<'_> {
     fn step_finished(&mut self, at: &StepAt, status: StepStatus, elapsed: Duration) {
         match status {
             StepStatus::Ran => self.counts.0 += 1,
-            StepStatus::Cached => self.counts.1 += 1,
+            StepStatus::Cached | StepStatus::CachedRemote => self.counts.1 += 1,
             StepStatus::Applied => {}
         }
         self.events.event(&BuildEvent::Step {

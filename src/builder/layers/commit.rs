@@ -7,6 +7,7 @@
 
 use std::cell::RefCell;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::stage::{StageLayer, StageState};
@@ -18,6 +19,8 @@ use crate::store::{Store, StoredImage};
 use super::adopt::{prepare_tree, StepWrites};
 use super::cache::{entries_digest, CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
 use super::owners::{disk_has_owners, remember_owners, OwnerIndex};
+use super::remote::SharedCache;
+use crate::image::cache_manifest::CacheRecords;
 
 /// The store, its build cache and the layer settings of one build.
 pub struct Layers<'a> {
@@ -26,6 +29,7 @@ pub struct Layers<'a> {
     stats: RefCell<StatCache>,
     epoch: u64,
     no_cache: bool,
+    shared: SharedSteps,
 }
 
 impl<'a> Layers<'a> {
@@ -38,7 +42,15 @@ impl<'a> Layers<'a> {
             stats: RefCell::new(StatCache::load(store)),
             epoch,
             no_cache,
+            shared: SharedSteps::default(),
         }
+    }
+
+    /// Looks steps the store lacks up in `cache` and exports to it (see
+    /// [`super::remote`]).
+    pub fn with_shared_cache(mut self, cache: Arc<SharedCache>) -> Self {
+        self.shared.cache = Some(cache);
+        self
     }
 
     /// The store.
@@ -107,13 +119,42 @@ impl<'a> Layers<'a> {
         Some(rec)
     }
 
-    /// Applies a cached result to the stage.
+    /// The result of `key` from a shared cache, its layer fetched into the store and
+    /// recorded in the local index (unless `--no-cache`).
+    fn fetch_shared(&self, key: &CacheKey) -> Option<CacheRecord> {
+        let cache = self.shared.cache.as_ref().filter(|_| !self.no_cache)?;
+        let rec = cache.fetch(key, self.store)?;
+        if let Err(e) = self.index.put(key, &rec) {
+            let e = crate::error_chain::ErrorChain(&e);
+            tracing::warn!("cannot record cache hit {}: {e}", key.as_str());
+        }
+        Some(rec)
+    }
+
+    /// The result of `key` in a shared cache, without fetching its layer (what a dry
+    /// run reports; unless `--no-cache`).
+    pub fn peek_shared(&self, key: &CacheKey) -> Option<CacheRecord> {
+        let cache = self.shared.cache.as_ref().filter(|_| !self.no_cache)?;
+        cache.peek(key).cloned()
+    }
+
+    /// Exports the records of every layer step this build ran or reused to the shared
+    /// caches' `--cache-to`s; returns how many exports failed (each a warning).
+    pub fn export_shared(&self) -> usize {
+        match &self.shared.cache {
+            Some(cache) if cache.exports() => cache.export(&self.shared.steps.borrow(), self.store),
+            _ => 0,
+        }
+    }
+
+    /// Applies a cached result to the stage (its layer is unpacked when first needed).
     pub fn reuse(
         &self,
         st: &mut StageState,
         key: CacheKey,
         rec: CacheRecord,
     ) -> Result<(), BuildError> {
+        self.shared.used(&key, &rec);
         if let Some(l) = rec.layer {
             let digests = LayerDigests {
                 digest: l.digest,
@@ -149,6 +190,10 @@ impl<'a> Layers<'a> {
             if let Some(rec) = self.lookup(&key) {
                 self.reuse(st, key, rec)?;
                 return Ok(StepStatus::Cached);
+            }
+            if let Some(rec) = self.fetch_shared(&key) {
+                self.reuse(st, key, rec)?;
+                return Ok(StepStatus::CachedRemote);
             }
             Some(lock)
         };
@@ -227,5 +272,22 @@ impl<'a> Layers<'a> {
             Err(e) => tracing::warn!("unpacking layer {diff_id} from its blob: {e}"),
         }
         Ok(())
+    }
+}
+
+/// The shared cache of a build and the layer steps it ran or reused, for the export.
+#[derive(Default)]
+struct SharedSteps {
+    cache: Option<Arc<SharedCache>>,
+    steps: RefCell<CacheRecords>,
+}
+
+impl SharedSteps {
+    /// Remembers that the build used `rec` for `key`.
+    fn used(&self, key: &CacheKey, rec: &CacheRecord) {
+        if self.cache.is_some() {
+            // Keys are sha256 hex, always valid.
+            let _ = self.steps.borrow_mut().insert(key.as_str(), rec.clone());
+        }
     }
 }

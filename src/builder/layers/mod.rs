@@ -9,9 +9,12 @@
 //!   cache key) and the finished stages;
 //! - [`diff`]: the sandbox's captured writes as layer entries;
 //! - [`cache`]: content-derived cache keys, the stat cache and the cache index;
+//! - [`remote`]: the shared caches of a build (`--cache-from`, `--cache-to`);
 //! - [`commit`]: [`commit::Layers`], the only writer: unpacks images, reuses a cached
-//!   layer or commits a step's entries as a new one (lookup, lock, look again, produce,
-//!   commit), adopting a Run step's captured tree ([`adopt`]) as its unpacked directory.
+//!   layer (from the store, else fetched from a shared cache) or commits a step's entries
+//!   as a new one (lookup, lock, look again, fetch, produce, commit), adopting a Run
+//!   step's captured tree ([`adopt`]) as its unpacked directory. Layers are unpacked
+//!   only when a step runs on top of them.
 //!
 //! Data flows view -> entries -> commit -> (store blob, cache record, unpacked
 //! directory) -> the next step's view.
@@ -22,6 +25,7 @@ pub mod commit;
 pub mod diff;
 pub mod entries;
 pub mod owners;
+pub mod remote;
 pub mod stage;
 pub mod view;
 

@@ -4,12 +4,14 @@
 
 use std::cell::OnceCell;
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::builder::copy::context::BuildContext;
 use crate::builder::copy::{copy_into, CopyError, CopyRequest, Owner};
 use crate::builder::layers::cache::CacheKey;
 use crate::builder::layers::commit::Layers;
 use crate::builder::layers::entries::EntrySet;
+use crate::builder::layers::remote::SharedCache;
 use crate::builder::layers::stage::{stack_view, StageState, Stages};
 use crate::builder::layers::view::{EmptyView, ImageView, LayerStackView};
 use crate::builder::stage::{BuildSettings, ImageSource};
@@ -37,6 +39,14 @@ impl<'a> Session<'a> {
             settings,
             context: OnceCell::new(),
         }
+    }
+
+    /// Looks steps the store lacks up in `cache` and exports to it, when given.
+    pub fn with_shared_cache(mut self, cache: Option<Arc<SharedCache>>) -> Self {
+        if let Some(cache) = cache {
+            self.layers = self.layers.with_shared_cache(cache);
+        }
+        self
     }
 
     /// The layers in the store and the build cache.

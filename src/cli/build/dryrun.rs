@@ -55,7 +55,7 @@ pub fn run(
         "dry run of '{}': {} stage(s), {} step(s) cached, {} would run; nothing was run or written",
         report.target,
         report.stages.len(),
-        report.count(DryStatus::Cached),
+        report.count(DryStatus::Cached) + report.count(DryStatus::CachedRemote),
         report.count(DryStatus::WouldRun)
     );
     Ok(ExitCode::SUCCESS)

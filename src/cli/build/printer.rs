@@ -47,6 +47,7 @@ impl EventSink for Printer {
                 } => {
                     let what = match status {
                         StepStatus::Cached => "cached",
+                        StepStatus::CachedRemote => "cached (remote)",
                         StepStatus::Ran => "ran",
                         StepStatus::Applied => "",
                     };

@@ -19,6 +19,8 @@ pub struct ProcessExecutor {
     pub root: Option<PathBuf>,
     /// Extra `flense run` options (e.g. `--network host`).
     pub run_options: Vec<String>,
+    /// Extra `flense build` options (e.g. `--cache-from REF`).
+    pub build_options: Vec<String>,
 }
 
 impl ProcessExecutor {
@@ -82,7 +84,8 @@ impl Executor for ProcessExecutor {
             .arg(&req.context)
             .arg("--tag")
             .arg(&req.local_name)
-            .arg("--quiet");
+            .arg("--quiet")
+            .args(&self.build_options);
         for (k, v) in &req.labels {
             cmd.arg("--label").arg(format!("{k}={v}"));
         }

@@ -1,0 +1,104 @@
+//! `--cache-from` / `--cache-to` of `flense build`, `flense run VARIANT` and `flense
+//! pipeline`, with `FLENSE_CACHE_FROM` / `FLENSE_CACHE_TO` (comma-separated) when the
+//! flags are absent.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+
+use flense::builder::layers::remote::SharedCache;
+use flense::image::cache_ref::CacheRef;
+use flense::registry::Client;
+
+/// The environment variable `--cache-from` defaults to.
+pub const CACHE_FROM_ENV: &str = "FLENSE_CACHE_FROM";
+/// The environment variable `--cache-to` defaults to.
+pub const CACHE_TO_ENV: &str = "FLENSE_CACHE_TO";
+
+/// Shared build caches.
+#[derive(Args, Debug, Clone, Default)]
+pub struct CacheArgs {
+    /// Reuse the steps cached in HOST[:PORT]/REPO[:TAG] or oci:DIR[:TAG] (repeatable;
+    /// default: $FLENSE_CACHE_FROM, comma-separated). A missing cache is a warning.
+    #[arg(long = "cache-from", value_name = "REF")]
+    pub cache_from: Vec<String>,
+    /// After a successful build, add its steps to the cache HOST[:PORT]/REPO[:TAG] or
+    /// oci:DIR[:TAG] (repeatable; default: $FLENSE_CACHE_TO, comma-separated). A failed
+    /// export is a warning.
+    #[arg(long = "cache-to", value_name = "REF")]
+    pub cache_to: Vec<String>,
+}
+
+impl CacheArgs {
+    /// The `--cache-from` references (else the environment's), parsed.
+    pub fn sources(&self) -> anyhow::Result<Vec<CacheRef>> {
+        refs(&self.cache_from, CACHE_FROM_ENV, "--cache-from")
+    }
+
+    /// The `--cache-to` references (else the environment's), parsed.
+    pub fn targets(&self) -> anyhow::Result<Vec<CacheRef>> {
+        refs(&self.cache_to, CACHE_TO_ENV, "--cache-to")
+    }
+
+    /// The shared caches of a build, loaded through `client` (`None` when there are
+    /// none). A bad reference is an invalid input.
+    pub fn open(&self, client: &Client) -> anyhow::Result<Option<Arc<SharedCache>>> {
+        let from = self.sources().map_err(super::super::invalid)?;
+        let to = self.targets().map_err(super::super::invalid)?;
+        if from.is_empty() && to.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(SharedCache::open(
+            client.clone(),
+            &from,
+            &to,
+        ))))
+    }
+
+    /// The flags again, for a child `flense build` (the environment is inherited).
+    pub fn as_args(&self) -> Vec<String> {
+        let from = self.cache_from.iter().map(|r| format!("--cache-from={r}"));
+        let to = self.cache_to.iter().map(|r| format!("--cache-to={r}"));
+        from.chain(to).collect()
+    }
+}
+
+/// `flags`, else the comma-separated list in `env`, as cache references.
+fn refs(flags: &[String], env: &str, flag: &str) -> anyhow::Result<Vec<CacheRef>> {
+    let from_env;
+    let texts: Vec<&str> = if flags.is_empty() {
+        from_env = std::env::var(env).unwrap_or_default();
+        from_env
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    } else {
+        flags.iter().map(String::as_str).collect()
+    };
+    let source = if flags.is_empty() { env } else { flag };
+    texts
+        .into_iter()
+        .map(|t| CacheRef::parse(t).with_context(|| format!("{source} {t:?}")))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_environment_and_lists_are_comma_separated() {
+        let flags = vec!["oci:/tmp/c".to_string()];
+        let parsed = refs(&flags, "FLENSE_TEST_CACHE_UNSET", "--cache-from").unwrap();
+        assert_eq!(parsed, vec![CacheRef::parse("oci:/tmp/c").unwrap()]);
+        std::env::set_var("FLENSE_TEST_CACHE_LIST", " reg:5000/a/cache , oci:/x:t,");
+        let parsed = refs(&[], "FLENSE_TEST_CACHE_LIST", "--cache-from").unwrap();
+        assert_eq!(parsed.len(), 2);
+        assert_eq!(parsed[1], CacheRef::parse("oci:/x:t").unwrap());
+        std::env::set_var("FLENSE_TEST_CACHE_BAD", "reg:5000/a@sha256:00");
+        let err = refs(&[], "FLENSE_TEST_CACHE_BAD", "--cache-from").unwrap_err();
+        assert!(format!("{err:#}").contains("FLENSE_TEST_CACHE_BAD"));
+    }
+}
