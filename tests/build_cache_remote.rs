@@ -1,0 +1,350 @@
+//! `flense build --cache-to/--cache-from` between two runners (two stores): runner A
+//! (root) builds and exports to a real `docker-registry` and to an OCI directory;
+//! runner B (the unprivileged test user, an empty store) builds with the cache, runs no
+//! step, unpacks no built layer, and gets A's image digest. Faults (a missing cache, a
+//! corrupt blob) are warnings and misses; `flense pipeline` passes the flags to its
+//! builds.
+
+mod support;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use support::cli::{flense, flense_bin, ok_output, ok_stdout, output};
+use support::fixtures::{import_fixture, rootfs_tar};
+use support::registry::TestRegistry;
+use support::unpacked::{layer_dir, layers_of};
+use support::users::{as_test_user, give_to_test_user};
+
+const WMF_BASE: &str = "docker-registry.wikimedia.org/nodejs20-devel:latest";
+
+fn copy_tree(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(from).unwrap();
+        if rel.starts_with("node_modules") {
+            continue;
+        }
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&dest).unwrap();
+        } else {
+            fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+}
+
+fn node_sample(dir: &Path) -> PathBuf {
+    let p = dir.join("node-service");
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-service");
+    copy_tree(&example, &p);
+    p
+}
+
+/// (instruction, status) of the layer steps of a `--json` build's output.
+fn steps(out: &Output) -> Vec<(String, String)> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "step" && e["status"] != "applied")
+        .map(|e| {
+            let text = |k: &str| e[k].as_str().unwrap().to_string();
+            (text("instruction"), text("status"))
+        })
+        .collect()
+}
+
+/// The image digest of a `--json` build's output.
+fn image_digest(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["event"] == "image")
+        .map(|e| e["digest"].as_str().unwrap().to_string())
+        .expect("an image event")
+}
+
+fn count(steps: &[(String, String)], status: &str) -> usize {
+    steps.iter().filter(|(_, s)| s == status).count()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A directory the test user can use, under a root-owned 0755 temp dir.
+fn user_dir(tmp: &Path, name: &str) -> PathBuf {
+    let dir = tmp.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    give_to_test_user(&dir);
+    dir
+}
+
+/// `flense --root STORE` as the unprivileged test user.
+fn flense_as_user(store: &Path) -> Command {
+    let mut cmd = as_test_user(&flense_bin());
+    cmd.env_remove("FLENSE_ROOT").arg("--root").arg(store);
+    cmd
+}
+
+/// Runner B: as the test user, an empty store with only the base (imported, not
+/// unpacked), builds the Node sample's `test` variant with `--cache-from cache`.
+fn user_build(tmp: &Path, name: &str, tar: &Path, cache: &str) -> (PathBuf, PathBuf, Output) {
+    let dir = user_dir(tmp, name);
+    let project = node_sample(&dir);
+    give_to_test_user(&dir);
+    let store = dir.join("store");
+    ok_stdout(flense_as_user(&store).arg("import").arg(tar).args([
+        "--no-unpack",
+        "--tag",
+        WMF_BASE,
+    ]));
+    let out = ok_output(
+        flense_as_user(&store)
+            .args(["build", "test", "--json", "--cache-from", cache, "-C"])
+            .arg(&project),
+    );
+    (store, project, out)
+}
+
+#[test]
+fn a_fresh_unprivileged_runner_reuses_a_registry_or_directory_cache_without_running_a_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let registry = TestRegistry::start();
+    let reg_cache = registry.image("cache/node-service");
+    let dir_cache = tmp.path().join("oci-cache");
+    let dir_ref = format!("oci:{}", dir_cache.display());
+
+    // Runner A, root: a cold build exporting to both caches.
+    let root_a = tmp.path().join("store-a");
+    let local = import_fixture(&root_a, "nodejs-devel");
+    ok_stdout(flense(&root_a).args(["tag", &local, WMF_BASE]));
+    let project_a = node_sample(tmp.path());
+    let out = ok_output(
+        flense(&root_a)
+            .args(["build", "test", "--json", "--cache-to", &reg_cache])
+            .args(["--cache-to", &dir_ref, "-C"])
+            .arg(&project_a),
+    );
+    let built = steps(&out);
+    assert_eq!(count(&built, "ran"), built.len(), "{built:?}");
+    let digest_a = image_digest(&out);
+    give_to_test_user(&dir_cache);
+
+    let tar = tmp.path().join("nodejs-devel.tar");
+    fs::copy(rootfs_tar("nodejs-devel"), &tar).unwrap();
+    fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+
+    // Runner B through the registry: every step from the cache, A's digest, and the
+    // layers the build fetched are not unpacked (only the base, for the preflight).
+    let (store_b, project_b, out) = user_build(tmp.path(), "runner-b", &tar, &reg_cache);
+    let fetched = steps(&out);
+    assert_eq!(count(&fetched, "ran"), 0, "{fetched:?}");
+    assert_eq!(count(&fetched, "cached-remote"), built.len(), "{fetched:?}");
+    assert_eq!(image_digest(&out), digest_a);
+    let layers = layers_of(&store_b, "node-service:test");
+    for (_, diff_id) in &layers[1..] {
+        assert!(
+            !layer_dir(&store_b, diff_id).exists(),
+            "layer {diff_id} was unpacked by a build that ran nothing"
+        );
+    }
+    // The image runs on B (its layers unpacked now), and the rebuild is a local hit.
+    let run = output(
+        flense_as_user(&store_b)
+            .args(["run", "test", "--quiet", "--cache-from", &reg_cache, "-C"])
+            .arg(&project_b),
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    assert!(String::from_utf8_lossy(&run.stdout).contains("2 passing"));
+
+    // Runner B' through the OCI directory.
+    let (_, _, out) = user_build(tmp.path(), "runner-b2", &tar, &dir_ref);
+    let fetched = steps(&out);
+    assert_eq!(count(&fetched, "ran"), 0, "{fetched:?}");
+    assert_eq!(image_digest(&out), digest_a);
+}
+
+const BUSYBOX_BLUBBER: &str = r#"version: v4
+base: localhost/busybox:latest
+variants:
+  built:
+    builder:
+      requirements: [input.txt]
+      command: "tr a-z A-Z < input.txt > upper.txt"
+    copies: [local]
+    entrypoint: [cat, upper.txt]
+  other:
+    copies: [local]
+    entrypoint: [cat, input.txt]
+"#;
+
+fn busybox_project(dir: &Path) -> PathBuf {
+    let p = dir.join("small");
+    fs::create_dir_all(p.join(".pipeline")).unwrap();
+    fs::write(p.join(".pipeline/blubber.yaml"), BUSYBOX_BLUBBER).unwrap();
+    fs::write(p.join("input.txt"), "shout\n").unwrap();
+    p
+}
+
+fn busybox_store(root: PathBuf) -> PathBuf {
+    import_fixture(&root, "busybox");
+    root
+}
+
+/// The layer blobs an OCI-directory cache's manifest lists.
+fn cache_layer_blobs(dir: &Path) -> Vec<PathBuf> {
+    let index: Value = serde_json::from_slice(&fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let blob = |digest: &str| dir.join("blobs/sha256").join(&digest["sha256:".len()..]);
+    let manifest = index["manifests"][0]["digest"].as_str().unwrap();
+    let manifest: Value = serde_json::from_slice(&fs::read(blob(manifest)).unwrap()).unwrap();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| blob(l["digest"].as_str().unwrap()))
+        .collect()
+}
+
+#[test]
+fn a_missing_cache_or_a_corrupt_blob_is_a_warning_and_a_miss_with_the_right_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let registry = TestRegistry::start();
+    let project = busybox_project(tmp.path());
+    let cache_dir = tmp.path().join("oci-cache");
+    let dir_ref = format!("oci:{}", cache_dir.display());
+
+    // A cache repository that does not exist: a warning, a cold build, an export.
+    let missing = registry.image("nothing/here");
+    let root_a = busybox_store(tmp.path().join("a"));
+    let out = ok_output(
+        flense(&root_a)
+            .args(["build", "built", "--json", "--cache-from", &missing])
+            .args(["--cache-to", &dir_ref, "-C"])
+            .arg(&project),
+    );
+    let cold = steps(&out);
+    assert_eq!(count(&cold, "ran"), cold.len(), "{cold:?}");
+    assert!(stderr(&out).contains("nothing/here"), "{}", stderr(&out));
+    let digest = image_digest(&out);
+
+    // A dry run on a fresh store reports the steps as in the shared cache, fetching
+    // nothing.
+    let root_dry = busybox_store(tmp.path().join("dry"));
+    let dry = ok_stdout(
+        flense(&root_dry)
+            .args([
+                "build",
+                "built",
+                "--dry-run",
+                "--cache-from",
+                &dir_ref,
+                "-C",
+            ])
+            .arg(&project),
+    );
+    assert_eq!(
+        dry.matches("(cached (remote))").count(),
+        cold.len(),
+        "{dry}"
+    );
+
+    // The same cache from FLENSE_CACHE_FROM: every step a hit.
+    let root_b = busybox_store(tmp.path().join("b"));
+    let out = ok_output(
+        flense(&root_b)
+            .args(["build", "built", "--json", "-C"])
+            .arg(&project)
+            .env("FLENSE_CACHE_FROM", format!("{missing},{dir_ref}")),
+    );
+    assert_eq!(count(&steps(&out), "ran"), 0, "{:?}", steps(&out));
+    assert_eq!(image_digest(&out), digest);
+
+    // Every layer blob of the cache corrupted: each step misses, runs, and the image
+    // is the same.
+    for blob in cache_layer_blobs(&cache_dir) {
+        let mut bytes = fs::read(&blob).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last / 2] ^= 0xff;
+        fs::write(&blob, bytes).unwrap();
+    }
+    let root_c = busybox_store(tmp.path().join("c"));
+    let out = ok_output(
+        flense(&root_c)
+            .args(["build", "built", "--json", "--cache-from", &dir_ref, "-C"])
+            .arg(&project),
+    );
+    let rebuilt = steps(&out);
+    assert_eq!(count(&rebuilt, "ran"), rebuilt.len(), "{rebuilt:?}");
+    assert!(stderr(&out).contains("corrupt"), "{}", stderr(&out));
+    assert_eq!(image_digest(&out), digest);
+}
+
+const PIPELINE: &str = r#"pipelines:
+  small:
+    blubberfile: blubber.yaml
+    stages:
+      - name: built
+        build: built
+      - name: other
+        build: other
+"#;
+
+/// The digests of the images `flense images` lists under `prefix`.
+fn image_digests(root: &Path, prefix: &str) -> Vec<String> {
+    let list = ok_stdout(flense(root).arg("images"));
+    let mut digests: Vec<String> = list
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("sha256:")))
+        .map(str::to_string)
+        .collect();
+    digests.sort();
+    digests
+}
+
+#[test]
+fn a_pipeline_passes_the_cache_flags_to_every_build() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache_dir = tmp.path().join("oci-cache");
+    let dir_ref = format!("oci:{}", cache_dir.display());
+    let run_pipeline = |name: &str, flag: &str| {
+        let root = busybox_store(tmp.path().join(name));
+        let project = busybox_project(&tmp.path().join(format!("{name}-project")));
+        fs::write(project.join(".pipeline/config.yaml"), PIPELINE).unwrap();
+        let out = output(
+            flense(&root)
+                .args(["pipeline", "-C"])
+                .arg(&project)
+                .args([flag, &dir_ref])
+                .env("NO_COLOR", "1"),
+        );
+        assert!(
+            out.status.success(),
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        root
+    };
+    let first = run_pipeline("p1", "--cache-to");
+    assert!(
+        !cache_layer_blobs(&cache_dir).is_empty(),
+        "the stages' layers"
+    );
+    let second = run_pipeline("p2", "--cache-from");
+    let built = image_digests(&first, "localhost/");
+    assert!(built.len() >= 3, "busybox and two stage images: {built:?}");
+    assert_eq!(image_digests(&second, "localhost/"), built);
+    // Nothing ran on the second store: no step's captured tree became a layer
+    // directory, and only the base was unpacked (by its import).
+    let layer_dirs = fs::read_dir(second.join("layers")).unwrap().count();
+    assert_eq!(layer_dirs, 1, "only the base is unpacked");
+}
