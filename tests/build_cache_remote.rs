@@ -13,35 +13,12 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use support::cli::{flense, flense_bin, ok_output, ok_stdout, output};
-use support::fixtures::{import_fixture, rootfs_tar};
+use support::fixtures::{import_fixture, node_sample, rootfs_tar};
 use support::registry::TestRegistry;
 use support::unpacked::{layer_dir, layers_of};
 use support::users::{as_test_user, give_to_test_user};
 
 const WMF_BASE: &str = "docker-registry.wikimedia.org/nodejs20-devel:latest";
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(from).unwrap();
-        if rel.starts_with("node_modules") {
-            continue;
-        }
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            fs::create_dir_all(&dest).unwrap();
-        } else {
-            fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
-fn node_sample(dir: &Path) -> PathBuf {
-    let p = dir.join("node-service");
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-service");
-    copy_tree(&example, &p);
-    p
-}
 
 /// (instruction, status) of the layer steps of a `--json` build's output.
 fn steps(out: &Output) -> Vec<(String, String)> {

@@ -8,39 +8,14 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use serde_json::Value;
 use support::cli::{flense, ok_stdout, output};
-use support::fixtures::import_fixture;
+use support::fixtures::{import_fixture, node_sample as sample};
 
 const WMF_BASE: &str = "docker-registry.wikimedia.org/nodejs20-devel:latest";
-
-fn copy_tree(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let rel = entry.path().strip_prefix(from).unwrap();
-        if rel.starts_with("node_modules") {
-            continue;
-        }
-        let dest = to.join(rel);
-        if entry.file_type().is_dir() {
-            fs::create_dir_all(&dest).unwrap();
-        } else {
-            fs::copy(entry.path(), &dest).unwrap();
-        }
-    }
-}
-
-fn sample(dir: &Path) -> PathBuf {
-    let p = dir.join("node-service");
-    copy_tree(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/node-service"),
-        &p,
-    );
-    p
-}
 
 /// Builds with `--json` and returns (step instruction, status) of layer steps.
 fn build(root: &Path, project: &Path, variant: &str) -> Vec<(String, String)> {

@@ -53,3 +53,24 @@ pub fn import_fixture(store_root: &Path, name: &str) -> String {
 pub fn hostile_tar(name: &str) -> PathBuf {
     fixtures_dir().join("hostile").join(name)
 }
+
+/// A copy of the Node sample project (`examples/node-service`, without `node_modules`)
+/// in `dir`; returns its path.
+pub fn node_sample(dir: &Path) -> PathBuf {
+    let from = fixtures_dir().join("../examples/node-service");
+    let to = dir.join("node-service");
+    for entry in walkdir::WalkDir::new(&from) {
+        let entry = entry.unwrap();
+        let rel = entry.path().strip_prefix(&from).unwrap();
+        if rel.starts_with("node_modules") {
+            continue;
+        }
+        let dest = to.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &dest).unwrap();
+        }
+    }
+    to
+}
