@@ -15,6 +15,7 @@ use std::path::Path;
 use super::extract::ExtractReport;
 use super::unpack::{remove_tree, UnpackedLayer};
 use super::{io_err, Store, StoreError};
+use crate::image::digest::Digest;
 
 impl Store {
     /// Moves `tree` into place as the unpacked directory of the layer `diff_id`, with
@@ -25,7 +26,7 @@ impl Store {
     /// directory wins and `tree` is left where it is.
     pub fn adopt_layer_dir(
         &self,
-        diff_id: &str,
+        diff_id: &Digest,
         tree: &Path,
         report: &ExtractReport,
     ) -> Result<UnpackedLayer, StoreError> {
@@ -40,7 +41,7 @@ impl Store {
             .map_err(io_err("chmod", &diff))?;
         let meta = serde_json::to_vec(report).map_err(|e| StoreError::BadDocument {
             what: "layer record",
-            name: diff_id.to_owned(),
+            name: diff_id.to_string(),
             detail: e.to_string(),
         })?;
         fs::write(tmp.path().join("whiteouts.json"), meta)
@@ -76,7 +77,8 @@ mod tests {
     fn an_adopted_tree_becomes_the_unpacked_layer_and_a_second_one_is_left_alone() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path()).unwrap();
-        let diff_id = format!("sha256:{}", "ab".repeat(32));
+        let diff_id: crate::image::digest::Digest =
+            format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
         let tree = root.path().join("tmp/tree");
         fs::create_dir_all(tree.join("srv")).unwrap();
         fs::write(tree.join("srv/a"), "a").unwrap();

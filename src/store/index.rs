@@ -9,6 +9,7 @@ use fs2::FileExt;
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
 use super::{io_err, Store, StoreError};
+use crate::image::digest::Digest;
 use crate::image::oci::canonical_json;
 
 /// The annotation that names a manifest in an OCI layout index.
@@ -163,12 +164,12 @@ impl Store {
 impl Store {
     /// Removes every name of the image whose manifest (or index) digest is `digest`;
     /// returns the names removed.
-    pub fn remove_names_of(&self, digest: &str) -> Result<Vec<String>, StoreError> {
+    pub fn remove_names_of(&self, digest: &Digest) -> Result<Vec<String>, StoreError> {
         let lock = self.lock_index()?;
         let all = self.read_index()?.manifests().clone();
         let (gone, kept): (Vec<Descriptor>, Vec<Descriptor>) = all
             .into_iter()
-            .partition(|d| d.digest().as_ref() == digest && ref_name(d).is_some());
+            .partition(|d| d.digest() == digest && ref_name(d).is_some());
         if !gone.is_empty() {
             self.write_index(&lock, kept)?;
         }

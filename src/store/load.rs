@@ -11,7 +11,7 @@ use super::extract::extract_tar;
 use super::index::ref_name;
 use super::{io_err, parse_name, Store, StoreError};
 use crate::error_chain::ErrorChain;
-use crate::image::digest::{sha256_hex, HashingReader};
+use crate::image::digest::{parse_sha256, AsDigest, Digest, HashingReader};
 use crate::image::gzip::{ParallelGzipWriter, DEFAULT_LEVEL};
 use crate::image::oci::{new_manifest, ImageFormat};
 use crate::image::LayerDigests;
@@ -46,7 +46,7 @@ impl Store {
         result
     }
 
-    fn import_file(&self, path: &Path, digest: &str, size: u64) -> Result<(), StoreError> {
+    fn import_file(&self, path: &Path, digest: &Digest, size: u64) -> Result<(), StoreError> {
         if self.has_blob(digest) {
             return Ok(());
         }
@@ -63,15 +63,16 @@ impl Store {
             &fs::read(dir.join("index.json")).map_err(io_err("reading", dir))?,
         )
         .map_err(|e| bad(format!("index.json: {e}")))?;
-        let blob = |digest: &str| -> Result<PathBuf, StoreError> {
-            let hex =
-                sha256_hex(digest).ok_or_else(|| bad(format!("invalid digest {digest:?}")))?;
+        let blob = |digest: &Digest| -> Result<PathBuf, StoreError> {
+            let hex = digest
+                .sha256_hex()
+                .ok_or_else(|| bad(format!("invalid digest {digest:?}")))?;
             Ok(dir.join("blobs/sha256").join(hex))
         };
         let mut loaded = Vec::new();
         for d in index.manifests() {
-            let digest = d.digest().to_string();
-            self.import_file(&blob(&digest)?, &digest, d.size())?;
+            let digest = d.digest();
+            self.import_file(&blob(digest)?, digest, d.size())?;
             let mut todo = vec![(d.media_type().clone(), digest.clone())];
             while let Some((media_type, digest)) = todo.pop() {
                 let bytes = self.read_blob(&digest)?;
@@ -79,10 +80,10 @@ impl Store {
                     let child: ImageIndex = serde_json::from_slice(&bytes)
                         .map_err(|e| bad(format!("{digest}: {e}")))?;
                     for m in child.manifests() {
-                        let md = m.digest().to_string();
-                        if blob(&md)?.is_file() {
-                            self.import_file(&blob(&md)?, &md, m.size())?;
-                            todo.push((m.media_type().clone(), md));
+                        let md = m.digest();
+                        if blob(md)?.is_file() {
+                            self.import_file(&blob(md)?, md, m.size())?;
+                            todo.push((m.media_type().clone(), md.clone()));
                         }
                     }
                     continue;
@@ -90,8 +91,7 @@ impl Store {
                 let manifest: ImageManifest =
                     serde_json::from_slice(&bytes).map_err(|e| bad(format!("{digest}: {e}")))?;
                 for b in std::iter::once(manifest.config()).chain(manifest.layers()) {
-                    let bd = b.digest().to_string();
-                    self.import_file(&blob(&bd)?, &bd, b.size())?;
+                    self.import_file(&blob(b.digest())?, b.digest(), b.size())?;
                 }
             }
             let annotations = d.annotations().clone().unwrap_or_default();
@@ -105,7 +105,7 @@ impl Store {
                     self.set_tag(&name, d)?;
                     loaded.push(name);
                 }
-                None => loaded.push(digest),
+                None => loaded.push(digest.to_string()),
             }
         }
         Ok(loaded)
@@ -142,7 +142,9 @@ impl Store {
             }
             let mut layers = Vec::new();
             for (path, diff_id) in entry.layers.iter().zip(&diff_ids) {
-                layers.push(self.load_layer_file(&inside(path)?, diff_id)?);
+                let diff_id = parse_sha256(diff_id)
+                    .ok_or_else(|| bad(format!("{}: invalid diff_id {diff_id:?}", entry.config)))?;
+                layers.push(self.load_layer_file(&inside(path)?, &diff_id)?);
             }
             self.put_blob(&config_bytes)?;
             let manifest = new_manifest(ImageFormat::Oci, &config_bytes, &layers)?;
@@ -161,7 +163,7 @@ impl Store {
 
     /// Stores a docker-archive layer file (plain or gzipped tar), checking its diff-ID;
     /// a plain tar is gzipped as-is (same diff-ID), or reused if compressed before.
-    fn load_layer_file(&self, path: &Path, diff_id: &str) -> Result<LayerDigests, StoreError> {
+    fn load_layer_file(&self, path: &Path, diff_id: &Digest) -> Result<LayerDigests, StoreError> {
         let mut file = BufReader::new(File::open(path).map_err(io_err("opening", path))?);
         let gzipped = io::BufRead::fill_buf(&mut file)
             .map_err(io_err("reading", path))?
@@ -175,7 +177,7 @@ impl Store {
                 return Ok(LayerDigests {
                     digest,
                     size,
-                    diff_id: diff_id.to_owned(),
+                    diff_id: diff_id.clone(),
                     tar_size,
                 });
             }
@@ -187,7 +189,7 @@ impl Store {
             drop(tee);
             let file = File::open(path).map_err(io_err("opening", path))?;
             HashingReader::new(flate2::read::MultiGzDecoder::new(file))
-                .drain_and_finish()
+                .drain()
                 .map_err(io_err("reading", path))?
         } else {
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -196,9 +198,9 @@ impl Store {
             let mut tee = HashingReader::new(file);
             io::copy(&mut tee, &mut gz).map_err(io_err("reading", path))?;
             gz.finish().map_err(io_err("writing", path))?;
-            tee.drain_and_finish().map_err(io_err("reading", path))?
+            tee.drain().map_err(io_err("reading", path))?
         };
-        if got_diff_id != diff_id {
+        if got_diff_id != *diff_id {
             return Err(StoreError::Archive {
                 path: path.to_path_buf(),
                 detail: format!("layer content hashes to {got_diff_id}, config says {diff_id}"),
@@ -209,7 +211,7 @@ impl Store {
         Ok(LayerDigests {
             digest,
             size,
-            diff_id: diff_id.to_owned(),
+            diff_id: diff_id.clone(),
             tar_size,
         })
     }

@@ -19,17 +19,18 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::blobs::store_hex;
 use super::extract::stream::decompress_in_background;
 use super::extract::{extract_tar, ExtractReport};
 use super::{io_err, Store, StoreError, StoredImage};
 use crate::error_chain::ErrorChain;
-use crate::image::digest::sha256_hex;
+use crate::image::digest::{parse_sha256, Digest};
 
 /// An unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnpackedLayer {
     /// The layer's diff-ID.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// The layer's files: use as an overlay lowerdir.
     pub diff: PathBuf,
     /// Whiteouts, opaque directories and skipped devices of this layer.
@@ -48,13 +49,12 @@ impl Store {
     }
 
     /// The directory of the unpacked layer with this diff-ID (whether or not present).
-    pub fn layer_dir(&self, diff_id: &str) -> Result<PathBuf, StoreError> {
-        let hex = sha256_hex(diff_id).ok_or_else(|| StoreError::BadDigest(diff_id.to_owned()))?;
-        Ok(self.root.join("layers").join(hex))
+    pub fn layer_dir(&self, diff_id: &Digest) -> Result<PathBuf, StoreError> {
+        Ok(self.root.join("layers").join(store_hex(diff_id)?))
     }
 
     /// The unpacked layer with this diff-ID, if it has been unpacked.
-    pub fn unpacked_layer(&self, diff_id: &str) -> Result<Option<UnpackedLayer>, StoreError> {
+    pub fn unpacked_layer(&self, diff_id: &Digest) -> Result<Option<UnpackedLayer>, StoreError> {
         let dir = self.layer_dir(diff_id)?;
         let meta = dir.join("whiteouts.json");
         let bytes = match fs::read(&meta) {
@@ -74,7 +74,7 @@ impl Store {
             detail: e.to_string(),
         })?;
         Ok(Some(UnpackedLayer {
-            diff_id: diff_id.to_owned(),
+            diff_id: diff_id.clone(),
             diff: dir.join("diff"),
             report,
         }))
@@ -86,12 +86,12 @@ impl Store {
     /// there is one.
     pub fn unpack_layer(
         &self,
-        digest: &str,
-        diff_id: Option<&str>,
+        digest: &Digest,
+        diff_id: Option<&Digest>,
     ) -> Result<UnpackedLayer, StoreError> {
         let known = match diff_id {
-            Some(d) => Some(d.to_owned()),
-            None => self.diff_id_of(digest)?,
+            Some(d) => Some(d.clone()),
+            None => self.recorded_diff_id(digest)?,
         };
         if let Some(known) = &known {
             if let Some(layer) = self.unpacked_layer(known)? {
@@ -105,7 +105,7 @@ impl Store {
             .map_err(io_err("chmod", &diff))?;
 
         let unpack_err = |detail: String| StoreError::Unpack {
-            digest: digest.to_owned(),
+            digest: digest.to_string(),
             detail,
         };
         let (file, path) = self.open_blob_file(digest)?;
@@ -116,9 +116,9 @@ impl Store {
             .finish()
             .map_err(|e| unpack_err(format!("decompressing: {e}")))?;
         let got_diff_id = digests.tar;
-        if digests.blob != digest {
+        if digests.blob != *digest {
             return Err(StoreError::Corrupt {
-                digest: digest.to_owned(),
+                digest: digest.to_string(),
                 detail: format!("content hashes to {}", digests.blob),
             });
         }
@@ -165,7 +165,11 @@ impl Store {
             .iter()
             .enumerate()
             .map(|(i, layer)| {
-                self.unpack_layer(layer.digest().as_ref(), diff_ids.get(i).map(String::as_str))
+                let diff_id = diff_ids
+                    .get(i)
+                    .map(|d| parse_sha256(d).ok_or_else(|| StoreError::BadDigest(d.clone())))
+                    .transpose()?;
+                self.unpack_layer(layer.digest(), diff_id.as_ref())
             })
             .collect()
     }
