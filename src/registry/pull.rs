@@ -13,10 +13,10 @@ use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE};
 use super::parallel::{for_each, PARALLEL_TRANSFERS};
-use super::platform::{describe_platforms, Platform};
-use super::reference::Reference;
 use crate::error_chain::ErrorChain;
 use crate::image::digest::digest_of;
+use crate::image::platform::{describe_platforms, Platform};
+use crate::image::reference::Reference;
 
 /// An image pulled into the store.
 #[derive(Debug, Clone)]

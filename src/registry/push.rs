@@ -16,9 +16,9 @@ use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest};
 use super::parallel::{for_each, PARALLEL_TRANSFERS};
-use super::reference::Reference;
 use super::upload::{location, upload, Upload};
 use crate::image::digest::digest_of;
+use crate::image::reference::Reference;
 
 /// Bytes per PATCH request (held in memory, up to three at once); a broken request is
 /// resumed from what the registry kept.

@@ -81,7 +81,7 @@ pub enum StoreError {
     BadDigest(String),
     /// A reference is malformed.
     #[error(transparent)]
-    Reference(#[from] reference::ReferenceError),
+    Reference(#[from] crate::image::reference::ReferenceError),
     /// A document in the store (index, manifest, config) is invalid.
     #[error("invalid {what} {name}: {detail}")]
     BadDocument {

@@ -9,8 +9,7 @@
 //! the store with the names `flense images` prints.
 
 use crate::image::digest::{parse_sha256, AsDigest, Digest};
-pub use crate::image::reference::ReferenceError;
-use crate::image::reference::{names_registry, NameDefaults, Reference};
+use crate::image::reference::{names_registry, NameDefaults, Reference, ReferenceError};
 
 /// A reference the user typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
