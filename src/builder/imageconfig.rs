@@ -95,7 +95,7 @@ pub fn final_config(
         .typ("layers")
         .diff_ids(diff_ids)
         .build()
-        .map_err(|e| BuildError::Config(e.to_string()))?;
+        .map_err(BuildError::Config)?;
     let mut history = base.and_then(|b| b.history().clone()).unwrap_or_default();
     for l in new_layers {
         history.push(
@@ -104,7 +104,7 @@ pub fn final_config(
                 .created_by(l.created_by.clone())
                 .comment("flense")
                 .build()
-                .map_err(|e| BuildError::Config(e.to_string()))?,
+                .map_err(BuildError::Config)?,
         );
     }
     let (arch, os) = match base {
@@ -121,9 +121,7 @@ pub fn final_config(
     if let Some(v) = base.and_then(|b| b.variant().clone()) {
         builder = builder.variant(v);
     }
-    builder
-        .build()
-        .map_err(|e| BuildError::Config(e.to_string()))
+    builder.build().map_err(BuildError::Config)
 }
 
 #[cfg(test)]

@@ -39,10 +39,10 @@ impl Store {
         fs::rename(tree, &diff).map_err(io_err("moving a layer tree into", &diff))?;
         fs::set_permissions(&diff, fs::Permissions::from_mode(0o755))
             .map_err(io_err("chmod", &diff))?;
-        let meta = serde_json::to_vec(report).map_err(|e| StoreError::BadDocument {
+        let meta = serde_json::to_vec(report).map_err(|source| StoreError::Json {
             what: "layer record",
             name: diff_id.to_string(),
-            detail: e.to_string(),
+            source,
         })?;
         fs::write(tmp.path().join("whiteouts.json"), meta)
             .map_err(io_err("writing", tmp.path()))?;

@@ -250,10 +250,10 @@ fn parse_doc<T: serde::de::DeserializeOwned>(
     digest: &Digest,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::BadDocument {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Json {
         what,
         name: digest.to_string(),
-        detail: e.to_string(),
+        source,
     })
 }
 

@@ -85,10 +85,10 @@ impl Store {
     pub fn read_index(&self) -> Result<ImageIndex, StoreError> {
         let path = self.root.join("index.json");
         let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::BadDocument {
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
             what: "index",
             name: path.display().to_string(),
-            detail: e.to_string(),
+            source,
         })
     }
 

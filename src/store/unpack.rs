@@ -23,7 +23,6 @@ use super::blobs::store_hex;
 use super::extract::stream::decompress_in_background;
 use super::extract::{extract_tar, ExtractReport};
 use super::{io_err, Store, StoreError, StoredImage};
-use crate::error_chain::ErrorChain;
 use crate::image::digest::{parse_sha256, Digest};
 
 /// An unpacked layer.
@@ -68,10 +67,10 @@ impl Store {
                 })
             }
         };
-        let report = serde_json::from_slice(&bytes).map_err(|e| StoreError::BadDocument {
+        let report = serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
             what: "layer record",
             name: meta.display().to_string(),
-            detail: e.to_string(),
+            source,
         })?;
         Ok(Some(UnpackedLayer {
             diff_id: diff_id.clone(),
@@ -104,17 +103,16 @@ impl Store {
         fs::set_permissions(&diff, fs::Permissions::from_mode(0o755))
             .map_err(io_err("chmod", &diff))?;
 
-        let unpack_err = |detail: String| StoreError::Unpack {
-            digest: digest.to_string(),
-            detail,
-        };
         let (file, path) = self.open_blob_file(digest)?;
         let mut stream = decompress_in_background(file).map_err(io_err("reading", &path))?;
-        let report =
-            extract_tar(&mut stream, &diff).map_err(|e| unpack_err(ErrorChain(&e).to_string()))?;
-        let digests = stream
-            .finish()
-            .map_err(|e| unpack_err(format!("decompressing: {e}")))?;
+        let report = extract_tar(&mut stream, &diff).map_err(|source| StoreError::Extract {
+            digest: digest.to_string(),
+            source,
+        })?;
+        let digests = stream.finish().map_err(|source| StoreError::Decompress {
+            digest: digest.to_string(),
+            source,
+        })?;
         let got_diff_id = digests.tar;
         if digests.blob != *digest {
             return Err(StoreError::Corrupt {
@@ -124,13 +122,20 @@ impl Store {
         }
         if let Some(want) = &known {
             if *want != got_diff_id {
-                return Err(unpack_err(format!(
-                    "uncompressed content hashes to {got_diff_id}, expected diff-ID {want}"
-                )));
+                return Err(StoreError::Unpack {
+                    digest: digest.to_string(),
+                    detail: format!(
+                        "uncompressed content hashes to {got_diff_id}, expected diff-ID {want}"
+                    ),
+                });
             }
         }
         self.record_layer(digest, &got_diff_id)?;
-        let meta = serde_json::to_vec(&report).map_err(|e| unpack_err(e.to_string()))?;
+        let meta = serde_json::to_vec(&report).map_err(|source| StoreError::Json {
+            what: "layer record",
+            name: digest.to_string(),
+            source,
+        })?;
         fs::write(tmp.path().join("whiteouts.json"), meta)
             .map_err(io_err("writing", tmp.path()))?;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))

@@ -11,6 +11,7 @@ use std::time::Instant;
 use super::stage::{StageLayer, StageState};
 use crate::builder::events::StepStatus;
 use crate::builder::BuildError;
+use crate::error_chain::ErrorChain;
 use crate::image::digest::{parse_sha256, Digest};
 use crate::image::{LayerDigests, LayerEntry, LayerOptions};
 use crate::store::{Store, StoreError, StoredImage};
@@ -251,7 +252,10 @@ impl<'a> Layers<'a> {
         let report = match prepare_tree(tree, entries, self.epoch) {
             Ok(report) => report,
             Err(e) => {
-                tracing::debug!("unpacking layer {diff_id} from its blob: {e}");
+                tracing::debug!(
+                    "unpacking layer {diff_id} from its blob: {}",
+                    ErrorChain(&e)
+                );
                 return Ok(());
             }
         };
@@ -261,7 +265,10 @@ impl<'a> Layers<'a> {
                 let elapsed = started.elapsed();
                 tracing::debug!(?elapsed, "adopted the step's tree as layer {diff_id}");
             }
-            Err(e) => tracing::warn!("unpacking layer {diff_id} from its blob: {e}"),
+            Err(e) => tracing::warn!(
+                "unpacking layer {diff_id} from its blob: {}",
+                ErrorChain(&e)
+            ),
         }
         Ok(())
     }

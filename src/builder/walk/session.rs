@@ -170,10 +170,7 @@ impl<'a> Session<'a> {
             owner: Owner::Keep,
             exclude: &[],
         };
-        copy_into(&mut set, ctx, &everything).map_err(|e| BuildError::Image {
-            reference: "local".into(),
-            detail: e.to_string(),
-        })?;
+        copy_into(&mut set, ctx, &everything).map_err(BuildError::ContextCopy)?;
         self.layers.entries_digest(&set.into_entries())
     }
 }
