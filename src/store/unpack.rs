@@ -131,30 +131,43 @@ impl Store {
             }
         }
         self.record_layer(digest, &got_diff_id)?;
+        self.place_layer(tmp, &got_diff_id, report)
+    }
+
+    /// Writes `report` as the record of the layer assembled in `tmp` (its `diff/`
+    /// complete) and renames it into place as the unpacked layer `diff_id`. When another
+    /// process placed that layer meanwhile, theirs is kept and returned.
+    pub(super) fn place_layer(
+        &self,
+        tmp: tempfile::TempDir,
+        diff_id: &Digest,
+        report: ExtractReport,
+    ) -> Result<UnpackedLayer, StoreError> {
         let meta = serde_json::to_vec(&report).map_err(|source| StoreError::Json {
             what: "layer record",
-            name: digest.to_string(),
+            name: diff_id.to_string(),
             source,
         })?;
         fs::write(tmp.path().join("whiteouts.json"), meta)
             .map_err(io_err("writing", tmp.path()))?;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .map_err(io_err("chmod", tmp.path()))?;
-        let final_dir = self.layer_dir(&got_diff_id)?;
+        let final_dir = self.layer_dir(diff_id)?;
         let tmp_path = tmp.keep();
         if let Err(e) = fs::rename(&tmp_path, &final_dir) {
-            // Another process unpacked the same layer meanwhile: keep theirs.
+            // Another process placed the same layer meanwhile: keep theirs.
             remove_tree(&tmp_path)?;
-            if self.unpacked_layer(&got_diff_id)?.is_none() {
-                return Err(StoreError::Io {
+            return match self.unpacked_layer(diff_id)? {
+                Some(existing) => Ok(existing),
+                None => Err(StoreError::Io {
                     action: "renaming into",
                     path: final_dir,
                     source: e,
-                });
-            }
+                }),
+            };
         }
         Ok(UnpackedLayer {
-            diff_id: got_diff_id,
+            diff_id: diff_id.clone(),
             diff: final_dir.join("diff"),
             report,
         })
