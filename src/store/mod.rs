@@ -113,7 +113,7 @@ pub enum StoreError {
     #[error("layer {digest}: {detail}")]
     Unpack {
         /// The layer blob.
-        digest: String,
+        digest: crate::image::digest::Digest,
         /// What went wrong.
         detail: String,
     },
@@ -121,7 +121,7 @@ pub enum StoreError {
     #[error("layer {digest}")]
     Extract {
         /// The layer blob.
-        digest: String,
+        digest: crate::image::digest::Digest,
         /// What the extraction refused or failed at.
         source: extract::ExtractError,
     },
@@ -129,7 +129,7 @@ pub enum StoreError {
     #[error("layer {digest}: decompressing")]
     Decompress {
         /// The layer blob.
-        digest: String,
+        digest: crate::image::digest::Digest,
         /// The cause.
         source: io::Error,
     },

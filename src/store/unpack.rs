@@ -106,11 +106,11 @@ impl Store {
         let (file, path) = self.open_blob_file(digest)?;
         let mut stream = decompress_in_background(file).map_err(io_err("reading", &path))?;
         let report = extract_tar(&mut stream, &diff).map_err(|source| StoreError::Extract {
-            digest: digest.to_string(),
+            digest: digest.clone(),
             source,
         })?;
         let digests = stream.finish().map_err(|source| StoreError::Decompress {
-            digest: digest.to_string(),
+            digest: digest.clone(),
             source,
         })?;
         let got_diff_id = digests.tar;
@@ -123,7 +123,7 @@ impl Store {
         if let Some(want) = &known {
             if *want != got_diff_id {
                 return Err(StoreError::Unpack {
-                    digest: digest.to_string(),
+                    digest: digest.clone(),
                     detail: format!(
                         "uncompressed content hashes to {got_diff_id}, expected diff-ID {want}"
                     ),
