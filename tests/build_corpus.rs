@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use flense::image::reference::Reference;
 use flense::plan::{CompileOptions, CopySource, Instruction, MountSource, Plan};
-use flense::registry::Reference;
 use support::cli::{flense, ok_stdout, output};
 use support::fixtures::rootfs_tar;
 use support::registry::TestRegistry;

@@ -38,9 +38,9 @@ fn layer(store: &Store, content: &str) -> CachedLayer {
         .write_layer(entries, &LayerOptions::default())
         .unwrap();
     CachedLayer {
-        digest: d.digest,
+        digest: d.digest.to_string(),
         size: d.size,
-        diff_id: d.diff_id,
+        diff_id: d.diff_id.to_string(),
         tar_size: d.tar_size,
         empty: false,
     }

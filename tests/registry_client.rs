@@ -3,7 +3,9 @@
 
 mod support;
 
-use flense::registry::{pull, push, LocalImage, NoProgress, Platform, PushOptions, Reference};
+use flense::image::platform::Platform;
+use flense::image::reference::Reference;
+use flense::registry::{pull, push, LocalImage, NoProgress, PushOptions};
 use support::registry::{
     amd64, anonymous_client, multi_platform_image, simple_image, DirStore, TestRegistry,
 };

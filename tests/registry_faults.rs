@@ -4,7 +4,8 @@
 
 mod support;
 
-use flense::registry::{pull, push, LocalImage, NoProgress, PulledImage, PushOptions, Reference};
+use flense::image::reference::Reference;
+use flense::registry::{pull, push, LocalImage, NoProgress, PulledImage, PushOptions};
 use support::registry::{
     amd64, anonymous_client, simple_image, DirStore, Fault, FaultProxy, TestRegistry,
 };

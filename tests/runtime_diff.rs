@@ -83,7 +83,7 @@ fn layer_digest(entries: Vec<DiffEntry>) -> String {
         threads: 1,
     };
     let (_, digests) = write_layer(to_layer_entries(entries), std::io::sink(), &opts).unwrap();
-    digests.digest
+    digests.digest.to_string()
 }
 
 fn mode_for_user_run(mode: &str) -> IdMode {

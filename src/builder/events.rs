@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::image::digest::Digest;
+
 /// How an instruction was handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -47,7 +49,7 @@ pub enum BuildEvent {
         /// The variant.
         variant: String,
         /// Manifest digest.
-        digest: String,
+        digest: Digest,
         /// The tag, if any.
         reference: Option<String>,
     },

@@ -8,14 +8,12 @@ use oci_spec::image::{
     Arch, Config, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder, Os, RootFsBuilder,
 };
 
-use crate::image::oci::rfc3339;
+use crate::image::digest::Digest;
+use crate::image::oci::{rfc3339, DEFAULT_PATH};
 use crate::plan::expand::{expand, Unknown};
 use crate::plan::{EnvVar, ImageConfig};
 
 use crate::builder::BuildError;
-
-/// BuildKit's default `PATH` (for scratch images and execs without one).
-pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Splits `K=V` env entries.
 pub fn env_pairs(env: &[String]) -> Vec<(String, String)> {
@@ -47,7 +45,7 @@ pub fn scratch_config() -> Config {
 #[derive(Debug, Clone)]
 pub struct NewLayer {
     /// `sha256:` of the uncompressed tar.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// History `created_by`.
     pub created_by: String,
 }
@@ -92,12 +90,12 @@ pub fn final_config(
     let mut diff_ids: Vec<String> = base
         .map(|b| b.rootfs().diff_ids().clone())
         .unwrap_or_default();
-    diff_ids.extend(new_layers.iter().map(|l| l.diff_id.clone()));
+    diff_ids.extend(new_layers.iter().map(|l| l.diff_id.to_string()));
     let rootfs = RootFsBuilder::default()
         .typ("layers")
         .diff_ids(diff_ids)
         .build()
-        .map_err(|e| BuildError::Config(e.to_string()))?;
+        .map_err(BuildError::Config)?;
     let mut history = base.and_then(|b| b.history().clone()).unwrap_or_default();
     for l in new_layers {
         history.push(
@@ -106,7 +104,7 @@ pub fn final_config(
                 .created_by(l.created_by.clone())
                 .comment("flense")
                 .build()
-                .map_err(|e| BuildError::Config(e.to_string()))?,
+                .map_err(BuildError::Config)?,
         );
     }
     let (arch, os) = match base {
@@ -123,9 +121,7 @@ pub fn final_config(
     if let Some(v) = base.and_then(|b| b.variant().clone()) {
         builder = builder.variant(v);
     }
-    builder
-        .build()
-        .map_err(|e| BuildError::Config(e.to_string()))
+    builder.build().map_err(BuildError::Config)
 }
 
 #[cfg(test)]
@@ -182,8 +178,9 @@ mod tests {
             .config(base_rc)
             .build()
             .unwrap();
+        let new_diff_id = crate::image::digest::digest_of(b"new layer");
         let layers = vec![NewLayer {
-            diff_id: "sha256:bb".into(),
+            diff_id: new_diff_id.clone(),
             created_by: "COPY . .".into(),
         }];
         let extra = vec![EnvVar::new("blubber.version", "flense-0.1.0")];
@@ -201,7 +198,7 @@ mod tests {
         assert_eq!(rc.user().as_deref(), Some("900"));
         assert_eq!(
             c.rootfs().diff_ids(),
-            &vec!["sha256:aa".to_string(), "sha256:bb".into()]
+            &vec!["sha256:aa".to_string(), new_diff_id.to_string()]
         );
         let labels = rc.labels().clone().unwrap();
         assert_eq!(

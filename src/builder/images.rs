@@ -5,7 +5,9 @@
 use oci_spec::image::{Descriptor, MediaType};
 
 use crate::error_chain::ErrorChain;
-use crate::registry::{self, Client, NoProgress, Reference, RegistryError};
+use crate::image::platform::Platform;
+use crate::image::reference::Reference;
+use crate::registry::{self, Client, NoProgress, RegistryError};
 use crate::store::{Store, StoreError, StoredImage};
 
 use super::stage::ImageSource;
@@ -15,12 +17,12 @@ use super::BuildError;
 pub struct PullingImages {
     store: Store,
     client: Client,
-    platform: registry::Platform,
+    platform: Platform,
 }
 
 impl PullingImages {
     /// Images of `store`, pulled with `client` for `platform` when missing.
-    pub fn new(store: Store, client: Client, platform: registry::Platform) -> Self {
+    pub fn new(store: Store, client: Client, platform: Platform) -> Self {
         Self {
             store,
             client,

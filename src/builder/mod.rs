@@ -107,8 +107,11 @@ pub enum BuildError {
         source: Box<crate::registry::RegistryError>,
     },
     /// The image config could not be built.
-    #[error("image config: {0}")]
-    Config(String),
+    #[error("image config")]
+    Config(#[source] oci_spec::OciSpecError),
+    /// The whole build context could not be read (for its digest).
+    #[error("reading the build context")]
+    ContextCopy(#[source] copy::CopyError),
     /// A plan refers to a stage that was not built before it.
     #[error("variant '{0}' is used before it is built")]
     UnknownStage(String),

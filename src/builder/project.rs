@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::{self, ConfigErrors};
-use crate::plan::{self, CompileOptions, Plan, PlanError, Platform};
+use crate::image::platform::Platform;
+use crate::plan::{self, CompileOptions, Plan, PlanError};
 use crate::store::Store;
 
 use super::dryrun::{dry_run, DryRunError, DryRunReport, Lookups};

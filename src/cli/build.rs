@@ -22,7 +22,7 @@ use flense::builder::run::runner::StepNetwork;
 use flense::builder::run::sandbox::SandboxRunner;
 use flense::builder::stage::{BuildSettings, BuiltImage};
 use flense::image::oci::ImageFormat;
-use flense::plan::Platform;
+use flense::image::platform::Platform;
 use flense::store::Store;
 
 /// Subcommands of this area.

@@ -207,7 +207,7 @@ fn compile_variant(
     let file = args.config.file.as_path();
     let build_args = flense::plan::parse_build_args(&args.build_args).map_err(super::invalid)?;
     let platform = platform
-        .map(str::parse::<flense::plan::Platform>)
+        .map(str::parse::<flense::image::platform::Platform>)
         .transpose()
         .map_err(super::invalid)?;
     let config = load_or_report(file)?;

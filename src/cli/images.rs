@@ -181,6 +181,8 @@ fn classify(err: StoreError) -> anyhow::Error {
         | StoreError::UnknownImage(_)
         | StoreError::Archive { .. }
         | StoreError::Unpack { .. }
+        | StoreError::Extract { .. }
+        | StoreError::Decompress { .. }
         | StoreError::Layer(_) => super::invalid(err),
         other => other.into(),
     }

@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-use super::digest::HashingWriter;
+use super::digest::{Digest, HashingWriter};
 use super::entry::{Content, EntryKind, LayerEntry};
 use super::gzip::{ParallelGzipWriter, DEFAULT_LEVEL};
 
@@ -91,11 +91,11 @@ pub fn source_date_epoch() -> u64 {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerDigests {
     /// `sha256:` of the compressed blob (the manifest's layer digest).
-    pub digest: String,
+    pub digest: Digest,
     /// Size of the compressed blob in bytes.
     pub size: u64,
     /// `sha256:` of the uncompressed tar (the config's `rootfs.diff_ids` entry).
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// Size of the uncompressed tar in bytes.
     pub tar_size: u64,
 }

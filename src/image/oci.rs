@@ -7,7 +7,7 @@ use oci_spec::image::{
 };
 use serde::Serialize;
 
-use super::digest::sha256_digest;
+use super::digest::digest_of;
 use super::layer::LayerDigests;
 
 /// Media type of a Docker v2s2 manifest.
@@ -92,10 +92,14 @@ pub fn canonical_json<T: Serialize>(value: &T) -> Result<Vec<u8>, OciError> {
 
 /// The descriptor of `bytes` with `media_type`.
 pub fn descriptor_of(media_type: MediaType, bytes: &[u8]) -> Result<Descriptor, OciError> {
-    descriptor(media_type, &sha256_digest(bytes), bytes.len() as u64)
+    Ok(Descriptor::new(
+        media_type,
+        bytes.len() as u64,
+        digest_of(bytes),
+    ))
 }
 
-/// A descriptor for a `sha256:` digest and size.
+/// A descriptor for a digest given as text (a build cache record's) and size.
 pub fn descriptor(media_type: MediaType, digest: &str, size: u64) -> Result<Descriptor, OciError> {
     let digest: oci_spec::image::Digest = digest
         .parse()
@@ -124,7 +128,7 @@ pub fn new_config(
         .diff_ids(
             layers
                 .iter()
-                .map(|l| l.digests.diff_id.clone())
+                .map(|l| l.digests.diff_id.to_string())
                 .collect::<Vec<_>>(),
         )
         .build()?;
@@ -156,10 +160,10 @@ pub fn new_manifest(
     layers: &[LayerDigests],
 ) -> Result<ImageManifest, OciError> {
     let config = descriptor_of(format.config_media_type(), config_bytes)?;
-    let layers = layers
+    let layers: Vec<Descriptor> = layers
         .iter()
-        .map(|l| descriptor(format.layer_media_type(), &l.digest, l.size))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|l| Descriptor::new(format.layer_media_type(), l.size, l.digest.clone()))
+        .collect();
     Ok(ImageManifestBuilder::default()
         .schema_version(2u32)
         .media_type(format.manifest_media_type())
@@ -194,9 +198,9 @@ mod tests {
     fn layer() -> ImageLayer {
         ImageLayer {
             digests: LayerDigests {
-                digest: sha256_digest(b"gz"),
+                digest: digest_of(b"gz"),
                 size: 2,
-                diff_id: sha256_digest(b"tar"),
+                diff_id: digest_of(b"tar"),
                 tar_size: 3,
             },
             created_by: "flense import".into(),

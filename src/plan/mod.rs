@@ -29,7 +29,7 @@ pub use instruction::{
 };
 
 /// The target platform, for the `BUILD*`/`TARGET*` variables.
-pub use crate::image::platform::Platform;
+use crate::image::platform::Platform;
 
 /// The label key naming the built variant.
 pub const LABEL_VARIANT: &str = "blubber.variant";

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use crate::image::reference::ReferenceError;
+
 /// Everything that can go wrong talking to a registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -140,3 +142,12 @@ impl RegistryError {
 
 /// Result type of this module.
 pub type Result<T, E = RegistryError> = std::result::Result<T, E>;
+
+impl From<ReferenceError> for RegistryError {
+    fn from(e: ReferenceError) -> Self {
+        RegistryError::InvalidReference {
+            reference: e.reference,
+            reason: e.reason,
+        }
+    }
+}

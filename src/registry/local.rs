@@ -5,9 +5,9 @@ use oci_spec::image::{Descriptor, MediaType};
 use super::blobs::{ImageStore, Progress};
 use super::client::Client;
 use super::error::{RegistryError, Result};
-use super::platform::Platform;
 use super::pull::{pull, PulledImage};
-use super::reference::Reference;
+use crate::image::platform::Platform;
+use crate::image::reference::Reference;
 
 /// Pulls `reference` into `store` and names the image in the store with its full name:
 /// `docker.io/library/debian:bookworm` for a tag, `docker.io/library/debian@sha256:…` for

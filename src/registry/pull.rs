@@ -7,15 +7,16 @@ use oci_spec::image::{Descriptor, Digest};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::StatusCode;
 
-use super::blobs::{sha256_digest, supported_digest, BlobOutcome, BlobStore, Progress};
+use super::blobs::{supported_digest, BlobOutcome, BlobStore, Progress};
 use super::client::SHORT_REQUEST;
 use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest, MANIFEST_ACCEPT, MAX_MANIFEST_SIZE};
 use super::parallel::{for_each, PARALLEL_TRANSFERS};
-use super::platform::{describe_platforms, Platform};
-use super::reference::Reference;
 use crate::error_chain::ErrorChain;
+use crate::image::digest::digest_of;
+use crate::image::platform::{describe_platforms, Platform};
+use crate::image::reference::Reference;
 
 /// An image pulled into the store.
 #[derive(Debug, Clone)]
@@ -204,7 +205,7 @@ pub(super) fn fetch_manifest(
     if bytes.len() as u64 > MAX_MANIFEST_SIZE {
         return Err(repo.bad(format!("manifest {reference} is larger than 4 MiB")));
     }
-    let digest = sha256_digest(&bytes);
+    let digest = digest_of(&bytes);
     if let Some(expected) = expected {
         if !supported_digest(expected) {
             return Err(repo.bad(format!(

@@ -10,14 +10,15 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use reqwest::StatusCode;
 use url::Url;
 
-use super::blobs::{sha256_digest, BlobOutcome, BlobStore, Progress};
+use super::blobs::{BlobOutcome, BlobStore, Progress};
 use super::client::SHORT_REQUEST;
 use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{image_blobs, Manifest};
 use super::parallel::{for_each, PARALLEL_TRANSFERS};
-use super::reference::Reference;
 use super::upload::{location, upload, Upload};
+use crate::image::digest::digest_of;
+use crate::image::reference::Reference;
 
 /// Bytes per PATCH request (held in memory, up to three at once); a broken request is
 /// resumed from what the registry kept.
@@ -82,7 +83,7 @@ pub fn push(
     {
         repo.add_pull_scope(&from.repository);
     }
-    let digest = sha256_digest(&image.manifest);
+    let digest = digest_of(&image.manifest);
     let (media_type, manifest) = Manifest::parse(&image.manifest, Some(&image.media_type))
         .map_err(|reason| local_error(format!("manifest {digest}: {reason}")))?;
     let tag_or_digest = match (target.tag(), target.digest()) {
@@ -269,7 +270,7 @@ pub(super) fn put_manifest(
     if resp.status() != StatusCode::CREATED && !resp.status().is_success() {
         return Err(repo.status_error(&operation, resp));
     }
-    let expected = sha256_digest(bytes).to_string();
+    let expected = digest_of(bytes).to_string();
     if let Some(claimed) = resp
         .headers()
         .get("docker-content-digest")

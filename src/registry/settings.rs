@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::{RegistryError, Result};
-use super::reference::Reference;
+use crate::image::reference::Reference;
 
 /// Parsed registries config.
 #[derive(Debug, Clone, Default, Deserialize)]

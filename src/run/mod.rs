@@ -172,10 +172,7 @@ pub fn sandbox_for(
         }
     }
     for (k, v) in [
-        (
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        ),
+        ("PATH", crate::image::oci::DEFAULT_PATH),
         ("HOME", user.home.as_str()),
     ] {
         if !env.contains_key(k) {

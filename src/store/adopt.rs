@@ -13,8 +13,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::extract::ExtractReport;
-use super::unpack::{remove_tree, UnpackedLayer};
+use super::unpack::UnpackedLayer;
 use super::{io_err, Store, StoreError};
+use crate::image::digest::Digest;
 
 impl Store {
     /// Moves `tree` into place as the unpacked directory of the layer `diff_id`, with
@@ -25,46 +26,19 @@ impl Store {
     /// directory wins and `tree` is left where it is.
     pub fn adopt_layer_dir(
         &self,
-        diff_id: &str,
+        diff_id: &Digest,
         tree: &Path,
         report: &ExtractReport,
     ) -> Result<UnpackedLayer, StoreError> {
         if let Some(existing) = self.unpacked_layer(diff_id)? {
             return Ok(existing);
         }
-        let final_dir = self.layer_dir(diff_id)?;
         let tmp = self.layer_staging_dir()?;
         let diff = tmp.path().join("diff");
         fs::rename(tree, &diff).map_err(io_err("moving a layer tree into", &diff))?;
         fs::set_permissions(&diff, fs::Permissions::from_mode(0o755))
             .map_err(io_err("chmod", &diff))?;
-        let meta = serde_json::to_vec(report).map_err(|e| StoreError::BadDocument {
-            what: "layer record",
-            name: diff_id.to_owned(),
-            detail: e.to_string(),
-        })?;
-        fs::write(tmp.path().join("whiteouts.json"), meta)
-            .map_err(io_err("writing", tmp.path()))?;
-        fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
-            .map_err(io_err("chmod", tmp.path()))?;
-        let tmp_path = tmp.keep();
-        if let Err(e) = fs::rename(&tmp_path, &final_dir) {
-            // Another process unpacked the same layer meanwhile: keep theirs.
-            remove_tree(&tmp_path)?;
-            return match self.unpacked_layer(diff_id)? {
-                Some(existing) => Ok(existing),
-                None => Err(StoreError::Io {
-                    action: "renaming into",
-                    path: final_dir,
-                    source: e,
-                }),
-            };
-        }
-        Ok(UnpackedLayer {
-            diff_id: diff_id.to_owned(),
-            diff: final_dir.join("diff"),
-            report: report.clone(),
-        })
+        self.place_layer(tmp, diff_id, report.clone())
     }
 }
 
@@ -76,7 +50,8 @@ mod tests {
     fn an_adopted_tree_becomes_the_unpacked_layer_and_a_second_one_is_left_alone() {
         let root = tempfile::tempdir().unwrap();
         let store = Store::open(root.path()).unwrap();
-        let diff_id = format!("sha256:{}", "ab".repeat(32));
+        let diff_id: crate::image::digest::Digest =
+            format!("sha256:{}", "ab".repeat(32)).parse().unwrap();
         let tree = root.path().join("tmp/tree");
         fs::create_dir_all(tree.join("srv")).unwrap();
         fs::write(tree.join("srv/a"), "a").unwrap();

@@ -16,9 +16,10 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::Descriptor;
 use serde::{Deserialize, Serialize};
 
+use super::blobs::store_hex;
 use super::index::REF_NAME;
 use super::{io_err, Store, StoreError, StoredImage};
-use crate::image::digest::{sha256_hex, HashingReader};
+use crate::image::digest::{parse_sha256, AsDigest, Digest, HashingReader};
 use crate::image::oci::canonical_json;
 
 /// Archive formats of `save` and `load`.
@@ -107,7 +108,7 @@ impl Store {
     fn add_blob<W: Write>(
         &self,
         tar: &mut tar::Builder<W>,
-        digest: &str,
+        digest: &Digest,
         size: u64,
         name: &str,
     ) -> Result<(), StoreError> {
@@ -124,15 +125,15 @@ impl Store {
         add_bytes(tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(archive_write_err)?;
         let mut manifests = Vec::new();
-        let mut blobs: Vec<(String, u64)> = Vec::new();
+        let mut blobs: Vec<(Digest, u64)> = Vec::new();
         for (name, image) in images {
             let d = &image.descriptor;
             let mut tagged = Descriptor::new(d.media_type().clone(), d.size(), d.digest().clone());
             tagged.set_annotations(Some([(REF_NAME.to_owned(), name.clone())].into()));
             manifests.push(tagged);
-            blobs.push((d.digest().to_string(), d.size()));
+            blobs.push((d.digest().clone(), d.size()));
             blobs.push((
-                image.manifest.config().digest().to_string(),
+                image.manifest.config().digest().clone(),
                 image.manifest.config().size(),
             ));
             blobs.extend(
@@ -140,10 +141,10 @@ impl Store {
                     .manifest
                     .layers()
                     .iter()
-                    .map(|l| (l.digest().to_string(), l.size())),
+                    .map(|l| (l.digest().clone(), l.size())),
             );
         }
-        blobs.sort();
+        blobs.sort_by(|a, b| (a.0.as_ref(), a.1).cmp(&(b.0.as_ref(), b.1)));
         blobs.dedup();
         let index = oci_spec::image::ImageIndexBuilder::default()
             .schema_version(2u32)
@@ -155,7 +156,7 @@ impl Store {
         add_dir(tar, "blobs").map_err(archive_write_err)?;
         add_dir(tar, "blobs/sha256").map_err(archive_write_err)?;
         for (digest, size) in blobs {
-            let hex = sha256_hex(&digest).ok_or_else(|| StoreError::BadDigest(digest.clone()))?;
+            let hex = store_hex(&digest)?;
             self.add_blob(tar, &digest, size, &format!("blobs/sha256/{hex}"))?;
         }
         Ok(())
@@ -170,47 +171,41 @@ impl Store {
         let mut written = std::collections::HashSet::new();
         for (name, image) in images {
             let config = image.manifest.config();
-            let config_hex = sha256_hex(config.digest().as_ref())
-                .unwrap_or_default()
-                .to_owned();
-            let config_name = format!("{config_hex}.json");
+            let config_name = format!("{}.json", store_hex(config.digest())?);
             if written.insert(config_name.clone()) {
-                self.add_blob(tar, config.digest().as_ref(), config.size(), &config_name)?;
+                self.add_blob(tar, config.digest(), config.size(), &config_name)?;
             }
             let diff_ids = image.config.rootfs().diff_ids();
             let mut layers = Vec::new();
             for (i, layer) in image.manifest.layers().iter().enumerate() {
-                let digest = layer.digest().to_string();
-                let diff_id = diff_ids
-                    .get(i)
-                    .cloned()
-                    .ok_or_else(|| StoreError::BadDocument {
-                        what: "config",
-                        name: config.digest().to_string(),
-                        detail: "fewer diff_ids than layers".into(),
-                    })?;
-                let diff_hex = sha256_hex(&diff_id)
-                    .ok_or_else(|| StoreError::BadDigest(diff_id.clone()))?
-                    .to_owned();
+                let digest = layer.digest();
+                let diff_id = diff_ids.get(i).ok_or_else(|| StoreError::BadDocument {
+                    what: "config",
+                    name: config.digest().to_string(),
+                    detail: "fewer diff_ids than layers".into(),
+                })?;
+                let diff_id =
+                    parse_sha256(diff_id).ok_or_else(|| StoreError::BadDigest(diff_id.clone()))?;
+                let diff_hex = diff_id.digest();
                 let layer_name = format!("{diff_hex}/layer.tar");
                 if written.insert(layer_name.clone()) {
-                    add_dir(tar, &diff_hex).map_err(archive_write_err)?;
+                    add_dir(tar, diff_hex).map_err(archive_write_err)?;
                     // Pass 1 measures (and verifies) the uncompressed size; pass 2 streams it.
                     let (got, tar_size) =
-                        HashingReader::new(self.layer_tar_stream(&digest, layer.size())?)
-                            .drain_and_finish()
-                            .map_err(|e| super::blobs::corrupt_or_io(&digest, e))?;
+                        HashingReader::new(self.layer_tar_stream(digest, layer.size())?)
+                            .drain()
+                            .map_err(|e| super::blobs::corrupt_or_io(digest, e))?;
                     if got != diff_id {
                         return Err(StoreError::Corrupt {
-                            digest,
+                            digest: digest.to_string(),
                             detail: format!(
                                 "uncompressed content hashes to {got}, config says {diff_id}"
                             ),
                         });
                     }
-                    let mut stream = self.layer_tar_stream(&digest, layer.size())?;
+                    let mut stream = self.layer_tar_stream(digest, layer.size())?;
                     tar.append_data(&mut tar_header(tar_size, 0o644), &layer_name, &mut stream)
-                        .map_err(|e| super::blobs::corrupt_or_io(&digest, e))?;
+                        .map_err(|e| super::blobs::corrupt_or_io(digest, e))?;
                 }
                 layers.push(layer_name);
             }
@@ -228,7 +223,7 @@ impl Store {
     /// The uncompressed tar stream of a stored layer blob (verified at its end).
     pub(super) fn layer_tar_stream(
         &self,
-        digest: &str,
+        digest: &(impl AsDigest + ?Sized),
         size: u64,
     ) -> Result<Box<dyn Read>, StoreError> {
         let reader = BufReader::new(self.open_blob(digest, Some(size))?);

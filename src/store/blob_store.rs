@@ -51,13 +51,13 @@ fn to_io(e: StoreError) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::blobs::sha256_digest;
+    use crate::image::digest::digest_of;
 
     #[test]
     fn store_refuses_mismatched_blobs() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let digest = sha256_digest(b"layer bytes");
+        let digest = digest_of(b"layer bytes");
         let err =
             BlobStore::put_verified(&store, &mut &b"layer bytez"[..], &digest, 11).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 use super::{io_err, Store, StoreError};
-use crate::image::digest::{sha256_hex, HashingWriter};
+use crate::image::digest::{finish_digest, parse_sha256, AsDigest, Digest, HashingWriter};
 use crate::image::{write_layer, LayerDigests, LayerEntry, LayerOptions};
 
 /// A blob being written into the store; [`BlobWriter::commit`] makes it visible.
@@ -31,7 +31,7 @@ impl BlobWriter {
     /// Finishes the blob: checks it against `expected` (digest, size) when given, then
     /// renames it into `blobs/sha256/`. Returns its digest and size. A mismatch deletes
     /// the temp file and nothing lands in the store.
-    pub fn commit(self, expected: Option<(&str, u64)>) -> Result<(String, u64), StoreError> {
+    pub fn commit(self, expected: Option<(&Digest, u64)>) -> Result<(Digest, u64), StoreError> {
         let (buf, digest, size) = self.out.finish();
         let tmp = buf.into_inner().map_err(|e| StoreError::Io {
             action: "writing",
@@ -39,9 +39,9 @@ impl BlobWriter {
             source: e.into_error(),
         })?;
         if let Some((want, want_size)) = expected {
-            if want != digest || want_size != size {
+            if *want != digest || want_size != size {
                 return Err(StoreError::Corrupt {
-                    digest: want.to_owned(),
+                    digest: want.to_string(),
                     detail: format!(
                         "received {size} bytes with digest {digest}, expected {want_size} bytes"
                     ),
@@ -68,7 +68,7 @@ impl BlobWriter {
 /// digest or size.
 pub struct VerifiedBlobReader {
     file: File,
-    digest: String,
+    digest: Digest,
     expected_size: Option<u64>,
     hasher: Sha256,
     count: u64,
@@ -82,7 +82,7 @@ impl Read for VerifiedBlobReader {
         self.count += n as u64;
         if n == 0 && !buf.is_empty() && !self.checked {
             self.checked = true;
-            let got = format!("sha256:{}", hex::encode(self.hasher.clone().finalize()));
+            let got = finish_digest(self.hasher.clone());
             let size_ok = self.expected_size.is_none_or(|s| s == self.count);
             if got != self.digest || !size_ok {
                 return Err(io::Error::new(
@@ -101,10 +101,13 @@ impl Read for VerifiedBlobReader {
 impl Store {
     /// Opens the file of the blob with `digest` (unverified), with its path; a missing
     /// blob is [`StoreError::MissingBlob`].
-    pub(super) fn open_blob_file(&self, digest: &str) -> Result<(File, PathBuf), StoreError> {
+    pub(super) fn open_blob_file(
+        &self,
+        digest: &(impl AsDigest + ?Sized),
+    ) -> Result<(File, PathBuf), StoreError> {
         let path = self.blob_path(digest)?;
         let file = File::open(&path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::MissingBlob(digest.to_owned()),
+            io::ErrorKind::NotFound => StoreError::MissingBlob(digest.digest_str().to_owned()),
             _ => StoreError::Io {
                 action: "opening",
                 path: path.clone(),
@@ -114,14 +117,13 @@ impl Store {
         Ok((file, path))
     }
 
-    /// Path of the blob with `digest` (which must be `sha256:<64 hex>`).
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf, StoreError> {
-        let hex = sha256_hex(digest).ok_or_else(|| StoreError::BadDigest(digest.to_owned()))?;
-        Ok(self.root.join("blobs/sha256").join(hex))
+    /// Path of the blob with `digest` (which must be a SHA-256 digest).
+    pub fn blob_path(&self, digest: &(impl AsDigest + ?Sized)) -> Result<PathBuf, StoreError> {
+        Ok(self.root.join("blobs/sha256").join(store_hex(digest)?))
     }
 
     /// Whether the blob is present (not verified).
-    pub fn has_blob(&self, digest: &str) -> bool {
+    pub fn has_blob(&self, digest: &(impl AsDigest + ?Sized)) -> bool {
         self.blob_path(digest).is_ok_and(|p| p.is_file())
     }
 
@@ -134,7 +136,7 @@ impl Store {
     }
 
     /// Stores `bytes` and returns their digest.
-    pub fn put_blob(&self, bytes: &[u8]) -> Result<String, StoreError> {
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest, StoreError> {
         let mut w = self.blob_writer()?;
         w.write_all(bytes)
             .map_err(io_err("writing", &self.tmp_dir()))?;
@@ -146,17 +148,17 @@ impl Store {
     pub fn put_blob_verified(
         &self,
         reader: &mut dyn Read,
-        digest: &str,
+        digest: &(impl AsDigest + ?Sized),
         size: u64,
     ) -> Result<(), StoreError> {
-        sha256_hex(digest).ok_or_else(|| StoreError::BadDigest(digest.to_owned()))?;
+        let want = typed(digest)?;
         let mut w = self.blob_writer()?;
         io::copy(reader, &mut w).map_err(|e| StoreError::Io {
             action: "receiving blob",
-            path: digest.into(),
+            path: digest.digest_str().into(),
             source: e,
         })?;
-        w.commit(Some((digest, size)))?;
+        w.commit(Some((&want, size)))?;
         Ok(())
     }
 
@@ -164,13 +166,13 @@ impl Store {
     /// match `digest` (and `size`, when given).
     pub fn open_blob(
         &self,
-        digest: &str,
+        digest: &(impl AsDigest + ?Sized),
         size: Option<u64>,
     ) -> Result<VerifiedBlobReader, StoreError> {
         let (file, _) = self.open_blob_file(digest)?;
         Ok(VerifiedBlobReader {
             file,
-            digest: digest.to_owned(),
+            digest: typed(digest)?,
             expected_size: size,
             hasher: Sha256::new(),
             count: 0,
@@ -179,7 +181,7 @@ impl Store {
     }
 
     /// Reads a whole (small) blob, verified.
-    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>, StoreError> {
+    pub fn read_blob(&self, digest: &(impl AsDigest + ?Sized)) -> Result<Vec<u8>, StoreError> {
         let mut out = Vec::new();
         self.open_blob(digest, None)?
             .read_to_end(&mut out)
@@ -188,7 +190,7 @@ impl Store {
     }
 
     /// Checks a stored blob's content against its digest.
-    pub fn verify_blob(&self, digest: &str) -> Result<(), StoreError> {
+    pub fn verify_blob(&self, digest: &(impl AsDigest + ?Sized)) -> Result<(), StoreError> {
         io::copy(&mut self.open_blob(digest, None)?, &mut io::sink())
             .map_err(|e| corrupt_or_io(digest, e))?;
         Ok(())
@@ -208,41 +210,57 @@ impl Store {
     }
 
     /// Remembers that the compressed blob `digest` unpacks to `diff_id` (both ways).
-    pub fn record_layer(&self, digest: &str, diff_id: &str) -> Result<(), StoreError> {
-        let blob_hex =
-            sha256_hex(digest).ok_or_else(|| StoreError::BadDigest(digest.to_owned()))?;
-        let diff_hex =
-            sha256_hex(diff_id).ok_or_else(|| StoreError::BadDigest(diff_id.to_owned()))?;
+    pub fn record_layer(
+        &self,
+        digest: &(impl AsDigest + ?Sized),
+        diff_id: &(impl AsDigest + ?Sized),
+    ) -> Result<(), StoreError> {
+        let blob_hex = store_hex(digest)?;
+        let diff_hex = store_hex(diff_id)?;
         self.write_atomic(
             &self.root.join("diffids/sha256").join(blob_hex),
-            diff_id.as_bytes(),
+            diff_id.digest_str().as_bytes(),
         )?;
         self.write_atomic(
             &self.root.join("layer-blobs/sha256").join(diff_hex),
-            digest.as_bytes(),
+            digest.digest_str().as_bytes(),
         )?;
         Ok(())
     }
 
     /// The diff-ID recorded for a compressed layer blob.
-    pub fn diff_id_of(&self, digest: &str) -> Result<Option<String>, StoreError> {
-        let hex = sha256_hex(digest).ok_or_else(|| StoreError::BadDigest(digest.to_owned()))?;
-        self.read_record(self.root.join("diffids/sha256").join(hex))
+    pub fn recorded_diff_id(
+        &self,
+        digest: &(impl AsDigest + ?Sized),
+    ) -> Result<Option<Digest>, StoreError> {
+        self.read_record(self.root.join("diffids/sha256").join(store_hex(digest)?))
+    }
+
+    /// [`Store::recorded_diff_id`] as text, for the build cache's records.
+    pub fn diff_id_of(
+        &self,
+        digest: &(impl AsDigest + ?Sized),
+    ) -> Result<Option<String>, StoreError> {
+        Ok(self.recorded_diff_id(digest)?.map(|d| d.to_string()))
     }
 
     /// The compressed blob recorded for a diff-ID, if that blob is still stored (so a
     /// layer made before is never compressed twice).
-    pub fn blob_of_diff_id(&self, diff_id: &str) -> Result<Option<String>, StoreError> {
-        let hex = sha256_hex(diff_id).ok_or_else(|| StoreError::BadDigest(diff_id.to_owned()))?;
-        Ok(self
-            .read_record(self.root.join("layer-blobs/sha256").join(hex))?
-            .filter(|d| self.has_blob(d)))
+    pub fn blob_of_diff_id(
+        &self,
+        diff_id: &(impl AsDigest + ?Sized),
+    ) -> Result<Option<Digest>, StoreError> {
+        let path = self
+            .root
+            .join("layer-blobs/sha256")
+            .join(store_hex(diff_id)?);
+        Ok(self.read_record(path)?.filter(|d| self.has_blob(d)))
     }
 
-    fn read_record(&self, path: PathBuf) -> Result<Option<String>, StoreError> {
+    /// A digest recorded in the file at `path`; a malformed record counts as none.
+    fn read_record(&self, path: PathBuf) -> Result<Option<Digest>, StoreError> {
         match fs::read_to_string(&path) {
-            Ok(s) if sha256_hex(s.trim()).is_some() => Ok(Some(s.trim().to_owned())),
-            Ok(_) => Ok(None),
+            Ok(s) => Ok(parse_sha256(s.trim())),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::Io {
                 action: "reading",
@@ -253,33 +271,46 @@ impl Store {
     }
 
     /// Digests of every stored blob.
-    pub fn list_blobs(&self) -> Result<Vec<String>, StoreError> {
+    pub fn list_blobs(&self) -> Result<Vec<Digest>, StoreError> {
         let dir = self.root.join("blobs/sha256");
         let mut out = Vec::new();
         for item in fs::read_dir(&dir).map_err(io_err("listing", &dir))? {
             let item = item.map_err(io_err("listing", &dir))?;
             if let Some(name) = item.file_name().to_str() {
-                let digest = format!("sha256:{name}");
-                if sha256_hex(&digest).is_some() {
+                if let Some(digest) = parse_sha256(&format!("sha256:{name}")) {
                     out.push(digest);
                 }
             }
         }
-        out.sort();
+        out.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
         Ok(out)
     }
 }
 
-pub(crate) fn corrupt_or_io(digest: &str, e: io::Error) -> StoreError {
+/// `digest` typed, when the store can hold it (SHA-256 only), else
+/// [`StoreError::BadDigest`].
+fn typed(digest: &(impl AsDigest + ?Sized)) -> Result<Digest, StoreError> {
+    parse_sha256(digest.digest_str())
+        .ok_or_else(|| StoreError::BadDigest(digest.digest_str().to_owned()))
+}
+
+/// The hex of a digest the store can hold (SHA-256 only), else [`StoreError::BadDigest`].
+pub(crate) fn store_hex(digest: &(impl AsDigest + ?Sized)) -> Result<&str, StoreError> {
+    digest
+        .sha256_hex()
+        .ok_or_else(|| StoreError::BadDigest(digest.digest_str().to_owned()))
+}
+
+pub(crate) fn corrupt_or_io(digest: &(impl AsDigest + ?Sized), e: io::Error) -> StoreError {
     if e.kind() == io::ErrorKind::InvalidData {
         StoreError::Corrupt {
-            digest: digest.to_owned(),
+            digest: digest.digest_str().to_owned(),
             detail: e.to_string(),
         }
     } else {
         StoreError::Io {
             action: "reading blob",
-            path: digest.into(),
+            path: digest.digest_str().into(),
             source: e,
         }
     }

@@ -8,7 +8,7 @@ use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest,
 
 use super::reference::{candidate_names, parse_name, parse_reference, LocalRef};
 use super::{io_err, Store, StoreError};
-use crate::image::digest::sha256_hex;
+use crate::image::digest::{parse_sha256, Digest};
 use crate::image::oci::{
     canonical_json, descriptor_of, new_manifest, ImageFormat, DOCKER_MANIFEST_LIST,
 };
@@ -58,8 +58,8 @@ impl Store {
     pub fn resolve(&self, reference: &str) -> Result<(Option<String>, Descriptor), StoreError> {
         let parsed = parse_reference(reference)?;
         let tags = self.tags()?;
-        let by_digest = |digest: &str| -> Result<Descriptor, StoreError> {
-            if let Some((_, d)) = tags.iter().find(|(_, d)| d.digest().to_string() == digest) {
+        let by_digest = |digest: &Digest| -> Result<Descriptor, StoreError> {
+            if let Some((_, d)) = tags.iter().find(|(_, d)| d.digest() == digest) {
                 return Ok(d.clone());
             }
             let bytes = self.read_blob(digest).map_err(|e| match e {
@@ -79,7 +79,11 @@ impl Store {
         match parsed {
             LocalRef::Digest(digest) => Ok((None, by_digest(&digest)?)),
             LocalRef::Named(name) => match name.split_once('@') {
-                Some((_, digest)) => Ok((None, by_digest(digest)?)),
+                Some((_, digest)) => {
+                    let digest = parse_sha256(digest)
+                        .ok_or_else(|| StoreError::BadDigest(digest.to_owned()))?;
+                    Ok((None, by_digest(&digest)?))
+                }
                 None => candidate_names(reference)?
                     .into_iter()
                     .find_map(|c| tags.iter().find(|(n, _)| *n == c).cloned())
@@ -100,23 +104,23 @@ impl Store {
     /// Reads the image whose manifest (or index, resolved to this host's platform) is
     /// `descriptor`.
     pub fn image_at(&self, descriptor: &Descriptor) -> Result<StoredImage, StoreError> {
-        let digest = descriptor.digest().to_string();
         let mut descriptor = descriptor.clone();
-        let mut bytes = self.read_blob(&digest)?;
+        let digest = descriptor.digest();
+        let mut bytes = self.read_blob(digest)?;
         if is_index(descriptor.media_type()) {
-            let index: ImageIndex = parse_doc("image index", &digest, &bytes)?;
+            let index: ImageIndex = parse_doc("image index", digest, &bytes)?;
             let chosen = pick_platform(&index).ok_or_else(|| StoreError::BadDocument {
                 what: "image index",
-                name: digest.clone(),
+                name: digest.to_string(),
                 detail: "no manifest for this platform".into(),
             })?;
             descriptor = chosen;
-            bytes = self.read_blob(descriptor.digest().as_ref())?;
+            bytes = self.read_blob(descriptor.digest())?;
         }
-        let manifest: ImageManifest = parse_doc("manifest", descriptor.digest().as_ref(), &bytes)?;
-        let config_digest = manifest.config().digest().to_string();
+        let manifest: ImageManifest = parse_doc("manifest", descriptor.digest(), &bytes)?;
+        let config_digest = manifest.config().digest();
         let config: ImageConfiguration =
-            parse_doc("config", &config_digest, &self.read_blob(&config_digest)?)?;
+            parse_doc("config", config_digest, &self.read_blob(config_digest)?)?;
         Ok(StoredImage {
             reference: None,
             descriptor,
@@ -147,7 +151,7 @@ impl Store {
     ) -> Result<Descriptor, StoreError> {
         for layer in layers {
             if !self.has_blob(&layer.digest) {
-                return Err(StoreError::MissingBlob(layer.digest.clone()));
+                return Err(StoreError::MissingBlob(layer.digest.to_string()));
             }
         }
         let config_bytes = canonical_json(config)?;
@@ -181,9 +185,8 @@ impl Store {
         let mut keep_blobs = BTreeSet::new();
         let mut keep_diff_ids = BTreeSet::new();
         for d in self.read_index()?.manifests() {
-            let digest = d.digest().to_string();
-            keep_blobs.insert(digest.clone());
-            let mut manifests = vec![(d.media_type().clone(), digest)];
+            keep_blobs.insert(d.digest().to_string());
+            let mut manifests = vec![(d.media_type().clone(), d.digest().clone())];
             while let Some((media_type, digest)) = manifests.pop() {
                 let Ok(bytes) = self.read_blob(&digest) else {
                     continue;
@@ -192,7 +195,7 @@ impl Store {
                     if let Ok(index) = serde_json::from_slice::<ImageIndex>(&bytes) {
                         for m in index.manifests() {
                             keep_blobs.insert(m.digest().to_string());
-                            manifests.push((m.media_type().clone(), m.digest().to_string()));
+                            manifests.push((m.media_type().clone(), m.digest().clone()));
                         }
                     }
                     continue;
@@ -200,15 +203,15 @@ impl Store {
                 let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&bytes) else {
                     continue;
                 };
-                let config_digest = manifest.config().digest().to_string();
-                keep_blobs.insert(config_digest.clone());
+                let config_digest = manifest.config().digest();
+                keep_blobs.insert(config_digest.to_string());
                 for layer in manifest.layers() {
                     keep_blobs.insert(layer.digest().to_string());
-                    if let Ok(Some(diff_id)) = self.diff_id_of(layer.digest().as_ref()) {
-                        keep_diff_ids.insert(diff_id);
+                    if let Ok(Some(diff_id)) = self.recorded_diff_id(layer.digest()) {
+                        keep_diff_ids.insert(diff_id.to_string());
                     }
                 }
-                if let Ok(config) = self.read_blob(&config_digest) {
+                if let Ok(config) = self.read_blob(config_digest) {
                     if let Ok(config) = serde_json::from_slice::<ImageConfiguration>(&config) {
                         keep_diff_ids.extend(config.rootfs().diff_ids().iter().cloned());
                     }
@@ -217,16 +220,14 @@ impl Store {
         }
         let mut report = PruneReport::default();
         for digest in self.list_blobs()? {
-            if keep_blobs.contains(&digest) {
+            if keep_blobs.contains(digest.as_ref() as &str) {
                 continue;
             }
             let path = self.blob_path(&digest)?;
             report.bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             fs::remove_file(&path).map_err(io_err("removing", &path))?;
             report.blobs += 1;
-            if let Some(hex) = sha256_hex(&digest) {
-                let _ = fs::remove_file(self.root.join("diffids/sha256").join(hex));
-            }
+            let _ = fs::remove_file(self.root.join("diffids/sha256").join(digest.digest()));
         }
         let layers = self.root.join("layers");
         for item in fs::read_dir(&layers).map_err(io_err("listing", &layers))? {
@@ -234,7 +235,7 @@ impl Store {
             let name = item.file_name().to_string_lossy().into_owned();
             let diff_id = format!("sha256:{name}");
             // Names that are not diff-IDs are extractions in progress: leave them.
-            if sha256_hex(&diff_id).is_none() || keep_diff_ids.contains(&diff_id) {
+            if parse_sha256(&diff_id).is_none() || keep_diff_ids.contains(&diff_id) {
                 continue;
             }
             super::unpack::remove_tree(&item.path())?;
@@ -246,13 +247,13 @@ impl Store {
 
 fn parse_doc<T: serde::de::DeserializeOwned>(
     what: &'static str,
-    name: &str,
+    digest: &Digest,
     bytes: &[u8],
 ) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::BadDocument {
+    serde_json::from_slice(bytes).map_err(|source| StoreError::Json {
         what,
-        name: name.to_owned(),
-        detail: e.to_string(),
+        name: digest.to_string(),
+        source,
     })
 }
 

@@ -9,6 +9,7 @@ use fs2::FileExt;
 use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
 use super::{io_err, Store, StoreError};
+use crate::image::digest::Digest;
 use crate::image::oci::canonical_json;
 
 /// The annotation that names a manifest in an OCI layout index.
@@ -84,10 +85,10 @@ impl Store {
     pub fn read_index(&self) -> Result<ImageIndex, StoreError> {
         let path = self.root.join("index.json");
         let bytes = std::fs::read(&path).map_err(io_err("reading", &path))?;
-        serde_json::from_slice(&bytes).map_err(|e| StoreError::BadDocument {
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
             what: "index",
             name: path.display().to_string(),
-            detail: e.to_string(),
+            source,
         })
     }
 
@@ -163,12 +164,12 @@ impl Store {
 impl Store {
     /// Removes every name of the image whose manifest (or index) digest is `digest`;
     /// returns the names removed.
-    pub fn remove_names_of(&self, digest: &str) -> Result<Vec<String>, StoreError> {
+    pub fn remove_names_of(&self, digest: &Digest) -> Result<Vec<String>, StoreError> {
         let lock = self.lock_index()?;
         let all = self.read_index()?.manifests().clone();
         let (gone, kept): (Vec<Descriptor>, Vec<Descriptor>) = all
             .into_iter()
-            .partition(|d| d.digest().as_ref() == digest && ref_name(d).is_some());
+            .partition(|d| d.digest() == digest && ref_name(d).is_some());
         if !gone.is_empty() {
             self.write_index(&lock, kept)?;
         }

@@ -81,7 +81,7 @@ pub enum StoreError {
     BadDigest(String),
     /// A reference is malformed.
     #[error(transparent)]
-    Reference(#[from] reference::ReferenceError),
+    Reference(#[from] crate::image::reference::ReferenceError),
     /// A document in the store (index, manifest, config) is invalid.
     #[error("invalid {what} {name}: {detail}")]
     BadDocument {
@@ -92,27 +92,56 @@ pub enum StoreError {
         /// The parse error.
         detail: String,
     },
+    /// A JSON document of the store (index, manifest, config, layer record) does not
+    /// parse, or a layer record does not encode.
+    #[error("invalid {what} {name}")]
+    Json {
+        /// Which kind of document.
+        what: &'static str,
+        /// Its digest or path.
+        name: String,
+        /// The JSON error.
+        source: serde_json::Error,
+    },
     /// Writing a layer failed.
     #[error(transparent)]
     Layer(#[from] crate::image::LayerError),
     /// Building an image document failed.
     #[error(transparent)]
     Oci(#[from] crate::image::oci::OciError),
-    /// A layer could not be extracted safely.
+    /// A layer does not unpack to the diff-ID its image names.
     #[error("layer {digest}: {detail}")]
     Unpack {
         /// The layer blob.
-        digest: String,
+        digest: crate::image::digest::Digest,
         /// What went wrong.
         detail: String,
+    },
+    /// A layer could not be extracted safely.
+    #[error("layer {digest}")]
+    Extract {
+        /// The layer blob.
+        digest: crate::image::digest::Digest,
+        /// What the extraction refused or failed at.
+        source: extract::ExtractError,
+    },
+    /// A layer blob could not be decompressed.
+    #[error("layer {digest}: decompressing")]
+    Decompress {
+        /// The layer blob.
+        digest: crate::image::digest::Digest,
+        /// The cause.
+        source: io::Error,
     },
     /// An archive given to `load` is malformed.
     #[error("archive {}: {detail}", path.display())]
     Archive {
         /// The archive file.
         path: PathBuf,
-        /// What is wrong.
+        /// What is wrong, or where (a document of the archive) when `source` says what.
         detail: String,
+        /// The cause, when there is one.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
 }
 

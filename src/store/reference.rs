@@ -8,9 +8,8 @@
 //! match against the `org.opencontainers.image.ref.name` annotation, so both work on
 //! the store with the names `flense images` prints.
 
-use crate::image::digest::sha256_hex;
-pub use crate::image::reference::ReferenceError;
-use crate::image::reference::{names_registry, NameDefaults, Reference};
+use crate::image::digest::{parse_sha256, AsDigest, Digest};
+use crate::image::reference::{names_registry, NameDefaults, Reference, ReferenceError};
 
 /// A reference the user typed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +18,7 @@ pub enum LocalRef {
     /// (or `name@sha256:...` when pinned by digest).
     Named(String),
     /// A manifest digest, `sha256:<hex>`.
-    Digest(String),
+    Digest(Digest),
 }
 
 fn refused(input: &str, reason: &str) -> ReferenceError {
@@ -33,15 +32,12 @@ fn refused(input: &str, reason: &str) -> ReferenceError {
 pub fn parse_reference(input: &str) -> Result<LocalRef, ReferenceError> {
     let bare = input.strip_prefix('@').unwrap_or(input);
     if bare.starts_with("sha256:") {
-        return sha256_hex(bare)
-            .map(|_| LocalRef::Digest(bare.to_owned()))
+        return parse_sha256(bare)
+            .map(LocalRef::Digest)
             .ok_or_else(|| refused(input, "malformed sha256 digest"));
     }
     let reference = Reference::parse_with(input, &NameDefaults::LOCAL)?;
-    if reference
-        .digest()
-        .is_some_and(|d| sha256_hex(d.as_ref()).is_none())
-    {
+    if reference.digest().is_some_and(|d| d.sha256_hex().is_none()) {
         return Err(refused(input, "the store holds sha256 digests only"));
     }
     Ok(LocalRef::Named(reference.to_string()))
@@ -95,7 +91,7 @@ mod tests {
         assert_eq!(named(&format!("x@{d}")), format!("localhost/x@{d}"));
         assert_eq!(
             parse_reference(&format!("@{d}")).unwrap(),
-            LocalRef::Digest(d)
+            LocalRef::Digest(d.parse().unwrap())
         );
     }
 

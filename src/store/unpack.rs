@@ -19,17 +19,17 @@ use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::blobs::store_hex;
 use super::extract::stream::decompress_in_background;
 use super::extract::{extract_tar, ExtractReport};
 use super::{io_err, Store, StoreError, StoredImage};
-use crate::error_chain::ErrorChain;
-use crate::image::digest::sha256_hex;
+use crate::image::digest::{parse_sha256, Digest};
 
 /// An unpacked layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnpackedLayer {
     /// The layer's diff-ID.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// The layer's files: use as an overlay lowerdir.
     pub diff: PathBuf,
     /// Whiteouts, opaque directories and skipped devices of this layer.
@@ -48,13 +48,12 @@ impl Store {
     }
 
     /// The directory of the unpacked layer with this diff-ID (whether or not present).
-    pub fn layer_dir(&self, diff_id: &str) -> Result<PathBuf, StoreError> {
-        let hex = sha256_hex(diff_id).ok_or_else(|| StoreError::BadDigest(diff_id.to_owned()))?;
-        Ok(self.root.join("layers").join(hex))
+    pub fn layer_dir(&self, diff_id: &Digest) -> Result<PathBuf, StoreError> {
+        Ok(self.root.join("layers").join(store_hex(diff_id)?))
     }
 
     /// The unpacked layer with this diff-ID, if it has been unpacked.
-    pub fn unpacked_layer(&self, diff_id: &str) -> Result<Option<UnpackedLayer>, StoreError> {
+    pub fn unpacked_layer(&self, diff_id: &Digest) -> Result<Option<UnpackedLayer>, StoreError> {
         let dir = self.layer_dir(diff_id)?;
         let meta = dir.join("whiteouts.json");
         let bytes = match fs::read(&meta) {
@@ -68,13 +67,13 @@ impl Store {
                 })
             }
         };
-        let report = serde_json::from_slice(&bytes).map_err(|e| StoreError::BadDocument {
+        let report = serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
             what: "layer record",
             name: meta.display().to_string(),
-            detail: e.to_string(),
+            source,
         })?;
         Ok(Some(UnpackedLayer {
-            diff_id: diff_id.to_owned(),
+            diff_id: diff_id.clone(),
             diff: dir.join("diff"),
             report,
         }))
@@ -86,12 +85,12 @@ impl Store {
     /// there is one.
     pub fn unpack_layer(
         &self,
-        digest: &str,
-        diff_id: Option<&str>,
+        digest: &Digest,
+        diff_id: Option<&Digest>,
     ) -> Result<UnpackedLayer, StoreError> {
         let known = match diff_id {
-            Some(d) => Some(d.to_owned()),
-            None => self.diff_id_of(digest)?,
+            Some(d) => Some(d.clone()),
+            None => self.recorded_diff_id(digest)?,
         };
         if let Some(known) = &known {
             if let Some(layer) = self.unpacked_layer(known)? {
@@ -104,52 +103,71 @@ impl Store {
         fs::set_permissions(&diff, fs::Permissions::from_mode(0o755))
             .map_err(io_err("chmod", &diff))?;
 
-        let unpack_err = |detail: String| StoreError::Unpack {
-            digest: digest.to_owned(),
-            detail,
-        };
         let (file, path) = self.open_blob_file(digest)?;
         let mut stream = decompress_in_background(file).map_err(io_err("reading", &path))?;
-        let report =
-            extract_tar(&mut stream, &diff).map_err(|e| unpack_err(ErrorChain(&e).to_string()))?;
-        let digests = stream
-            .finish()
-            .map_err(|e| unpack_err(format!("decompressing: {e}")))?;
+        let report = extract_tar(&mut stream, &diff).map_err(|source| StoreError::Extract {
+            digest: digest.clone(),
+            source,
+        })?;
+        let digests = stream.finish().map_err(|source| StoreError::Decompress {
+            digest: digest.clone(),
+            source,
+        })?;
         let got_diff_id = digests.tar;
-        if digests.blob != digest {
+        if digests.blob != *digest {
             return Err(StoreError::Corrupt {
-                digest: digest.to_owned(),
+                digest: digest.to_string(),
                 detail: format!("content hashes to {}", digests.blob),
             });
         }
         if let Some(want) = &known {
             if *want != got_diff_id {
-                return Err(unpack_err(format!(
-                    "uncompressed content hashes to {got_diff_id}, expected diff-ID {want}"
-                )));
+                return Err(StoreError::Unpack {
+                    digest: digest.clone(),
+                    detail: format!(
+                        "uncompressed content hashes to {got_diff_id}, expected diff-ID {want}"
+                    ),
+                });
             }
         }
         self.record_layer(digest, &got_diff_id)?;
-        let meta = serde_json::to_vec(&report).map_err(|e| unpack_err(e.to_string()))?;
+        self.place_layer(tmp, &got_diff_id, report)
+    }
+
+    /// Writes `report` as the record of the layer assembled in `tmp` (its `diff/`
+    /// complete) and renames it into place as the unpacked layer `diff_id`. When another
+    /// process placed that layer meanwhile, theirs is kept and returned.
+    pub(super) fn place_layer(
+        &self,
+        tmp: tempfile::TempDir,
+        diff_id: &Digest,
+        report: ExtractReport,
+    ) -> Result<UnpackedLayer, StoreError> {
+        let meta = serde_json::to_vec(&report).map_err(|source| StoreError::Json {
+            what: "layer record",
+            name: diff_id.to_string(),
+            source,
+        })?;
         fs::write(tmp.path().join("whiteouts.json"), meta)
             .map_err(io_err("writing", tmp.path()))?;
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .map_err(io_err("chmod", tmp.path()))?;
-        let final_dir = self.layer_dir(&got_diff_id)?;
+        let final_dir = self.layer_dir(diff_id)?;
         let tmp_path = tmp.keep();
         if let Err(e) = fs::rename(&tmp_path, &final_dir) {
-            // Another process unpacked the same layer meanwhile: keep theirs.
+            // Another process placed the same layer meanwhile: keep theirs.
             remove_tree(&tmp_path)?;
-            if self.unpacked_layer(&got_diff_id)?.is_none() {
-                return Err(StoreError::Io {
+            return match self.unpacked_layer(diff_id)? {
+                Some(existing) => Ok(existing),
+                None => Err(StoreError::Io {
                     action: "renaming into",
                     path: final_dir,
                     source: e,
-                });
-            }
+                }),
+            };
         }
         Ok(UnpackedLayer {
-            diff_id: got_diff_id,
+            diff_id: diff_id.clone(),
             diff: final_dir.join("diff"),
             report,
         })
@@ -165,7 +183,11 @@ impl Store {
             .iter()
             .enumerate()
             .map(|(i, layer)| {
-                self.unpack_layer(layer.digest().as_ref(), diff_ids.get(i).map(String::as_str))
+                let diff_id = diff_ids
+                    .get(i)
+                    .map(|d| parse_sha256(d).ok_or_else(|| StoreError::BadDigest(d.clone())))
+                    .transpose()?;
+                self.unpack_layer(layer.digest(), diff_id.as_ref())
             })
             .collect()
     }

@@ -228,6 +228,6 @@ pub fn anonymous_client() -> flense::registry::Client {
 }
 
 /// The linux/amd64 platform.
-pub fn amd64() -> flense::registry::Platform {
+pub fn amd64() -> flense::image::platform::Platform {
     "linux/amd64".parse().unwrap()
 }

@@ -22,7 +22,7 @@ pub(super) fn check_architecture(
         return Ok(());
     };
     let image_arch = base.config.architecture().to_string();
-    let host_arch = crate::plan::Platform::host().architecture;
+    let host_arch = crate::image::platform::Platform::host().architecture;
     if runs_commands && image_arch != host_arch {
         return Err(DryRunProblem::ForeignArchitecture {
             reference: reference.to_string(),

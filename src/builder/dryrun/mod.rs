@@ -131,7 +131,7 @@ impl DryRun<'_> {
         let img = self.session.image(reference)?;
         self.report.images.push(ResolvedImage {
             reference: reference.to_string(),
-            digest: img.descriptor.digest().to_string(),
+            digest: img.descriptor.digest().clone(),
         });
         Ok(())
     }

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::image::digest::Digest;
+
 use crate::builder::events::StepStatus;
 use crate::builder::run::runner::RunnerError;
 use crate::builder::BuildError;
@@ -68,7 +70,7 @@ pub struct ResolvedImage {
     /// The reference as the config writes it.
     pub reference: String,
     /// The manifest digest it resolved to (after rewrites and mirrors).
-    pub digest: String,
+    pub digest: Digest,
 }
 
 /// The result of a dry run that found nothing to stop the build.

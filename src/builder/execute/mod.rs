@@ -98,7 +98,7 @@ impl<'a> Executor<'a> {
         self.session.layers().save_stats()?;
         self.events.event(&BuildEvent::Image {
             variant: target.variant.clone(),
-            digest: manifest.digest().to_string(),
+            digest: manifest.digest().clone(),
             reference: settings.tag.clone(),
         });
         let (ran, cached) = self.counts;

@@ -13,8 +13,10 @@ use std::time::Instant;
 use super::stage::{StageLayer, StageState};
 use crate::builder::events::StepStatus;
 use crate::builder::BuildError;
+use crate::error_chain::ErrorChain;
+use crate::image::digest::{parse_sha256, Digest};
 use crate::image::{LayerDigests, LayerEntry, LayerOptions};
-use crate::store::{Store, StoredImage};
+use crate::store::{Store, StoreError, StoredImage};
 
 use super::adopt::{prepare_tree, StepWrites};
 use super::cache::{entries_digest, CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
@@ -94,9 +96,12 @@ impl<'a> Layers<'a> {
         let mut layers = Vec::new();
         for (desc, diff_id) in img.manifest.layers().iter().zip(diff_ids) {
             let digests = LayerDigests {
-                digest: desc.digest().to_string(),
+                digest: desc.digest().clone(),
                 size: desc.size(),
-                diff_id: diff_id.clone(),
+                diff_id: parse_sha256(diff_id).ok_or_else(|| BuildError::Image {
+                    reference: img.reference.clone().unwrap_or_default(),
+                    detail: format!("the config lists an invalid diff-ID {diff_id:?}"),
+                })?,
                 tar_size: 0,
             };
             layers.push(StageLayer::new(self.store, digests, String::new(), false));
@@ -157,9 +162,9 @@ impl<'a> Layers<'a> {
         self.shared.used(&key, &rec);
         if let Some(l) = rec.layer {
             let digests = LayerDigests {
-                digest: l.digest,
+                digest: record_digest(&l.digest)?,
                 size: l.size,
-                diff_id: l.diff_id,
+                diff_id: record_digest(&l.diff_id)?,
                 tar_size: l.tar_size,
             };
             let layer = StageLayer::new(self.store, digests, rec.created_by, true);
@@ -233,9 +238,9 @@ impl<'a> Layers<'a> {
                 self.adopt(&d.diff_id, &tree, &entries)?;
             }
             Some(CachedLayer {
-                digest: d.digest,
+                digest: d.digest.to_string(),
                 size: d.size,
-                diff_id: d.diff_id,
+                diff_id: d.diff_id.to_string(),
                 tar_size: d.tar_size,
                 empty: false,
             })
@@ -251,7 +256,12 @@ impl<'a> Layers<'a> {
     /// Makes the captured `tree` of `entries` the unpacked directory of `diff_id`,
     /// unless it is already unpacked or the tree cannot be adopted exactly (then
     /// the layer is unpacked from its blob when needed).
-    fn adopt(&self, diff_id: &str, tree: &Path, entries: &[LayerEntry]) -> Result<(), BuildError> {
+    fn adopt(
+        &self,
+        diff_id: &Digest,
+        tree: &Path,
+        entries: &[LayerEntry],
+    ) -> Result<(), BuildError> {
         if self.store.unpacked_layer(diff_id)?.is_some() {
             return Ok(());
         }
@@ -259,7 +269,10 @@ impl<'a> Layers<'a> {
         let report = match prepare_tree(tree, entries, self.epoch) {
             Ok(report) => report,
             Err(e) => {
-                tracing::debug!("unpacking layer {diff_id} from its blob: {e}");
+                tracing::debug!(
+                    "unpacking layer {diff_id} from its blob: {}",
+                    ErrorChain(&e)
+                );
                 return Ok(());
             }
         };
@@ -269,7 +282,10 @@ impl<'a> Layers<'a> {
                 let elapsed = started.elapsed();
                 tracing::debug!(?elapsed, "adopted the step's tree as layer {diff_id}");
             }
-            Err(e) => tracing::warn!("unpacking layer {diff_id} from its blob: {e}"),
+            Err(e) => tracing::warn!(
+                "unpacking layer {diff_id} from its blob: {}",
+                ErrorChain(&e)
+            ),
         }
         Ok(())
     }
@@ -290,4 +306,9 @@ impl SharedSteps {
             let _ = self.steps.borrow_mut().insert(key.as_str(), rec.clone());
         }
     }
+}
+
+/// A digest of a build cache record (which holds them as text).
+fn record_digest(text: &str) -> Result<Digest, StoreError> {
+    parse_sha256(text).ok_or_else(|| StoreError::BadDigest(text.to_owned()))
 }

@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use crate::image::digest::Digest;
 use crate::image::LayerEntry;
 use crate::store::extract::numeric_or_blank;
 use crate::store::{CacheDir, Store};
@@ -117,8 +118,8 @@ impl OwnerIndex {
     }
 }
 
-fn index_path(store: &Store, diff_id: &str) -> PathBuf {
-    let hex = diff_id.strip_prefix("sha256:").unwrap_or(diff_id);
+fn index_path(store: &Store, diff_id: &Digest) -> PathBuf {
+    let hex = diff_id.digest();
     store.cache_dir(CacheDir::Owners).join(format!("{hex}.tsv"))
 }
 
@@ -129,7 +130,11 @@ pub fn disk_has_owners() -> bool {
 
 /// The owner index of a stored layer: from the cache file, else from the blob's tar
 /// headers (and then cached).
-pub fn layer_owners(store: &Store, digest: &str, diff_id: &str) -> Result<OwnerIndex, BuildError> {
+pub fn layer_owners(
+    store: &Store,
+    digest: &Digest,
+    diff_id: &Digest,
+) -> Result<OwnerIndex, BuildError> {
     let path = index_path(store, diff_id);
     if let Ok(text) = fs::read_to_string(&path) {
         return Ok(OwnerIndex::from_tsv(&text));
@@ -142,7 +147,11 @@ pub fn layer_owners(store: &Store, digest: &str, diff_id: &str) -> Result<OwnerI
 }
 
 /// Records the owner index of a layer this build wrote.
-pub fn remember_owners(store: &Store, diff_id: &str, index: &OwnerIndex) -> Result<(), BuildError> {
+pub fn remember_owners(
+    store: &Store,
+    diff_id: &Digest,
+    index: &OwnerIndex,
+) -> Result<(), BuildError> {
     write_atomic(&index_path(store, diff_id), index.to_tsv().as_bytes())?;
     Ok(())
 }

@@ -6,8 +6,6 @@ use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::builder::layers::view::{FileKind, ImageView};
 use crate::builder::{io_err, BuildError};
 
@@ -85,7 +83,7 @@ pub fn cache_dir(
     id: &str,
     owner: Option<(u32, u32)>,
 ) -> Result<PathBuf, BuildError> {
-    let digest = hex::encode(Sha256::digest(id.as_bytes()));
+    let digest = crate::image::digest::sha256(id.as_bytes());
     let readable: String = id
         .chars()
         .map(|c| {

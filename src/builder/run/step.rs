@@ -7,12 +7,13 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::builder::imageconfig::{env_pairs, set_env, DEFAULT_PATH};
+use crate::builder::imageconfig::{env_pairs, set_env};
 use crate::builder::layers::image_relative;
 use crate::builder::layers::stage::{StageState, Stages};
 use crate::builder::layers::view::{FileKind, ImageView};
 use crate::builder::walk::Session;
 use crate::builder::{io_err, BuildError};
+use crate::image::oci::DEFAULT_PATH;
 use crate::image::{EntryKind, LayerEntry};
 use crate::plan::{CacheAccess, Plan, RunContext};
 use crate::store::CacheDir;

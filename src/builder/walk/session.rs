@@ -203,10 +203,7 @@ impl<'a> Session<'a> {
         self.sources_digest(self.context()?, &everything)
             .map_err(|e| match e {
                 SourcesError::Build(e) => e,
-                SourcesError::Copy(e) => BuildError::Image {
-                    reference: "local".into(),
-                    detail: e.to_string(),
-                },
+                SourcesError::Copy(e) => BuildError::ContextCopy(e),
             })
     }
 }

@@ -1,9 +1,9 @@
 //! `flense build --push REF`: pushes the built image with the registry client.
 
 use flense::builder::stage::BuiltImage;
+use flense::image::reference::Reference;
 use flense::registry::{
-    progress::StderrProgress, Client, CredentialSource, LocalImage, PushOptions, Reference,
-    RegistrySettings,
+    progress::StderrProgress, Client, CredentialSource, LocalImage, PushOptions, RegistrySettings,
 };
 use flense::store::Store;
 

@@ -54,7 +54,7 @@ pub(super) fn rmi(args: RmiArgs, globals: &Globals) -> anyhow::Result<ExitCode> 
             | flense::store::StoreError::Reference(_) => super::super::invalid(e),
             e => anyhow::Error::new(e),
         })?;
-        targets.push((name, descriptor.digest().to_string()));
+        targets.push((name, descriptor.digest().clone()));
     }
     for (name, digest) in targets {
         let removed = match name {

@@ -56,7 +56,9 @@ fn registry_error(err: flense::registry::RegistryError) -> anyhow::Error {
 }
 
 pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    use flense::registry::{progress::StderrProgress, Platform, Reference};
+    use flense::image::platform::Platform;
+    use flense::image::reference::Reference;
+    use flense::registry::progress::StderrProgress;
     let reference = Reference::parse(&args.reference).map_err(crate::cli::invalid)?;
     let platform = match &args.platform {
         Some(p) => p.parse::<Platform>().map_err(crate::cli::invalid)?,
@@ -89,7 +91,8 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
 }
 
 pub(super) fn push(args: PushArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
-    use flense::registry::{progress::StderrProgress, LocalImage, PushOptions, Reference};
+    use flense::image::reference::Reference;
+    use flense::registry::{progress::StderrProgress, LocalImage, PushOptions};
     use flense::store::StoreError;
     let store = open_store(globals)?;
     let (tag, descriptor) = store.resolve(&args.source).map_err(|e| match e {
@@ -130,7 +133,7 @@ pub(super) fn push(args: PushArgs, globals: &Globals) -> anyhow::Result<ExitCode
 fn mount_sources(
     store: &flense::store::Store,
     client: &flense::registry::Client,
-    dest: &flense::registry::Reference,
+    dest: &flense::image::reference::Reference,
 ) -> Vec<flense::registry::MountSource> {
     let target = client.settings().rewrite(dest);
     let Ok(tags) = store.tags() else {
@@ -138,7 +141,7 @@ fn mount_sources(
     };
     let mut sources: Vec<flense::registry::MountSource> = Vec::new();
     for (name, descriptor) in tags {
-        let Ok(reference) = flense::registry::Reference::parse(&name) else {
+        let Ok(reference) = flense::image::reference::Reference::parse(&name) else {
             continue;
         };
         let origin = client.settings().rewrite(&reference);

@@ -11,6 +11,7 @@ use clap::Args;
 use super::{classify, open_store, Globals};
 use flense::builder::layers::owners::{disk_has_owners, layer_owners};
 use flense::error_chain::ErrorChain;
+use flense::image::digest::parse_sha256;
 use flense::store::{Store, StoredImage};
 
 /// Arguments of `unpack`.
@@ -30,19 +31,24 @@ pub struct UnpackArgs {
 pub(super) fn unpack_image(store: &Store, image: &StoredImage, what: &str) -> anyhow::Result<()> {
     let diff_ids = image.config.rootfs().diff_ids();
     for (i, layer) in image.manifest.layers().iter().enumerate() {
-        let digest = layer.digest().to_string();
-        let diff_id = diff_ids.get(i).map(String::as_str);
+        let digest = layer.digest();
+        let diff_id = diff_ids
+            .get(i)
+            .map(|d| {
+                parse_sha256(d).ok_or_else(|| anyhow::anyhow!("{what}: invalid diff-ID {d:?}"))
+            })
+            .transpose()?;
         let start = Instant::now();
-        let already = match diff_id {
+        let already = match &diff_id {
             Some(d) => store.unpacked_layer(d).ok().flatten().is_some(),
             None => false,
         };
         let unpacked = store
-            .unpack_layer(&digest, diff_id)
+            .unpack_layer(digest, diff_id.as_ref())
             .with_context(|| format!("unpacking layer {digest} of {what}"))?;
         if !disk_has_owners() {
             // Only a head start for builds, which retry (and report) on their own.
-            if let Err(e) = layer_owners(store, &digest, &unpacked.diff_id) {
+            if let Err(e) = layer_owners(store, digest, &unpacked.diff_id) {
                 tracing::info!(
                     "not indexing the owners of layer {digest} of {what}: {}",
                     ErrorChain(&e)

@@ -13,9 +13,9 @@ use url::Url;
 
 use super::auth::{Challenge, Credential, CredentialSource};
 use super::error::{RegistryError, Result};
-use super::reference::Reference;
 use super::retry::{retry_after, RetryPolicy};
 use super::settings::RegistrySettings;
+use crate::image::reference::Reference;
 use token::error_detail;
 
 /// Time limit for requests without a blob body (manifests, HEAD, upload control,

@@ -6,9 +6,9 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
-use crate::image::digest::HashingReader;
+use crate::image::digest::{finish_digest, Digest, HashingReader};
 
 /// Size of the buffers passed to the parser.
 const CHUNK: usize = 1 << 20;
@@ -19,9 +19,9 @@ const DEPTH: usize = 4;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StreamDigests {
     /// `sha256:` digest of the blob as stored.
-    pub blob: String,
+    pub blob: Digest,
     /// `sha256:` digest of the uncompressed tar (the diff-ID).
-    pub tar: String,
+    pub tar: Digest,
 }
 
 /// How a layer blob is compressed, told by its first bytes.
@@ -116,10 +116,10 @@ fn produce<R: Read>(
             buffered.into_inner()
         }
     };
-    let (blob, _) = bottom.drain_and_finish()?;
+    let (blob, _) = bottom.drain()?;
     Ok(StreamDigests {
         blob,
-        tar: format!("sha256:{}", hex::encode(tar_hash.finalize())),
+        tar: finish_digest(tar_hash),
     })
 }
 
