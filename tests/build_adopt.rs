@@ -162,6 +162,11 @@ impl Runner {
         )
     }
 
+    /// Unpacks the built image's layers from their blobs.
+    fn unpack(&self, store: &Path) {
+        ok_stdout(self.cmd(store).args(["unpack", "adopt:built"]));
+    }
+
     /// The diff-ID of the image's top layer (the builder's).
     fn top_diff_id(&self, store: &Path) -> String {
         let out = ok_stdout(self.cmd(store).args(["inspect", "adopt:built"]));
@@ -200,12 +205,18 @@ fn adopted_layer_matches_the_unpacked_blob(user: bool) {
     );
     let adopted = layer_state(&layer_dir(&cold_store, &diff_id));
 
-    // The same layer unpacked from its blob, by a cached build.
+    // The same layer unpacked from its blob. A cached build reuses the layer without
+    // unpacking it (layers are unpacked on first use); `flense unpack` unpacks it.
     let kept = tmp.path().join("adopted-layer");
     fs::rename(layer_dir(&cold_store, &diff_id), &kept).unwrap();
     let (cached, log) = runner.build(&cold_store, &p, &[]);
     assert_eq!(cached, cold);
     assert!(!log.contains("adopted the step's tree"), "{log}");
+    assert!(
+        !layer_dir(&cold_store, &diff_id).exists(),
+        "unpacked lazily"
+    );
+    runner.unpack(&cold_store);
     let unpacked = layer_state(&layer_dir(&cold_store, &diff_id));
     assert_eq!(adopted.1, unpacked.1, "whiteouts.json");
     assert_eq!(adopted.0, unpacked.0, "adopted vs unpacked layer directory");
