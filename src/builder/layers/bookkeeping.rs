@@ -13,13 +13,16 @@ use crate::builder::layers::view::{FileKind, ImageView};
 use crate::image::{EntryKind, LayerEntry};
 
 /// Whether `rel` (relative to the image root) is bookkeeping: apt's and dpkg's logs,
-/// the alternatives log, ldconfig's aux-cache, debconf's `*-old` backups and npm's
-/// `_logs` (anywhere, e.g. `~/.npm/_logs`).
+/// the alternatives log, ldconfig's aux-cache, apt's binary package caches (built from
+/// the lists, which Blubber's apt step removes; they record the lists' fetch times),
+/// debconf's `*-old` backups and npm's `_logs` (anywhere, e.g. `~/.npm/_logs`).
 pub fn is_bookkeeping(rel: &Path) -> bool {
-    const FILES: [&str; 3] = [
+    const FILES: [&str; 5] = [
         "var/log/dpkg.log",
         "var/log/alternatives.log",
         "var/cache/ldconfig/aux-cache",
+        "var/cache/apt/pkgcache.bin",
+        "var/cache/apt/srcpkgcache.bin",
     ];
     if FILES.iter().any(|f| rel == Path::new(f)) {
         return true;
@@ -123,6 +126,7 @@ mod tests {
             "var/log/dpkg.log",
             "var/log/alternatives.log",
             "var/cache/ldconfig/aux-cache",
+            "var/cache/apt/srcpkgcache.bin",
             "var/cache/debconf/templates.dat-old",
             "root/.npm/_logs",
             "home/somebody/.npm/_logs/2026-debug-0.log",

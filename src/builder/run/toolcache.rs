@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use crate::builder::layers::image_relative;
 use crate::builder::layers::view::{FileKind, ImageView};
 use crate::builder::users::PASSWD;
-use crate::builder::BuildError;
+use crate::builder::{io_err, BuildError};
 use crate::image::{EntryKind, LayerEntry};
 
 use super::mounts::cache_dir;
@@ -69,6 +69,8 @@ impl ToolCaches {
             }
             let id = format!("flense-tool-cache/{tool}/{uid}:{gid}");
             let src = cache_dir(store_mounts, &id, Some((uid, gid)))?;
+            // The sandbox mounts it from another working directory.
+            let src = std::path::absolute(&src).map_err(io_err(&src))?;
             mounts.push(StepMount::Cache {
                 src,
                 dst: dst.clone(),

@@ -213,7 +213,8 @@ impl<'a> Session<'a> {
         let mode: &[u8] = if self.settings.keep_tool_caches {
             b"tool-caches:kept"
         } else {
-            b"tool-caches:mounted,bookkeeping-dropped"
+            // Bumped whenever the mounted locations or the dropped paths change.
+            b"tool-caches:mounted,bookkeeping-dropped:v1"
         };
         self.key_with(st, instr, ctx, done, Some(mode))
     }
