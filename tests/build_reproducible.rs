@@ -96,15 +96,7 @@ fn node_sample_gives_the_same_image_in_two_stores_and_keeps_npms_cache_in_the_st
     );
 
     // A changed lockfile re-runs npm on the store's (warm) cache.
-    for name in ["package.json", "package-lock.json"] {
-        let f = p.join(name);
-        let t = fs::read_to_string(&f).unwrap();
-        fs::write(
-            &f,
-            t.replacen("\"version\": \"1.0.0\"", "\"version\": \"1.0.1\"", 2),
-        )
-        .unwrap();
-    }
+    support::fixtures::relock_node_sample(&p);
     let relocked = build(&a, &p, &[]);
     assert_ne!(relocked, in_a);
     assert!(npm_cache_has_files(&a));
