@@ -75,12 +75,8 @@ fn node_sample_gives_the_same_image_in_two_stores_and_keeps_npms_cache_in_the_st
         "npm installed into the layer"
     );
     assert!(
-        !paths.iter().any(|p| p.contains("/.npm")),
-        "npm's cache stays out of the layers: {:?}",
-        paths
-            .iter()
-            .filter(|p| p.contains(".npm"))
-            .collect::<Vec<_>>()
+        !paths.iter().any(|p| p.starts_with("home/somebody/.npm")),
+        "npm's cache stays out of the layers"
     );
     assert!(npm_cache_has_files(&a), "npm's cache is kept in the store");
 
