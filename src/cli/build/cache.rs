@@ -109,4 +109,18 @@ mod tests {
         let err = refs(&[], "FLENSE_TEST_CACHE_BAD", "--cache-from").unwrap_err();
         assert!(format!("{err:#}").contains("FLENSE_TEST_CACHE_BAD"));
     }
+
+    #[test]
+    fn child_builds_get_the_cache_flags_and_keep_tool_caches() {
+        let args = CacheArgs {
+            cache_from: vec!["oci:/c".into()],
+            cache_to: Vec::new(),
+            keep_tool_caches: true,
+        };
+        assert_eq!(
+            args.as_args(),
+            ["--cache-from=oci:/c", "--keep-tool-caches"]
+        );
+        assert!(CacheArgs::default().as_args().is_empty());
+    }
 }
