@@ -2,8 +2,10 @@
 //! layer-producing step derives its cache key (through the [`Session`]), then
 //! [`Layers::layer_step`](crate::builder::layers::commit::Layers::layer_step) reuses
 //! the cached layer or commits what the step produces: entries written natively (users,
-//! copies, fixed files) or a command's writes captured by the [`StepRunner`]. After the
-//! walk, the target stage's layers and config are committed as an image in the store.
+//! copies, fixed files) or a command's writes captured by the [`StepRunner`] (with the
+//! tool caches mounted from the store and the tools' bookkeeping dropped, unless
+//! `--keep-tool-caches`). After the walk, the target stage's layers and config are
+//! committed as an image in the store.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
