@@ -159,15 +159,7 @@ fn node_sample_builds_tests_lints_and_caches() {
     fs::write(&app, source).unwrap();
 
     // A lockfile change re-runs the requirements copy and npm.
-    for name in ["package.json", "package-lock.json"] {
-        let f = p.join(name);
-        let t = fs::read_to_string(&f).unwrap();
-        fs::write(
-            &f,
-            t.replacen("\"version\": \"1.0.0\"", "\"version\": \"1.0.1\"", 2),
-        )
-        .unwrap();
-    }
+    support::fixtures::relock_node_sample(&p);
     let relocked = build(&root, &p, "test");
     let relocked_ran = ran(&relocked);
     assert!(

@@ -27,6 +27,10 @@ pub struct BuildSettings {
     pub format: ImageFormat,
     /// Tag for the image in the store.
     pub tag: Option<String>,
+    /// Blubber's byte-for-byte layers: no tool cache mounts in command steps
+    /// ([`crate::builder::run::toolcache`]), no normalised bookkeeping
+    /// ([`crate::builder::layers::bookkeeping`]).
+    pub keep_tool_caches: bool,
 }
 
 /// Where base images and copy/mount source images come from.

@@ -266,6 +266,7 @@ fn prepare(
             epoch: flense::image::source_date_epoch(),
             format,
             tag: Some(tag),
+            keep_tool_caches: project.cache.keep_tool_caches,
         },
         shared_cache: None,
     };

@@ -74,3 +74,17 @@ pub fn node_sample(dir: &Path) -> PathBuf {
     }
     to
 }
+
+/// Changes the Node sample's lockfile (and package.json) in `project`: its version
+/// 1.0.0 becomes 1.0.1, so the requirements copy and npm run again.
+pub fn relock_node_sample(project: &Path) {
+    for name in ["package.json", "package-lock.json"] {
+        let f = project.join(name);
+        let t = std::fs::read_to_string(&f).unwrap();
+        std::fs::write(
+            &f,
+            t.replacen("\"version\": \"1.0.0\"", "\"version\": \"1.0.1\"", 2),
+        )
+        .unwrap();
+    }
+}

@@ -192,6 +192,7 @@ impl DryRun<'_> {
         at: &StepAt,
         st: &mut StageState,
         ctx: &RunContext,
+        command: bool,
     ) -> Result<StepStatus, BuildError> {
         let mounts_known = ctx.mounts.iter().all(|m| match &m.from {
             MountSource::Variant(v) => self.complete.contains(v),
@@ -201,7 +202,11 @@ impl DryRun<'_> {
             self.known = Known::Stale;
             return Ok(StepStatus::Ran);
         }
-        let key = self.session.run_key(st, at.instruction, ctx, at.done)?;
+        let key = if command {
+            self.session.command_key(st, at.instruction, ctx, at.done)?
+        } else {
+            self.session.run_key(st, at.instruction, ctx, at.done)?
+        };
         self.lookup(st, key)
     }
 
@@ -321,7 +326,9 @@ impl StepVisitor for DryRun<'_> {
     }
 
     fn users(&mut self, at: &StepAt, st: &mut StageState, step: UsersStep) -> Visit<DryRunError> {
-        let checked = self.run_step(at, st, step.ctx).map_err(DryRunProblem::from);
+        let checked = self
+            .run_step(at, st, step.ctx, false)
+            .map_err(DryRunProblem::from);
         self.located(at, checked)
     }
 
@@ -329,7 +336,10 @@ impl StepVisitor for DryRun<'_> {
         let needs_shell = matches!(run.command, Command::Shell(_));
         let checked = self
             .check_command(st, run.ctx, at.done, needs_shell)
-            .and_then(|()| self.run_step(at, st, run.ctx).map_err(DryRunProblem::from));
+            .and_then(|()| {
+                self.run_step(at, st, run.ctx, true)
+                    .map_err(DryRunProblem::from)
+            });
         if let Ok(status) = checked {
             self.files_pending |= status == StepStatus::Ran;
         }

@@ -2,8 +2,10 @@
 //! layer-producing step derives its cache key (through the [`Session`]), then
 //! [`Layers::layer_step`](crate::builder::layers::commit::Layers::layer_step) reuses
 //! the cached layer or commits what the step produces: entries written natively (users,
-//! copies, fixed files) or a command's writes captured by the [`StepRunner`]. After the
-//! walk, the target stage's layers and config are committed as an image in the store.
+//! copies, fixed files) or a command's writes captured by the [`StepRunner`] (with the
+//! tool caches mounted from the store and the tools' bookkeeping dropped, unless
+//! `--keep-tool-caches`). After the walk, the target stage's layers and config are
+//! committed as an image in the store.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -12,14 +14,17 @@ use std::time::Duration;
 use crate::builder::events::{BuildEvent, EventSink, StepStatus};
 use crate::builder::imageconfig::{final_config, NewLayer};
 use crate::builder::layers::adopt::StepWrites;
+use crate::builder::layers::bookkeeping::drop_bookkeeping;
 use crate::builder::layers::cache::CacheKey;
 use crate::builder::layers::entries::EntrySet;
 use crate::builder::layers::image_relative;
 use crate::builder::layers::stage::{StageState, Stages};
-use crate::builder::run::runner::{StepRequest, StepRunner};
+use crate::builder::layers::view::ImageView;
+use crate::builder::run::runner::{StepMount, StepRequest, StepRunner};
 use crate::builder::run::step::{
     cache_mounts, keep_existing_owners, script_mount, source_mounts, step_env,
 };
+use crate::builder::run::toolcache::ToolCaches;
 use crate::builder::stage::BuiltImage;
 use crate::builder::users::{resolve_user, user_entries};
 use crate::builder::walk::{
@@ -29,6 +34,7 @@ use crate::builder::walk::{
 use crate::builder::{io_err, BuildError};
 use crate::image::{Content, EntryKind, LayerDigests};
 use crate::plan::{Plan, Stage};
+use crate::store::CacheDir;
 
 /// Builds plans: runs their steps and commits the target as an image.
 pub struct Executor<'a> {
@@ -148,6 +154,21 @@ impl<'a> Executor<'a> {
         status
     }
 
+    /// Mounts the tool caches of a command step, unless `--keep-tool-caches`.
+    fn tool_caches(
+        &self,
+        view: &dyn ImageView,
+        env: &[(String, String)],
+        user: (u32, u32),
+        mounts: &mut Vec<StepMount>,
+    ) -> Result<Option<ToolCaches>, BuildError> {
+        if self.session.settings().keep_tool_caches {
+            return Ok(None);
+        }
+        let store_mounts = self.session.layers().store().cache_dir(CacheDir::Mounts);
+        ToolCaches::mount(&store_mounts, view, env, user, mounts).map(Some)
+    }
+
     /// Runs the step's command in the sandbox on the stage's layers and returns its
     /// writes (and the overlay upper directory they were captured from, when adoptable).
     fn run_command(
@@ -172,9 +193,11 @@ impl<'a> Executor<'a> {
         let state_dir = self.scratch_dir("step-")?;
         source_mounts(self.session, at.done, ctx, &state_dir, &mut mounts)?;
         let locks = cache_mounts(self.session, ctx, &state_dir, &mut mounts)?;
+        let env = step_env(at.plan, st, ctx);
+        let tool_caches = self.tool_caches(&view, &env, (uid, gid), &mut mounts)?;
         let req = StepRequest {
             argv,
-            env: step_env(at.plan, st, ctx),
+            env,
             cwd: PathBuf::from(&ctx.workdir),
             uid,
             gid,
@@ -199,6 +222,10 @@ impl<'a> Executor<'a> {
         let mut entries = outcome.entries;
         if outcome.owners_assumed {
             keep_existing_owners(&view, &mut entries);
+        }
+        if let Some(caches) = tool_caches {
+            caches.restore_parents(&view, &mut entries, (uid, gid));
+            drop_bookkeeping(&mut entries, &view);
         }
         Ok(StepWrites {
             entries,
@@ -244,7 +271,7 @@ impl StepVisitor for Executor<'_> {
     }
 
     fn command(&mut self, at: &StepAt, st: &mut StageState, run: RunStep) -> Visit<BuildError> {
-        let key = self.session.run_key(st, at.instruction, run.ctx, at.done)?;
+        let key = (self.session).command_key(st, at.instruction, run.ctx, at.done)?;
         self.layer_step(st, key, at, |st| self.run_command(at, st, run))
     }
 

@@ -8,6 +8,7 @@
 //! - [`stage`]: the state of a stage being built ([`stage::StageState`]: its layers and
 //!   cache key) and the finished stages;
 //! - [`diff`]: the sandbox's captured writes as layer entries;
+//! - [`bookkeeping`]: tools' logs and caches of caches dropped from a command's writes;
 //! - [`cache`]: content-derived cache keys, the stat cache and the cache index;
 //! - [`remote`]: the shared caches of a build (`--cache-from`, `--cache-to`);
 //! - [`commit`]: [`commit::Layers`], the only writer: unpacks images, reuses a cached
@@ -20,6 +21,7 @@
 //! directory) -> the next step's view.
 
 pub mod adopt;
+pub mod bookkeeping;
 pub mod cache;
 pub mod commit;
 pub mod diff;

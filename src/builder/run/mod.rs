@@ -7,7 +7,9 @@
 //! - [`sandbox`]: the real runner, `flense-runtime`'s rootless sandbox on an overlay;
 //! - [`step`]: the plan-dependent parts of a request (environment, script mount,
 //!   mounts and caches) and of its outcome (owners of pre-existing paths);
-//! - [`mounts`]: scratch copies of mounted filesystems and persistent cache directories.
+//! - [`mounts`]: scratch copies of mounted filesystems and persistent cache directories;
+//! - [`toolcache`]: package managers' caches mounted from the store instead of written
+//!   into layers.
 //!
 //! Data flow: the executor builds a request with [`step`] and [`mounts`], the runner
 //! runs it, and the captured entries (and the overlay's upper directory, when it can be
@@ -17,3 +19,4 @@ pub mod mounts;
 pub mod runner;
 pub mod sandbox;
 pub mod step;
+pub mod toolcache;

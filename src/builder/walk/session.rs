@@ -168,14 +168,25 @@ impl<'a> Session<'a> {
         Ok(step_key(st, instr, &[input.as_bytes()]))
     }
 
-    /// The cache key of a Run step: the parent key, the instruction and what each of
-    /// its mounts shows.
+    /// The cache key of a Run step the builder applies natively (user creation): the
+    /// parent key, the instruction and what each of its mounts shows.
     pub fn run_key(
         &self,
         st: &StageState,
         instr: &Instruction,
         ctx: &RunContext,
         done: &Stages,
+    ) -> Result<CacheKey, BuildError> {
+        self.key_with(st, instr, ctx, done, None)
+    }
+
+    fn key_with(
+        &self,
+        st: &StageState,
+        instr: &Instruction,
+        ctx: &RunContext,
+        done: &Stages,
+        extra: Option<&[u8]>,
     ) -> Result<CacheKey, BuildError> {
         let mut inputs = Vec::new();
         for m in &ctx.mounts {
@@ -185,8 +196,27 @@ impl<'a> Session<'a> {
                 MountSource::Local => format!("local:{}", self.context_digest()?),
             });
         }
-        let inputs: Vec<&[u8]> = inputs.iter().map(|s| s.as_bytes()).collect();
+        let mut inputs: Vec<&[u8]> = inputs.iter().map(|s| s.as_bytes()).collect();
+        inputs.extend(extra);
         Ok(step_key(st, instr, &inputs))
+    }
+
+    /// The cache key of a command step: [`Self::run_key`] and whether tool caches are
+    /// kept in its layer (`--keep-tool-caches` changes what the step writes).
+    pub fn command_key(
+        &self,
+        st: &StageState,
+        instr: &Instruction,
+        ctx: &RunContext,
+        done: &Stages,
+    ) -> Result<CacheKey, BuildError> {
+        let mode: &[u8] = if self.settings.keep_tool_caches {
+            b"tool-caches:kept"
+        } else {
+            // Bumped whenever the mounted locations or the dropped paths change.
+            b"tool-caches:mounted,bookkeeping-dropped:v1"
+        };
+        self.key_with(st, instr, ctx, done, Some(mode))
     }
 
     /// The digest of the whole build context, as a copy of it would write it (owned by

@@ -1,6 +1,6 @@
 //! `--cache-from` / `--cache-to` of `flense build`, `flense run VARIANT` and `flense
 //! pipeline`, with `FLENSE_CACHE_FROM` / `FLENSE_CACHE_TO` (comma-separated) when the
-//! flags are absent.
+//! flags are absent, and `--keep-tool-caches`.
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ pub const CACHE_FROM_ENV: &str = "FLENSE_CACHE_FROM";
 /// The environment variable `--cache-to` defaults to.
 pub const CACHE_TO_ENV: &str = "FLENSE_CACHE_TO";
 
-/// Shared build caches.
+/// Shared build caches and tool caches.
 #[derive(Args, Debug, Clone, Default)]
 pub struct CacheArgs {
     /// Reuse the steps cached in HOST[:PORT]/REPO[:TAG] or oci:DIR[:TAG] (repeatable;
@@ -28,6 +28,11 @@ pub struct CacheArgs {
     /// export is a warning.
     #[arg(long = "cache-to", value_name = "REF")]
     pub cache_to: Vec<String>,
+    /// Keep package managers' caches (npm, pip, composer, apt archives) and tools' logs
+    /// in the layers, byte for byte as Blubber does (default: caches mounted from the
+    /// store, logs dropped, so dependency layers are reproducible).
+    #[arg(long)]
+    pub keep_tool_caches: bool,
 }
 
 impl CacheArgs {
@@ -60,7 +65,10 @@ impl CacheArgs {
     pub fn as_args(&self) -> Vec<String> {
         let from = self.cache_from.iter().map(|r| format!("--cache-from={r}"));
         let to = self.cache_to.iter().map(|r| format!("--cache-to={r}"));
-        from.chain(to).collect()
+        let keep = self
+            .keep_tool_caches
+            .then(|| "--keep-tool-caches".to_string());
+        from.chain(to).chain(keep).collect()
     }
 }
 
@@ -100,5 +108,19 @@ mod tests {
         std::env::set_var("FLENSE_TEST_CACHE_BAD", "reg:5000/a@sha256:00");
         let err = refs(&[], "FLENSE_TEST_CACHE_BAD", "--cache-from").unwrap_err();
         assert!(format!("{err:#}").contains("FLENSE_TEST_CACHE_BAD"));
+    }
+
+    #[test]
+    fn child_builds_get_the_cache_flags_and_keep_tool_caches() {
+        let args = CacheArgs {
+            cache_from: vec!["oci:/c".into()],
+            cache_to: Vec::new(),
+            keep_tool_caches: true,
+        };
+        assert_eq!(
+            args.as_args(),
+            ["--cache-from=oci:/c", "--keep-tool-caches"]
+        );
+        assert!(CacheArgs::default().as_args().is_empty());
     }
 }
