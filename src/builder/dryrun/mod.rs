@@ -34,8 +34,8 @@ use crate::builder::layers::view::{EmptyView, ImageView};
 use crate::builder::run::runner::StepRunner;
 use crate::builder::users::resolve_user;
 use crate::builder::walk::{
-    step_key, walk, Command, CopyFrom, CopyStep, FixedFile, RunStep, Session, SourcesError, StepAt,
-    StepVisitor, UsersStep, Visit,
+    step_key, walk, Command, CopyFrom, CopyStep, FixedFile, RunKind, RunStep, Session,
+    SourcesError, StepAt, StepVisitor, UsersStep, Visit,
 };
 use crate::builder::BuildError;
 use crate::plan::{MountSource, Plan, RunContext, Stage};
@@ -203,9 +203,11 @@ impl DryRun<'_> {
             return Ok(StepStatus::Ran);
         }
         let key = if command {
-            self.session.command_key(st, at.instruction, ctx, at.done)?
+            self.session
+                .run_key(st, at.instruction, ctx, at.done, RunKind::Command)?
         } else {
-            self.session.run_key(st, at.instruction, ctx, at.done)?
+            self.session
+                .run_key(st, at.instruction, ctx, at.done, RunKind::Users)?
         };
         self.lookup(st, key)
     }

@@ -28,7 +28,7 @@ use crate::builder::run::toolcache::ToolCaches;
 use crate::builder::stage::BuiltImage;
 use crate::builder::users::{resolve_user, user_entries};
 use crate::builder::walk::{
-    step_key, walk, Command, CopyStep, FixedFile, RunStep, Session, SourcesError, StepAt,
+    step_key, walk, Command, CopyStep, FixedFile, RunKind, RunStep, Session, SourcesError, StepAt,
     StepVisitor, UsersStep, Visit,
 };
 use crate::builder::{io_err, BuildError};
@@ -257,7 +257,7 @@ impl StepVisitor for Executor<'_> {
     fn users(&mut self, at: &StepAt, st: &mut StageState, step: UsersStep) -> Visit<BuildError> {
         let key = self
             .session
-            .run_key(st, at.instruction, step.ctx, at.done)?;
+            .run_key(st, at.instruction, step.ctx, at.done, RunKind::Users)?;
         let epoch = self.session.settings().epoch;
         let users = step.users;
         self.layer_step(st, key, at, |st| {
@@ -271,7 +271,7 @@ impl StepVisitor for Executor<'_> {
     }
 
     fn command(&mut self, at: &StepAt, st: &mut StageState, run: RunStep) -> Visit<BuildError> {
-        let key = (self.session).command_key(st, at.instruction, run.ctx, at.done)?;
+        let key = (self.session).run_key(st, at.instruction, run.ctx, at.done, RunKind::Command)?;
         self.layer_step(st, key, at, |st| self.run_command(at, st, run))
     }
 

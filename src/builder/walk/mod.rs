@@ -11,7 +11,7 @@
 
 mod session;
 
-pub use session::{step_key, Session, SourcesError};
+pub use session::{step_key, RunKind, Session, SourcesError};
 
 use std::path::Path;
 use std::time::{Duration, Instant};

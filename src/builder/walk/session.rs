@@ -22,6 +22,15 @@ use crate::store::{Store, StoredImage};
 
 use super::CopyFrom;
 
+/// Which kind of Run step a key is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// Blubber's user-creation line, applied natively.
+    Users,
+    /// A command run in the sandbox.
+    Command,
+}
+
 /// One build (or dry run) against a store.
 pub struct Session<'a> {
     layers: Layers<'a>,
@@ -168,25 +177,17 @@ impl<'a> Session<'a> {
         Ok(step_key(st, instr, &[input.as_bytes()]))
     }
 
-    /// The cache key of a Run step the builder applies natively (user creation): the
-    /// parent key, the instruction and what each of its mounts shows.
+    /// The cache key of a Run step: the parent key, the instruction and what each of its
+    /// mounts shows; for a command step also whether tool caches are kept in its layer
+    /// (`--keep-tool-caches` changes what the step writes). User creation, which the
+    /// builder applies natively, has no such input.
     pub fn run_key(
         &self,
         st: &StageState,
         instr: &Instruction,
         ctx: &RunContext,
         done: &Stages,
-    ) -> Result<CacheKey, BuildError> {
-        self.key_with(st, instr, ctx, done, None)
-    }
-
-    fn key_with(
-        &self,
-        st: &StageState,
-        instr: &Instruction,
-        ctx: &RunContext,
-        done: &Stages,
-        extra: Option<&[u8]>,
+        kind: RunKind,
     ) -> Result<CacheKey, BuildError> {
         let mut inputs = Vec::new();
         for m in &ctx.mounts {
@@ -197,26 +198,13 @@ impl<'a> Session<'a> {
             });
         }
         let mut inputs: Vec<&[u8]> = inputs.iter().map(|s| s.as_bytes()).collect();
-        inputs.extend(extra);
-        Ok(step_key(st, instr, &inputs))
-    }
-
-    /// The cache key of a command step: [`Self::run_key`] and whether tool caches are
-    /// kept in its layer (`--keep-tool-caches` changes what the step writes).
-    pub fn command_key(
-        &self,
-        st: &StageState,
-        instr: &Instruction,
-        ctx: &RunContext,
-        done: &Stages,
-    ) -> Result<CacheKey, BuildError> {
-        let mode: &[u8] = if self.settings.keep_tool_caches {
-            b"tool-caches:kept"
-        } else {
+        match kind {
+            RunKind::Users => {}
+            RunKind::Command if self.settings.keep_tool_caches => inputs.push(b"tool-caches:kept"),
             // Bumped whenever the mounted locations or the dropped paths change.
-            b"tool-caches:mounted,bookkeeping-dropped:v1"
-        };
-        self.key_with(st, instr, ctx, done, Some(mode))
+            RunKind::Command => inputs.push(b"tool-caches:mounted,bookkeeping-dropped:v1"),
+        }
+        Ok(step_key(st, instr, &inputs))
     }
 
     /// The digest of the whole build context, as a copy of it would write it (owned by
