@@ -40,6 +40,15 @@ pub struct ExportReport {
     pub manifest_digest: String,
 }
 
+impl ExportReport {
+    /// The report of an export that left `tag` (whose manifest is `manifest_bytes`).
+    fn finished(mut self, tag: &CacheRecords, manifest_bytes: &[u8]) -> Self {
+        self.records = tag.len();
+        self.manifest_digest = sha256_digest(manifest_bytes).to_string();
+        self
+    }
+}
+
 /// A cache tag in a registry repository.
 pub struct RegistryCache<'c> {
     client: &'c Client,
@@ -155,6 +164,11 @@ impl<'c> RegistryCache<'c> {
             let gone = missing_blobs(&repo, &merged, &mut present)?;
             merged.retain(|_, r| r.layer.as_ref().is_none_or(|l| !gone.contains(&l.digest)));
             let docs = merged.to_documents().map_err(|e| bad_cache(&repo, e))?;
+            let holds_ours = |tag: &CacheRecords| ours.iter().all(|(k, r)| tag.get(k) == Some(r));
+            if merged == existing && holds_ours(&existing) {
+                // Nothing to write, so no exporter can have raced this one.
+                return Ok(report.finished(&existing, &docs.manifest_bytes));
+            }
             if merged != existing {
                 let config = MemoryBlobs::default();
                 config.insert(docs.config.clone());
@@ -166,10 +180,8 @@ impl<'c> RegistryCache<'c> {
             // give it time to, then check that these records survived.
             std::thread::sleep(settle_time(started.elapsed()));
             let now = read_tag(&repo, &target)?.unwrap_or_default();
-            if ours.iter().all(|(k, r)| now.get(k) == Some(r)) {
-                report.records = now.len();
-                report.manifest_digest = sha256_digest(&docs.manifest_bytes).to_string();
-                return Ok(report);
+            if holds_ours(&now) {
+                return Ok(report.finished(&now, &docs.manifest_bytes));
             }
             tracing::debug!("{target}: another export replaced the cache (attempt {attempt})");
         }
