@@ -155,12 +155,6 @@ impl<R: Read> HashingReader<R> {
         Ok((finish_digest(self.hasher), self.count))
     }
 
-    /// [`HashingReader::drain`] with the digest as text, for the build cache's records.
-    pub fn drain_and_finish(self) -> io::Result<(String, u64)> {
-        let (digest, count) = self.drain()?;
-        Ok((digest.to_string(), count))
-    }
-
     /// Bytes read so far.
     pub fn count(&self) -> u64 {
         self.count

@@ -168,9 +168,6 @@ pub fn supported_digest(digest: &Digest) -> bool {
     *digest.algorithm() == DigestAlgorithm::Sha256
 }
 
-// The name `registry/cache.rs` uses, until the remote-cache work moves it to `digest_of`.
-pub(crate) use crate::image::digest::digest_of as sha256_digest;
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,17 +8,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 use oci_spec::image::{Descriptor, MediaType};
 
-use super::blobs::{sha256_digest, BlobStore, MemoryBlobs, NoProgress};
+use super::blobs::{BlobStore, MemoryBlobs, NoProgress};
 use super::client::{Client, Repository};
 use super::error::{RegistryError, Result};
 use super::manifest::{Manifest, OCI_MANIFEST};
 use super::parallel::{for_each, PARALLEL_TRANSFERS};
 use super::pull::{fetch_manifest, pull_blob};
 use super::push::{blob_exists, push_blob, put_manifest, PushOptions};
-use super::reference::Reference;
 use crate::image::cache_manifest::{
     CacheFormatError, CacheRecords, CachedLayer, MAX_CACHE_CONFIG_SIZE,
 };
+use crate::image::digest::digest_of;
+use crate::image::reference::Reference;
 
 /// How often an export re-merges after another writer replaced the tag meanwhile.
 const EXPORT_ATTEMPTS: u32 = 5;
@@ -44,7 +45,7 @@ impl ExportReport {
     /// The report of an export that left `tag` (whose manifest is `manifest_bytes`).
     fn finished(mut self, tag: &CacheRecords, manifest_bytes: &[u8]) -> Self {
         self.records = tag.len();
-        self.manifest_digest = sha256_digest(manifest_bytes).to_string();
+        self.manifest_digest = digest_of(manifest_bytes).to_string();
         self
     }
 }

@@ -16,7 +16,6 @@ pub mod parallel;
 pub mod progress;
 pub mod pull;
 pub mod push;
-mod reference;
 pub mod retry;
 pub mod settings;
 mod upload;

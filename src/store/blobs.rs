@@ -236,14 +236,6 @@ impl Store {
         self.read_record(self.root.join("diffids/sha256").join(store_hex(digest)?))
     }
 
-    /// [`Store::recorded_diff_id`] as text, for the build cache's records.
-    pub fn diff_id_of(
-        &self,
-        digest: &(impl AsDigest + ?Sized),
-    ) -> Result<Option<String>, StoreError> {
-        Ok(self.recorded_diff_id(digest)?.map(|d| d.to_string()))
-    }
-
     /// The compressed blob recorded for a diff-ID, if that blob is still stored (so a
     /// layer made before is never compressed twice).
     pub fn blob_of_diff_id(

@@ -170,14 +170,15 @@ pub(super) fn check_and_record(
     layer: &CachedLayer,
     store: &Store,
 ) -> Result<(), RemoteCacheError> {
-    if store.diff_id_of(&layer.digest)?.as_deref() == Some(layer.diff_id.as_str()) {
+    let recorded = store.recorded_diff_id(&layer.digest)?;
+    if recorded.is_some_and(|d| d.as_ref() == layer.diff_id) {
         return Ok(());
     }
     let stream = store.layer_tar_stream(&layer.digest, layer.size)?;
     let (diff_id, tar_size) = HashingReader::new(stream)
-        .drain_and_finish()
+        .drain()
         .map_err(|e| RemoteCacheError::corrupt(cache, layer, e))?;
-    if diff_id != layer.diff_id || tar_size != layer.tar_size {
+    if diff_id.as_ref() != layer.diff_id || tar_size != layer.tar_size {
         let detail = format!(
             "unpacks to {diff_id} ({tar_size} bytes), the record says {} ({} bytes)",
             layer.diff_id, layer.tar_size
