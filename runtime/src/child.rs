@@ -13,6 +13,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
+use crate::chroot::ChrootState;
 use crate::copy::Snapshot;
 use crate::diff::{self, DiffEntry, Ownership};
 use crate::error::RuntimeError;
@@ -57,8 +58,13 @@ pub(crate) enum RootState {
         upper: PathBuf,
         lowers: Vec<PathBuf>,
     },
-    /// Copy fallback: the copied tree and its state before the command ran.
-    Copy { tree: PathBuf, snapshot: Snapshot },
+    /// Copy fallback (and chroot isolation): the copied tree, its state before the
+    /// command ran, and the subtrees the diff leaves out.
+    Copy {
+        tree: PathBuf,
+        snapshot: Snapshot,
+        prune: Vec<PathBuf>,
+    },
 }
 
 /// A started sandbox.
@@ -71,6 +77,8 @@ pub struct Child {
     pub(crate) maps: IdMaps,
     state: RootState,
     pub(crate) stubs: Vec<PathBuf>,
+    /// Chroot isolation: the process group to end and the caches to give back.
+    pub(crate) chroot: Option<ChrootState>,
     timeout: Option<Duration>,
     timed_out: Arc<AtomicBool>,
     started: Instant,
@@ -101,6 +109,7 @@ impl Child {
             maps,
             state,
             stubs: Vec::new(),
+            chroot: None,
             timeout,
             timed_out: Arc::new(AtomicBool::new(false)),
             started,
@@ -189,6 +198,9 @@ impl Child {
     /// Sends `signal` to the sandbox: PID 1 forwards INT, TERM, HUP, QUIT, USR1, USR2
     /// and WINCH to the command; KILL ends every process of the sandbox at once.
     pub fn kill(&self, signal: i32) -> Result<(), RuntimeError> {
+        if let Some(chroot) = &self.chroot {
+            chroot.signal_group(signal);
+        }
         let Some(fd) = &self.init else {
             return Ok(());
         };
@@ -242,6 +254,9 @@ impl Child {
             })
         };
         self.status = Some(status);
+        if let Some(chroot) = &mut self.chroot {
+            chroot.finish();
+        }
         Ok(status)
     }
 
@@ -285,9 +300,11 @@ impl Child {
             RootState::Overlay { upper, lowers } => {
                 diff::from_upper(upper, lowers, &ignore, &ownership)
             }
-            RootState::Copy { tree, snapshot } => {
-                diff::from_snapshot(tree, snapshot, &ignore, &ownership)
-            }
+            RootState::Copy {
+                tree,
+                snapshot,
+                prune,
+            } => diff::from_snapshot(tree, snapshot, &ignore, prune, &ownership),
         }
     }
 }
@@ -297,6 +314,9 @@ impl Drop for Child {
         if self.status.is_none() {
             let _ = self.kill(libc::SIGKILL);
             let _ = waitpid(self.middle, None);
+            if let Some(chroot) = &mut self.chroot {
+                chroot.finish();
+            }
         }
     }
 }

@@ -67,6 +67,13 @@ pub(crate) struct Snapshot {
 /// Copies `lowers` (bottom first) into a fresh `tree`, applying whiteouts and opaque
 /// markers as overlay would, and records the result.
 pub(crate) fn build_tree(lowers: &[PathBuf], tree: &Path) -> Result<Snapshot, RuntimeError> {
+    copy_layers(lowers, tree)?;
+    snapshot(tree, &[])
+}
+
+/// Copies `lowers` (bottom first) into a fresh `tree`, as [`build_tree`] does, without
+/// recording it.
+pub(crate) fn copy_layers(lowers: &[PathBuf], tree: &Path) -> Result<(), RuntimeError> {
     if tree.symlink_metadata().is_ok() {
         fs::remove_dir_all(tree)
             .map_err(|e| RuntimeError::io(format!("remove {}", tree.display()), e))?;
@@ -78,25 +85,39 @@ pub(crate) fn build_tree(lowers: &[PathBuf], tree: &Path) -> Result<Snapshot, Ru
         apply_layer(lower, tree, &mut links)?;
         copy_meta(&fs::symlink_metadata(lower).map_err(io_at(lower))?, tree)?;
     }
-    snapshot(tree)
+    Ok(())
 }
 
-/// Records the state of `tree`.
-pub(crate) fn snapshot(tree: &Path) -> Result<Snapshot, RuntimeError> {
+/// Copies the directory `src` into the directory `dst` (created when missing) with
+/// modes, owners and times, as a layer would be.
+pub(crate) fn copy_dir(src: &Path, dst: &Path) -> Result<(), RuntimeError> {
+    fs::create_dir_all(dst).map_err(io_at(dst))?;
+    apply_layer(src, dst, &mut HashMap::new())?;
+    copy_meta(&fs::symlink_metadata(src).map_err(io_at(src))?, dst)
+}
+
+/// Records the state of `tree`, without descending into the relative paths of `prune`
+/// (which the diff leaves out).
+pub(crate) fn snapshot(tree: &Path, prune: &[PathBuf]) -> Result<Snapshot, RuntimeError> {
     let mut snap = Snapshot::default();
-    walk(tree, Path::new(""), &mut snap)?;
+    walk(tree, Path::new(""), prune, &mut snap)?;
     Ok(snap)
 }
 
-fn walk(dir: &Path, rel: &Path, snap: &mut Snapshot) -> Result<(), RuntimeError> {
+fn walk(
+    dir: &Path,
+    rel: &Path,
+    prune: &[PathBuf],
+    snap: &mut Snapshot,
+) -> Result<(), RuntimeError> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir).map_err(io_at(dir))? {
         let entry = entry.map_err(io_at(dir))?;
         let path = entry.path();
         let meta = fs::symlink_metadata(&path).map_err(io_at(&path))?;
         let rel_child = rel.join(entry.file_name());
-        if meta.is_dir() {
-            walk(&path, &rel_child, snap)?;
+        if meta.is_dir() && !prune.contains(&rel_child) {
+            walk(&path, &rel_child, prune, snap)?;
         }
         snap.entries.insert(rel_child, Meta::of(&meta));
         names.push(entry.file_name());

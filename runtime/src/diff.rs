@@ -67,6 +67,8 @@ pub(crate) enum Ownership<'a> {
 
 struct Capture<'a> {
     ignore: HashSet<PathBuf>,
+    /// Subtrees left out entirely (chroot isolation's /dev, /proc, /sys and mounts).
+    prune: HashSet<PathBuf>,
     ownership: &'a Ownership<'a>,
     links: HashMap<(u64, u64), PathBuf>,
     out: Vec<DiffEntry>,
@@ -76,6 +78,7 @@ impl Capture<'_> {
     fn new<'a>(ignore: &[PathBuf], ownership: &'a Ownership<'a>) -> Capture<'a> {
         Capture {
             ignore: ignore.iter().cloned().collect(),
+            prune: HashSet::new(),
             ownership,
             links: HashMap::new(),
             out: Vec::new(),
@@ -268,13 +271,17 @@ fn walk_upper(
 /// result matches what an overlay upper directory gives for the same changes: changed
 /// paths with their parent directories, whiteouts for deletions, opaque markers for
 /// replaced directories.
+///
+/// The relative paths of `prune` and everything below them are left out.
 pub(crate) fn from_snapshot(
     tree: &Path,
     snap: &Snapshot,
     ignore: &[PathBuf],
+    prune: &[PathBuf],
     ownership: &Ownership<'_>,
 ) -> Result<Vec<DiffEntry>, RuntimeError> {
     let mut cap = Capture::new(ignore, ownership);
+    cap.prune = prune.iter().cloned().collect();
     compare_dir(&mut cap, snap, tree, Path::new(""))?;
     Ok(cap.out)
 }
@@ -298,10 +305,13 @@ fn compare_dir(
     for (_, name) in &children {
         present.insert(rel.join(name));
     }
-    deleted.retain(|p| !present.contains(p) && !cap.ignore.contains(p));
+    deleted.retain(|p| !present.contains(p) && !cap.ignore.contains(p) && !cap.prune.contains(p));
     let mut deleted = deleted.into_iter().peekable();
     for (host, name) in children {
         let rel_child = rel.join(&name);
+        if cap.prune.contains(&rel_child) {
+            continue;
+        }
         while let Some(d) = deleted.next_if(|d| *d < rel_child) {
             cap.marker(&d, DiffKind::Whiteout);
         }
@@ -367,7 +377,7 @@ fn add_all(cap: &mut Capture<'_>, dir: &Path, rel: &Path) -> Result<bool, Runtim
     let start = cap.out.len();
     for (host, name) in sorted_children(dir)? {
         let rel_child = rel.join(&name);
-        if cap.ignore.contains(&rel_child) {
+        if cap.ignore.contains(&rel_child) || cap.prune.contains(&rel_child) {
             continue;
         }
         let meta = fs::symlink_metadata(&host).map_err(|e| capture_err(&host, e))?;

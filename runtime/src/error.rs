@@ -12,6 +12,16 @@ pub enum RuntimeError {
     /// The user-namespace ID mode cannot be used.
     #[error("user namespace: {0}")]
     IdMode(String),
+    /// Namespaces cannot be created here (seccomp, a sysctl, AppArmor, the kernel).
+    #[error("cannot create user namespaces: {cause}; {remedy}")]
+    Namespaces {
+        /// The setting or policy that was detected.
+        cause: String,
+        /// What an administrator can do about it.
+        remedy: String,
+        /// The errno of the refused `unshare`.
+        source: io::Error,
+    },
     /// A host-side file operation failed.
     #[error("{what}")]
     Io {

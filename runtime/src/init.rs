@@ -185,7 +185,7 @@ fn reap_until_exit(command: Pid, set: &SigSet, report: Report<'_>) -> ! {
 }
 
 /// The command's process: identity, limits, directory, then exec.
-fn exec_command(plan: &InitPlan, report: Report<'_>) -> ! {
+pub(crate) fn exec_command(plan: &InitPlan, report: Report<'_>) -> ! {
     sys::reset_signals();
     // Files a step creates must not depend on the caller's umask.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));

@@ -18,12 +18,14 @@
 //! ```
 
 mod child;
+mod chroot;
 mod copy;
 mod diff;
 mod error;
 mod forward;
 mod idmap;
 mod init;
+mod isolation;
 mod mounts;
 mod remove;
 mod root;
@@ -37,5 +39,6 @@ pub use diff::{DiffEntry, DiffKind};
 pub use error::RuntimeError;
 pub use forward::SignalForwarder;
 pub use idmap::{IdMaps, IdMode, IdRange};
+pub use isolation::{namespaces_allowed, Isolation};
 pub use remove::remove_tree;
 pub use spec::{Mount, Network, Overlay, Rlimit, RootFs, Sandbox, Stdio, User};

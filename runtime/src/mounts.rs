@@ -112,29 +112,63 @@ impl FsSetup<'_> {
         }
     }
 
+    /// A new /proc of the pid namespace; where that is refused (a container whose own
+    /// /proc has masked or read-only parts, as podman and Kubernetes make it), the
+    /// container's /proc bound instead, which shows the processes outside the sandbox.
     fn mount_proc(&mut self) {
         self.stub_dir(Path::new("/proc"));
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         let none: Option<&str> = None;
-        self.try_or_fail(
-            || "mount /proc".into(),
-            mount(Some("proc"), "/proc", Some("proc"), flags, none),
+        let Err(e) = mount(Some("proc"), "/proc", Some("proc"), flags, none) else {
+            return;
+        };
+        let host = PathBuf::from(OLD_ROOT).join("proc");
+        let bound = mount(
+            Some(&host),
+            "/proc",
+            none,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            none,
+        );
+        let what = match bound {
+            Ok(()) => {
+                "the container's /proc is bound instead (it shows processes outside the sandbox)"
+            }
+            Err(_) => "the sandbox has no /proc",
+        };
+        self.report.line(
+            "warn",
+            &format!("cannot mount a new /proc here ({e}, /proc is masked or read-only); {what}"),
         );
     }
 
     fn mount_dev(&mut self) {
         self.stub_dir(Path::new("/dev"));
         let none: Option<&str> = None;
-        self.try_or_fail(
-            || "mount tmpfs on /dev".into(),
-            mount(
-                Some("tmpfs"),
-                "/dev",
-                Some("tmpfs"),
-                MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-                Some("mode=755,size=65536k"),
-            ),
-        );
+        if let Err(e) = mount(
+            Some("tmpfs"),
+            "/dev",
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+            Some("mode=755,size=65536k"),
+        ) {
+            let host = PathBuf::from(OLD_ROOT).join("dev");
+            self.try_or_fail(
+                || format!("bind the container's /dev (a tmpfs on /dev is refused: {e})"),
+                mount(
+                    Some(&host),
+                    "/dev",
+                    none,
+                    MsFlags::MS_BIND | MsFlags::MS_REC,
+                    none,
+                ),
+            );
+            self.report.line(
+                "warn",
+                &format!("cannot mount a tmpfs on /dev here ({e}); the container's /dev is bound instead"),
+            );
+            return;
+        }
         for name in ["null", "zero", "full", "random", "urandom", "tty"] {
             let dst = PathBuf::from("/dev").join(name);
             let src = PathBuf::from(OLD_ROOT).join("dev").join(name);
@@ -160,7 +194,10 @@ impl FsSetup<'_> {
             Ok(()) => {
                 let _ = symlink("pts/ptmx", "/dev/ptmx");
             }
-            Err(e) => self.report.line("note", &format!("no devpts: {e}")),
+            Err(e) => self.report.line(
+                "warn",
+                &format!("cannot mount devpts here ({e}); no /dev/pts"),
+            ),
         }
         let _ = std::fs::create_dir("/dev/shm");
         if let Err(e) = mount(
@@ -170,7 +207,10 @@ impl FsSetup<'_> {
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
             Some("mode=1777"),
         ) {
-            self.report.line("note", &format!("no /dev/shm: {e}"));
+            self.report.line(
+                "warn",
+                &format!("cannot mount a tmpfs on /dev/shm here ({e})"),
+            );
         }
         for (link, target) in [
             ("fd", "/proc/self/fd"),
@@ -195,7 +235,10 @@ impl FsSetup<'_> {
         )
         .and_then(|_| remount_ro(Path::new("/sys")));
         if let Err(e) = res {
-            self.report.line("note", &format!("/sys not mounted: {e}"));
+            self.report.line(
+                "warn",
+                &format!("cannot bind /sys read-only here ({e}); the sandbox has no /sys"),
+            );
         }
     }
 

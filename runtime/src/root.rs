@@ -49,7 +49,11 @@ impl Sandbox {
                     return Ok((
                         RootMount::Bind { writable: true },
                         tree.clone(),
-                        RootState::Copy { tree, snapshot },
+                        RootState::Copy {
+                            tree,
+                            snapshot,
+                            prune: Vec::new(),
+                        },
                     ));
                 }
                 let (upper, work, merged) = (

@@ -22,6 +22,7 @@ use crate::child::{Child, RootState};
 use crate::error::RuntimeError;
 use crate::idmap::{IdMaps, IdMode};
 use crate::init::{self, InitPlan, Report, RootMount, TAG_EXEC, TAG_OVERLAY};
+use crate::isolation::Isolation;
 use crate::spec::{Mount, Network, Sandbox, Stdio};
 use crate::sys;
 
@@ -33,6 +34,11 @@ impl Sandbox {
     /// overlay cannot be mounted.
     pub fn spawn(&mut self) -> Result<Child, RuntimeError> {
         self.validate()?;
+        if self.isolation.resolve()? == Isolation::Chroot {
+            let maps = IdMaps::resolve(IdMode::Root, self.user.uid, self.user.gid)?;
+            tracing::debug!("isolation: chroot");
+            return self.spawn_chroot(maps);
+        }
         let maps = IdMaps::resolve(self.id_mode, self.user.uid, self.user.gid)?;
         tracing::info!("user namespace mode: {}", maps.mode);
         let root = self.prepare_root(false)?;
@@ -88,7 +94,7 @@ impl Sandbox {
         Ok(())
     }
 
-    fn init_plan(&self, root: RootMount, new_root: PathBuf, maps: &IdMaps) -> InitPlan {
+    pub(crate) fn init_plan(&self, root: RootMount, new_root: PathBuf, maps: &IdMaps) -> InitPlan {
         let cstr = |s: &str| CString::new(s).unwrap_or_default();
         let path = self
             .env
@@ -193,7 +199,11 @@ fn hand_over_id_maps(
 /// Reads what the set-up reported, each pipe to its end (the sandbox's copies close
 /// when the command is exec'd or the set-up fails): mount-point stubs to remove later,
 /// notes, and the error record that stopped it, if any.
-fn read_setup_reports(child: &mut Child, info: OwnedFd, err: OwnedFd) -> Result<(), Failure> {
+pub(crate) fn read_setup_reports(
+    child: &mut Child,
+    info: OwnedFd,
+    err: OwnedFd,
+) -> Result<(), Failure> {
     let mut lines = String::new();
     let _ = File::from(info).read_to_string(&mut lines);
     let mut record = Vec::new();
@@ -201,6 +211,7 @@ fn read_setup_reports(child: &mut Child, info: OwnedFd, err: OwnedFd) -> Result<
     for line in lines.lines() {
         match line.split_once('\t') {
             Some(("stub", p)) => child.stubs.push(PathBuf::from(p)),
+            Some(("warn", note)) => warn_once(note),
             Some((_, note)) => tracing::debug!("sandbox: {note}"),
             None => {}
         }
@@ -241,14 +252,24 @@ fn decode_error_record(record: &[u8]) -> Option<Failure> {
     })
 }
 
+/// Logs a warning of the sandbox set-up (a fallback it took) once per process.
+fn warn_once(note: &str) {
+    static SEEN: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    if !seen.iter().any(|s| s == note) {
+        tracing::warn!("sandbox: {note}");
+        seen.push(note.to_string());
+    }
+}
+
 /// Why a start failed: the overlay mount (retry with a copy) or anything else.
-enum Failure {
+pub(crate) enum Failure {
     Overlay(RuntimeError),
     Other(RuntimeError),
 }
 
 impl Failure {
-    fn into_error(self) -> RuntimeError {
+    pub(crate) fn into_error(self) -> RuntimeError {
         match self {
             Failure::Overlay(e) | Failure::Other(e) => e,
         }
@@ -262,13 +283,17 @@ impl From<RuntimeError> for Failure {
 }
 
 /// The descriptors the child puts on 0, 1, 2, and the parent's ends of pipes.
-struct StdioFds {
-    child: [Option<OwnedFd>; 3],
-    parent_ends: [Option<File>; 3],
+pub(crate) struct StdioFds {
+    pub(crate) child: [Option<OwnedFd>; 3],
+    pub(crate) parent_ends: [Option<File>; 3],
 }
 
 impl StdioFds {
-    fn open(stdin: &mut Stdio, stdout: &mut Stdio, stderr: &mut Stdio) -> Result<Self, Failure> {
+    pub(crate) fn open(
+        stdin: &mut Stdio,
+        stdout: &mut Stdio,
+        stderr: &mut Stdio,
+    ) -> Result<Self, Failure> {
         let mut fds = StdioFds {
             child: [None, None, None],
             parent_ends: [None, None, None],
@@ -300,13 +325,13 @@ impl StdioFds {
 }
 
 /// The pipes between the caller and the sandbox's processes.
-struct ControlPipes {
-    sandbox: SandboxEnds,
-    caller: CallerEnds,
+pub(crate) struct ControlPipes {
+    pub(crate) sandbox: SandboxEnds,
+    pub(crate) caller: CallerEnds,
 }
 
 /// The ends the sandbox's processes use (inherited through fork).
-struct SandboxEnds {
+pub(crate) struct SandboxEnds {
     /// Read by the middle process: "G" once its ID maps are written.
     go: OwnedFd,
     /// Written by the middle process: "U" once unshared, then PID 1's host pid.
@@ -317,16 +342,16 @@ struct SandboxEnds {
 }
 
 /// The caller's ends of the same pipes.
-struct CallerEnds {
+pub(crate) struct CallerEnds {
     go: OwnedFd,
     events: OwnedFd,
-    err: OwnedFd,
-    info: OwnedFd,
-    status: OwnedFd,
+    pub(crate) err: OwnedFd,
+    pub(crate) info: OwnedFd,
+    pub(crate) status: OwnedFd,
 }
 
 impl ControlPipes {
-    fn open() -> Result<Self, Failure> {
+    pub(crate) fn open() -> Result<Self, Failure> {
         let pipe = || {
             pipe2(OFlag::O_CLOEXEC)
                 .map_err(|e| Failure::Other(RuntimeError::io("create pipe", e.into())))
@@ -356,7 +381,7 @@ impl ControlPipes {
 }
 
 impl SandboxEnds {
-    fn report(&self) -> Report<'_> {
+    pub(crate) fn report(&self) -> Report<'_> {
         Report {
             err: self.err.as_fd(),
             info: self.info.as_fd(),

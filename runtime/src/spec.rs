@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::idmap::IdMode;
+use crate::isolation::Isolation;
 
 /// The root filesystem of a sandbox.
 #[derive(Debug, Clone)]
@@ -159,6 +160,7 @@ pub struct Sandbox {
     pub(crate) timeout: Option<Duration>,
     pub(crate) rlimits: Vec<Rlimit>,
     pub(crate) id_mode: IdMode,
+    pub(crate) isolation: Isolation,
 }
 
 impl Sandbox {
@@ -180,6 +182,7 @@ impl Sandbox {
             timeout: None,
             rlimits: Vec::new(),
             id_mode: IdMode::Auto,
+            isolation: Isolation::Auto,
         }
     }
 
@@ -265,6 +268,12 @@ impl Sandbox {
     /// The user-namespace ID mode (default: detected).
     pub fn id_mode(mut self, mode: IdMode) -> Self {
         self.id_mode = mode;
+        self
+    }
+
+    /// Namespaces or chroot (default: namespaces when allowed, see [`Isolation`]).
+    pub fn isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
         self
     }
 

@@ -88,6 +88,11 @@ pub struct BuildOptions {
     /// User-namespace mode of build steps: auto, root, subuid or single.
     #[arg(long, default_value = "auto")]
     pub userns: String,
+    /// Isolation of build steps: namespace, chroot (root only: a chroot of a copied
+    /// root filesystem, without namespaces), or auto (chroot only for root where
+    /// namespace creation is refused).
+    #[arg(long, env = "FLENSE_ISOLATION", default_value = "auto", value_parser = super::run::parse_isolation)]
+    pub isolation: flense_runtime::Isolation,
     #[command(flatten)]
     pub policy: super::config::PolicyArg,
     /// An extra label of the image, KEY=VALUE (repeatable; BuildKit's `label:K=V`).
@@ -143,24 +148,35 @@ pub struct RunBuildArgs {
     pub policy: super::config::PolicyArg,
 }
 
+/// The sandbox options of `flense run VARIANT` that its build steps use too.
+#[derive(Debug, Clone, Copy)]
+pub struct RunSandbox {
+    /// Network of the steps.
+    pub network: flense_runtime::Network,
+    /// User-namespace mode.
+    pub userns: flense_runtime::IdMode,
+    /// Namespaces or chroot.
+    pub isolation: flense_runtime::Isolation,
+}
+
 /// Builds `variant` for `flense run VARIANT` (progress on stderr) and returns the
 /// reference to run: the image's manifest digest.
 pub fn build_for_run(
     globals: &Globals,
     variant: &str,
     args: &RunBuildArgs,
-    network: flense_runtime::Network,
-    userns: flense_runtime::IdMode,
+    sandbox: RunSandbox,
 ) -> anyhow::Result<String> {
     let options = BuildOptions {
         project: args.project.clone(),
-        network: match network {
+        network: match sandbox.network {
             flense_runtime::Network::Host => NetworkArg::Host,
             flense_runtime::Network::None => NetworkArg::None,
         },
         platform: None,
         registries_config: args.registries_config.clone(),
-        userns: userns.to_string(),
+        userns: sandbox.userns.to_string(),
+        isolation: sandbox.isolation,
         policy: args.policy.clone(),
         labels: Vec::new(),
     };
@@ -271,7 +287,7 @@ fn prepare(
         shared_cache: None,
     };
     let mode: flense_runtime::IdMode = options.userns.parse().map_err(super::invalid)?;
-    let runner = SandboxRunner::new(mode);
+    let runner = SandboxRunner::new(mode).with_isolation(options.isolation);
     let settings = flense::registry::RegistrySettings::load(options.registries_config.as_deref())
         .map_err(super::invalid)?;
     let client =

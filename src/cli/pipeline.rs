@@ -147,6 +147,10 @@ pub struct PipelineArgs {
     /// Shared build caches of every build of every stage.
     #[command(flatten)]
     pub cache: super::build::CacheArgs,
+    /// Isolation of every build step and run: namespace, chroot or auto (see
+    /// `flense build --isolation`).
+    #[arg(long, env = "FLENSE_ISOLATION", default_value = "auto", value_parser = super::run::parse_isolation)]
+    pub isolation: flense_runtime::Isolation,
 }
 
 /// Options of `flense export argo`.
@@ -300,6 +304,18 @@ fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Pr
     if args.run_timeout > 0 {
         run_options.push(format!("--timeout={}", args.run_timeout));
     }
+    // Each run gets a network namespace of its own, so that servers of stages running
+    // side by side cannot collide on a port; `--run-option=--network=host` shares the
+    // host's.
+    if !run_options.iter().any(|o| o.starts_with("--network")) {
+        run_options.push("--network=none".into());
+    }
+    let mut build_options = args.cache.as_args();
+    if args.isolation != flense_runtime::Isolation::Auto {
+        let isolation = format!("--isolation={}", args.isolation);
+        run_options.push(isolation.clone());
+        build_options.push(isolation);
+    }
     Ok(ProcessExecutor {
         program: match &args.flense_bin {
             Some(p) => p.clone(),
@@ -307,7 +323,7 @@ fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Pr
         },
         root: globals.root.clone(),
         run_options,
-        build_options: args.cache.as_args(),
+        build_options,
     })
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use flense_runtime::{ExitStatus, IdMode, Mount, Network, RuntimeError};
+use flense_runtime::{ExitStatus, IdMode, Isolation, Mount, Network, RuntimeError};
 
 use super::{invalid, Globals};
 use flense::run::{run_image, RunError, RunOverrides};
@@ -57,6 +57,11 @@ pub struct RunArgs {
     /// User-namespace ID mode: auto, root, subuid or single.
     #[arg(long, default_value = "auto", value_parser = parse_userns)]
     pub userns: IdMode,
+    /// Isolation: namespace, chroot (root only: a chroot of a copied root filesystem,
+    /// without namespaces), or auto (chroot only for root where namespace creation is
+    /// refused).
+    #[arg(long, env = "FLENSE_ISOLATION", default_value = "auto", value_parser = parse_isolation)]
+    pub isolation: Isolation,
     /// Host name inside the sandbox.
     #[arg(long)]
     pub hostname: Option<String>,
@@ -79,7 +84,12 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let reference = match (&args.image, &args.variant) {
         (Some(image), _) => image.clone(),
         (None, Some(variant)) => {
-            super::build::build_for_run(globals, variant, &args.build, args.network, args.userns)?
+            let sandbox = super::build::RunSandbox {
+                network: args.network,
+                userns: args.userns,
+                isolation: args.isolation,
+            };
+            super::build::build_for_run(globals, variant, &args.build, sandbox)?
         }
         (None, None) => {
             return Err(invalid(anyhow::anyhow!(
@@ -158,6 +168,7 @@ pub fn overrides_from(args: &RunArgs) -> anyhow::Result<RunOverrides> {
         workdir: args.workdir.clone(),
         user: args.user.clone(),
         userns: args.userns,
+        isolation: args.isolation,
         hostname: args.hostname.clone(),
         timeout,
         forward_signals: true,
@@ -170,6 +181,12 @@ fn parse_network(s: &str) -> Result<Network, String> {
         "none" => Ok(Network::None),
         other => Err(format!("unknown network {other:?} (expected host or none)")),
     }
+}
+
+/// Parses `--isolation` (also used by `build` and `pipeline`).
+pub fn parse_isolation(s: &str) -> Result<Isolation, String> {
+    s.parse()
+        .map_err(|e: flense_runtime::RuntimeError| e.to_string())
 }
 
 fn parse_userns(s: &str) -> Result<IdMode, String> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flense_runtime::{
-    ExitStatus, IdMode, Mount, Network, Overlay, RootFs, Sandbox, SignalForwarder,
+    ExitStatus, IdMode, Isolation, Mount, Network, Overlay, RootFs, Sandbox, SignalForwarder,
 };
 
 use crate::store::{Store, StoreError, StoredImage};
@@ -77,6 +77,8 @@ pub struct RunOverrides {
     pub user: Option<String>,
     /// The user-namespace ID mode.
     pub userns: IdMode,
+    /// Namespaces or chroot (`Auto`: chroot only for root where namespaces are refused).
+    pub isolation: Isolation,
     /// The host name inside the sandbox.
     pub hostname: Option<String>,
     /// Kill the sandbox after this long.
@@ -195,7 +197,8 @@ pub fn sandbox_for(
     .user(user.uid, user.gid)
     .groups(user.groups)
     .network(overrides.network)
-    .id_mode(overrides.userns);
+    .id_mode(overrides.userns)
+    .isolation(overrides.isolation);
     for k in order {
         let v = env[&k].clone();
         sandbox = sandbox.env(k, v);

@@ -76,6 +76,7 @@ pub fn dry_run(
             stages: plan.stages.iter().map(|s| s.variant.clone()).collect(),
             images: Vec::new(),
             steps: Vec::new(),
+            isolation: runner.isolation(),
         },
     };
     walk(plan, &mut dry)?;

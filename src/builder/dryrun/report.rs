@@ -84,6 +84,10 @@ pub struct DryRunReport {
     pub images: Vec<ResolvedImage>,
     /// Every instruction, in build order.
     pub steps: Vec<DryStep>,
+    /// How command steps would be isolated (`namespace` or `chroot`, with why), when
+    /// the runner says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<String>,
 }
 
 impl DryRunReport {

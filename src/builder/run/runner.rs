@@ -117,4 +117,11 @@ pub trait StepRunner {
     fn check_user(&self, _uid: u32, _gid: u32) -> Result<(), RunnerError> {
         Ok(())
     }
+
+    /// How this runner isolates steps on this machine, for the dry-run report (e.g.
+    /// `namespace`, or `chroot` and why); `None` when it does not say or cannot run
+    /// steps at all (then [`check_user`](Self::check_user) fails with the cause).
+    fn isolation(&self) -> Option<String> {
+        None
+    }
 }

@@ -8,7 +8,9 @@
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use flense_runtime::{IdMaps, IdMode, Mount, Network, Overlay, RootFs, Sandbox, Stdio};
+use flense_runtime::{
+    IdMaps, IdMode, Isolation, Mount, Network, Overlay, RootFs, Sandbox, Stdio,
+};
 
 use crate::builder::run::runner::{
     RunnerError, StepMount, StepNetwork, StepOutcome, StepRequest, StepRunner,
@@ -21,12 +23,22 @@ const APT_CONF: &str = "/.flense-apt.conf";
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SandboxRunner {
     mode: IdMode,
+    isolation: Isolation,
 }
 
 impl SandboxRunner {
     /// A runner using this user-namespace mode (`Auto` picks root, subuid or single).
     pub fn new(mode: IdMode) -> Self {
-        Self { mode }
+        Self {
+            mode,
+            isolation: Isolation::Auto,
+        }
+    }
+
+    /// The same runner with this isolation (`Auto`: namespaces when allowed, chroot for
+    /// root where namespace creation is refused).
+    pub fn with_isolation(self, isolation: Isolation) -> Self {
+        Self { isolation, ..self }
     }
 
     /// The mode asked of the runtime for a step as `uid`. Layers unpacked without root
@@ -43,9 +55,15 @@ impl SandboxRunner {
         }
     }
 
-    /// The mode a step as `uid:gid` would run in.
+    /// The mode a step as `uid:gid` would run in (root's identity mapping in chroot
+    /// isolation). Fails when the isolation cannot work here, naming the cause.
     pub fn effective_mode(&self, uid: u32, gid: u32) -> Result<IdMode, RunnerError> {
-        IdMaps::resolve(self.mode_for(uid), uid, gid)
+        let isolation = self.isolation.resolve().map_err(RunnerError::Sandbox)?;
+        let mode = match isolation {
+            Isolation::Chroot => IdMode::Root,
+            _ => self.mode_for(uid),
+        };
+        IdMaps::resolve(mode, uid, gid)
             .map(|m| m.mode)
             .map_err(RunnerError::Sandbox)
     }
@@ -76,6 +94,7 @@ impl StepRunner for SandboxRunner {
                 StepNetwork::None => Network::None,
             })
             .id_mode(self.mode_for(req.uid))
+            .isolation(self.isolation)
             .stdin(Stdio::Null)
             // Step output goes to stderr: stdout carries the digest or JSON events.
             .stdout(Stdio::File(stderr_file()?))
@@ -144,6 +163,19 @@ impl StepRunner for SandboxRunner {
 
     fn check_user(&self, uid: u32, gid: u32) -> Result<(), RunnerError> {
         self.effective_mode(uid, gid).map(|_| ())
+    }
+
+    fn isolation(&self) -> Option<String> {
+        match self.isolation.resolve().ok()? {
+            Isolation::Chroot => Some(match flense_runtime::namespaces_allowed() {
+                Err(flense_runtime::RuntimeError::Namespaces { cause, .. }) => format!(
+                    "chroot (namespace creation is refused: {cause}; steps have no pid, \
+                     mount, network or IPC isolation)"
+                ),
+                _ => "chroot (asked for; no pid, mount, network or IPC isolation)".to_string(),
+            }),
+            other => Some(other.to_string()),
+        }
     }
 
     fn failure_hint(&self, req: &StepRequest, _code: i32) -> Option<String> {

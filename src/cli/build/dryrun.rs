@@ -34,6 +34,9 @@ pub fn run(
         return Ok(ExitCode::SUCCESS);
     }
     if !args.quiet {
+        if let Some(isolation) = &report.isolation {
+            println!("isolation: {isolation}");
+        }
         for image in &report.images {
             println!("image {} -> {}", image.reference, image.digest);
         }
