@@ -9,11 +9,13 @@
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
+use nix::sys::stat::{utimensat, UtimensatFlags};
+use nix::sys::time::TimeSpec;
 use nix::unistd::Pid;
 
 use crate::child::{Child, RootState};
@@ -74,9 +76,17 @@ impl CacheMove {
             if self.host.symlink_metadata().is_ok() {
                 crate::remove::remove_tree(&self.host, &root_maps())?;
             }
-            return fs::rename(&self.in_tree, &self.host).map_err(|e| {
+            // The diff runs after this: the parent in the tree keeps its times.
+            let parent = self.in_tree.parent().map(|p| (p, fs::symlink_metadata(p)));
+            fs::rename(&self.in_tree, &self.host).map_err(|e| {
                 RuntimeError::io(format!("move the cache back to {}", self.host.display()), e)
-            });
+            })?;
+            if let Some((dir, Ok(meta))) = parent {
+                let atime = TimeSpec::new(meta.atime(), meta.atime_nsec());
+                let mtime = TimeSpec::new(meta.mtime(), meta.mtime_nsec());
+                let _ = utimensat(None, dir, &atime, &mtime, UtimensatFlags::NoFollowSymlink);
+            }
+            return Ok(());
         }
         crate::remove::remove_tree(&self.host, &root_maps())?;
         copy::copy_dir(&self.in_tree, &self.host)
@@ -277,6 +287,8 @@ fn populate_dev(tree: &Path) -> Result<(), RuntimeError> {
             return Ok(());
         }
         let _ = nix::unistd::chown(&dst, Some(host.uid().into()), Some(host.gid().into()));
+        // mknod applied the umask.
+        let _ = fs::set_permissions(&dst, fs::Permissions::from_mode(host.mode() & 0o7777));
     }
     for (link, target) in [
         ("fd", "/proc/self/fd"),

@@ -85,13 +85,14 @@ impl Isolation {
 fn announce_chroot(refusal: &RuntimeError) {
     static ONCE: OnceLock<()> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let cause = std::error::Error::source(refusal)
-            .map(|s| format!(" ({s})"))
-            .unwrap_or_default();
+        let cause = match refusal {
+            RuntimeError::Namespaces { cause, .. } => cause.clone(),
+            other => other.to_string(),
+        };
         tracing::info!(
-            "isolation: chroot — namespace creation is refused here{cause}; steps run as \
-             root-managed processes in a chroot of a copied root filesystem, without pid, \
-             mount, network or IPC isolation (--isolation namespace makes this an error)"
+            "isolation: chroot, because namespace creation is refused here ({cause}): \
+             commands run chrooted into a copied root filesystem, without pid, mount, \
+             network or IPC isolation (--isolation namespace makes this an error)"
         );
     });
 }
