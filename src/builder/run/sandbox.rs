@@ -8,9 +8,7 @@
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 
-use flense_runtime::{
-    IdMaps, IdMode, Isolation, Mount, Network, Overlay, RootFs, Sandbox, Stdio,
-};
+use flense_runtime::{IdMaps, IdMode, Isolation, Mount, Network, Overlay, RootFs, Sandbox, Stdio};
 
 use crate::builder::run::runner::{
     RunnerError, StepMount, StepNetwork, StepOutcome, StepRequest, StepRunner,
