@@ -41,7 +41,23 @@ fn scratch() -> (tempfile::TempDir, PathBuf, PathBuf) {
     fs::create_dir_all(project.join(".pipeline")).unwrap();
     fs::write(project.join(".pipeline/blubber.yaml"), BLUBBER).unwrap();
     fs::write(project.join("input.txt"), "shout\n").unwrap();
+    fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     (tmp, tar, project)
+}
+
+/// Imports the busybox tarball as `localhost/busybox:latest` with `flense` (its store
+/// already given); returns the printed digest.
+fn import(flense: &mut Command, tar: &Path) -> String {
+    ok_stdout(
+        flense
+            .arg("import")
+            .arg(tar)
+            .args(["--tag", "localhost/busybox:latest"]),
+    )
 }
 
 fn stderr_of(out: &std::process::Output) -> String {
@@ -63,12 +79,7 @@ fn filtered(store: &Path) -> Command {
 fn root_without_namespaces_builds_and_runs_in_chroot() {
     let (tmp, tar, project) = scratch();
     let store = tmp.path().join("store");
-    ok_stdout(
-        flense(&store)
-            .arg("import")
-            .arg(&tar)
-            .args(["--tag", "localhost/busybox:latest"]),
-    );
+    import(&mut flense(&store), &tar);
     // The reference: namespaces with the copied root and stat-walk diff chroot uses.
     let copied = ok_stdout(
         flense(&store)
@@ -143,21 +154,9 @@ fn root_without_namespaces_builds_and_runs_in_chroot() {
 #[test]
 fn a_user_without_namespaces_is_told_why() {
     let (tmp, tar, project) = scratch();
-    fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
     give_to_test_user(tmp.path());
     let store = tmp.path().join("store");
-    ok_stdout(
-        as_test_user(&flense_bin())
-            .arg("--root")
-            .arg(&store)
-            .arg("import")
-            .arg(&tar)
-            .args(["--tag", "localhost/busybox:latest"]),
-    );
+    import(as_test_user(&flense_bin()).arg("--root").arg(&store), &tar);
     let out = output(
         as_test_user(&no_namespaces())
             .arg(reachable_copy(&flense_bin()))
@@ -201,11 +200,6 @@ mount --bind /proc/sys /proc/sys && mount -o remount,bind,ro /proc/sys
 #[test]
 fn a_masked_proc_is_replaced_by_the_containers_own() {
     let (tmp, tar, project) = scratch();
-    fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
     give_to_test_user(tmp.path());
     let bin = reachable_copy(&flense_bin());
     let f = format!("{} --root {}/store", bin.display(), tmp.path().display());
@@ -247,12 +241,7 @@ const SERVE: &str = r#"mkdir -p /tmp/www && echo "$1" > /tmp/www/index.html && h
 fn parallel_stages_serve_on_the_same_port() {
     let (tmp, tar, _) = scratch();
     let store = tmp.path().join("store");
-    let imported = ok_stdout(
-        flense(&store)
-            .arg("import")
-            .arg(&tar)
-            .args(["--tag", "localhost/busybox:latest"]),
-    );
+    let imported = import(&mut flense(&store), &tar);
     let digest = imported.trim().rsplit(':').next().unwrap().to_string();
     let dir = tmp.path().join("servers");
     fs::create_dir_all(dir.join(".pipeline")).unwrap();
