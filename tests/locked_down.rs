@@ -269,3 +269,76 @@ fn parallel_stages_serve_on_the_same_port() {
         stderr_of(&out)
     );
 }
+
+/// Runs `script` (with `/work` bound to `work` and the flense binary on the PATH) in a
+/// podman container of the bookworm fixture image: podman's default seccomp profile,
+/// capabilities and masked /proc; as `user` when given.
+fn in_podman(work: &Path, user: Option<(u32, u32)>, script: &str) -> std::process::Output {
+    let image = podman_bookworm();
+    let mut podman = vec![
+        "podman run --rm --cgroups=disabled".to_string(),
+        // Fixed limits: the default (raising them to the maximum) needs
+        // CAP_SYS_RESOURCE, which root may lack in the VM that runs the tests.
+        "--ulimit nofile=1024:1024 --ulimit nproc=4096:4096".to_string(),
+        format!("-v {}:/usr/local/bin/flense:ro", flense_bin().display()),
+        format!("-v {}:/work -e HOME=/work", work.display()),
+    ];
+    if let Some((uid, gid)) = user {
+        podman.push(format!("--user {uid}:{gid}"));
+    }
+    podman.push(format!("{image} sh -ec '{script}'"));
+    // crun refuses a hybrid cgroup hierarchy (cgroup v1 controllers with a v2
+    // `unified` mount); a cgroup2 mount of its own in a private mount namespace makes it
+    // see cgroup v2, whose controllers it does not need with --cgroups=disabled.
+    let cgroup2 = "grep -q '^cgroup2 /sys/fs/cgroup ' /proc/self/mounts || mount -t cgroup2 none /sys/fs/cgroup";
+    output(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-ec"])
+            .arg(format!("{cgroup2}\nexec {}", podman.join(" "))),
+    )
+}
+
+/// The bookworm fixture image in podman's storage (imported once per fixture version).
+fn podman_bookworm() -> String {
+    let tar = rootfs_tar("bookworm");
+    let version = tar.file_stem().unwrap().to_string_lossy().into_owned();
+    let image = format!("localhost/flense-test-{version}:latest");
+    let exists = Command::new("podman")
+        .args(["image", "exists", &image])
+        .status()
+        .expect("podman is installed (scripts/test installs it)");
+    if !exists.success() {
+        ok_stdout(Command::new("podman").arg("import").arg(&tar).arg(&image));
+    }
+    image
+}
+
+#[test]
+fn flense_builds_and_runs_inside_a_podman_container() {
+    let (tmp, _, _) = scratch();
+    give_to_test_user(tmp.path());
+    let script = |store: &str| {
+        format!(
+            "flense --root /work/{store} import /work/busybox.tar --tag localhost/busybox:latest >/dev/null
+flense --root /work/{store} build built -q -C /work/project
+flense --root /work/{store} run built -q -C /work/project"
+        )
+    };
+    let as_root = in_podman(tmp.path(), None, &script("root-store"));
+    let root_out = String::from_utf8_lossy(&as_root.stdout);
+    assert!(
+        as_root.status.success(),
+        "{root_out}{}",
+        stderr_of(&as_root)
+    );
+    assert!(root_out.ends_with("SHOUT\n"), "{root_out}");
+
+    let as_user = in_podman(tmp.path(), Some(test_user()), &script("user-store"));
+    let user_out = String::from_utf8_lossy(&as_user.stdout);
+    assert!(
+        as_user.status.success(),
+        "{user_out}{}",
+        stderr_of(&as_user)
+    );
+    assert_eq!(user_out, root_out, "same image digest and output as root");
+}

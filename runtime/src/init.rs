@@ -117,7 +117,12 @@ pub(crate) fn run(plan: &InitPlan, report: Report<'_>) -> ! {
         }
     }
     if let Err(e) = nix::unistd::sethostname(&plan.hostname) {
-        report.fail(TAG_SETUP, "sethostname", e.into());
+        // A container's seccomp profile may refuse it (podman's, without
+        // CAP_SYS_ADMIN): the sandbox keeps the container's host name.
+        report.line(
+            "warn",
+            &format!("cannot set the host name here ({e}); the container's is kept"),
+        );
     }
     for stub in &fs.stubs {
         report.line("stub", &stub.to_string_lossy());
