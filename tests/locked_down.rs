@@ -133,6 +133,30 @@ fn root_without_namespaces_builds_and_runs_in_chroot() {
     ]));
     assert_eq!(run.status.code(), Some(4), "{}", stderr_of(&run));
     assert_eq!(String::from_utf8_lossy(&run.stdout), "900\n");
+    // A writable bind mount is a copy in the chroot, copied back when the command ends
+    // (a pipeline's `copy` goes through one).
+    let out_dir = tmp.path().join("out");
+    fs::create_dir_all(&out_dir).unwrap();
+    let bind = format!("type=bind,src={},dst=/out", out_dir.display());
+    let run = output(filtered(&store).args([
+        "run",
+        "--image",
+        "project:built",
+        "--user",
+        "0",
+        "--mount",
+        &bind,
+        "--entrypoint",
+        "cp",
+        "--",
+        "upper.txt",
+        "/out/copied.txt",
+    ]));
+    assert!(run.status.success(), "{}", stderr_of(&run));
+    assert_eq!(
+        fs::read_to_string(out_dir.join("copied.txt")).unwrap(),
+        "SHOUT\n"
+    );
 
     let forced = output(
         filtered(&store)

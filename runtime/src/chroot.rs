@@ -2,7 +2,8 @@
 //! seccomp profile, no CAP_SYS_ADMIN). No mount can be made there, so the root is a
 //! copied tree prepared on the host side: device nodes in /dev (when mknod is allowed),
 //! empty /proc and /sys, the host's /etc/resolv.conf and /etc/hosts, copies of bind
-//! mounts, caches moved in for the step and moved back after. The command runs in its
+//! mounts (a writable one's contents copied back after the step), caches moved in for
+//! the step and moved back after. The command runs in its
 //! own process group, chrooted, as its user; the group is killed when the command
 //! ends, which stands in for the end of a pid namespace. The diff is the stat walk of
 //! the copy fallback, leaving /dev, /proc, /sys and the mounts out.
@@ -35,16 +36,28 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 #[derive(Debug)]
 pub(crate) struct ChrootState {
     pgid: i32,
-    caches: Vec<CacheMove>,
+    caches: Vec<GiveBack>,
     finished: bool,
 }
 
-/// A cache directory moved (or, across file systems, copied) into the tree.
+/// A host path whose stand-in in the tree goes back to the host when the command ends.
 #[derive(Debug)]
-struct CacheMove {
+struct GiveBack {
     host: PathBuf,
     in_tree: PathBuf,
-    renamed: bool,
+    how: Back,
+}
+
+/// How a stand-in goes back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Back {
+    /// A cache directory moved into the tree: moved back.
+    Rename,
+    /// A cache directory copied (across file systems): replaces the host's.
+    Replace,
+    /// A writable bind mount's copy: what it holds is copied over the host's (nothing
+    /// the command deleted is deleted on the host).
+    Merge,
 }
 
 impl ChrootState {
@@ -70,9 +83,17 @@ impl ChrootState {
     }
 }
 
-impl CacheMove {
+impl GiveBack {
     fn give_back(&self) -> Result<(), RuntimeError> {
-        if self.renamed {
+        if self.how == Back::Merge {
+            if self.in_tree.is_dir() {
+                return copy::copy_dir(&self.in_tree, &self.host);
+            }
+            return fs::copy(&self.in_tree, &self.host)
+                .map(|_| ())
+                .map_err(|e| RuntimeError::io(format!("copy back to {}", self.host.display()), e));
+        }
+        if self.how == Back::Rename {
             if self.host.symlink_metadata().is_ok() {
                 crate::remove::remove_tree(&self.host, &root_maps())?;
             }
@@ -116,7 +137,7 @@ fn warn_shared_network() {
 struct ChrootRoot {
     tree: PathBuf,
     state: RootState,
-    caches: Vec<CacheMove>,
+    caches: Vec<GiveBack>,
 }
 
 impl Sandbox {
@@ -204,7 +225,16 @@ impl Sandbox {
             let rel = m.dst().strip_prefix("/").unwrap_or(m.dst()).to_path_buf();
             let at = tree.join(&rel);
             match m {
-                Mount::Bind { src, .. } => copy_in(src, &tree, &rel)?,
+                Mount::Bind { src, readonly, .. } => {
+                    copy_in(src, &tree, &rel)?;
+                    if !readonly {
+                        caches.push(GiveBack {
+                            host: src.clone(),
+                            in_tree: at,
+                            how: Back::Merge,
+                        });
+                    }
+                }
                 Mount::Tmpfs { .. } => mkdir_in(&tree, &rel)?,
                 Mount::Cache { src, .. } => caches.push(move_cache_in(src, &tree, &rel, at)?),
             }
@@ -357,7 +387,7 @@ fn move_cache_in(
     tree: &Path,
     rel: &Path,
     at: PathBuf,
-) -> Result<CacheMove, RuntimeError> {
+) -> Result<GiveBack, RuntimeError> {
     fs::create_dir_all(src)
         .map_err(|e| RuntimeError::io(format!("create {}", src.display()), e))?;
     if let Some(parent) = rel.parent() {
@@ -371,9 +401,9 @@ fn move_cache_in(
     if !renamed {
         copy::copy_dir(src, &at)?;
     }
-    Ok(CacheMove {
+    Ok(GiveBack {
         host: src.to_path_buf(),
         in_tree: at,
-        renamed,
+        how: if renamed { Back::Rename } else { Back::Replace },
     })
 }
