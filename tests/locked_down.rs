@@ -158,6 +158,24 @@ fn root_without_namespaces_builds_and_runs_in_chroot() {
         "SHOUT\n"
     );
 
+    // Asked for where namespaces work: no /proc in the chroot.
+    let asked = output(
+        flense(&store)
+            .env("FLENSE_ISOLATION", "chroot")
+            .args([
+                "-v",
+                "run",
+                "--image",
+                "project:built",
+                "--entrypoint",
+                "sh",
+            ])
+            .args(["--", "-c", "test ! -e /proc/self && cat upper.txt"]),
+    );
+    assert!(asked.status.success(), "{}", stderr_of(&asked));
+    assert_eq!(String::from_utf8_lossy(&asked.stdout), "SHOUT\n");
+    assert!(stderr_of(&asked).contains("isolation: chroot (asked for)"));
+
     let forced = output(
         filtered(&store)
             .args([
@@ -365,4 +383,27 @@ flense --root /work/{store} run built -q -C /work/project"
         stderr_of(&as_user)
     );
     assert_eq!(user_out, root_out, "same image digest and output as root");
+}
+
+#[test]
+fn a_pipeline_builds_runs_and_copies_without_namespaces() {
+    let (tmp, tar, project) = scratch();
+    let store = tmp.path().join("store");
+    import(&mut flense(&store), &tar);
+    fs::write(
+        project.join(".pipeline/config.yaml"),
+        "pipelines:\n  test:\n    blubberfile: blubber.yaml\n    stages:\n      - name: make\n        build: built\n        run: true\n        copy: [{source: /srv/app/upper.txt, destination: out/upper.txt}]\n",
+    )
+    .unwrap();
+    let out = output(filtered(&store).args(["pipeline", "-C"]).arg(&project));
+    let stderr = stderr_of(&out);
+    assert!(
+        out.status.success(),
+        "{}{stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        fs::read_to_string(project.join("out/upper.txt")).unwrap(),
+        "SHOUT\n"
+    );
 }

@@ -67,7 +67,16 @@ impl Isolation {
                  IDs without a user namespace)"
                     .into(),
             )),
-            Isolation::Chroot => Ok(Isolation::Chroot),
+            Isolation::Chroot => {
+                static ONCE: OnceLock<()> = OnceLock::new();
+                ONCE.get_or_init(|| {
+                    tracing::info!(
+                        "isolation: chroot (asked for): commands run chrooted into a copied \
+                         root filesystem, without pid, mount, network or IPC isolation"
+                    )
+                });
+                Ok(Isolation::Chroot)
+            }
             Isolation::Namespace => namespaces_allowed().map(|()| Isolation::Namespace),
             Isolation::Auto => match namespaces_allowed() {
                 Ok(()) => Ok(Isolation::Namespace),

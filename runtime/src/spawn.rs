@@ -36,7 +36,6 @@ impl Sandbox {
         self.validate()?;
         if self.isolation.resolve()? == Isolation::Chroot {
             let maps = IdMaps::resolve(IdMode::Root, self.user.uid, self.user.gid)?;
-            tracing::debug!("isolation: chroot");
             return self.spawn_chroot(maps);
         }
         let maps = IdMaps::resolve(self.id_mode, self.user.uid, self.user.gid)?;
