@@ -35,7 +35,9 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// What a chroot sandbox has to undo when its command ends.
 #[derive(Debug)]
 pub(crate) struct ChrootState {
-    pgid: i32,
+    /// The command's pid, which is also its process group's ID when `own_group`.
+    pid: i32,
+    own_group: bool,
     caches: Vec<GiveBack>,
     finished: bool,
 }
@@ -61,10 +63,25 @@ enum Back {
 }
 
 impl ChrootState {
-    /// Sends `signal` to every process of the sandbox's group.
+    /// The state that gives `caches` back, before a command has started.
+    fn undo(caches: Vec<GiveBack>) -> ChrootState {
+        ChrootState {
+            pid: 0,
+            own_group: false,
+            caches,
+            finished: false,
+        }
+    }
+
+    /// Sends `signal` to every process of the sandbox's group (to the command alone
+    /// when it shares the caller's group).
     pub(crate) fn signal_group(&self, signal: i32) {
+        if self.pid <= 0 {
+            return;
+        }
+        let target = if self.own_group { -self.pid } else { self.pid };
         let _ = nix::sys::signal::kill(
-            Pid::from_raw(-self.pgid),
+            Pid::from_raw(target),
             nix::sys::signal::Signal::try_from(signal).ok(),
         );
     }
@@ -74,7 +91,9 @@ impl ChrootState {
         if std::mem::replace(&mut self.finished, true) {
             return;
         }
-        self.signal_group(libc::SIGKILL);
+        if self.own_group && self.pid > 0 {
+            self.signal_group(libc::SIGKILL);
+        }
         for cache in &self.caches {
             if let Err(e) = cache.give_back() {
                 tracing::warn!("cache {}: {e}", cache.host.display());
@@ -146,15 +165,25 @@ impl Sandbox {
         if self.network == Network::None {
             warn_shared_network();
         }
-        let root = self.prepare_chroot()?;
+        let mut root = self.prepare_chroot()?;
+        let mut undo = ChrootState::undo(std::mem::take(&mut root.caches));
         let plan = self.init_plan(RootMount::Bind { writable: true }, root.tree.clone(), &maps);
-        let stdio =
+        let opened =
             crate::spawn::StdioFds::open(&mut self.stdin, &mut self.stdout, &mut self.stderr)
-                .map_err(crate::spawn::Failure::into_error)?;
-        let pipes =
-            crate::spawn::ControlPipes::open().map_err(crate::spawn::Failure::into_error)?;
+                .and_then(|stdio| Ok((stdio, crate::spawn::ControlPipes::open()?)));
+        let (stdio, pipes) = match opened {
+            Ok(opened) => opened,
+            Err(failure) => {
+                undo.finish();
+                return Err(failure.into_error());
+            }
+        };
         let started = Instant::now();
         let ends = &pipes.sandbox;
+        // A command reading the caller's terminal stays in its foreground process group
+        // (a group of its own would be stopped by SIGTTIN); only then can processes it
+        // leaves behind survive it.
+        let own_group = stdio.child[0].is_some() || !nix::unistd::isatty(0).unwrap_or(false);
         // SAFETY: the child only changes its process group, descriptors, root, IDs and
         // limits and then execs (see `init::exec_command`), or ends with `_exit`; it
         // allocates but takes no lock another thread of the caller may hold.
@@ -162,10 +191,13 @@ impl Sandbox {
             Ok(0) => {
                 let report = ends.report();
                 let keep = [report.err, report.info];
-                chrooted_child(&plan, &stdio, &keep, report)
+                chrooted_child(&plan, &stdio, own_group, &keep, report)
             }
             Ok(pid) => pid,
-            Err(e) => return Err(RuntimeError::io("fork", e)),
+            Err(e) => {
+                undo.finish();
+                return Err(RuntimeError::io("fork", e));
+            }
         };
         let crate::spawn::ControlPipes { sandbox, caller } = pipes;
         drop(sandbox);
@@ -179,11 +211,9 @@ impl Sandbox {
             started,
         );
         child.set_init(pid);
-        child.chroot = Some(ChrootState {
-            pgid: pid,
-            caches: root.caches,
-            finished: false,
-        });
+        undo.pid = pid;
+        undo.own_group = own_group;
+        child.chroot = Some(undo);
         let ready = crate::spawn::read_setup_reports(&mut child, caller.info, caller.err)
             .map_err(crate::spawn::Failure::into_error)
             .and_then(|()| child.start_watchdog());
@@ -221,26 +251,16 @@ impl Sandbox {
             copy_host_file(&tree, file);
         }
         let mut caches = Vec::new();
-        for m in &self.mounts {
-            let rel = m.dst().strip_prefix("/").unwrap_or(m.dst()).to_path_buf();
-            let at = tree.join(&rel);
-            match m {
-                Mount::Bind { src, readonly, .. } => {
-                    copy_in(src, &tree, &rel)?;
-                    if !readonly {
-                        caches.push(GiveBack {
-                            host: src.clone(),
-                            in_tree: at,
-                            how: Back::Merge,
-                        });
-                    }
-                }
-                Mount::Tmpfs { .. } => mkdir_in(&tree, &rel)?,
-                Mount::Cache { src, .. } => caches.push(move_cache_in(src, &tree, &rel, at)?),
+        let placed = self
+            .place_mounts(&tree, &mut caches, &mut prune)
+            .and_then(|()| copy::snapshot(&tree, &prune));
+        let snapshot = match placed {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                ChrootState::undo(caches).finish();
+                return Err(e);
             }
-            prune.push(rel);
-        }
-        let snapshot = copy::snapshot(&tree, &prune)?;
+        };
         Ok(ChrootRoot {
             tree: tree.clone(),
             state: RootState::Copy {
@@ -251,6 +271,36 @@ impl Sandbox {
             caches,
         })
     }
+
+    /// Puts the stand-ins of the extra mounts into the tree; records what goes back to
+    /// the host in `caches` and the mount points in `prune`.
+    fn place_mounts(
+        &self,
+        tree: &Path,
+        caches: &mut Vec<GiveBack>,
+        prune: &mut Vec<PathBuf>,
+    ) -> Result<(), RuntimeError> {
+        for m in &self.mounts {
+            let rel = m.dst().strip_prefix("/").unwrap_or(m.dst()).to_path_buf();
+            let at = tree.join(&rel);
+            match m {
+                Mount::Bind { src, readonly, .. } => {
+                    copy_in(src, tree, &rel)?;
+                    if !readonly {
+                        caches.push(GiveBack {
+                            host: src.clone(),
+                            in_tree: at,
+                            how: Back::Merge,
+                        });
+                    }
+                }
+                Mount::Tmpfs { .. } => mkdir_in(tree, &rel)?,
+                Mount::Cache { src, .. } => caches.push(move_cache_in(src, tree, &rel, at)?),
+            }
+            prune.push(rel);
+        }
+        Ok(())
+    }
 }
 
 /// The forked child: own process group, stdio, chroot, working directory, then the
@@ -258,10 +308,13 @@ impl Sandbox {
 fn chrooted_child(
     plan: &init::InitPlan,
     stdio: &crate::spawn::StdioFds,
+    own_group: bool,
     keep: &[std::os::fd::BorrowedFd<'_>],
     report: init::Report<'_>,
 ) -> ! {
-    let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    if own_group {
+        let _ = nix::unistd::setpgid(Pid::from_raw(0), Pid::from_raw(0));
+    }
     for (i, fd) in stdio.child.iter().enumerate() {
         if let Some(fd) = fd {
             if nix::unistd::dup2(fd.as_fd().as_raw_fd(), i as RawFd).is_err() {
