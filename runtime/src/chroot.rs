@@ -3,10 +3,10 @@
 //! copied tree prepared on the host side: device nodes in /dev (when mknod is allowed),
 //! empty /proc and /sys, the host's /etc/resolv.conf and /etc/hosts, copies of bind
 //! mounts (a writable one's contents copied back after the step), caches moved in for
-//! the step and moved back after. The command runs in its
-//! own process group, chrooted, as its user; the group is killed when the command
-//! ends, which stands in for the end of a pid namespace. The diff is the stat walk of
-//! the copy fallback, leaving /dev, /proc, /sys and the mounts out.
+//! the step and moved back after. The command runs chrooted, as its user, in a process
+//! group of its own (unless it reads the caller's terminal), which is killed when the
+//! command ends: the stand-in for the end of a pid namespace. The diff is the stat walk
+//! of the copy fallback, leaving /dev, /proc, /sys and the mounts out.
 
 use std::fs;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
