@@ -406,4 +406,17 @@ fn a_pipeline_builds_runs_and_copies_without_namespaces() {
         fs::read_to_string(project.join("out/upper.txt")).unwrap(),
         "SHOUT\n"
     );
+    // --isolation reaches the stages' builds: namespaces asked for, and refused.
+    let out = output(
+        filtered(&store)
+            .args(["pipeline", "--isolation", "namespace", "-C"])
+            .arg(&project),
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr_of(&out)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("cannot create user namespaces"), "{text}");
 }
