@@ -146,7 +146,8 @@ fn probe() -> Option<i32> {
 
 /// The error for a refused `unshare`, naming the setting that explains it.
 fn refusal(errno: i32) -> RuntimeError {
-    let (cause, remedy) = diagnose(errno, &read_setting);
+    let root = nix::unistd::geteuid().is_root();
+    let (cause, remedy) = diagnose(errno, root, &read_setting);
     RuntimeError::Namespaces {
         cause,
         remedy,
@@ -165,9 +166,9 @@ const APPARMOR_USERNS: &str = "/proc/sys/kernel/apparmor_restrict_unprivileged_u
 const DEBIAN_USERNS: &str = "/proc/sys/kernel/unprivileged_userns_clone";
 
 /// The detected cause and the administrator's remedy for `unshare` failing with
-/// `errno`, from the kernel settings `read` returns (by /proc/sys path).
-fn diagnose(errno: i32, read: &dyn Fn(&str) -> Option<String>) -> (String, String) {
-    let root = nix::unistd::geteuid().is_root();
+/// `errno` (for root or not), from the kernel settings `read` returns (by /proc/sys
+/// path).
+fn diagnose(errno: i32, root: bool, read: &dyn Fn(&str) -> Option<String>) -> (String, String) {
     let also_root = if root {
         ""
     } else {
@@ -250,17 +251,20 @@ mod tests {
                 _ => None,
             }
         };
-        let (cause, remedy) = diagnose(libc::ENOSPC, &settings("0", "0"));
+        let (cause, remedy) = diagnose(libc::ENOSPC, false, &settings("0", "0"));
         assert!(cause.contains("max_user_namespaces is 0"), "{cause}");
         assert!(
             remedy.contains("sysctl -w user.max_user_namespaces"),
             "{remedy}"
         );
-        let (cause, _) = diagnose(libc::EPERM, &settings("1000", "0"));
+        let (cause, remedy) = diagnose(libc::EPERM, false, &settings("1000", "0"));
         assert!(cause.contains("seccomp"), "{cause}");
-        if !nix::unistd::geteuid().is_root() {
-            let (cause, _) = diagnose(libc::EPERM, &settings("1000", "1"));
-            assert!(cause.contains("AppArmor"), "{cause}");
-        }
+        assert!(remedy.contains("run flense as root"), "{remedy}");
+        let (cause, _) = diagnose(libc::EPERM, false, &settings("1000", "1"));
+        assert!(cause.contains("AppArmor"), "{cause}");
+        // Root is not subject to AppArmor's restriction of unprivileged namespaces.
+        let (cause, remedy) = diagnose(libc::EPERM, true, &settings("1000", "1"));
+        assert!(cause.contains("seccomp"), "{cause}");
+        assert!(!remedy.contains("run flense as root"), "{remedy}");
     }
 }
