@@ -147,6 +147,10 @@ pub struct PipelineArgs {
     /// Shared build caches of every build of every stage.
     #[command(flatten)]
     pub cache: super::build::CacheArgs,
+    /// Pull policy of every build (over the stages' `imagePullPolicy`, which is used
+    /// when this is not given; default `missing`).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub pull: Option<super::build::PullArg>,
 }
 
 /// Options of `flense export argo`.
@@ -308,6 +312,7 @@ fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Pr
         root: globals.root.clone(),
         run_options,
         build_options: args.cache.as_args(),
+        pull: args.pull.map(Into::into),
     })
 }
 
