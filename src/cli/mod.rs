@@ -2,6 +2,7 @@
 //! `Commands` enum (flattened into the top level) and a `run` function.
 
 pub mod build;
+pub mod complete;
 pub mod config;
 pub mod images;
 pub mod pipeline;
