@@ -11,7 +11,8 @@ use oci_spec::image::{Descriptor, MediaType};
 use crate::error_chain::ErrorChain;
 use crate::image::platform::Platform;
 use crate::image::reference::Reference;
-use crate::registry::{self, Client, NoProgress, RegistryError};
+use crate::registry::progress::ActivityProgress;
+use crate::registry::{self, Client, RegistryError};
 use crate::store::{Store, StoreError, StoredImage};
 
 use super::stage::ImageSource;
@@ -101,12 +102,13 @@ impl PullingImages {
             .map_err(RegistryError::from)
             .map_err(failed)?;
         tracing::info!("pulling {parsed}");
+        let _pulling = crate::activity::begin(|| format!("pulling {parsed}"), None);
         let (pulled, _name) = registry::pull_to_store(
             &self.client,
             &self.store,
             &parsed,
             &self.platform,
-            &NoProgress,
+            &ActivityProgress::default(),
         )
         .map_err(failed)?;
         let descriptor = Descriptor::new(

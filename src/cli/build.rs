@@ -331,6 +331,7 @@ pub fn build_variant(
     output: Output,
 ) -> anyhow::Result<(Store, BuiltImage)> {
     let p = prepare(globals, variant, options, tag, format)?;
+    super::progress::install(output != Output::Human);
     let printer = Printer(output);
     let built = build_project(&p.store, &p.runner, &p.images, &printer, &p.req).map_err(|e| {
         if e.is_invalid_input() {

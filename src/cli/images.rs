@@ -152,6 +152,8 @@ pub struct LoadArgs {
 
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let quiet = matches!(&cmd, Commands::Pull(args) if args.quiet);
+    super::progress::install(quiet);
     match cmd {
         Commands::Import(args) => import(args, globals),
         Commands::Images(args) => images(args, globals),

@@ -6,6 +6,7 @@ pub mod complete;
 pub mod config;
 pub mod images;
 pub mod pipeline;
+pub mod progress;
 pub mod run;
 
 use std::path::PathBuf;

@@ -25,6 +25,9 @@ pub struct PullArgs {
     /// Only store the image: do not unpack its layers for builds and runs.
     #[arg(long)]
     pub no_unpack: bool,
+    /// Print only the image digest (no progress).
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -66,9 +69,13 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
     };
     let client = registry_client(&args.registry)?;
     let store = open_store(globals)?;
-    let progress = StderrProgress::new();
+    let progress: Box<dyn flense::registry::Progress> = if args.quiet {
+        Box::new(flense::registry::NoProgress)
+    } else {
+        Box::new(StderrProgress::new())
+    };
     let (pulled, tag) =
-        flense::registry::local::pull_to_store(&client, &store, &reference, &platform, &progress)
+        flense::registry::local::pull_to_store(&client, &store, &reference, &platform, &*progress)
             .map_err(registry_error)?;
     drop(progress);
     if !args.no_unpack {
@@ -83,6 +90,7 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
     }
     let platform = pulled.platform.clone().unwrap_or(platform);
     match tag {
+        _ if args.quiet => {}
         Some(name) => eprintln!("pulled {name} ({platform})"),
         None => eprintln!("pulled {reference} ({platform})"),
     }
