@@ -199,3 +199,44 @@ fn one_ctrl_c_reaches_the_command_of_flense_run_once() {
     let shown = run.finish();
     assert!(shown.contains("SIGINT received 1 time(s)"), "{shown:?}");
 }
+
+#[test]
+fn a_build_waiting_for_a_step_another_build_runs_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let busybox = rootfs_tar("busybox").display().to_string();
+    ok_stdout(flense(&root).args(["import", &busybox, "--tag", "localhost/busybox:latest"]));
+    let p = tmp.path().join("slow-step");
+    std::fs::create_dir_all(p.join(".pipeline")).unwrap();
+    std::fs::write(
+        p.join(".pipeline/blubber.yaml"),
+        "version: v4\nbase: localhost/busybox:latest\nvariants:\n  test:\n    builder:\n      \
+         command: [sh, -c, 'echo step-started; sleep 8; echo done > marker']\n",
+    )
+    .unwrap();
+    let build = |tag: &str| {
+        let args = [
+            "--root",
+            &root_arg(&root),
+            "build",
+            "test",
+            "-t",
+            tag,
+            "-C",
+            &p.display().to_string(),
+        ]
+        .map(str::to_string);
+        OnTerminal::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let first = build("localhost/first:1");
+    first.wait_for("step-started");
+    let second = build("localhost/second:1");
+    second.wait_for("that another build is running");
+    first.finish();
+    let shown = second.finish();
+    assert!(
+        shown.contains("waiting for the step `RUN sh \"-c\" \"echo step-started"),
+        "{shown:?}"
+    );
+    assert!(shown.contains("(cached,"), "{shown:?}");
+}
