@@ -89,14 +89,17 @@ fn root_arg(root: &Path) -> String {
     root.display().to_string()
 }
 
-/// A project whose `test` variant runs a command on the busybox fixture.
-fn project(dir: &Path) -> std::path::PathBuf {
-    let p = dir.join("terminal-app");
+/// A project `dir/name` whose `test` variant runs the shell `script` on the busybox
+/// fixture.
+fn project(dir: &Path, name: &str, script: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
     std::fs::create_dir_all(p.join(".pipeline")).unwrap();
     std::fs::write(
         p.join(".pipeline/blubber.yaml"),
-        "version: v4\nbase: localhost/busybox:latest\nvariants:\n  test:\n    builder:\n      \
-         command: [sh, -c, 'echo hi > greeting']\n",
+        format!(
+            "version: v4\nbase: localhost/busybox:latest\nvariants:\n  test:\n    builder:\n      \
+             command: [sh, -c, '{script}']\n"
+        ),
     )
     .unwrap();
     p
@@ -120,7 +123,7 @@ fn pull_and_build_show_unpack_progress_on_a_terminal_only() {
     image.push_with_skopeo(&reg, "base/busybox:1", &[]);
     let reference = reg.image("base/busybox:1");
     let busybox = rootfs_tar("busybox").display().to_string();
-    let p = project(tmp.path());
+    let p = project(tmp.path(), "terminal-app", "echo hi > greeting");
 
     let on_terminal = tmp.path().join("terminal");
     let shown =
@@ -206,14 +209,11 @@ fn a_build_waiting_for_a_step_another_build_runs_says_so() {
     let root = tmp.path().join("store");
     let busybox = rootfs_tar("busybox").display().to_string();
     ok_stdout(flense(&root).args(["import", &busybox, "--tag", "localhost/busybox:latest"]));
-    let p = tmp.path().join("slow-step");
-    std::fs::create_dir_all(p.join(".pipeline")).unwrap();
-    std::fs::write(
-        p.join(".pipeline/blubber.yaml"),
-        "version: v4\nbase: localhost/busybox:latest\nvariants:\n  test:\n    builder:\n      \
-         command: [sh, -c, 'echo step-started; sleep 8; echo done > marker']\n",
-    )
-    .unwrap();
+    let p = project(
+        tmp.path(),
+        "slow-step",
+        "echo step-started; sleep 8; echo done > marker",
+    );
     let build = |tag: &str| {
         let args = [
             "--root",
