@@ -82,6 +82,11 @@ fn bash_completes_subcommands_options_variants_and_pipelines() {
         complete(tmp.path(), "flense plan -f other.yaml ''"),
         ["only"]
     );
+    assert_eq!(
+        complete(&project, "flense build --file = ../other.yaml ''"),
+        ["only"]
+    );
+    assert!(!complete(&project, "flense build --pull = ''").contains(&"test".to_string()));
     assert_eq!(complete(tmp.path(), "flense build -C project t"), ["test"]);
     // After the variant come options, not more variants.
     assert!(complete(&project, "flense build test --no-c").contains(&"--no-cache".to_string()));

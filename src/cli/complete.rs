@@ -166,7 +166,12 @@ fn dynamic_names(cli: &clap::Command, cword: usize, words: &[String]) -> Option<
             if option.contains('=') || !takes_value(sub, option) {
                 continue;
             }
-            match words_after.next() {
+            // bash splits `--file=x` into `--file`, `=`, `x`.
+            let value = match words_after.next() {
+                Some(eq) if eq == "=" => words_after.next(),
+                value => value,
+            };
+            match value {
                 Some(value) => option_values.push((option, value)),
                 None => return None, // the current word is this option's value
             }
