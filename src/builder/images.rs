@@ -155,3 +155,23 @@ impl ImageSource for PullingImages {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::PullPolicy;
+
+    #[test]
+    fn pipeline_pull_policies_map_to_flense_policies() {
+        for (value, policy) in [
+            ("Always", Some(PullPolicy::Always)),
+            ("always", Some(PullPolicy::Always)),
+            ("IfNotPresent", Some(PullPolicy::Missing)),
+            ("missing", Some(PullPolicy::Missing)),
+            ("Never", Some(PullPolicy::Never)),
+            ("sometimes", None),
+        ] {
+            assert_eq!(PullPolicy::from_pipeline(value), policy, "{value}");
+        }
+        assert_eq!(PullPolicy::default().to_string(), "missing");
+    }
+}
