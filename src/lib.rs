@@ -8,6 +8,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod activity;
 pub mod builder;
 pub mod config;
 pub mod error_chain;

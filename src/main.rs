@@ -7,7 +7,7 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 /// Build and test container images from Blubber and PipelineLib files, without Docker,
 /// a daemon or root.
@@ -32,6 +32,8 @@ enum Commands {
     Build(cli::build::Commands),
     #[command(flatten)]
     Pipeline(cli::pipeline::Commands),
+    #[command(flatten)]
+    Complete(cli::complete::Commands),
 }
 
 fn main() -> ExitCode {
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Commands::Run(c) => cli::run::run(c, &cli.globals),
         Commands::Build(c) => cli::build::run(c, &cli.globals),
         Commands::Pipeline(c) => cli::pipeline::run(c, &cli.globals),
+        Commands::Complete(c) => cli::complete::run(c, Cli::command()),
     };
     match result {
         Ok(code) => code,

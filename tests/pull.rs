@@ -423,3 +423,55 @@ fn digest_pulls_are_named_kept_by_prune_and_removed_by_rmi() {
         "unpacked layers stay"
     );
 }
+
+#[test]
+fn all_platforms_keeps_the_index_complete_for_save_and_an_air_gapped_load() {
+    let reg = TestRegistry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let image = multi_platform_image(&tmp.path().join("layout"), "multi");
+    image.push_with_skopeo(&reg, "multi/busybox:1", &["--all"]);
+    let reference = reg.image("multi/busybox:1");
+    let root = tmp.path().join("store");
+    let out = ok_output(flense(&root).args(["pull", "--all-platforms", &reference]));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), image.digest);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("(all platforms)"), "{err}");
+    for (_, manifest, layers) in &image.manifests {
+        assert!(blob_exists(&root, manifest), "{manifest}");
+        assert!(layers.iter().all(|l| blob_exists(&root, l)), "{layers:?}");
+    }
+
+    // The oci-archive holds the index whole: skopeo copies every platform out of it.
+    let archive = tmp.path().join("multi.tar");
+    ok_output(flense(&root).args(["save", &reference, "-o"]).arg(&archive));
+    let copy = tmp.path().join("copy");
+    let status = std::process::Command::new("skopeo")
+        .args(["copy", "--quiet", "--all"])
+        .arg(format!("oci-archive:{}", archive.display()))
+        .arg(format!("oci:{}:x", copy.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(image
+        .manifests
+        .iter()
+        .all(|(_, _, l)| blob_exists(&copy, &l[0])));
+
+    // Loaded where no registry is reachable: every platform, and the host's runs.
+    let offline = tmp.path().join("offline");
+    ok_output(flense(&offline).arg("load").arg(&archive));
+    assert!(image
+        .manifests
+        .iter()
+        .all(|(_, _, l)| blob_exists(&offline, &l[0])));
+    let marker = ok_stdout(flense(&offline).args([
+        "run",
+        "--image",
+        &reference,
+        "--",
+        "sh",
+        "-c",
+        "read m < /etc/flense-platform; echo $m",
+    ]));
+    assert_eq!(marker.trim(), "amd64");
+}

@@ -1,6 +1,10 @@
 //! Forwarding the caller's termination signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT) to a
 //! sandbox, so that Ctrl-C or `kill` on `flense run` reaches the command as it would
 //! reach a process started directly.
+//!
+//! A signal the terminal sent (Ctrl-C, Ctrl-\, hang-up) went to the whole foreground
+//! process group, which the sandbox shares with the caller: the sandbox got it already,
+//! so it is not sent a second time (see [`from_terminal`]).
 
 use std::os::fd::{AsFd, OwnedFd};
 
@@ -69,6 +73,8 @@ impl SignalForwarder {
         let sfd =
             SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
                 .map_err(|e| RuntimeError::io("signalfd", e.into()))?;
+        let same_group = nix::unistd::getpgid(Some(nix::unistd::Pid::from_raw(child.init_pid())))
+            .is_ok_and(|group| group == nix::unistd::getpgrp());
         let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| RuntimeError::io("create pipe", e.into()))?;
         self.wake = Some(stop_w);
@@ -87,6 +93,10 @@ impl SignalForwarder {
                 }
                 while let Ok(Some(info)) = sfd.read_signal() {
                     let sig = info.ssi_signo as i32;
+                    if same_group && from_terminal(info.ssi_code) {
+                        tracing::debug!("signal {sig} came from the terminal to the sandbox too");
+                        continue;
+                    }
                     tracing::debug!("forwarding signal {sig} to the sandbox");
                     let _ = sys::pidfd_send_signal(init.as_fd(), sig);
                 }
@@ -94,6 +104,13 @@ impl SignalForwarder {
         }));
         Ok(())
     }
+}
+
+/// Whether a signal's `si_code` says the kernel sent it, as the terminal does to its
+/// foreground process group (Ctrl-C, Ctrl-\, hang-up); `kill` and friends give
+/// `SI_USER` or `SI_QUEUE`.
+pub(crate) fn from_terminal(si_code: i32) -> bool {
+    si_code == libc::SI_KERNEL
 }
 
 impl Drop for SignalForwarder {

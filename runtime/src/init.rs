@@ -161,15 +161,31 @@ fn forwarded_signals() -> SigSet {
     set
 }
 
-/// Waits for signals: reaps every child on SIGCHLD, forwards the others to the command.
+/// Waits for signals: reaps every child on SIGCHLD, forwards the others to the command
+/// (except what the terminal sent to the process group the command is in: the command
+/// got that itself).
 fn reap_until_exit(command: Pid, set: &SigSet, report: Report<'_>) -> ! {
+    let signals =
+        nix::sys::signalfd::SignalFd::with_flags(set, nix::sys::signalfd::SfdFlags::SFD_CLOEXEC);
     loop {
-        let sig = match set.wait() {
-            Ok(sig) => sig,
-            Err(_) => continue,
+        let (sig, from_terminal) = match &signals {
+            Ok(sfd) => match sfd.read_signal() {
+                Ok(Some(info)) => match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(sig) => (sig, crate::forward::from_terminal(info.ssi_code)),
+                    Err(_) => continue,
+                },
+                _ => continue,
+            },
+            Err(_) => match set.wait() {
+                Ok(sig) => (sig, false),
+                Err(_) => continue,
+            },
         };
         if sig != Signal::SIGCHLD {
-            let _ = kill(command, sig);
+            let own_group = nix::unistd::getpgid(Some(command)) == Ok(nix::unistd::getpgrp());
+            if !(from_terminal && own_group) {
+                let _ = kill(command, sig);
+            }
             continue;
         }
         loop {

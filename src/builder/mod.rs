@@ -96,15 +96,23 @@ pub enum BuildError {
         /// Why the store has none.
         source: crate::store::StoreError,
     },
-    /// An image is not in the local store and pulling it failed.
-    #[error("image {reference}: not in the local store ({local}) and pulling failed")]
+    /// An image is not in the local store (or `--pull always`) and pulling it failed.
+    #[error("image {reference}: {local}, and pulling it failed")]
     Pull {
         /// The reference.
         reference: String,
-        /// Why the store has none.
+        /// Why it was pulled: why the store has none, or the pull policy.
         local: String,
         /// Why the pull failed.
         source: Box<crate::registry::RegistryError>,
+    },
+    /// An image is not in the local store and the pull policy forbids pulling it.
+    #[error("image {reference} is not in the local store and the pull policy is never (--pull never): not pulling it")]
+    PullNever {
+        /// The reference.
+        reference: String,
+        /// Why the store has none.
+        source: Box<crate::store::StoreError>,
     },
     /// The image config could not be built.
     #[error("image config")]

@@ -16,7 +16,7 @@ use anyhow::{anyhow, Context as _};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::Globals;
-use flense::builder::images::PullingImages;
+use flense::builder::images::{PullPolicy, PullingImages};
 use flense::builder::project::{build_project, default_config_file, default_tag, ProjectBuild};
 use flense::builder::run::runner::StepNetwork;
 use flense::builder::run::sandbox::SandboxRunner;
@@ -65,8 +65,34 @@ pub struct ProjectArgs {
     /// Build every step again, ignoring the cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// When to pull base images: `always` (re-resolve tags), `missing` (only images
+    /// not in the store) or `never` (fail instead, no network).
+    #[arg(long, value_enum, default_value = "missing", value_name = "POLICY")]
+    pub pull: PullArg,
     #[command(flatten)]
     pub cache: CacheArgs,
+}
+
+/// `--pull` of `build`, `run VARIANT` and `pipeline` (podman's policies).
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullArg {
+    /// Pull every tag again: a re-pushed tag is picked up (unchanged blobs are not
+    /// fetched again).
+    Always,
+    /// Pull only images missing from the store.
+    Missing,
+    /// Never pull: an image missing from the store is an error.
+    Never,
+}
+
+impl From<PullArg> for PullPolicy {
+    fn from(arg: PullArg) -> Self {
+        match arg {
+            PullArg::Always => PullPolicy::Always,
+            PullArg::Missing => PullPolicy::Missing,
+            PullArg::Never => PullPolicy::Never,
+        }
+    }
 }
 
 /// Options of `flense build` (`flense run VARIANT` sets them from its own).
@@ -301,7 +327,8 @@ fn prepare(
         shared_cache,
         ..req
     };
-    let images = PullingImages::new(store.clone(), client, pull_platform);
+    let images = PullingImages::new(store.clone(), client, pull_platform)
+        .with_policy(options.project.pull.into());
     Ok(Prepared {
         store,
         req,
@@ -320,6 +347,7 @@ pub fn build_variant(
     output: Output,
 ) -> anyhow::Result<(Store, BuiltImage)> {
     let p = prepare(globals, variant, options, tag, format)?;
+    super::progress::install(output != Output::Human);
     let printer = Printer(output);
     let built = build_project(&p.store, &p.runner, &p.images, &printer, &p.req).map_err(|e| {
         if e.is_invalid_input() {

@@ -152,6 +152,8 @@ pub struct LoadArgs {
 
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let quiet = matches!(&cmd, Commands::Pull(args) if args.quiet);
+    super::progress::install(quiet);
     match cmd {
         Commands::Import(args) => import(args, globals),
         Commands::Images(args) => images(args, globals),
@@ -200,6 +202,12 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
                 .map_err(super::invalid)?,
         )
     };
+    let size = std::fs::metadata(&args.rootfs).ok().map(|m| m.len());
+    let reading = std::sync::Arc::new(flense::activity::begin(
+        || format!("reading {}", args.rootfs.display()),
+        size.filter(|_| args.rootfs.as_os_str() != "-"),
+    ));
+    let input = flense::activity::CountingReader::new(input, std::sync::Arc::clone(&reading));
     let stream = flense::store::extract::uncompressed(BufReader::with_capacity(1 << 20, input))
         .context("reading the rootfs tarball")?;
 
@@ -210,6 +218,7 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let entries = entries_from_tar(stream, spool.path())
         .with_context(|| format!("reading {}", args.rootfs.display()))
         .map_err(super::invalid)?;
+    drop(reading);
     let opts = LayerOptions::default();
     let layer = store.write_layer(entries, &opts).map_err(classify)?;
 

@@ -2,9 +2,11 @@
 //! `Commands` enum (flattened into the top level) and a `run` function.
 
 pub mod build;
+pub mod complete;
 pub mod config;
 pub mod images;
 pub mod pipeline;
+pub mod progress;
 pub mod run;
 
 use std::path::PathBuf;

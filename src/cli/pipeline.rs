@@ -151,6 +151,10 @@ pub struct PipelineArgs {
     /// `flense build --isolation`).
     #[arg(long, env = "FLENSE_ISOLATION", default_value = "auto", value_parser = super::run::parse_isolation)]
     pub isolation: flense_runtime::Isolation,
+    /// Pull policy of every build (over the stages' `imagePullPolicy`, which is used
+    /// when this is not given; default `missing`).
+    #[arg(long, value_enum, value_name = "POLICY")]
+    pub pull: Option<super::build::PullArg>,
 }
 
 /// Options of `flense export argo`.
@@ -324,6 +328,7 @@ fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Pr
         root: globals.root.clone(),
         run_options,
         build_options,
+        pull: args.pull.map(Into::into),
     })
 }
 

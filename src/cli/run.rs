@@ -98,6 +98,8 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         }
     };
     let overrides = overrides_from(&args)?;
+    // Unpacking an image stored with `--no-unpack` before it runs.
+    super::progress::install(args.build.quiet);
     let root = globals.root.clone().unwrap_or_else(default_root);
     let store = Store::open(&root).with_context(|| format!("open store {}", root.display()))?;
     let status = match run_image(&store, &reference, &overrides) {

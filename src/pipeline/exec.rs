@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::error::StepError;
 use super::output::StageLog;
+use crate::builder::images::PullPolicy;
 
 mod process;
 
@@ -26,8 +27,9 @@ pub struct BuildRequest {
     pub variant: String,
     /// The build context directory.
     pub context: PathBuf,
-    /// `imagePullPolicy: always`.
-    pub pull: bool,
+    /// The stage's `imagePullPolicy` (`None` when it sets none: `flense build`'s
+    /// default, or `flense pipeline --pull`).
+    pub pull: Option<PullPolicy>,
     /// Labels of the image (`${setup.imageLabels}`), in key order.
     pub labels: Vec<(String, String)>,
     /// The local name to tag the image with (`localhost/plib-image-<rand8>`).

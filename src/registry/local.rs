@@ -5,7 +5,7 @@ use oci_spec::image::{Descriptor, MediaType};
 use super::blobs::{ImageStore, Progress};
 use super::client::Client;
 use super::error::{RegistryError, Result};
-use super::pull::{pull, PulledImage};
+use super::pull::{pull, pull_all_platforms, PulledImage};
 use crate::image::platform::Platform;
 use crate::image::reference::Reference;
 
@@ -22,6 +22,28 @@ pub fn pull_to_store(
     progress: &dyn Progress,
 ) -> Result<(PulledImage, Option<String>)> {
     let pulled = pull(client, reference, platform, store, progress)?;
+    name_in_store(store, reference, pulled)
+}
+
+/// [`pull_to_store`] with every platform of an index ([`pull_all_platforms`]): the
+/// name is the index's, so `save` writes it whole.
+pub fn pull_all_platforms_to_store(
+    client: &Client,
+    store: &dyn ImageStore,
+    reference: &Reference,
+    platform: &Platform,
+    progress: &dyn Progress,
+) -> Result<(PulledImage, Option<String>)> {
+    let pulled = pull_all_platforms(client, reference, platform, store, progress)?;
+    name_in_store(store, reference, pulled)
+}
+
+/// Names `pulled` in `store` after `reference` (see [`pull_to_store`]).
+fn name_in_store(
+    store: &dyn ImageStore,
+    reference: &Reference,
+    pulled: PulledImage,
+) -> Result<(PulledImage, Option<String>)> {
     let name = match (reference.tag(), reference.digest()) {
         (Some(tag), _) => format!("{}:{tag}", reference.name()),
         (None, Some(digest)) => format!("{}@{digest}", reference.name()),

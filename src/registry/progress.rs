@@ -1,4 +1,6 @@
-//! Progress on stderr: indicatif bars when stderr is a terminal, plain lines otherwise.
+//! Progress on stderr: indicatif bars when stderr is a terminal, plain lines otherwise;
+//! or blob transfers as [`crate::activity`] phases ([`ActivityProgress`]), for pulls
+//! inside a build.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
@@ -97,5 +99,40 @@ impl Progress for StderrProgress {
             }
             None => eprintln!("blob {}: {}", short(digest), outcome_word(outcome)),
         }
+    }
+}
+
+/// Reports each blob transfer as an [`crate::activity`] phase (a build's base image
+/// pulls: bars on a terminal like `flense pull`'s, nothing without a reporter).
+#[derive(Default)]
+pub struct ActivityProgress {
+    transfers: Mutex<HashMap<String, crate::activity::Activity>>,
+}
+
+impl Progress for ActivityProgress {
+    fn blob_started(&self, digest: &Digest, size: u64) {
+        let activity = crate::activity::begin(|| format!("blob {}", short(digest)), Some(size));
+        self.transfers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(digest.to_string(), activity);
+    }
+
+    fn blob_advanced(&self, digest: &Digest, bytes: u64) {
+        if let Some(a) = self
+            .transfers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&digest.to_string())
+        {
+            a.advance(bytes);
+        }
+    }
+
+    fn blob_finished(&self, digest: &Digest, _outcome: BlobOutcome) {
+        self.transfers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&digest.to_string());
     }
 }

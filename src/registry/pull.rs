@@ -48,12 +48,40 @@ pub fn pull(
     store: &dyn BlobStore,
     progress: &dyn Progress,
 ) -> Result<PulledImage> {
+    from_sources(client, reference, |source| {
+        pull_from(client, reference, source, platform, store, progress)
+    })
+}
+
+/// Pulls `reference` with every platform of an index (each manifest, config and
+/// layer, then the index itself), so the store holds the index complete, for `save`
+/// and air-gapped transfer. The result describes the index (`index_digest` is `None`,
+/// `blobs` lists every platform's); a tag that is a single image is pulled as
+/// [`pull`] pulls it for `platform`.
+pub fn pull_all_platforms(
+    client: &Client,
+    reference: &Reference,
+    platform: &Platform,
+    store: &dyn BlobStore,
+    progress: &dyn Progress,
+) -> Result<PulledImage> {
+    from_sources(client, reference, |source| {
+        pull_index_from(client, reference, source, platform, store, progress)
+    })
+}
+
+/// Runs `pull_one` on the mirrors of `reference`, then on the reference itself.
+fn from_sources(
+    client: &Client,
+    reference: &Reference,
+    pull_one: impl Fn(&Reference) -> Result<PulledImage>,
+) -> Result<PulledImage> {
     let mut sources = client.settings().pull_sources(reference);
     let last = sources
         .pop()
         .expect("pull_sources ends with the reference itself");
     for mirror in sources {
-        match pull_from(client, reference, &mirror, platform, store, progress) {
+        match pull_one(&mirror) {
             Ok(pulled) => return Ok(pulled),
             Err(e @ (RegistryError::Io { .. } | RegistryError::NoMatchingPlatform { .. })) => {
                 return Err(e)
@@ -64,7 +92,65 @@ pub fn pull(
             ),
         }
     }
-    pull_from(client, reference, &last, platform, store, progress)
+    pull_one(&last)
+}
+
+fn pull_index_from(
+    client: &Client,
+    reference: &Reference,
+    source: &Reference,
+    platform: &Platform,
+    store: &dyn BlobStore,
+    progress: &dyn Progress,
+) -> Result<PulledImage> {
+    let repo = client.repository(source, false)?;
+    let (media_type, bytes, digest) =
+        fetch_manifest(&repo, &source.manifest_reference(), source.digest())?;
+    let (media_type, manifest) = Manifest::parse(&bytes, Some(&media_type)).map_err(|reason| {
+        repo.bad(format!(
+            "manifest {}: {reason}",
+            source.manifest_reference()
+        ))
+    })?;
+    let Manifest::Index(index) = manifest else {
+        return pull_from(client, reference, source, platform, store, progress);
+    };
+    let mut blobs = Vec::new();
+    for chosen in index.manifests() {
+        let (child_type, child_bytes, child_digest) =
+            fetch_manifest(&repo, chosen.digest().as_ref(), Some(chosen.digest()))?;
+        if child_bytes.len() as u64 != chosen.size() {
+            return Err(repo.bad(format!(
+                "manifest {} has {} bytes, the index says {}",
+                chosen.digest(),
+                child_bytes.len(),
+                chosen.size()
+            )));
+        }
+        let image = match Manifest::parse(&child_bytes, Some(&child_type)) {
+            Ok((_, Manifest::Image(image))) => image,
+            Ok((_, Manifest::Index(_))) => {
+                return Err(repo.bad(format!("index {digest} points to another index")))
+            }
+            Err(reason) => return Err(repo.bad(format!("manifest {child_digest}: {reason}"))),
+        };
+        let image_blobs = image_blobs(&image);
+        for_each(image_blobs.clone(), PARALLEL_TRANSFERS, |blob| {
+            pull_blob(&repo, &blob, store, progress)
+        })?;
+        commit_bytes(store, &child_digest, &child_bytes)?;
+        blobs.extend(image_blobs);
+    }
+    commit_bytes(store, &digest, &bytes)?;
+    Ok(PulledImage {
+        source: source.clone(),
+        media_type,
+        digest,
+        manifest: bytes,
+        index_digest: None,
+        blobs,
+        platform: None,
+    })
 }
 
 fn pull_from(

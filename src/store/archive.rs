@@ -13,7 +13,7 @@ use std::fs;
 use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::Descriptor;
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::{Deserialize, Serialize};
 
 use super::blobs::store_hex;
@@ -127,22 +127,25 @@ impl Store {
         let mut manifests = Vec::new();
         let mut blobs: Vec<(Digest, u64)> = Vec::new();
         for (name, image) in images {
-            let d = &image.descriptor;
+            let (d, platforms) = match self.complete_index(name, image) {
+                Some((index, platforms)) => (index, platforms),
+                None => (
+                    image.descriptor.clone(),
+                    vec![(image.descriptor.clone(), image.manifest.clone())],
+                ),
+            };
             let mut tagged = Descriptor::new(d.media_type().clone(), d.size(), d.digest().clone());
             tagged.set_annotations(Some([(REF_NAME.to_owned(), name.clone())].into()));
             manifests.push(tagged);
             blobs.push((d.digest().clone(), d.size()));
-            blobs.push((
-                image.manifest.config().digest().clone(),
-                image.manifest.config().size(),
-            ));
-            blobs.extend(
-                image
-                    .manifest
-                    .layers()
-                    .iter()
-                    .map(|l| (l.digest().clone(), l.size())),
-            );
+            for (descriptor, manifest) in platforms {
+                blobs.push((descriptor.digest().clone(), descriptor.size()));
+                blobs.extend(
+                    std::iter::once(manifest.config())
+                        .chain(manifest.layers())
+                        .map(|b| (b.digest().clone(), b.size())),
+                );
+            }
         }
         blobs.sort_by(|a, b| (a.0.as_ref(), a.1).cmp(&(b.0.as_ref(), b.1)));
         blobs.dedup();
@@ -160,6 +163,40 @@ impl Store {
             self.add_blob(tar, &digest, size, &format!("blobs/sha256/{hex}"))?;
         }
         Ok(())
+    }
+
+    /// The index `name` is tagged with, when it holds `image` and the store has every
+    /// platform's manifest, config and layers (`flense pull --all-platforms`): an OCI
+    /// archive then carries it whole. Returns it and its platforms' manifests.
+    #[allow(clippy::type_complexity)]
+    fn complete_index(
+        &self,
+        name: &str,
+        image: &StoredImage,
+    ) -> Option<(Descriptor, Vec<(Descriptor, ImageManifest)>)> {
+        let (_, tagged) = self.tags().ok()?.into_iter().find(|(n, _)| n == name)?;
+        if !super::images::is_index(tagged.media_type()) {
+            return None;
+        }
+        let index: ImageIndex =
+            serde_json::from_slice(&self.read_blob(tagged.digest()).ok()?).ok()?;
+        let chosen = image.descriptor.digest();
+        if !index.manifests().iter().any(|m| m.digest() == chosen) {
+            return None;
+        }
+        let mut platforms = Vec::new();
+        for m in index.manifests() {
+            let manifest: ImageManifest =
+                serde_json::from_slice(&self.read_blob(m.digest()).ok()?).ok()?;
+            let complete = std::iter::once(manifest.config())
+                .chain(manifest.layers())
+                .all(|b| self.has_blob(b.digest()));
+            if !complete {
+                return None;
+            }
+            platforms.push((m.clone(), manifest));
+        }
+        Some((tagged, platforms))
     }
 
     fn save_docker<W: Write>(

@@ -203,6 +203,10 @@ impl Store {
         entries: Vec<LayerEntry>,
         opts: &LayerOptions,
     ) -> Result<LayerDigests, StoreError> {
+        let _activity = crate::activity::begin(
+            || format!("writing a layer of {} files", entries.len()),
+            None,
+        );
         let (writer, digests) = write_layer(entries, self.blob_writer()?, opts)?;
         writer.commit(Some((&digests.digest, digests.size)))?;
         self.record_layer(&digests.digest, &digests.diff_id)?;

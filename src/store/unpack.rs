@@ -104,6 +104,17 @@ impl Store {
             .map_err(io_err("chmod", &diff))?;
 
         let (file, path) = self.open_blob_file(digest)?;
+        let size = file.metadata().map(|m| m.len()).ok();
+        let activity = std::sync::Arc::new(crate::activity::begin(
+            || {
+                format!(
+                    "unpacking layer {}",
+                    digest.digest().get(..12).unwrap_or("")
+                )
+            },
+            size,
+        ));
+        let file = crate::activity::CountingReader::new(file, activity);
         let mut stream = decompress_in_background(file).map_err(io_err("reading", &path))?;
         let report = extract_tar(&mut stream, &diff).map_err(|source| StoreError::Extract {
             digest: digest.clone(),

@@ -34,17 +34,38 @@ pub struct TestRegistry {
     pub dir: TempDir,
     /// The user and password when auth is on.
     pub login: Option<(String, String)>,
+    /// The access log (one line per request), when it is kept.
+    access_log: Option<std::path::PathBuf>,
 }
 
 impl TestRegistry {
     /// Starts a registry without auth.
     pub fn start() -> Self {
-        Self::start_inner(None, None)
+        Self::start_inner(None, None, false)
+    }
+
+    /// Starts a registry without auth that keeps an access log (see [`Self::requests`]).
+    pub fn start_with_access_log() -> Self {
+        Self::start_inner(None, None, true)
+    }
+
+    /// The requests the registry received so far (access-log lines such as
+    /// `127.0.0.1 - - [...] "GET /v2/ HTTP/1.1" 200 ...`); empty without an access log.
+    pub fn requests(&self) -> Vec<String> {
+        let Some(path) = &self.access_log else {
+            return Vec::new();
+        };
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(" HTTP/1."))
+            .map(str::to_string)
+            .collect()
     }
 
     /// Starts a registry with htpasswd Basic auth for `user`/`password`.
     pub fn start_with_auth(user: &str, password: &str) -> Self {
-        Self::start_inner(Some((user.to_string(), password.to_string())), None)
+        Self::start_inner(Some((user.to_string(), password.to_string())), None, false)
     }
 
     /// Starts a registry that wants Bearer tokens from `tokens` (which accepts `user`
@@ -53,10 +74,15 @@ impl TestRegistry {
         Self::start_inner(
             Some((tokens.user.clone(), tokens.password.clone())),
             Some(tokens),
+            false,
         )
     }
 
-    fn start_inner(login: Option<(String, String)>, tokens: Option<&TokenServer>) -> Self {
+    fn start_inner(
+        login: Option<(String, String)>,
+        tokens: Option<&TokenServer>,
+        log_access: bool,
+    ) -> Self {
         let bin = Path::new("/usr/bin/docker-registry");
         assert!(
             bin.exists(),
@@ -92,18 +118,24 @@ impl TestRegistry {
             std::fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: {}\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
                      http:\n  addr: {addr}\n  secret: flense-test-secret\n{auth}",
+                    !log_access,
                     dir.path().join("data").display()
                 ),
             )
             .unwrap();
+            let access_log = log_access.then(|| dir.path().join("access.log"));
+            let stdout = match &access_log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::null(),
+            };
             let mut child = Command::new(bin)
                 .arg("serve")
                 .arg(&config)
                 .stdin(Stdio::null())
-                .stdout(Stdio::null())
+                .stdout(stdout)
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("start docker-registry");
@@ -113,6 +145,7 @@ impl TestRegistry {
                     addr,
                     dir,
                     login,
+                    access_log,
                 };
             }
             let _ = child.kill();

@@ -307,12 +307,25 @@ impl CacheIndex {
 
     /// Takes the store-wide lock of `key` (blocking; released when the file is dropped),
     /// so that concurrent builds of one instruction (e.g. the parallel stages of a
-    /// pipeline sharing a variant's base) produce it once and reuse it.
-    pub fn lock(&self, key: &CacheKey) -> Result<fs::File, CacheError> {
+    /// pipeline sharing a variant's base) produce it once and reuse it. Waiting for
+    /// another build is announced as an activity naming `step`.
+    pub fn lock(&self, key: &CacheKey, step: &str) -> Result<fs::File, CacheError> {
         fs::create_dir_all(&self.locks).map_err(io_err(&self.locks))?;
         let path = self.locks.join(format!("{}.lock", key.0));
         let file = fs::File::create(&path).map_err(io_err(&path))?;
-        fs2::FileExt::lock_exclusive(&file).map_err(io_err(&path))?;
+        if fs2::FileExt::try_lock_exclusive(&file).is_err() {
+            let _waiting = crate::activity::begin(
+                || {
+                    let mut shown: String = step.chars().take(60).collect();
+                    if shown.len() < step.len() {
+                        shown.push('…');
+                    }
+                    format!("waiting for the step `{shown}` that another build is running")
+                },
+                None,
+            );
+            fs2::FileExt::lock_exclusive(&file).map_err(io_err(&path))?;
+        }
         Ok(file)
     }
 

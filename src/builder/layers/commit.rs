@@ -191,7 +191,7 @@ impl<'a> Layers<'a> {
         let _lock = if self.no_cache {
             None
         } else {
-            let lock = self.index.lock(&key)?;
+            let lock = self.index.lock(&key, created_by)?;
             if let Some(rec) = self.lookup(&key) {
                 self.reuse(st, key, rec)?;
                 return Ok(StepStatus::Cached);

@@ -25,6 +25,14 @@ pub struct PullArgs {
     /// Only store the image: do not unpack its layers for builds and runs.
     #[arg(long)]
     pub no_unpack: bool,
+    /// Pull every platform of a multi-platform image (each manifest, config and layer),
+    /// keeping the index complete for `save` (oci-archive) and air-gapped transfer;
+    /// builds and runs use the host's platform, the one unpacked.
+    #[arg(long)]
+    pub all_platforms: bool,
+    /// Print only the image digest (no progress).
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -66,10 +74,18 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
     };
     let client = registry_client(&args.registry)?;
     let store = open_store(globals)?;
-    let progress = StderrProgress::new();
+    let progress: Box<dyn flense::registry::Progress> = if args.quiet {
+        Box::new(flense::registry::NoProgress)
+    } else {
+        Box::new(StderrProgress::new())
+    };
+    let pull = if args.all_platforms {
+        flense::registry::local::pull_all_platforms_to_store
+    } else {
+        flense::registry::local::pull_to_store
+    };
     let (pulled, tag) =
-        flense::registry::local::pull_to_store(&client, &store, &reference, &platform, &progress)
-            .map_err(registry_error)?;
+        pull(&client, &store, &reference, &platform, &*progress).map_err(registry_error)?;
     drop(progress);
     if !args.no_unpack {
         let _hold = store.hold_blobs()?;
@@ -81,8 +97,12 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
         let image = store.image_at(&descriptor)?;
         super::unpack::unpack_image(&store, &image, &args.reference)?;
     }
-    let platform = pulled.platform.clone().unwrap_or(platform);
+    let platform = match &pulled.platform {
+        None if args.all_platforms => "all platforms".to_string(),
+        found => found.clone().unwrap_or(platform).to_string(),
+    };
     match tag {
+        _ if args.quiet => {}
         Some(name) => eprintln!("pulled {name} ({platform})"),
         None => eprintln!("pulled {reference} ({platform})"),
     }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::super::error::StepError;
 use super::super::output::StageLog;
 use super::{stream, BuildRequest, CopyRequest, Executor, RunOutcome, RunRequest};
+use crate::builder::images::PullPolicy;
 
 /// Drives the `flense` binary (`build`, `run`, `push`) as child processes.
 #[derive(Debug, Clone)]
@@ -21,6 +22,9 @@ pub struct ProcessExecutor {
     pub run_options: Vec<String>,
     /// Extra `flense build` options (e.g. `--cache-from REF`).
     pub build_options: Vec<String>,
+    /// `flense pipeline --pull`: the pull policy of every build, over the stages'
+    /// `imagePullPolicy`.
+    pub pull: Option<PullPolicy>,
 }
 
 impl ProcessExecutor {
@@ -86,6 +90,9 @@ impl Executor for ProcessExecutor {
             .arg(&req.local_name)
             .arg("--quiet")
             .args(&self.build_options);
+        if let Some(policy) = self.pull.or(req.pull) {
+            cmd.arg(format!("--pull={policy}"));
+        }
         for (k, v) in &req.labels {
             cmd.arg("--label").arg(format!("{k}={v}"));
         }
@@ -283,7 +290,9 @@ impl Executor for DryRunExecutor {
             req.variant,
             req.blubberfile.display(),
             req.context.display(),
-            if req.pull { " (pull: always)" } else { "" }
+            req.pull
+                .map(|p| format!(" (pull: {p})"))
+                .unwrap_or_default()
         ));
         let mut h = Sha256::new();
         h.update(format!(

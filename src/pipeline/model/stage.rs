@@ -158,8 +158,10 @@ fn build_defaults(build: Value) -> Value {
     };
     default_key(&mut m, "variant", s("${.stage}"));
     default_key(&mut m, "context", s("."));
+    // PipelineLib defaults `imagePullPolicy` to `always`; flense leaves an unset one to
+    // `--pull` (default `missing`), so local and air-gapped runs need no registry.
     if truthy(m.get("imagePullPolicy")).is_none() {
-        m.insert(s("imagePullPolicy"), s("always"));
+        m.remove("imagePullPolicy");
     }
     Value::Mapping(m)
 }

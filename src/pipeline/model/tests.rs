@@ -15,12 +15,7 @@ fn y(s: &str) -> Value {
 #[test]
 fn name_only_shorthand() {
     let st = stage("{name: foo}");
-    assert_eq!(
-        st.build,
-        Some(y(
-            "{variant: '${.stage}', context: '.', imagePullPolicy: always}"
-        ))
-    );
+    assert_eq!(st.build, Some(y("{variant: '${.stage}', context: '.'}")));
     assert_eq!(
         st.run,
         Some(y(
@@ -36,25 +31,22 @@ fn name_only_shorthand() {
 fn build_and_run_defaults() {
     assert_eq!(
         stage("{name: f, build: {context: '.'}}").build,
-        Some(y(
-            "{context: '.', variant: '${.stage}', imagePullPolicy: always}"
-        ))
+        Some(y("{context: '.', variant: '${.stage}'}"))
     );
     assert_eq!(
         stage("{name: f, build: {variant: bar, imagePullPolicy: never}}").build,
         Some(y("{variant: bar, imagePullPolicy: never, context: '.'}"))
     );
+    // Unset or empty: left to `--pull` (PipelineLib's default is `always`).
     assert_eq!(
         stage("{name: f, build: {variant: bar, imagePullPolicy: ''}}")
             .build
-            .unwrap()["imagePullPolicy"],
-        y("always")
+            .unwrap()
+            .get("imagePullPolicy"),
+        None
     );
     let st = stage("{name: f, build: bar, run: true}");
-    assert_eq!(
-        st.build,
-        Some(y("{variant: bar, context: '.', imagePullPolicy: always}"))
-    );
+    assert_eq!(st.build, Some(y("{variant: bar, context: '.'}")));
     assert_eq!(
         st.run,
         Some(y(

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde_yaml::Value;
 
+use crate::builder::images::PullPolicy;
+
 use super::super::error::StepError;
 use super::super::exec::{rand8, BuildRequest, RunRequest};
 use super::super::interp::Scope;
@@ -32,7 +34,7 @@ pub(super) fn step_build(
         .map(strings)
         .transpose()?
         .unwrap_or_default();
-    let pull = text(&b["imagePullPolicy"]) == "always";
+    let pull = pull_policy(&b["imagePullPolicy"])?;
     if context.contains("://") {
         if !excludes.is_empty() {
             return Err(StepError::Failed(format!(
@@ -48,7 +50,7 @@ pub(super) fn step_build(
     let content = std::fs::read_to_string(&blubberfile).unwrap_or_default();
     let labels = image_labels(scope);
     let key = format!(
-        "{content}\0{variant}\0{}\0{}\0{pull}\0{}\0{labels:?}",
+        "{content}\0{variant}\0{}\0{}\0{pull:?}\0{}\0{labels:?}",
         context_dir.display(),
         excludes.join("\n"),
         ctx.shared.workspace_generation.load(Ordering::SeqCst)
@@ -78,6 +80,20 @@ pub(super) fn step_build(
     scope.bind("imageID", Value::String(id.clone()))?;
     scope.bind("imageLocalName", Value::String(local))?;
     Ok(id)
+}
+
+/// `build.imagePullPolicy`: `Always`, `IfNotPresent` or `Never` (any case); `None` when
+/// unset or empty.
+fn pull_policy(value: &Value) -> StepResult<Option<PullPolicy>> {
+    let value = text(value);
+    if value.is_empty() {
+        return Ok(None);
+    }
+    PullPolicy::from_pipeline(&value).map(Some).ok_or_else(|| {
+        StepError::Failed(format!(
+            "build.imagePullPolicy '{value}': expected Always, IfNotPresent or Never"
+        ))
+    })
 }
 
 /// The stage's (or the pipeline's) Blubber file: a path under `.pipeline/`, or an

@@ -103,7 +103,7 @@ fn key_locks_exclude_other_holders_until_dropped() {
     let store = tempfile::tempdir().unwrap();
     let index = CacheIndex::open(&Store::open(store.path()).unwrap());
     let key = CacheKey::root("sha256:abc", 0);
-    let held = index.lock(&key).unwrap();
+    let held = index.lock(&key, "RUN x").unwrap();
     let path = store
         .path()
         .join("cache/locks")
@@ -111,7 +111,11 @@ fn key_locks_exclude_other_holders_until_dropped() {
     let other = fs::File::open(&path).unwrap();
     assert!(fs2::FileExt::try_lock_exclusive(&other).is_err());
     // Other keys are independent.
-    drop(index.lock(&CacheKey::root("sha256:def", 0)).unwrap());
+    drop(
+        index
+            .lock(&CacheKey::root("sha256:def", 0), "RUN x")
+            .unwrap(),
+    );
     drop(held);
     assert!(fs2::FileExt::try_lock_exclusive(&other).is_ok());
 }
