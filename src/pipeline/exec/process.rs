@@ -221,6 +221,35 @@ impl Executor for ProcessExecutor {
         Ok(())
     }
 
+    fn fetch(&self, reference: &str, log: &StageLog) -> Result<(), StepError> {
+        let present = self
+            .command("inspect")
+            .arg(reference)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if present {
+            return Ok(());
+        }
+        // `localhost/NAME` (no port) is a store-only name: it cannot be pulled.
+        if reference.starts_with("localhost/") {
+            return Err(StepError::Failed(format!(
+                "image {reference}, made by an earlier job, is not in this store: jobs on other machines need the images pushed (export the pipeline with --registry)"
+            )));
+        }
+        let mut cmd = self.command("pull");
+        cmd.arg(reference);
+        log.line(&format!("$ {}", render(&cmd)));
+        let (code, _) = stream(cmd, log, 0, false)?;
+        if code != 0 {
+            return Err(StepError::Failed(format!(
+                "pull of {reference} (made by an earlier job) failed with exit code {code}"
+            )));
+        }
+        Ok(())
+    }
+
     fn remove_containers(&self, containers: &[String], log: &StageLog) {
         if !containers.is_empty() {
             log.line(&format!(
@@ -325,6 +354,11 @@ impl Executor for DryRunExecutor {
 
     fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), StepError> {
         log.line(&format!("would push {image} to {destination}"));
+        Ok(())
+    }
+
+    fn fetch(&self, reference: &str, log: &StageLog) -> Result<(), StepError> {
+        log.line(&format!("would use {reference} (made by an earlier job)"));
         Ok(())
     }
 

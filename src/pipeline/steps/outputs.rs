@@ -178,7 +178,7 @@ pub(super) fn step_publish(
         .ok_or("publishing needs a registry: pass --registry HOST[:PORT][/REPOSITORY]")?
         .trim_end_matches('/');
     let full = format!("{registry}/{name}");
-    let local = ctx.shared.local_image(&id).ok_or_else(|| {
+    let local = super::image_for(ctx, &id, log)?.ok_or_else(|| {
         format!("publish.image.id '{id}' is not a local image ID (the hex digest of an image built in this run or in the store)")
     })?;
     for tag in &tags {
