@@ -5,7 +5,8 @@
 //! a job uses comes through the real registry: base images, images built by earlier
 //! jobs, the published image (read back with skopeo). Stage outputs reach later jobs
 //! as dotenv reports (flense's own variable and Kokkuri's `<STAGE>_IMAGE_REF`); a
-//! broken lint fails the pipeline and skips the publish pipeline.
+//! broken lint fails the pipeline and skips the publish pipeline. The Node sample's
+//! `test` pipeline passes under gitlab-ci-local too (jobs sharing one store).
 
 mod support;
 
@@ -15,7 +16,7 @@ use std::process::{Command, Stdio};
 
 use serde_yaml::Value;
 use support::cli::{flense, flense_bin, ok_stdout, output};
-use support::fixtures::rootfs_tar;
+use support::fixtures::{import_fixture, node_sample, rootfs_tar};
 use support::registry::TestRegistry;
 
 fn fixture(rel: &str) -> PathBuf {
@@ -238,18 +239,29 @@ fn git(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}: {out:?}");
 }
 
-/// Runs gitlab-ci-local in `project` with the test's flense first on PATH.
-fn gitlab_ci_local(project: &Path, bin: &Path) -> (bool, String) {
+/// A directory holding only a `flense` link to the binary under test, for PATH.
+fn bin_dir(tmp: &Path) -> PathBuf {
+    let bin = tmp.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(flense_bin(), bin.join("flense")).unwrap();
+    bin
+}
+
+/// Runs gitlab-ci-local in `project` with the test's flense first on PATH and the
+/// jobs' store at `store` (else whatever the jobs' variables say).
+fn gitlab_ci_local(project: &Path, bin: &Path, store: Option<&Path>) -> (bool, String) {
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let out = output(
-        Command::new("gitlab-ci-local")
-            .arg("--shell-executor-no-image")
-            .current_dir(project)
-            .env("PATH", path)
-            .env("NO_COLOR", "1")
-            .env("FORCE_COLOR", "0")
-            .env_remove("FLENSE_ROOT"),
-    );
+    let mut cmd = Command::new("gitlab-ci-local");
+    cmd.arg("--shell-executor-no-image")
+        .current_dir(project)
+        .env("PATH", path)
+        .env("NO_COLOR", "1")
+        .env("FORCE_COLOR", "0")
+        .env_remove("FLENSE_ROOT");
+    if let Some(store) = store {
+        cmd.env("FLENSE_ROOT", store);
+    }
+    let out = output(&mut cmd);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -319,11 +331,9 @@ fn busybox_pipelines_run_under_gitlab_ci_local() {
     );
     git(&project, &["add", "-A"]);
     git(&project, &["commit", "-qm", "demo"]);
-    let bin = tmp.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(flense_bin(), bin.join("flense")).unwrap();
+    let bin = bin_dir(tmp.path());
 
-    let (passed, log) = gitlab_ci_local(&project, &bin);
+    let (passed, log) = gitlab_ci_local(&project, &bin, None);
     assert!(passed, "{log}");
     for job in [
         "test:build",
@@ -347,10 +357,45 @@ fn busybox_pipelines_run_under_gitlab_ci_local() {
 
     write("input.txt", "bad\n");
     git(&project, &["commit", "-qam", "break the lint"]);
-    let (passed, log) = gitlab_ci_local(&project, &bin);
+    let (passed, log) = gitlab_ci_local(&project, &bin, None);
     assert!(!passed, "{log}");
     assert!(log.contains("FAIL  test:lint"), "{log}");
     assert!(log.contains("lint: input.txt is not good"), "{log}");
     assert!(log.contains("PASS  test:build"), "{log}");
     assert!(!log.contains("publish:production starting"), "{log}");
+}
+
+#[test]
+fn node_sample_test_pipeline_runs_under_gitlab_ci_local() {
+    let tmp = tempfile::Builder::new()
+        .prefix("flense-gitlab-node-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    // One machine: the jobs share a store that holds the base image, no registry.
+    let store = tmp.path().join("store");
+    let local = import_fixture(&store, "nodejs-devel");
+    ok_stdout(flense(&store).args([
+        "tag",
+        &local,
+        "docker-registry.wikimedia.org/nodejs20-devel:latest",
+    ]));
+    let project = node_sample(tmp.path());
+    let _ = std::fs::remove_dir_all(project.join(".pipeline/logs"));
+    let ignore = project.join(".dockerignore");
+    let text = std::fs::read_to_string(&ignore).unwrap_or_default();
+    std::fs::write(&ignore, format!("{text}.gitlab-ci-local\n")).unwrap();
+    ok_stdout(
+        flense(&store)
+            .args(["export", "gitlab-ci", "test", "-o"])
+            .arg(project.join(".gitlab-ci.yml"))
+            .arg("-C")
+            .arg(&project),
+    );
+    git(&project, &["init", "-q", "-b", "main"]);
+    git(&project, &["add", "-A"]);
+    git(&project, &["commit", "-qm", "node sample"]);
+    let (passed, log) = gitlab_ci_local(&project, &bin_dir(tmp.path()), Some(&store));
+    assert!(passed, "{log}");
+    assert!(log.contains("PASS  test:test"), "{log}");
+    assert!(log.contains("PASS  test:lint"), "{log}");
 }
