@@ -263,27 +263,38 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
     }
     let opts = run_options(&args)?;
     let output = Arc::new(Output::new(OutputMode::detect(args.json)));
-    let process;
-    let dry = DryRunExecutor;
-    let exec: &dyn Executor = if args.dry_run {
-        &dry
-    } else {
-        process = process_executor(&args, globals)?;
-        watch_interrupts();
-        &process
-    };
+    let exec = executor(&args, globals)?;
     let mut reports: Vec<PipelineReport> = Vec::new();
     for p in selected {
-        let report = run_pipeline(p, exec, &opts, &output);
+        let report = run_pipeline(p, exec.as_ref(), &opts, &output);
         let passed = report.passed();
         reports.push(report);
         if !passed {
             break;
         }
     }
-    print_summary(&reports, output.mode());
+    finish(&args, &reports, &output)
+}
+
+/// The dry-run executor, or the real one (then Ctrl-C stops the running stages).
+fn executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Box<dyn Executor>> {
+    if args.dry_run {
+        return Ok(Box::new(DryRunExecutor));
+    }
+    let process = process_executor(args, globals)?;
+    watch_interrupts();
+    Ok(Box::new(process))
+}
+
+/// The summary and the JUnit report, then the exit code of the run.
+fn finish(
+    args: &PipelineArgs,
+    reports: &[PipelineReport],
+    output: &Output,
+) -> anyhow::Result<ExitCode> {
+    print_summary(reports, output.mode());
     if let Some(path) = &args.junit {
-        std::fs::write(path, junit(&reports))
+        std::fs::write(path, junit(reports))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
@@ -331,27 +342,12 @@ fn run_stage(args: &PipelineArgs, stage: &str, globals: &Globals) -> anyhow::Res
     let mut opts = run_options(args)?;
     opts.push_builds = args.registry.is_some() && !args.dry_run;
     let output = Arc::new(Output::new(OutputMode::detect(args.json)));
-    let process;
-    let dry = DryRunExecutor;
-    let exec: &dyn Executor = if args.dry_run {
-        &dry
-    } else {
-        process = process_executor(args, globals)?;
-        watch_interrupts();
-        &process
-    };
-    let (report, namespace) = run_single_stage(pipeline, stage, earlier, exec, &opts, &output);
-    let reports = [report];
-    print_summary(&reports, output.mode());
-    if let Some(path) = &args.junit {
-        std::fs::write(path, junit(&reports))
-            .with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        return Ok(ExitCode::from(130));
-    }
-    if !reports[0].passed() {
-        return Ok(ExitCode::from(if args.dry_run { 2 } else { 1 }));
+    let exec = executor(args, globals)?;
+    let (report, namespace) =
+        run_single_stage(pipeline, stage, earlier, exec.as_ref(), &opts, &output);
+    let code = finish(args, std::slice::from_ref(&report), &output)?;
+    if !report.passed() || INTERRUPTED.load(Ordering::SeqCst) {
+        return Ok(code);
     }
     if let Some(path) = &args.dotenv {
         let text = handoff::dotenv(&pipeline.name, &pipeline.stage(stage), &namespace);

@@ -211,14 +211,7 @@ impl Executor for ProcessExecutor {
     fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), StepError> {
         let mut cmd = self.command("push");
         cmd.arg(image).arg(destination);
-        log.line(&format!("$ {}", render(&cmd)));
-        let (code, _) = stream(cmd, log, 0, false)?;
-        if code != 0 {
-            return Err(StepError::Failed(format!(
-                "push of {destination} failed with exit code {code}"
-            )));
-        }
-        Ok(())
+        run_logged(cmd, log, &format!("push of {destination}"))
     }
 
     fn fetch(&self, reference: &str, log: &StageLog) -> Result<(), StepError> {
@@ -240,14 +233,11 @@ impl Executor for ProcessExecutor {
         }
         let mut cmd = self.command("pull");
         cmd.arg(reference);
-        log.line(&format!("$ {}", render(&cmd)));
-        let (code, _) = stream(cmd, log, 0, false)?;
-        if code != 0 {
-            return Err(StepError::Failed(format!(
-                "pull of {reference} (made by an earlier job) failed with exit code {code}"
-            )));
-        }
-        Ok(())
+        run_logged(
+            cmd,
+            log,
+            &format!("pull of {reference} (made by an earlier job)"),
+        )
     }
 
     fn remove_containers(&self, containers: &[String], log: &StageLog) {
@@ -279,6 +269,19 @@ pub fn container_path(source: &str) -> String {
     } else {
         format!("/{trimmed}")
     }
+}
+
+/// Runs `cmd` with its command line and output in the log; a non-zero exit fails
+/// `what`.
+fn run_logged(cmd: Command, log: &StageLog, what: &str) -> Result<(), StepError> {
+    log.line(&format!("$ {}", render(&cmd)));
+    let (code, _) = stream(cmd, log, 0, false)?;
+    if code != 0 {
+        return Err(StepError::Failed(format!(
+            "{what} failed with exit code {code}"
+        )));
+    }
+    Ok(())
 }
 
 fn render(cmd: &Command) -> String {
