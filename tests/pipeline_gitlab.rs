@@ -399,3 +399,61 @@ fn node_sample_test_pipeline_runs_under_gitlab_ci_local() {
     assert!(log.contains("PASS  test:test"), "{log}");
     assert!(log.contains("PASS  test:lint"), "{log}");
 }
+
+#[test]
+fn stage_outputs_hand_over_through_a_shared_store_or_fail_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    let base = import_fixture(&store, "busybox");
+    let project = tmp.path().join("project");
+    std::fs::create_dir_all(project.join(".pipeline")).unwrap();
+    let blubber = BLUBBER.replace("REGISTRY/busybox:latest", &base);
+    std::fs::write(project.join(".pipeline/blubber.yaml"), blubber).unwrap();
+    std::fs::write(project.join(".pipeline/config.yaml"), CONFIG).unwrap();
+    std::fs::write(project.join("input.txt"), "good\n").unwrap();
+    let stage = |store: &Path, name: &str, env: &[(String, String)]| {
+        output(
+            flense(store)
+                .args(["pipeline", "test", "--stage", name, "--dotenv"])
+                .arg(tmp.path().join(format!("{name}.env")))
+                .arg("-C")
+                .arg(&project)
+                .env("NO_COLOR", "1")
+                .envs(env.iter().cloned()),
+        )
+    };
+    let out = stage(&store, "build", &[]);
+    assert!(out.status.success(), "{out:?}");
+    let dotenv = std::fs::read_to_string(tmp.path().join("build.env")).unwrap();
+    let vars: Vec<(String, String)> = dotenv
+        .lines()
+        .map(|l| {
+            let (k, v) = l.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert!(var("FLENSE_OUTPUTS_TEST_BUILD").is_some(), "{dotenv}");
+    assert_eq!(var("BUILD_GREETING").as_deref(), Some("hello"), "{dotenv}");
+    let local = var("BUILD_IMAGE_REF").unwrap();
+    assert!(local.starts_with("localhost/plib-image-"), "{dotenv}");
+
+    // The same store: the image is there.
+    let out = stage(&store, "check", &vars);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("tested with hello from {local}")),
+        "{text}"
+    );
+    // Another store and no registry: the job says what to do.
+    let out = stage(&tmp.path().join("other-store"), "check", &vars);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!(
+            "image {local}, made by an earlier job, is not in this store"
+        )) && text.contains("--registry"),
+        "{text}"
+    );
+}
