@@ -3,7 +3,7 @@
 //! keeps the frames; and a busybox project's pipelines run under `gitlab-ci-local`
 //! (shell executor, the flense binary on PATH) with one store per job, so every image
 //! a job uses comes through the real registry: base images, images built by earlier
-//! jobs, the published image (read back with skopeo). Stage outputs reach later jobs
+//! jobs, the shared build cache, the published image (read back with skopeo). Stage outputs reach later jobs
 //! as dotenv reports (flense's own variable and Kokkuri's `<STAGE>_IMAGE_REF`); a
 //! broken lint fails the pipeline and skips the publish pipeline. The Node sample's
 //! `test` pipeline passes under gitlab-ci-local too (jobs sharing one store).
@@ -141,7 +141,9 @@ fn stages_and_needs_keep_the_frames() {
         doc["p:d"]["artifacts"]["reports"]["dotenv"].as_str(),
         Some(".pipeline/logs/p.d.env")
     );
-    let dag = export(tmp.path(), &["--dag"]);
+    assert!(doc["p:a"].get("image").is_none(), "no job image by default");
+    let dag = export(tmp.path(), &["--dag", "--image", "reg.example/flense:1"]);
+    assert_eq!(dag["p:a"]["image"].as_str(), Some("reg.example/flense:1"));
     assert_eq!(names(&dag["p:b"]["needs"]), ["p:a"]);
     assert_eq!(names(&dag["p:d"]["needs"]), ["p:a", "p:c"]);
     // Roots wait for the stages before them (the earlier pipeline), as in frames.
@@ -299,10 +301,12 @@ fn busybox_pipelines_run_under_gitlab_ci_local() {
     write(".gitignore", ".gitlab-ci-local\n.pipeline/logs\n");
     write("input.txt", "good\n");
     let ci_registry = registry.image("ci");
+    let cache = registry.image("cache/demo");
     let exported = tmp.path().join("exported.yml");
     ok_stdout(
         flense(&seed)
-            .args(["export", "gitlab-ci", "--registry", &ci_registry, "-o"])
+            .args(["export", "gitlab-ci", "--registry", &ci_registry])
+            .args(["--cache-from", &cache, "--cache-to", &cache, "-o"])
             .arg(&exported)
             .arg("-C")
             .arg(&project),
@@ -354,6 +358,8 @@ fn busybox_pipelines_run_under_gitlab_ci_local() {
     assert!(log.contains(&format!(" pull {built}")), "{log}");
     let published = registry.raw_manifest("ci/flense-demo:gitlab-release");
     assert!(!published.is_empty());
+    // The jobs' builds shared their steps through the cache tag.
+    assert!(!registry.raw_manifest("cache/demo:buildcache").is_empty());
 
     write("input.txt", "bad\n");
     git(&project, &["commit", "-qam", "break the lint"]);
