@@ -138,11 +138,6 @@ pub fn images_of(namespaces: &BTreeMap<String, Namespace>) -> Vec<(String, Strin
         .collect()
 }
 
-/// The value of `key` in `ns` as text (empty when unbound).
-pub fn get(ns: &Namespace, key: &str) -> String {
-    ns.get(key).map(stringify).unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
