@@ -3,10 +3,12 @@
 //! keeps the frames; and a busybox project's pipelines run under `gitlab-ci-local`
 //! (shell executor, the flense binary on PATH) with one store per job, so every image
 //! a job uses comes through the real registry: base images, images built by earlier
-//! jobs, the shared build cache, the published image (read back with skopeo). Stage outputs reach later jobs
-//! as dotenv reports (flense's own variable and Kokkuri's `<STAGE>_IMAGE_REF`); a
-//! broken lint fails the pipeline and skips the publish pipeline. The Node sample's
-//! `test` pipeline passes under gitlab-ci-local too (jobs sharing one store).
+//! jobs, the shared build cache, the published image (read back with skopeo). Stage
+//! outputs reach later jobs as dotenv reports (flense's own variable and Kokkuri's
+//! `<STAGE>_IMAGE_REF`); a broken lint fails the pipeline and skips the publish
+//! pipeline, while with `--dag` a stage that does not need the lint still passes. The
+//! Node sample's `test` pipeline passes under gitlab-ci-local too (jobs sharing one
+//! store).
 
 mod support;
 
@@ -263,7 +265,9 @@ fn gitlab_ci_local(project: &Path, bin: &Path, store: Option<&Path>) -> (bool, S
     if let Some(store) = store {
         cmd.env("FLENSE_ROOT", store);
     }
-    let out = output(&mut cmd);
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run gitlab-ci-local (scripts/test installs it with npm): {e}")
+    });
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -303,26 +307,30 @@ fn busybox_pipelines_run_under_gitlab_ci_local() {
     let ci_registry = registry.image("ci");
     let cache = registry.image("cache/demo");
     let exported = tmp.path().join("exported.yml");
-    ok_stdout(
-        flense(&seed)
-            .args(["export", "gitlab-ci", "--registry", &ci_registry])
-            .args(["--cache-from", &cache, "--cache-to", &cache, "-o"])
-            .arg(&exported)
-            .arg("-C")
-            .arg(&project),
-    );
-    let mut doc: Value =
-        serde_yaml::from_str(&std::fs::read_to_string(&exported).unwrap()).unwrap();
-    assert!(schema_errors(&doc).is_empty());
-    // One store per job: what a job did not build itself comes from the registry.
     let stores = tmp.path().join("stores");
-    doc["variables"] = serde_yaml::from_str(&format!(
-        "{{FLENSE_ROOT: '{}/$CI_JOB_ID'}}",
-        stores.display()
-    ))
-    .unwrap();
-    doc["show-outputs"] = serde_yaml::from_str(SHOW_OUTPUTS).unwrap();
-    write(".gitlab-ci.yml", &serde_yaml::to_string(&doc).unwrap());
+    let write_ci = |extra: &[&str]| {
+        ok_stdout(
+            flense(&seed)
+                .args(["export", "gitlab-ci", "--registry", &ci_registry])
+                .args(["--cache-from", &cache, "--cache-to", &cache, "-o"])
+                .arg(&exported)
+                .args(extra)
+                .arg("-C")
+                .arg(&project),
+        );
+        let mut doc: Value =
+            serde_yaml::from_str(&std::fs::read_to_string(&exported).unwrap()).unwrap();
+        assert!(schema_errors(&doc).is_empty());
+        // One store per job: what a job did not build itself comes from the registry.
+        doc["variables"] = serde_yaml::from_str(&format!(
+            "{{FLENSE_ROOT: '{}/$CI_JOB_ID'}}",
+            stores.display()
+        ))
+        .unwrap();
+        doc["show-outputs"] = serde_yaml::from_str(SHOW_OUTPUTS).unwrap();
+        write(".gitlab-ci.yml", &serde_yaml::to_string(&doc).unwrap());
+    };
+    write_ci(&[]);
     git(&project, &["init", "-q", "-b", "main"]);
     git(
         &project,
@@ -361,13 +369,17 @@ fn busybox_pipelines_run_under_gitlab_ci_local() {
     // The jobs' builds shared their steps through the cache tag.
     assert!(!registry.raw_manifest("cache/demo:buildcache").is_empty());
 
+    // A broken lint, and the true dependencies (`--dag`): `check` needs only `build`
+    // and still passes; the failure skips the later stages and the publish pipeline.
     write("input.txt", "bad\n");
+    write_ci(&["--dag"]);
     git(&project, &["commit", "-qam", "break the lint"]);
     let (passed, log) = gitlab_ci_local(&project, &bin, None);
     assert!(!passed, "{log}");
     assert!(log.contains("FAIL  test:lint"), "{log}");
     assert!(log.contains("lint: input.txt is not good"), "{log}");
     assert!(log.contains("PASS  test:build"), "{log}");
+    assert!(log.contains("PASS  test:check"), "{log}");
     assert!(!log.contains("publish:production starting"), "{log}");
 }
 
