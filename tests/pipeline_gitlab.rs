@@ -218,6 +218,14 @@ const CONFIG: &str = r#"pipelines:
       - name: release
         publish:
           image: {id: '${production.imageID}', tag: gitlab-release}
+  copying:
+    blubberfile: blubber.yaml
+    stages:
+      - name: produce
+        build: test
+        run: {image: '${.imageID}', arguments: [x, y]}
+      - name: take
+        copy: [{from: '${produce.container}', source: srv/input.txt, destination: got.txt}]
 "#;
 
 /// A job of our own after `test:build`, reading its dotenv report as a script would.
@@ -311,7 +319,8 @@ fn busybox_pipelines_run_under_gitlab_ci_local() {
     let write_ci = |extra: &[&str]| {
         ok_stdout(
             flense(&seed)
-                .args(["export", "gitlab-ci", "--registry", &ci_registry])
+                .args(["export", "gitlab-ci", "test", "publish"])
+                .args(["--registry", &ci_registry])
                 .args(["--cache-from", &cache, "--cache-to", &cache, "-o"])
                 .arg(&exported)
                 .args(extra)
@@ -429,10 +438,10 @@ fn stage_outputs_hand_over_through_a_shared_store_or_fail_clearly() {
     std::fs::write(project.join(".pipeline/blubber.yaml"), blubber).unwrap();
     std::fs::write(project.join(".pipeline/config.yaml"), CONFIG).unwrap();
     std::fs::write(project.join("input.txt"), "good\n").unwrap();
-    let stage = |store: &Path, name: &str, env: &[(String, String)]| {
+    let stage_of = |pipeline: &str, store: &Path, name: &str, env: &[(String, String)]| {
         output(
             flense(store)
-                .args(["pipeline", "test", "--stage", name, "--dotenv"])
+                .args(["pipeline", pipeline, "--stage", name, "--dotenv"])
                 .arg(tmp.path().join(format!("{name}.env")))
                 .arg("-C")
                 .arg(&project)
@@ -440,16 +449,21 @@ fn stage_outputs_hand_over_through_a_shared_store_or_fail_clearly() {
                 .envs(env.iter().cloned()),
         )
     };
+    let stage =
+        |store: &Path, name: &str, env: &[(String, String)]| stage_of("test", store, name, env);
+    let read_dotenv = |name: &str| -> Vec<(String, String)> {
+        let text = std::fs::read_to_string(tmp.path().join(format!("{name}.env"))).unwrap();
+        text.lines()
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap();
+                (k.to_string(), v.to_string())
+            })
+            .collect()
+    };
     let out = stage(&store, "build", &[]);
     assert!(out.status.success(), "{out:?}");
-    let dotenv = std::fs::read_to_string(tmp.path().join("build.env")).unwrap();
-    let vars: Vec<(String, String)> = dotenv
-        .lines()
-        .map(|l| {
-            let (k, v) = l.split_once('=').unwrap();
-            (k.to_string(), v.to_string())
-        })
-        .collect();
+    let vars = read_dotenv("build");
+    let dotenv = format!("{vars:?}");
     let var = |name: &str| vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     assert!(var("FLENSE_OUTPUTS_TEST_BUILD").is_some(), "{dotenv}");
     assert_eq!(var("BUILD_GREETING").as_deref(), Some("hello"), "{dotenv}");
@@ -472,6 +486,17 @@ fn stage_outputs_hand_over_through_a_shared_store_or_fail_clearly() {
         text.contains(&format!(
             "image {local}, made by an earlier job, is not in this store"
         )) && text.contains("--registry"),
+        "{text}"
+    );
+
+    // A copy from the container of a stage that ran in another job.
+    let out = stage_of("copying", &store, "produce", &[]);
+    assert!(out.status.success(), "{out:?}");
+    let out = stage_of("copying", &store, "take", &read_dotenv("produce"));
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("a copy from another stage's container does not cross CI jobs"),
         "{text}"
     );
 }

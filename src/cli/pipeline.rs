@@ -341,6 +341,7 @@ fn run_stage(args: &PipelineArgs, stage: &str, globals: &Globals) -> anyhow::Res
             .map_err(super::invalid)?;
     let mut opts = run_options(args)?;
     opts.push_builds = args.registry.is_some() && !args.dry_run;
+    opts.single_stage = true;
     let output = Arc::new(Output::new(OutputMode::detect(args.json)));
     let exec = executor(args, globals)?;
     let (report, namespace) =
@@ -412,6 +413,7 @@ fn run_options(args: &PipelineArgs) -> anyhow::Result<RunOptions> {
         credentials,
         setup,
         push_builds: false,
+        single_stage: false,
     })
 }
 

@@ -48,6 +48,8 @@ pub struct RunOptions {
     /// `<registry>/<project>-<variant>:sha256-<image ID>`) and bind that reference as
     /// `imageLocalName`, so that jobs on other machines can pull it (`--stage`).
     pub push_builds: bool,
+    /// Only one stage runs (`--stage`): earlier stages ran in other CI jobs.
+    pub single_stage: bool,
 }
 
 /// One build, shared by every stage that asks for the same inputs: the image ID or the error.

@@ -31,7 +31,16 @@ pub(super) fn step_copy(
             .unwrap_or_else(|e| e.into_inner())
             .get(&container)
             .cloned()
-            .ok_or_else(|| format!("no container '{container}' ran in this pipeline run"))?;
+            .ok_or_else(|| {
+                format!(
+                    "no container '{container}' ran in this pipeline run{}",
+                    if ctx.opts.single_stage {
+                        " (with --stage, in this job: a copy from another stage's container does not cross CI jobs)"
+                    } else {
+                        ""
+                    }
+                )
+            })?;
         let dest_rel = sanitise_relative(&text(&item["destination"]));
         let destination = workdir.join(&dest_rel);
         let source = text(&item["source"]);
