@@ -284,24 +284,18 @@ fn gitlab_ci_local(project: &Path, bin: &Path, store: Option<&Path>) -> (bool, S
     (out.status.success(), text)
 }
 
-#[test]
-fn busybox_pipelines_run_under_gitlab_ci_local() {
-    let tmp = tempfile::Builder::new()
-        .prefix("flense-gitlab-")
-        .tempdir_in("/tmp")
-        .unwrap();
-    let registry = TestRegistry::start();
+/// The busybox demo project in `tmp/project`, its base image pushed to `registry`
+/// from the store `seed`.
+fn demo_project(tmp: &Path, registry: &TestRegistry, seed: &Path) -> PathBuf {
     let base = registry.image("busybox:latest");
-    let seed = tmp.path().join("seed-store");
     ok_stdout(
-        flense(&seed)
+        flense(seed)
             .arg("import")
             .arg(rootfs_tar("busybox"))
             .args(["--tag", &base]),
     );
-    ok_stdout(flense(&seed).args(["push", &base]));
-
-    let project = tmp.path().join("project");
+    ok_stdout(flense(seed).args(["push", &base]));
+    let project = tmp.join("project");
     std::fs::create_dir_all(project.join(".pipeline")).unwrap();
     let write = |rel: &str, text: &str| std::fs::write(project.join(rel), text).unwrap();
     write(
@@ -312,6 +306,19 @@ fn busybox_pipelines_run_under_gitlab_ci_local() {
     write(".dockerignore", ".gitlab-ci-local\n");
     write(".gitignore", ".gitlab-ci-local\n.pipeline/logs\n");
     write("input.txt", "good\n");
+    project
+}
+
+#[test]
+fn busybox_pipelines_run_under_gitlab_ci_local() {
+    let tmp = tempfile::Builder::new()
+        .prefix("flense-gitlab-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let registry = TestRegistry::start();
+    let seed = tmp.path().join("seed-store");
+    let project = demo_project(tmp.path(), &registry, &seed);
+    let write = |rel: &str, text: &str| std::fs::write(project.join(rel), text).unwrap();
     let ci_registry = registry.image("ci");
     let cache = registry.image("cache/demo");
     let exported = tmp.path().join("exported.yml");

@@ -274,15 +274,25 @@ fn write_auths(dir: &Path, registry: &str, entry: &str) {
     .unwrap();
 }
 
-#[test]
-fn gitlab_job_tokens_registrytoken_identitytoken_and_docker_auth_config() {
+/// A registry behind the token server, holding `private/busybox:v1`.
+fn token_registry() -> (
+    TokenServer,
+    TestRegistry,
+    tempfile::TempDir,
+    support::registry::TestImage,
+) {
     let tokens = TokenServer::start(USER, PASSWORD);
     let reg = TestRegistry::start_with_tokens(&tokens);
     let tmp = tempfile::tempdir().unwrap();
     let image = simple_image(&tmp.path().join("layout"), "v1");
     image.push_with_skopeo(&reg, "private/busybox:v1", &[]);
+    (tokens, reg, tmp, image)
+}
 
-    // registrytoken: sent as the Bearer token itself, no request to the token server.
+#[test]
+fn registrytoken_is_sent_as_the_bearer_token_and_never_printed() {
+    let (tokens, reg, tmp, image) = token_registry();
+    // No request to the token server: the token is the registry's Bearer token.
     let jwt = tokens.issue(&[
         "repository:private/busybox:pull",
         "repository:team/app:pull,push",
@@ -339,8 +349,11 @@ fn gitlab_job_tokens_registrytoken_identitytoken_and_docker_auth_config() {
     let text = all_output(&out);
     assert!(text.contains("credentials were rejected"), "{text}");
     assert!(!text.contains(&pull_only[pull_only.len() - 20..]), "{text}");
+}
 
-    // identitytoken: exchanged at the realm with grant_type=refresh_token.
+#[test]
+fn identitytoken_is_exchanged_with_a_refresh_token_grant() {
+    let (tokens, reg, tmp, image) = token_registry();
     let docker = tmp.path().join("identitytoken");
     let refresh = tokens.refresh_token.clone();
     write_auths(
@@ -349,22 +362,27 @@ fn gitlab_job_tokens_registrytoken_identitytoken_and_docker_auth_config() {
         &format!(r#"{{"identitytoken":"{refresh}"}}"#),
     );
     let out = ok_output(
-        flense_with(&tmp.path().join("store2"), &docker)
+        flense_with(&tmp.path().join("store"), &docker)
             .arg("-vv")
             .arg("pull")
             .arg(reg.image("private/busybox:v1")),
     );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&image.digest));
     assert!(tokens.refreshes.load(std::sync::atomic::Ordering::SeqCst) > 0);
     assert!(!all_output(&out).contains(&refresh), "{}", all_output(&out));
+}
 
-    // $DOCKER_AUTH_CONFIG (JSON content, as GitLab runners set it) comes before the
-    // docker config file, which here holds a wrong password.
+#[test]
+fn docker_auth_config_comes_before_the_docker_config_file() {
+    let (_tokens, reg, tmp, _image) = token_registry();
+    // The docker config file holds a wrong password; $DOCKER_AUTH_CONFIG (JSON content,
+    // as GitLab runners set it) the right one.
     let docker = tmp.path().join("wrong");
     docker_config(&docker, &reg.addr, USER, "Not-The-Password");
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
     let content = format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.addr);
     let out = ok_output(
-        flense_with(&tmp.path().join("store3"), &docker)
+        flense_with(&tmp.path().join("store"), &docker)
             .env("DOCKER_AUTH_CONFIG", &content)
             .arg("-vv")
             .arg("pull")
@@ -373,7 +391,7 @@ fn gitlab_job_tokens_registrytoken_identitytoken_and_docker_auth_config() {
     assert!(!all_output(&out).contains(PASSWORD));
     // Not JSON: the error names the variable, never its content.
     let out = output(
-        flense_with(&tmp.path().join("store4"), &docker)
+        flense_with(&tmp.path().join("store2"), &docker)
             .env("DOCKER_AUTH_CONFIG", format!("auth={PASSWORD}"))
             .arg("pull")
             .arg(reg.image("private/busybox:v1")),
