@@ -20,6 +20,7 @@ use serde_yaml::Value;
 use support::cli::{flense, flense_bin, ok_stdout, output};
 use support::fixtures::{import_fixture, node_sample, rootfs_tar};
 use support::registry::TestRegistry;
+use support::users::{as_test_user, give_to_test_user, reachable_copy};
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -436,25 +437,59 @@ fn node_sample_test_pipeline_runs_under_gitlab_ci_local() {
 
 #[test]
 fn stage_outputs_hand_over_through_a_shared_store_or_fail_clearly() {
-    let tmp = tempfile::tempdir().unwrap();
+    stage_handoff(false);
+}
+
+#[test]
+fn stage_outputs_hand_over_as_the_unprivileged_user() {
+    stage_handoff(true);
+}
+
+/// `flense pipeline --stage` job after job, as root or as the unprivileged test user.
+fn stage_handoff(unprivileged: bool) {
+    let tmp = tempfile::Builder::new()
+        .prefix("flense-stage-")
+        .tempdir_in("/tmp")
+        .unwrap();
     let store = tmp.path().join("store");
-    let base = import_fixture(&store, "busybox");
     let project = tmp.path().join("project");
     std::fs::create_dir_all(project.join(".pipeline")).unwrap();
-    let blubber = BLUBBER.replace("REGISTRY/busybox:latest", &base);
+    let blubber = BLUBBER.replace("REGISTRY/busybox:latest", "localhost/busybox:latest");
     std::fs::write(project.join(".pipeline/blubber.yaml"), blubber).unwrap();
     std::fs::write(project.join(".pipeline/config.yaml"), CONFIG).unwrap();
     std::fs::write(project.join("input.txt"), "good\n").unwrap();
-    let stage_of = |pipeline: &str, store: &Path, name: &str, env: &[(String, String)]| {
-        output(
+    std::fs::copy(rootfs_tar("busybox"), tmp.path().join("busybox.tar")).unwrap();
+    if unprivileged {
+        give_to_test_user(tmp.path());
+    }
+    let flense_in = |store: &Path| {
+        if unprivileged {
+            let mut cmd = as_test_user(&flense_bin());
+            cmd.arg("--root").arg(store);
+            cmd
+        } else {
             flense(store)
-                .args(["pipeline", pipeline, "--stage", name, "--dotenv"])
-                .arg(tmp.path().join(format!("{name}.env")))
-                .arg("-C")
-                .arg(&project)
-                .env("NO_COLOR", "1")
-                .envs(env.iter().cloned()),
-        )
+        }
+    };
+    ok_stdout(
+        flense_in(&store)
+            .arg("import")
+            .arg(tmp.path().join("busybox.tar"))
+            .args(["--tag", "localhost/busybox:latest"]),
+    );
+    let stage_of = |pipeline: &str, store: &Path, name: &str, env: &[(String, String)]| {
+        let mut cmd = flense_in(store);
+        cmd.args(["pipeline", pipeline, "--stage", name, "--dotenv"])
+            .arg(tmp.path().join(format!("{name}.env")))
+            .arg("-C")
+            .arg(&project)
+            .env("NO_COLOR", "1")
+            .envs(env.iter().cloned());
+        if unprivileged {
+            // The unprivileged user's binary is a copy: drive that same copy.
+            cmd.arg("--flense-bin").arg(reachable_copy(&flense_bin()));
+        }
+        output(&mut cmd)
     };
     let stage =
         |store: &Path, name: &str, env: &[(String, String)]| stage_of("test", store, name, env);
