@@ -8,7 +8,9 @@
 //! `<STAGE>_IMAGE_REF`); a broken lint fails the pipeline and skips the publish
 //! pipeline, while with `--dag` a stage that does not need the lint still passes. The
 //! Node sample's `test` pipeline passes under gitlab-ci-local too (jobs sharing one
-//! store).
+//! store). `flense pipeline --stage` alone hands outputs over through one store, as
+//! root and as the unprivileged user, and says what is missing when an earlier stage's
+//! outputs, image or container are not there.
 
 mod support;
 
