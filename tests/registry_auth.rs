@@ -1,6 +1,8 @@
-//! Registry auth with a real `docker-registry` behind htpasswd Basic auth: credentials
-//! from a docker config file (`auths` with base64 `auth`) and from `REGISTRY_AUTH_FILE`;
-//! wrong or missing credentials fail clearly and never print the secret.
+//! Registry auth with a real `docker-registry` behind htpasswd Basic auth or Bearer
+//! tokens: credentials from a docker config file (`auths` with base64 `auth`,
+//! `registrytoken`, `identitytoken`), from `REGISTRY_AUTH_FILE` and from
+//! `$DOCKER_AUTH_CONFIG`; wrong or missing credentials fail clearly and never print the
+//! secret.
 
 mod support;
 
@@ -28,6 +30,7 @@ fn flense_with(root: &Path, docker_dir: &Path) -> std::process::Command {
     let mut cmd = flense(root);
     cmd.env("DOCKER_CONFIG", docker_dir)
         .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_AUTH_CONFIG")
         .env_remove("XDG_RUNTIME_DIR");
     cmd
 }
@@ -251,4 +254,153 @@ fn credential_helper_from_cred_helpers() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no credentials found"), "{err}");
+}
+
+/// The output of a command as one text (stdout and stderr).
+fn all_output(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn write_auths(dir: &Path, registry: &str, entry: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        format!(r#"{{"auths":{{"{registry}":{entry}}}}}"#),
+    )
+    .unwrap();
+}
+
+/// A registry behind the token server, holding `private/busybox:v1`.
+fn token_registry() -> (
+    TokenServer,
+    TestRegistry,
+    tempfile::TempDir,
+    support::registry::TestImage,
+) {
+    let tokens = TokenServer::start(USER, PASSWORD);
+    let reg = TestRegistry::start_with_tokens(&tokens);
+    let tmp = tempfile::tempdir().unwrap();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "private/busybox:v1", &[]);
+    (tokens, reg, tmp, image)
+}
+
+#[test]
+fn registrytoken_is_sent_as_the_bearer_token_and_never_printed() {
+    let (tokens, reg, tmp, image) = token_registry();
+    // No request to the token server: the token is the registry's Bearer token.
+    let jwt = tokens.issue(&[
+        "repository:private/busybox:pull",
+        "repository:team/app:pull,push",
+    ]);
+    let docker = tmp.path().join("registrytoken");
+    write_auths(
+        &docker,
+        &reg.addr,
+        &format!(r#"{{"registrytoken":"{jwt}"}}"#),
+    );
+    tokens.scopes.lock().unwrap().clear();
+    let root = tmp.path().join("store");
+    let pull = ok_output(
+        flense_with(&root, &docker)
+            .arg("-vv")
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    let push = ok_output(
+        flense_with(&root, &docker)
+            .arg("-vv")
+            .arg("push")
+            .arg(reg.image("private/busybox:v1"))
+            .arg(reg.image("team/app:1")),
+    );
+    assert!(tokens.scopes.lock().unwrap().is_empty());
+    let secret_part = &jwt[jwt.len() - 20..];
+    for out in [&pull, &push] {
+        assert!(
+            !all_output(out).contains(secret_part),
+            "{}",
+            all_output(out)
+        );
+    }
+    assert_eq!(
+        support::registry::sha256(&reg.raw_manifest("team/app:1")),
+        image.digest
+    );
+    // A token without the push scope is refused, and not printed.
+    let pull_only = tokens.issue(&["repository:private/busybox:pull"]);
+    write_auths(
+        &docker,
+        &reg.addr,
+        &format!(r#"{{"registrytoken":"{pull_only}"}}"#),
+    );
+    let out = output(
+        flense_with(&root, &docker)
+            .arg("-vv")
+            .arg("push")
+            .arg(reg.image("private/busybox:v1"))
+            .arg(reg.image("team/other:1")),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = all_output(&out);
+    assert!(text.contains("credentials were rejected"), "{text}");
+    assert!(!text.contains(&pull_only[pull_only.len() - 20..]), "{text}");
+}
+
+#[test]
+fn identitytoken_is_exchanged_with_a_refresh_token_grant() {
+    let (tokens, reg, tmp, image) = token_registry();
+    let docker = tmp.path().join("identitytoken");
+    let refresh = tokens.refresh_token.clone();
+    write_auths(
+        &docker,
+        &reg.addr,
+        &format!(r#"{{"identitytoken":"{refresh}"}}"#),
+    );
+    let out = ok_output(
+        flense_with(&tmp.path().join("store"), &docker)
+            .arg("-vv")
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&image.digest));
+    assert!(tokens.refreshes.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert!(!all_output(&out).contains(&refresh), "{}", all_output(&out));
+}
+
+#[test]
+fn docker_auth_config_comes_before_the_docker_config_file() {
+    let (_tokens, reg, tmp, _image) = token_registry();
+    // The docker config file holds a wrong password; $DOCKER_AUTH_CONFIG (JSON content,
+    // as GitLab runners set it) the right one.
+    let docker = tmp.path().join("wrong");
+    docker_config(&docker, &reg.addr, USER, "Not-The-Password");
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"));
+    let content = format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, reg.addr);
+    let out = ok_output(
+        flense_with(&tmp.path().join("store"), &docker)
+            .env("DOCKER_AUTH_CONFIG", &content)
+            .arg("-vv")
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    assert!(!all_output(&out).contains(PASSWORD));
+    // Not JSON: the error names the variable, never its content.
+    let out = output(
+        flense_with(&tmp.path().join("store2"), &docker)
+            .env("DOCKER_AUTH_CONFIG", format!("auth={PASSWORD}"))
+            .arg("pull")
+            .arg(reg.image("private/busybox:v1")),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = all_output(&out);
+    assert!(
+        text.contains("$DOCKER_AUTH_CONFIG: not a valid JSON docker config"),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
 }

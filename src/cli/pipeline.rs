@@ -1,5 +1,6 @@
 //! `pipeline` area subcommands: `flense pipeline` runs `.pipeline/config.yaml`,
-//! `flense export argo` turns a pipeline into an Argo Workflow.
+//! `flense export argo` turns a pipeline into an Argo Workflow, `flense export
+//! gitlab-ci` pipelines into a `.gitlab-ci.yml`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -11,13 +12,15 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use flense::pipeline::exec::{DryRunExecutor, Executor, ProcessExecutor};
-use flense::pipeline::graph::render_frames;
+use flense::pipeline::graph::{render_frames, user_frames};
+use flense::pipeline::handoff;
 use flense::pipeline::model::{self, ConfigFile, LoadOptions};
 use flense::pipeline::output::{Output, OutputMode};
 use flense::pipeline::report::{junit, summary_table, PipelineReport};
-use flense::pipeline::runner::{run_pipeline, INTERRUPTED};
+use flense::pipeline::runner::{run_pipeline, run_single_stage, INTERRUPTED};
 use flense::pipeline::setup::SetupInfo;
 use flense::pipeline::steps::RunOptions;
+use flense::pipeline::PipelineError;
 
 use super::Globals;
 
@@ -40,6 +43,9 @@ pub enum Commands {
 pub enum ExportTarget {
     /// Write an Argo Workflow (a DAG of container tasks running the pushed images).
     Argo(Box<ArgoArgs>),
+    /// Write a .gitlab-ci.yml: one job per stage running `flense pipeline --stage`.
+    #[command(name = "gitlab-ci")]
+    GitlabCi(Box<GitlabArgs>),
 }
 
 /// Where the config is and how to validate it.
@@ -155,6 +161,15 @@ pub struct PipelineArgs {
     /// when this is not given; default `missing`).
     #[arg(long, value_enum, value_name = "POLICY")]
     pub pull: Option<super::build::PullArg>,
+    /// Run only this stage of the (one) pipeline, as one CI job: the outputs of the
+    /// stages before it come from $FLENSE_OUTPUTS_<PIPELINE>_<STAGE> (dotenv reports of
+    /// earlier jobs); with --registry, built images are pushed for later jobs.
+    #[arg(long, value_name = "NAME")]
+    pub stage: Option<String>,
+    /// With --stage: write the stage's outputs to FILE as dotenv variables (GitLab's
+    /// `artifacts:reports:dotenv`).
+    #[arg(long, value_name = "FILE", requires = "stage")]
+    pub dotenv: Option<PathBuf>,
 }
 
 /// Options of `flense export argo`.
@@ -178,6 +193,39 @@ pub struct ArgoArgs {
     pub params: Vec<String>,
 }
 
+/// Options of `flense export gitlab-ci`.
+#[derive(Args, Debug)]
+pub struct GitlabArgs {
+    /// The pipelines (default: all, in file order; they run one after the other).
+    pub pipelines: Vec<String>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Registry the jobs push built images to (for the jobs after them) and publish to:
+    /// HOST[:PORT][/REPOSITORY]. Without it, jobs share images through one store (one
+    /// machine).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// The jobs' image (a runner image with flense installed; default: none).
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    /// Use each stage's true dependencies (`needs:`) instead of frame barriers.
+    #[arg(long)]
+    pub dag: bool,
+    /// Output file (default: stdout).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+    /// A job parameter for ${setup.params.NAME}, passed to every job.
+    #[arg(long = "param", value_name = "NAME=VALUE")]
+    pub params: Vec<String>,
+    /// A shared build cache to read, passed to every job (jobs also read
+    /// $FLENSE_CACHE_FROM, e.g. a CI/CD variable).
+    #[arg(long = "cache-from", value_name = "REF")]
+    pub cache_from: Vec<String>,
+    /// A shared build cache to write, passed to every job (or $FLENSE_CACHE_TO).
+    #[arg(long = "cache-to", value_name = "REF")]
+    pub cache_to: Vec<String>,
+}
+
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -185,6 +233,9 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
         Commands::Export {
             target: ExportTarget::Argo(args),
         } => export_argo(*args),
+        Commands::Export {
+            target: ExportTarget::GitlabCi(args),
+        } => export_gitlab(*args),
     }
 }
 
@@ -207,6 +258,9 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    if let Some(stage) = &args.stage {
+        return run_stage(&args, stage, globals);
+    }
     let cfg = args.config.load(&args.names)?;
     let selected = cfg.select(&args.names);
     if args.list {
@@ -217,27 +271,38 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
     }
     let opts = run_options(&args)?;
     let output = Arc::new(Output::new(OutputMode::detect(args.json)));
-    let process;
-    let dry = DryRunExecutor;
-    let exec: &dyn Executor = if args.dry_run {
-        &dry
-    } else {
-        process = process_executor(&args, globals)?;
-        watch_interrupts();
-        &process
-    };
+    let exec = executor(&args, globals)?;
     let mut reports: Vec<PipelineReport> = Vec::new();
     for p in selected {
-        let report = run_pipeline(p, exec, &opts, &output);
+        let report = run_pipeline(p, exec.as_ref(), &opts, &output);
         let passed = report.passed();
         reports.push(report);
         if !passed {
             break;
         }
     }
-    print_summary(&reports, output.mode());
+    finish(&args, &reports, &output)
+}
+
+/// The dry-run executor, or the real one (then Ctrl-C stops the running stages).
+fn executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Box<dyn Executor>> {
+    if args.dry_run {
+        return Ok(Box::new(DryRunExecutor));
+    }
+    let process = process_executor(args, globals)?;
+    watch_interrupts();
+    Ok(Box::new(process))
+}
+
+/// The summary and the JUnit report, then the exit code of the run.
+fn finish(
+    args: &PipelineArgs,
+    reports: &[PipelineReport],
+    output: &Output,
+) -> anyhow::Result<ExitCode> {
+    print_summary(reports, output.mode());
     if let Some(path) = &args.junit {
-        std::fs::write(path, junit(&reports))
+        std::fs::write(path, junit(reports))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
@@ -251,6 +316,65 @@ fn run_pipelines(args: PipelineArgs, globals: &Globals) -> anyhow::Result<ExitCo
     } else {
         ExitCode::from(1)
     })
+}
+
+/// `--stage`: runs one stage of one pipeline with its ancestors' outputs from the
+/// environment, then writes its own to `--dotenv`.
+fn run_stage(args: &PipelineArgs, stage: &str, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let cfg = args.config.load(&args.names)?;
+    let pipeline = match cfg.select(&args.names).as_slice() {
+        [one] if args.names.len() == 1 => *one,
+        _ => {
+            return Err(super::invalid(anyhow::anyhow!(
+                "--stage runs a stage of one pipeline: name exactly one pipeline"
+            )))
+        }
+    };
+    let stages: Vec<String> = user_frames(&pipeline.frames()?).concat();
+    if !stages.iter().any(|s| s == stage) {
+        return Err(super::invalid(PipelineError::UnknownStage {
+            pipeline: pipeline.name.clone(),
+            stage: stage.to_string(),
+            stages,
+        }));
+    }
+    let ancestors: Vec<String> = pipeline
+        .full_graph()
+        .ancestors(stage)
+        .into_iter()
+        .filter(|a| a != "setup" && a != stage)
+        .collect();
+    let earlier =
+        handoff::read_ancestors(&pipeline.name, stage, &ancestors, |k| std::env::var(k).ok())
+            .map_err(super::invalid)?;
+    let mut opts = run_options(args)?;
+    opts.push_builds = args.registry.is_some() && !args.dry_run;
+    opts.single_stage = true;
+    let output = Arc::new(Output::new(OutputMode::detect(args.json)));
+    let exec = executor(args, globals)?;
+    let (report, namespace) =
+        run_single_stage(pipeline, stage, earlier, exec.as_ref(), &opts, &output);
+    let code = finish(args, std::slice::from_ref(&report), &output)?;
+    if !report.passed() || INTERRUPTED.load(Ordering::SeqCst) {
+        return Ok(code);
+    }
+    if let Some(path) = &args.dotenv {
+        let text = handoff::dotenv(&pipeline.name, &pipeline.stage(stage), &namespace);
+        if text.len() > handoff::MAX_BYTES {
+            eprintln!(
+                "warning: {}: {} bytes, more than GitLab accepts in a dotenv report ({})",
+                path.display(),
+                text.len(),
+                handoff::MAX_BYTES
+            );
+        }
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What the stages need from the command line: paths, params, credentials, setup.
@@ -296,6 +420,8 @@ fn run_options(args: &PipelineArgs) -> anyhow::Result<RunOptions> {
         env_vars,
         credentials,
         setup,
+        push_builds: false,
+        single_stage: false,
     })
 }
 
@@ -382,6 +508,35 @@ fn export_argo(args: ArgoArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "localhost".to_string());
     let yaml = flense::pipeline::argo::export(pipeline, &setup, &registry, args.dag)
         .map_err(super::invalid)?;
+    match &args.output {
+        Some(p) => {
+            std::fs::write(p, yaml).with_context(|| format!("cannot write {}", p.display()))?
+        }
+        None => print!("{yaml}"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export_gitlab(args: GitlabArgs) -> anyhow::Result<ExitCode> {
+    let cfg = args.config.load(&args.pipelines)?;
+    let pipelines = cfg.select(&args.pipelines);
+    if pipelines.is_empty() {
+        return Err(super::invalid(anyhow::anyhow!(
+            "{} defines no pipeline",
+            cfg.path.display()
+        )));
+    }
+    let options = flense::pipeline::gitlab::ExportOptions {
+        registry: args.registry.clone(),
+        image: args.image.clone(),
+        dag: args.dag,
+        params: parse_params(&args.params)?.into_iter().collect(),
+        config_file: args.config.file.clone(),
+        allowed_actions: args.config.allowed_actions.clone(),
+        cache_from: args.cache_from.clone(),
+        cache_to: args.cache_to.clone(),
+    };
+    let yaml = flense::pipeline::gitlab::export(&pipelines, &options).map_err(super::invalid)?;
     match &args.output {
         Some(p) => {
             std::fs::write(p, yaml).with_context(|| format!("cannot write {}", p.display()))?

@@ -119,6 +119,31 @@ pub enum PipelineError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// `flense pipeline --stage`: the outputs of an earlier stage are not in the
+    /// environment, or not readable.
+    #[error(
+        "stage '{stage}' needs the outputs of stage '{ancestor}' from ${variable}, but {reason}"
+    )]
+    StageOutputs {
+        /// The stage to run.
+        stage: String,
+        /// The earlier stage.
+        ancestor: String,
+        /// The environment variable.
+        variable: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `flense pipeline --stage`: the pipeline has no such stage.
+    #[error("pipeline '{pipeline}' has no stage '{stage}' (its stages: {})", .stages.join(", "))]
+    UnknownStage {
+        /// The pipeline.
+        pipeline: String,
+        /// The stage asked for.
+        stage: String,
+        /// The stages it has, in frame order.
+        stages: Vec<String>,
+    },
 }
 
 /// Result alias of the pipeline area.

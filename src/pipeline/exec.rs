@@ -91,6 +91,12 @@ pub trait Executor: Send + Sync {
     fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), StepError>;
     /// Teardown: removes the containers (best effort).
     fn remove_containers(&self, containers: &[String], log: &StageLog);
+    /// Makes sure `reference` (an image an earlier CI job made) is in the store, pulling
+    /// it when it is not. Executors without a store of their own have nothing to do.
+    fn fetch(&self, reference: &str, log: &StageLog) -> Result<(), StepError> {
+        let _ = (reference, log);
+        Ok(())
+    }
 }
 
 /// Child processes started by the pipeline runner, so that Ctrl-C can stop them.

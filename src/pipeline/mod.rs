@@ -7,7 +7,9 @@
 pub mod argo;
 pub mod error;
 pub mod exec;
+pub mod gitlab;
 pub mod graph;
+pub mod handoff;
 pub mod interp;
 pub mod lexer;
 pub mod locate;

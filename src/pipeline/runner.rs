@@ -116,6 +116,56 @@ pub fn run_pipeline(
     }
 }
 
+/// Runs only `stage` of `pipeline` (one CI job's share, `flense pipeline --stage`):
+/// `earlier` holds the namespaces of its ancestors as the jobs before it left them (see
+/// [`super::handoff`]); images those jobs made are fetched when a step uses them.
+/// Returns the report and the stage's namespace.
+pub fn run_single_stage(
+    pipeline: &Pipeline,
+    stage: &str,
+    earlier: BTreeMap<String, Namespace>,
+    exec: &dyn Executor,
+    opts: &RunOptions,
+    output: &Arc<Output>,
+) -> (PipelineReport, Namespace) {
+    let frames = pipeline.frames().unwrap_or_default();
+    let full = pipeline.full_graph();
+    let graph_text = full.to_string();
+    let shared = Shared::default();
+    for (id, reference) in super::handoff::images_of(&earlier) {
+        shared.add_earlier_image(&id, &reference);
+    }
+    let mut bindings = Bindings::default();
+    bindings.set_namespace("setup", opts.setup.namespace(&pipeline.name));
+    for (name, ns) in earlier {
+        bindings.set_namespace(&name, ns);
+    }
+    let ctx = StageCtx {
+        pipeline,
+        opts,
+        exec,
+        shared: &shared,
+    };
+    let runner = StageRunner {
+        ctx: &ctx,
+        graph: &full,
+        graph_text: &graph_text,
+        output,
+        slots: Slots::new(0),
+    };
+    let (name, ns, report) = runner.run_one(stage, runner.scope(&bindings, stage));
+    let mut own = Bindings::default();
+    own.set_namespace(&name, ns.clone());
+    teardown(&ctx, &own, output);
+    let report = PipelineReport {
+        name: pipeline.name.clone(),
+        stages: vec![report],
+        frames,
+        interrupted: INTERRUPTED.load(Ordering::SeqCst),
+    };
+    (report, ns)
+}
+
 fn skipped(pipeline: &Pipeline, stage: &str) -> StageReport {
     StageReport {
         pipeline: pipeline.name.clone(),

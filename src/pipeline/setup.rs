@@ -69,6 +69,20 @@ pub fn project_from_remote(url: &str) -> String {
         .to_string()
 }
 
+/// A URL without its `user:password@` part: CI checkouts (GitLab's
+/// `https://gitlab-ci-token:TOKEN@host/...`) keep the job's token there, and the remote
+/// is bound as `${setup.remote}`.
+pub fn without_userinfo(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+        None => url.to_string(),
+    }
+}
+
 /// The current UTC time as `yyyy-MM-dd-HHmmss`.
 pub fn timestamp_now() -> String {
     let fmt = time::macros::format_description!("[year]-[month]-[day]-[hour][minute][second]");
@@ -85,10 +99,10 @@ impl SetupInfo {
             .next()
             .unwrap_or("origin")
             .to_string();
-        let remote = git(
+        let remote = without_userinfo(&git(
             dir,
             &["config", "--get", &format!("remote.{remote_name}.url")],
-        );
+        ));
         let commit = git(dir, &["rev-parse", "HEAD"]);
         let branch = git(dir, &["symbolic-ref", "--short", "-q", "HEAD"]);
         let tag = git(dir, &["describe", "--exact-match", "--tags", "HEAD"]);
@@ -190,6 +204,14 @@ mod tests {
             "blubber-doc/example/helloworld"
         );
         assert_eq!(project_from_remote(""), "");
+        assert_eq!(
+            without_userinfo("https://gitlab-ci-token:s3cret@gitlab.example/g/p.git"),
+            "https://gitlab.example/g/p.git"
+        );
+        assert_eq!(
+            without_userinfo("git@gitlab.example:g/p.git"),
+            "git@gitlab.example:g/p.git"
+        );
     }
 
     #[test]

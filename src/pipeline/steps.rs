@@ -44,6 +44,12 @@ pub struct RunOptions {
     pub credentials: BTreeMap<String, String>,
     /// The setup bindings.
     pub setup: SetupInfo,
+    /// Push each image a build step makes to `registry` (as
+    /// `<registry>/<project>-<variant>:sha256-<image ID>`) and bind that reference as
+    /// `imageLocalName`, so that jobs on other machines can pull it (`--stage`).
+    pub push_builds: bool,
+    /// Only one stage runs (`--stage`): earlier stages ran in other CI jobs.
+    pub single_stage: bool,
 }
 
 /// One build, shared by every stage that asks for the same inputs: the image ID or the error.
@@ -64,6 +70,8 @@ pub struct Shared {
     captures: Mutex<HashMap<String, Capture>>,
     /// Bumped whenever a copy writes into the workspace (build contexts changed).
     workspace_generation: AtomicU64,
+    /// image ID -> reference of an image an earlier CI job made (fetched when used).
+    earlier: Mutex<HashMap<String, String>>,
 }
 
 impl Shared {
@@ -98,6 +106,16 @@ impl Shared {
         let i = sources.iter().position(|s| s == source)?;
         let path = dir.path().join(i.to_string());
         path.symlink_metadata().is_ok().then_some(path)
+    }
+
+    /// Records that image `id` was made by an earlier job (`flense pipeline --stage`)
+    /// and is found at `reference`: in this store or in a registry.
+    pub fn add_earlier_image(&self, id: &str, reference: &str) {
+        let id = id.strip_prefix("sha256:").unwrap_or(id);
+        self.earlier
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), reference.to_string());
     }
 
     /// The local reference to use for image ID `id`.
@@ -163,6 +181,30 @@ pub fn credential(item: &Value) -> (String, String) {
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| id.clone());
     (id, name)
+}
+
+/// The reference to run or push image `id` by: [`Shared::local_image`], after fetching
+/// it into the store when an earlier job made it; `None` when `id` is not an image ID.
+fn image_for(ctx: &StageCtx, id: &str, log: &StageLog) -> StepResult<Option<String>> {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    if ctx.shared.image_ref(hex).is_none() {
+        let earlier = ctx
+            .shared
+            .earlier
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(hex)
+            .cloned();
+        if let Some(reference) = earlier {
+            ctx.exec.fetch(&reference, log)?;
+            ctx.shared
+                .images
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(hex.to_string(), reference);
+        }
+    }
+    Ok(ctx.shared.local_image(id))
 }
 
 fn yaml(v: &Value) -> String {

@@ -20,8 +20,12 @@ pub enum Credential {
         /// Password.
         password: String,
     },
-    /// An OAuth2 refresh token (`identitytoken` in docker's config).
+    /// An OAuth2 refresh token (`identitytoken` in docker's config), exchanged at the
+    /// token realm for an access token (`grant_type=refresh_token`).
     IdentityToken(String),
+    /// A bearer token for the registry itself (`registrytoken` in docker's config, e.g.
+    /// a CI job's token): sent as `Authorization: Bearer` without a token exchange.
+    RegistryToken(String),
 }
 
 impl fmt::Debug for Credential {
@@ -29,54 +33,90 @@ impl fmt::Debug for Credential {
         match self {
             Self::Basic { username, .. } => write!(f, "Basic({username}, ***)"),
             Self::IdentityToken(_) => write!(f, "IdentityToken(***)"),
+            Self::RegistryToken(_) => write!(f, "RegistryToken(***)"),
         }
     }
 }
 
 impl Credential {
-    /// The `Authorization` header value for Basic auth (identity tokens cannot be sent so).
+    /// The `Authorization` header value for Basic auth (tokens cannot be sent so).
     pub fn basic_header(&self) -> Option<String> {
         match self {
             Self::Basic { username, password } => Some(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
             )),
-            Self::IdentityToken(_) => None,
+            Self::IdentityToken(_) | Self::RegistryToken(_) => None,
         }
     }
 }
 
-/// Finds credentials: `$REGISTRY_AUTH_FILE`, then `$XDG_RUNTIME_DIR/containers/auth.json`,
-/// then `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`), each with
-/// `auths`, `credHelpers` and `credsStore`.
+/// Where a docker-style auth config comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum AuthConfig {
+    /// A file (skipped when it does not exist).
+    File(PathBuf),
+    /// The JSON content of an environment variable (`$DOCKER_AUTH_CONFIG`).
+    Variable(&'static str),
+}
+
+/// Finds credentials, first match wins: `$REGISTRY_AUTH_FILE`, then `$DOCKER_AUTH_CONFIG`
+/// (the JSON content of a docker config, as GitLab runners provide it), then
+/// `$XDG_RUNTIME_DIR/containers/auth.json`, then `$DOCKER_CONFIG/config.json` (default
+/// `~/.docker/config.json`); each with `auths` (`registrytoken`, `identitytoken`,
+/// `auth`, `username`+`password`), `credHelpers` and `credsStore`.
 #[derive(Debug, Clone, Default)]
 pub struct CredentialSource {
-    files: Vec<PathBuf>,
+    configs: Vec<AuthConfig>,
 }
 
 impl CredentialSource {
-    /// The files named by the environment, in the order they are consulted.
+    /// The sources named by the environment, in the order they are consulted.
     pub fn from_env() -> Self {
-        let mut files = Vec::new();
+        let mut configs = Vec::new();
         if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE").filter(|p| !p.is_empty()) {
-            files.push(PathBuf::from(p));
+            configs.push(AuthConfig::File(PathBuf::from(p)));
+        }
+        if std::env::var_os("DOCKER_AUTH_CONFIG").is_some_and(|v| !v.is_empty()) {
+            configs.push(AuthConfig::Variable("DOCKER_AUTH_CONFIG"));
         }
         if let Some(p) = std::env::var_os("XDG_RUNTIME_DIR").filter(|p| !p.is_empty()) {
-            files.push(PathBuf::from(p).join("containers/auth.json"));
+            configs.push(AuthConfig::File(
+                PathBuf::from(p).join("containers/auth.json"),
+            ));
         }
         let docker_dir = std::env::var_os("DOCKER_CONFIG")
             .filter(|p| !p.is_empty())
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
         if let Some(dir) = docker_dir {
-            files.push(dir.join("config.json"));
+            configs.push(AuthConfig::File(dir.join("config.json")));
         }
-        Self { files }
+        Self { configs }
     }
 
     /// Only the given files.
     pub fn from_files(files: Vec<PathBuf>) -> Self {
-        Self { files }
+        Self {
+            configs: files.into_iter().map(AuthConfig::File).collect(),
+        }
+    }
+
+    /// The content of one config and the name errors give it; `None` when absent.
+    fn read(&self, config: &AuthConfig, registry: &str) -> Result<Option<(Vec<u8>, String)>> {
+        match config {
+            AuthConfig::File(file) if file.is_file() => std::fs::read(file)
+                .map(|text| Some((text, file.display().to_string())))
+                .map_err(|e| RegistryError::Credentials {
+                    registry: registry.to_string(),
+                    reason: format!("cannot read {}: {e}", file.display()),
+                }),
+            AuthConfig::File(_) => Ok(None),
+            AuthConfig::Variable(name) => Ok(std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(|v| (v.into_bytes(), format!("${name}")))),
+        }
     }
 
     /// The credential for `registry` (`host[:port]`), or `None` for anonymous access.
@@ -90,11 +130,20 @@ impl CredentialSource {
         } else {
             vec![registry]
         };
-        for file in self.files.iter().filter(|f| f.is_file()) {
-            let text = std::fs::read(file).map_err(|e| RegistryError::Credentials {
+        for config in &self.configs {
+            let Some((text, name)) = self.read(config, registry)? else {
+                continue;
+            };
+            let fail = |reason: String| RegistryError::Credentials {
                 registry: registry.to_string(),
-                reason: format!("cannot read {}: {e}", file.display()),
-            })?;
+                reason: format!("{name}: {reason}"),
+            };
+            // Never the parser's message: it may quote the secret.
+            let json: serde_json::Value = serde_json::from_slice(&text)
+                .map_err(|_| fail("not a valid JSON docker config".into()))?;
+            if let Some(token) = registry_token(&json, &keys) {
+                return Ok(Some(Credential::RegistryToken(token)));
+            }
             for key in &keys {
                 match docker_credential::get_credential_from_reader(text.as_slice(), key) {
                     Ok(DockerCredential::UsernamePassword(username, password)) => {
@@ -107,17 +156,33 @@ impl CredentialSource {
                     // Helpers answer so when they hold nothing for this registry.
                     Err(CredentialRetrievalError::HelperFailure { stdout, .. })
                         if stdout.contains("credentials not found") => {}
-                    Err(e) => {
-                        return Err(RegistryError::Credentials {
-                            registry: registry.to_string(),
-                            reason: format!("{}: {}", file.display(), describe(&e)),
-                        })
-                    }
+                    Err(e) => return Err(fail(describe(&e))),
                 }
             }
         }
         Ok(None)
     }
+}
+
+/// `auths.<key>.registrytoken` for the first of `keys` that has one; entry names may be
+/// URLs (`https://host/v1/`), as docker writes them.
+fn registry_token(config: &serde_json::Value, keys: &[&str]) -> Option<String> {
+    let auths = config.get("auths")?.as_object()?;
+    let host = |k: &str| -> String {
+        let k = k
+            .strip_prefix("https://")
+            .or_else(|| k.strip_prefix("http://"))
+            .unwrap_or(k);
+        k.split('/').next().unwrap_or(k).to_string()
+    };
+    keys.iter().find_map(|key| {
+        auths
+            .iter()
+            .filter(|(name, _)| name.as_str() == *key || host(name) == host(key))
+            .find_map(|(_, entry)| entry.get("registrytoken")?.as_str())
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    })
 }
 
 /// Describes a credential error without the helper's output (which may hold the secret).
@@ -266,5 +331,29 @@ mod tests {
         assert!(!format!("{cred:?}").contains("s3cret"));
         assert!(src.lookup("docker.io").unwrap().is_some());
         assert!(src.lookup("quay.io").unwrap().is_none());
+    }
+
+    #[test]
+    fn registry_tokens_come_first_and_stay_hidden() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret");
+        std::fs::write(
+            &file,
+            format!(r#"{{"auths":{{"https://reg.example:5000/v2/":{{"auth":"{auth}","registrytoken":"job-jwt"}},"id.example":{{"identitytoken":"refresh-me"}}}}}}"#),
+        )
+        .unwrap();
+        let src = CredentialSource::from_files(vec![file.clone()]);
+        let cred = src.lookup("reg.example:5000").unwrap().unwrap();
+        assert_eq!(cred, Credential::RegistryToken("job-jwt".into()));
+        assert!(!format!("{cred:?}").contains("job-jwt"));
+        assert_eq!(cred.basic_header(), None);
+        assert_eq!(
+            src.lookup("id.example").unwrap(),
+            Some(Credential::IdentityToken("refresh-me".into()))
+        );
+        std::fs::write(&file, "{\"auths\": {\"x\": secret-without-quotes}}").unwrap();
+        let err = src.lookup("x").unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
     }
 }

@@ -218,14 +218,33 @@ impl Executor for ProcessExecutor {
     fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), StepError> {
         let mut cmd = self.command("push");
         cmd.arg(image).arg(destination);
-        log.line(&format!("$ {}", render(&cmd)));
-        let (code, _) = stream(cmd, log, 0, false)?;
-        if code != 0 {
+        run_logged(cmd, log, &format!("push of {destination}"))
+    }
+
+    fn fetch(&self, reference: &str, log: &StageLog) -> Result<(), StepError> {
+        let present = self
+            .command("inspect")
+            .arg(reference)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if present {
+            return Ok(());
+        }
+        // `localhost/NAME` (no port) is a store-only name: it cannot be pulled.
+        if reference.starts_with("localhost/") {
             return Err(StepError::Failed(format!(
-                "push of {destination} failed with exit code {code}"
+                "image {reference}, made by an earlier job, is not in this store: jobs on other machines need the images pushed (export the pipeline with --registry)"
             )));
         }
-        Ok(())
+        let mut cmd = self.command("pull");
+        cmd.arg(reference);
+        run_logged(
+            cmd,
+            log,
+            &format!("pull of {reference} (made by an earlier job)"),
+        )
     }
 
     fn remove_containers(&self, containers: &[String], log: &StageLog) {
@@ -257,6 +276,19 @@ pub fn container_path(source: &str) -> String {
     } else {
         format!("/{trimmed}")
     }
+}
+
+/// Runs `cmd` with its command line and output in the log; a non-zero exit fails
+/// `what`.
+fn run_logged(cmd: Command, log: &StageLog, what: &str) -> Result<(), StepError> {
+    log.line(&format!("$ {}", render(&cmd)));
+    let (code, _) = stream(cmd, log, 0, false)?;
+    if code != 0 {
+        return Err(StepError::Failed(format!(
+            "{what} failed with exit code {code}"
+        )));
+    }
+    Ok(())
 }
 
 fn render(cmd: &Command) -> String {
@@ -334,6 +366,11 @@ impl Executor for DryRunExecutor {
 
     fn push(&self, image: &str, destination: &str, log: &StageLog) -> Result<(), StepError> {
         log.line(&format!("would push {image} to {destination}"));
+        Ok(())
+    }
+
+    fn fetch(&self, reference: &str, log: &StageLog) -> Result<(), StepError> {
+        log.line(&format!("would use {reference} (made by an earlier job)"));
         Ok(())
     }
 

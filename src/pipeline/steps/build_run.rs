@@ -77,6 +77,11 @@ pub(super) fn step_build(
             "reusing the image built for an identical build in this run: {local}"
         ));
     }
+    let local = if ctx.opts.push_builds {
+        push_build(ctx, &local, &req.variant, &id, log)?
+    } else {
+        local
+    };
     scope.bind("imageID", Value::String(id.clone()))?;
     scope.bind("imageLocalName", Value::String(local))?;
     Ok(id)
@@ -94,6 +99,31 @@ fn pull_policy(value: &Value) -> StepResult<Option<PullPolicy>> {
             "build.imagePullPolicy '{value}': expected Always, IfNotPresent or Never"
         ))
     })
+}
+
+/// Pushes a built image for the jobs of later stages; returns the pushed reference
+/// (the same image content always gets the same reference).
+fn push_build(
+    ctx: &StageCtx,
+    local: &str,
+    variant: &str,
+    id: &str,
+    log: &StageLog,
+) -> StepResult<String> {
+    let registry = ctx
+        .opts
+        .registry
+        .as_deref()
+        .ok_or("sharing built images needs a registry: pass --registry HOST[:PORT][/REPOSITORY]")?
+        .trim_end_matches('/');
+    let project = super::sanitise_name(&ctx.opts.setup.project);
+    let pushed = format!(
+        "{registry}/{project}-{}:sha256-{id}",
+        super::sanitise_name(variant)
+    );
+    ctx.exec.push(local, &pushed, log)?;
+    log.line(&format!("later stages pull this image as {pushed}"));
+    Ok(pushed)
 }
 
 /// The stage's (or the pipeline's) Blubber file: a path under `.pipeline/`, or an
@@ -214,7 +244,7 @@ pub(super) fn step_run(
     let tail = m.remove("tail").and_then(|t| t.as_u64()).unwrap_or(0) as usize;
     let r = scope.interpolate(&Value::Mapping(m))?;
     let image_id = text(&r["image"]);
-    let image = ctx.shared.local_image(&image_id).ok_or_else(|| {
+    let image = super::image_for(ctx, &image_id, log)?.ok_or_else(|| {
         format!("run.image '{image_id}' is not a local image ID (the hex digest of an image built in this run or in the store)")
     })?;
     let arguments = strings(r.get("arguments").unwrap_or(&Value::Null))?;

@@ -31,7 +31,16 @@ pub(super) fn step_copy(
             .unwrap_or_else(|e| e.into_inner())
             .get(&container)
             .cloned()
-            .ok_or_else(|| format!("no container '{container}' ran in this pipeline run"))?;
+            .ok_or_else(|| {
+                format!(
+                    "no container '{container}' ran in this pipeline run{}",
+                    if ctx.opts.single_stage {
+                        " (with --stage, in this job: a copy from another stage's container does not cross CI jobs)"
+                    } else {
+                        ""
+                    }
+                )
+            })?;
         let dest_rel = sanitise_relative(&text(&item["destination"]));
         let destination = workdir.join(&dest_rel);
         let source = text(&item["source"]);
@@ -178,7 +187,7 @@ pub(super) fn step_publish(
         .ok_or("publishing needs a registry: pass --registry HOST[:PORT][/REPOSITORY]")?
         .trim_end_matches('/');
     let full = format!("{registry}/{name}");
-    let local = ctx.shared.local_image(&id).ok_or_else(|| {
+    let local = super::image_for(ctx, &id, log)?.ok_or_else(|| {
         format!("publish.image.id '{id}' is not a local image ID (the hex digest of an image built in this run or in the store)")
     })?;
     for tag in &tags {

@@ -315,14 +315,15 @@ impl Repository<'_> {
                         registry: self.registry.clone(),
                         repository: self.repository.clone(),
                         reason:
-                            "registry wants Basic auth but only an identity token is configured"
+                            "registry wants Basic auth but only a token (identitytoken or registrytoken) is configured"
                                 .into(),
                     })?,
                 None => return Err(self.no_credentials("registry requires Basic auth")),
             },
-            Some(Challenge::Bearer { realm, params }) => {
-                format!("Bearer {}", self.fetch_token(&realm, &params)?)
-            }
+            Some(Challenge::Bearer { realm, params }) => match self.credential()? {
+                Some(Credential::RegistryToken(token)) => format!("Bearer {token}"),
+                _ => format!("Bearer {}", self.fetch_token(&realm, &params)?),
+            },
             None => return Err(self.no_credentials("401 without a usable WWW-Authenticate")),
         };
         *self.authorization.lock().expect("auth lock") = Some(header);

@@ -17,8 +17,9 @@ pub const TOKEN_SERVICE: &str = "flense-test-registry";
 pub const TOKEN_ISSUER: &str = "flense-test-issuer";
 
 /// A small token server (the Docker token protocol) on loopback: checks Basic
-/// credentials, grants the requested scopes, and signs JWTs with a throwaway RSA key
-/// through `openssl`; `docker-registry` verifies them against the key's certificate.
+/// credentials (GET) or an OAuth2 refresh token (POST, `grant_type=refresh_token`),
+/// grants the requested scopes, and signs JWTs with a throwaway RSA key through
+/// `openssl`; `docker-registry` verifies them against the key's certificate.
 pub struct TokenServer {
     /// `127.0.0.1:PORT`.
     pub addr: String,
@@ -30,6 +31,12 @@ pub struct TokenServer {
     pub cert: PathBuf,
     /// Every `scope` parameter requested so far.
     pub scopes: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// The refresh token (`identitytoken`) the server accepts on POST.
+    pub refresh_token: String,
+    /// How many POST (refresh-token) requests it granted.
+    pub refreshes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    key: PathBuf,
+    x5c: String,
     _dir: TempDir,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -73,14 +80,26 @@ impl TokenServer {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         );
+        let refresh_token = format!("refresh-{}", b64url(&std::fs::read(&cert).unwrap()[40..56]));
+        let refreshes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         {
-            let (scopes, stop) = (scopes.clone(), stop.clone());
+            let (scopes, stop, refreshes) = (scopes.clone(), stop.clone(), refreshes.clone());
+            let signer = Signer {
+                key: key.clone(),
+                x5c: x5c.clone(),
+            };
+            let refresh = refresh_token.clone();
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) {
                     match listener.accept() {
                         Ok((mut conn, _)) => {
                             let _ = conn.set_nonblocking(false);
-                            let _ = answer_token(&mut conn, &expected, &key, &x5c, &scopes);
+                            let accepted = Accepted {
+                                basic: &expected,
+                                refresh: &refresh,
+                            };
+                            let _ =
+                                answer_token(&mut conn, &accepted, &signer, &scopes, &refreshes);
                         }
                         Err(_) => std::thread::sleep(Duration::from_millis(5)),
                     }
@@ -93,9 +112,25 @@ impl TokenServer {
             password: password.to_string(),
             cert,
             scopes,
+            refresh_token,
+            refreshes,
+            key,
+            x5c,
             _dir: dir,
             stop,
         }
+    }
+}
+
+impl TokenServer {
+    /// A token for `scopes` (`repository:NAME:ACTIONS`) signed as the server signs
+    /// them: what a CI system hands a job as its registry token.
+    pub fn issue(&self, scopes: &[&str]) -> String {
+        let signer = Signer {
+            key: self.key.clone(),
+            x5c: self.x5c.clone(),
+        };
+        signer.sign(&scopes.iter().filter_map(|s| access(s)).collect::<Vec<_>>())
     }
 }
 
@@ -109,21 +144,96 @@ fn b64url(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// What the token endpoint accepts.
+struct Accepted<'a> {
+    /// The `Authorization` header of a GET.
+    basic: &'a str,
+    /// The `refresh_token` of a POST.
+    refresh: &'a str,
+}
+
+/// Signs JWTs with the server's key.
+struct Signer {
+    key: PathBuf,
+    x5c: String,
+}
+
+impl Signer {
+    fn sign(&self, access: &[serde_json::Value]) -> String {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]});
+        let claims = serde_json::json!({
+            "iss": TOKEN_ISSUER, "sub": "flense-ci", "aud": TOKEN_SERVICE,
+            "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
+            "access": access
+        });
+        let signing_input = format!(
+            "{}.{}",
+            b64url(header.to_string().as_bytes()),
+            b64url(claims.to_string().as_bytes())
+        );
+        let mut child = Command::new("openssl")
+            .args(["dgst", "-sha256", "-sign"])
+            .arg(&self.key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("openssl");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(signing_input.as_bytes())
+            .unwrap();
+        let signature = child.wait_with_output().unwrap().stdout;
+        format!("{signing_input}.{}", b64url(&signature))
+    }
+}
+
+/// A scope `repository:NAME:a,b` as a JWT access entry.
+fn access(scope: &str) -> Option<serde_json::Value> {
+    let parts: Vec<&str> = scope.split(':').collect();
+    (parts.len() == 3).then(|| {
+        let actions: Vec<&str> = parts[2].split(',').collect();
+        serde_json::json!({"type": parts[0], "name": parts[1], "actions": actions})
+    })
+}
+
 fn answer_token(
     conn: &mut TcpStream,
-    expected_auth: &str,
-    key: &Path,
-    x5c: &str,
+    accepted: &Accepted,
+    signer: &Signer,
     scopes: &std::sync::Mutex<Vec<String>>,
+    refreshes: &std::sync::atomic::AtomicUsize,
 ) -> std::io::Result<()> {
-    let (head, _) = read_request(conn)?;
+    let (head, body) = read_request(conn)?;
     let target = head.split(' ').nth(1).unwrap_or("").to_string();
     let url = url::Url::parse(&format!("http://token{target}")).unwrap();
-    let authorized = head.lines().any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("authorization") && v.trim() == expected_auth
+    let post = head.starts_with("POST ");
+    let params: Vec<(String, String)> = if post {
+        url::form_urlencoded::parse(&body).into_owned().collect()
+    } else {
+        url.query_pairs().into_owned().collect()
+    };
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let authorized = if post {
+        param("grant_type") == Some("refresh_token")
+            && param("refresh_token") == Some(accepted.refresh)
+    } else {
+        head.lines().any(|l| {
+            l.split_once(':').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("authorization") && v.trim() == accepted.basic
+            })
         })
-    });
+    };
     if !authorized {
         let body = r#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#;
         let resp = format!(
@@ -132,48 +242,21 @@ fn answer_token(
         );
         return conn.write_all(resp.as_bytes());
     }
-    let mut access = Vec::new();
-    for (k, v) in url.query_pairs() {
+    let mut granted = Vec::new();
+    for (k, v) in &params {
         if k == "scope" {
-            scopes.lock().unwrap().push(v.to_string());
-            let parts: Vec<&str> = v.split(':').collect();
-            if parts.len() == 3 {
-                let actions: Vec<&str> = parts[2].split(',').collect();
-                access.push(
-                    serde_json::json!({"type": parts[0], "name": parts[1], "actions": actions}),
-                );
-            }
+            scopes.lock().unwrap().push(v.clone());
+            granted.extend(access(v));
         }
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let header = serde_json::json!({"typ": "JWT", "alg": "RS256", "x5c": [x5c]});
-    let claims = serde_json::json!({
-        "iss": TOKEN_ISSUER, "sub": "flense-ci", "aud": TOKEN_SERVICE,
-        "exp": now + 300, "nbf": now - 10, "iat": now, "jti": format!("{now}-{}", access.len()),
-        "access": access
-    });
-    let signing_input = format!(
-        "{}.{}",
-        b64url(header.to_string().as_bytes()),
-        b64url(claims.to_string().as_bytes())
-    );
-    let mut child = Command::new("openssl")
-        .args(["dgst", "-sha256", "-sign"])
-        .arg(key)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(signing_input.as_bytes())?;
-    let signature = child.wait_with_output()?.stdout;
-    let token = format!("{signing_input}.{}", b64url(&signature));
-    let body = serde_json::json!({"token": token, "expires_in": 300}).to_string();
+    let token = signer.sign(&granted);
+    let body = if post {
+        refreshes.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        serde_json::json!({"access_token": token, "refresh_token": accepted.refresh, "expires_in": 300})
+    } else {
+        serde_json::json!({"token": token, "expires_in": 300})
+    }
+    .to_string();
     let resp = format!(
         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
