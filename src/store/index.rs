@@ -16,7 +16,7 @@ use crate::image::oci::canonical_json;
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// An exclusive lock on the store's index (or another lock file); released when dropped.
-pub struct IndexLock(File);
+pub struct IndexLock(pub(super) File);
 
 impl Drop for IndexLock {
     fn drop(&mut self) {
