@@ -46,6 +46,13 @@ fn project(dir: &Path) -> PathBuf {
     p
 }
 
+/// A store with the busybox fixture (`localhost/busybox:latest`) and the project above.
+fn store_and_project(dir: &Path) -> (PathBuf, PathBuf) {
+    let root = dir.join("store");
+    import_fixture(&root, "busybox");
+    (root, project(dir))
+}
+
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
@@ -83,6 +90,26 @@ fn assert_consistent(root: &Path) {
         text(&out.stdout),
         text(&out.stderr)
     );
+}
+
+/// What `flense check` reports, asserting it exits 1.
+fn problems(root: &Path) -> String {
+    let out = check(root, false);
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}{}", text(&out.stderr));
+    report
+}
+
+/// Asserts that `flense check` reports leftovers of killed processes and nothing else.
+fn assert_only_leftovers(root: &Path) {
+    let report = problems(root);
+    let (summary, found): (Vec<&str>, Vec<&str>) =
+        report.lines().partition(|l| l.contains(" problems; "));
+    assert_eq!(summary.len(), 1, "{report}");
+    assert!(!found.is_empty(), "{report}");
+    for line in found {
+        assert!(line.contains("left behind by a killed process"), "{report}");
+    }
 }
 
 fn tmp_entries(root: &Path) -> Vec<String> {
@@ -130,13 +157,11 @@ fn a_cached_layer_blob(root: &Path) -> String {
 #[test]
 fn check_finds_and_repair_fixes_a_corrupt_blob_a_truncated_layer_and_a_dangling_record() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("store");
-    let project = project(tmp.path());
+    let (root, project) = store_and_project(tmp.path());
     let reg = TestRegistry::start();
     let image = simple_image(&tmp.path().join("layout"), "v1");
     image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
     let remote = reg.image("base/busybox:v1");
-    import_fixture(&root, "busybox");
     ok_stdout(flense(&root).args(["pull", "-q", &remote]));
     let built = build(&root, &project, "quick", &[]);
     assert_consistent(&root);
@@ -159,9 +184,7 @@ fn check_finds_and_repair_fixes_a_corrupt_blob_a_truncated_layer_and_a_dangling_
     let cached = a_cached_layer_blob(&root);
     fs::remove_file(blob_path(&root, &cached)).unwrap();
 
-    let out = check(&root, false);
-    let report = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{report}{}", text(&out.stderr));
+    let report = problems(&root);
     assert!(
         report.contains(&format!("blob {pulled_layer}")) && report.contains("corrupt"),
         "{report}"
@@ -194,9 +217,7 @@ fn check_finds_and_repair_fixes_a_corrupt_blob_a_truncated_layer_and_a_dangling_
 #[test]
 fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("store");
-    let project = project(tmp.path());
-    import_fixture(&root, "busybox");
+    let (root, project) = store_and_project(tmp.path());
     let uninterrupted = build(&root, &project, "slow", &[]);
 
     // kill -9 during the step's `sleep`: its scratch directory stays behind.
@@ -210,14 +231,7 @@ fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
     });
     kill9(child);
     assert!(!tmp_entries(&root).is_empty());
-    let out = check(&root, false);
-    let report = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{report}");
-    let problems: Vec<&str> = report.lines().filter(|l| l.contains(" problems")).collect();
-    assert_eq!(problems.len(), 1, "{report}");
-    for line in report.lines().filter(|l| l.starts_with('/')) {
-        assert!(line.contains("left behind by a killed process"), "{report}");
-    }
+    assert_only_leftovers(&root);
     assert_eq!(
         build(&root, &project, "slow", &["--no-cache"]),
         uninterrupted
@@ -246,13 +260,7 @@ fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
         proxy.fired(0) == 1 && !tmp_entries(&root).is_empty()
     });
     kill9(child);
-    let out = check(&root, false);
-    let report = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{report}");
-    assert!(
-        report.contains("left behind by a killed process"),
-        "{report}"
-    );
+    assert_only_leftovers(&root);
     let digest = ok_stdout(flense(&root).args(["pull", "-q", &reg.image("base/busybox:v1")]));
     assert_eq!(digest.trim(), image.digest);
     assert_eq!(tmp_entries(&root), Vec::<String>::new());
@@ -262,9 +270,7 @@ fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
 #[test]
 fn builds_succeed_while_prune_runs_in_a_loop() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("store");
-    let project = project(tmp.path());
-    import_fixture(&root, "busybox");
+    let (root, project) = store_and_project(tmp.path());
     let spawn = |variant: &str| {
         build_cmd(&root, &project, variant, &[])
             .stdout(Stdio::piped())
@@ -297,5 +303,75 @@ fn builds_succeed_while_prune_runs_in_a_loop() {
     outputs.sort();
     assert_eq!(outputs, ["other\n", "slow\n"]);
     ok_stdout(flense(&root).arg("prune"));
+    assert_consistent(&root);
+}
+
+/// A tmpfs mounted on a temp directory, unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: PathBuf, bytes: u64) -> Self {
+        fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs (tests run as root)");
+        SmallDisk(dir)
+    }
+
+    fn used(&self) -> u64 {
+        let stat = nix::sys::statvfs::statvfs(&self.0).unwrap();
+        (stat.blocks() - stat.blocks_free()) * stat.fragment_size()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_pull_that_does_not_fit_fails_cleanly_and_rmi_prune_give_the_space_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = TestRegistry::start();
+    let first = simple_image(&tmp.path().join("first"), "v1");
+    let second = simple_image(&tmp.path().join("second"), "v2");
+    first.push_with_skopeo(&reg, "small/first:v1", &[]);
+    second.push_with_skopeo(&reg, "small/second:v2", &[]);
+    let layer = &second.manifests[0].2[0];
+    let layer_size = fs::metadata(second.layout.join("blobs/sha256").join(&layer[7..]))
+        .unwrap()
+        .len();
+    // Room for one image's blobs, not for two.
+    let disk = SmallDisk::mount(tmp.path().join("disk"), layer_size * 3 / 2 + (128 << 10));
+    let root = disk.0.join("store");
+    let pull = |name: &str| {
+        output(
+            flense(&root)
+                .args(["pull", "-q", "--no-unpack"])
+                .arg(reg.image(name)),
+        )
+    };
+    let out = pull("small/first:v1");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = pull("small/second:v2");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("No space left on device") && err.contains(layer.as_str()),
+        "{err}"
+    );
+    assert_consistent(&root);
+    assert_eq!(tmp_entries(&root), Vec::<String>::new());
+
+    let before = disk.used();
+    ok_stdout(flense(&root).args(["rmi", &reg.image("small/first:v1")]));
+    assert!(disk.used() + layer_size <= before, "rmi gave no space back");
+    let out = pull("small/second:v2");
+    assert!(out.status.success(), "{}", text(&out.stderr));
     assert_consistent(&root);
 }

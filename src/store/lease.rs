@@ -8,7 +8,7 @@
 //! them: creators hold it shared for those two steps, a reclaim holds it exclusively
 //! while it looks for unheld entries.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 
 use fs2::FileExt;
@@ -59,19 +59,10 @@ pub struct Reclaimed {
 
 impl Store {
     fn tmp_lock(&self, exclusive: bool) -> Result<super::index::IndexLock, StoreError> {
-        let path = self.root.join("tmp.lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
-        let locked = match exclusive {
-            true => file.lock_exclusive(),
-            false => file.lock_shared(),
-        };
-        locked.map_err(io_err("locking", &path))?;
-        Ok(super::index::IndexLock(file))
+        match exclusive {
+            true => self.lock_file("tmp.lock"),
+            false => self.lock_file_shared("tmp.lock"),
+        }
     }
 
     /// A new temp file under `tmp/`, held by this process until it is persisted or
