@@ -278,3 +278,32 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incomplete_layer_and_an_interrupted_unpack_are_reported_and_repaired() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        assert!(store.check().unwrap().problems.is_empty());
+        let incomplete = root.path().join("layers").join("ab".repeat(32));
+        fs::create_dir_all(incomplete.join("diff/etc")).unwrap();
+        let staging = root.path().join("layers/.tmp-x1");
+        fs::create_dir_all(&staging).unwrap();
+
+        let report = store.check().unwrap();
+        let lines: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].contains(".tmp-x1"), "{lines:?}");
+        assert!(
+            lines[1].contains(&format!("layer sha256:{}", "ab".repeat(32)))
+                && lines[1].contains("no whiteouts.json"),
+            "{lines:?}"
+        );
+        store.check_and_repair().unwrap();
+        assert!(!incomplete.exists() && !staging.exists());
+        assert!(store.check().unwrap().problems.is_empty());
+    }
+}

@@ -141,3 +141,32 @@ impl Store {
         Ok(reclaimed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reclaim_removes_only_entries_no_process_holds() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::open(root.path()).unwrap();
+        let held_dir = store.scratch_dir("step-").unwrap();
+        fs::write(held_dir.path().join("f"), "x").unwrap();
+        let held_file = store.temp_file().unwrap();
+        // What a killed process leaves: entries nobody holds.
+        fs::create_dir_all(store.tmp_dir().join("step-dead/upper")).unwrap();
+        fs::write(store.tmp_dir().join(".tmpdead"), "partial").unwrap();
+
+        let gone = store.reclaim_leftovers().unwrap();
+        assert_eq!(gone.entries, [".tmpdead", "step-dead"]);
+        assert!(held_dir.path().join("f").is_file());
+        assert!(held_file.path().is_file());
+        assert!(store.leftovers().unwrap().is_empty());
+
+        let path = held_dir.path().to_path_buf();
+        drop(held_dir);
+        drop(held_file);
+        assert!(!path.exists());
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    }
+}
