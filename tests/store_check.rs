@@ -5,13 +5,15 @@
 mod support;
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::cli::{flense, ok_stdout, output};
-use support::fixtures::import_fixture;
+use support::cli::{flense, flense_bin, ok_stdout, output};
+use support::fixtures::{import_fixture, rootfs_tar};
 use support::registry::{simple_image, Fault, FaultProxy, TestRegistry};
+use support::users::{as_test_user, give_to_test_user};
 
 const BLUBBER: &str = r#"version: v4
 lives:
@@ -57,8 +59,18 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn build_cmd(root: &Path, project: &Path, variant: &str, extra: &[&str]) -> Command {
-    let mut cmd = flense(root);
+/// How a test runs flense on a store: [`flense`] as root, or [`user_flense`].
+type Cli = fn(&Path) -> Command;
+
+/// `flense --root ROOT` run as the unprivileged test user.
+fn user_flense(root: &Path) -> Command {
+    let mut cmd = as_test_user(&flense_bin());
+    cmd.arg("--root").arg(root);
+    cmd
+}
+
+fn build_cmd(cli: Cli, root: &Path, project: &Path, variant: &str, extra: &[&str]) -> Command {
+    let mut cmd = cli(root);
     cmd.args(["build", variant, "-q"])
         .args(extra)
         .arg("-C")
@@ -67,13 +79,13 @@ fn build_cmd(root: &Path, project: &Path, variant: &str, extra: &[&str]) -> Comm
 }
 
 fn build(root: &Path, project: &Path, variant: &str, extra: &[&str]) -> String {
-    ok_stdout(&mut build_cmd(root, project, variant, extra))
+    ok_stdout(&mut build_cmd(flense, root, project, variant, extra))
         .trim()
         .to_string()
 }
 
-fn check(root: &Path, repair: bool) -> Output {
-    let mut cmd = flense(root);
+fn check(cli: Cli, root: &Path, repair: bool) -> Output {
+    let mut cmd = cli(root);
     cmd.arg("check");
     if repair {
         cmd.arg("--repair");
@@ -81,8 +93,8 @@ fn check(root: &Path, repair: bool) -> Output {
     output(&mut cmd)
 }
 
-fn assert_consistent(root: &Path) {
-    let out = check(root, false);
+fn assert_consistent(cli: Cli, root: &Path) {
+    let out = check(cli, root, false);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -93,16 +105,16 @@ fn assert_consistent(root: &Path) {
 }
 
 /// What `flense check` reports, asserting it exits 1.
-fn problems(root: &Path) -> String {
-    let out = check(root, false);
+fn problems(cli: Cli, root: &Path) -> String {
+    let out = check(cli, root, false);
     let report = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{report}{}", text(&out.stderr));
     report
 }
 
 /// Asserts that `flense check` reports leftovers of killed processes and nothing else.
-fn assert_only_leftovers(root: &Path) {
-    let report = problems(root);
+fn assert_only_leftovers(cli: Cli, root: &Path) {
+    let report = problems(cli, root);
     let (summary, found): (Vec<&str>, Vec<&str>) =
         report.lines().partition(|l| l.contains(" problems; "));
     assert_eq!(summary.len(), 1, "{report}");
@@ -164,7 +176,7 @@ fn check_finds_and_repair_fixes_a_corrupt_blob_a_truncated_layer_and_a_dangling_
     let remote = reg.image("base/busybox:v1");
     ok_stdout(flense(&root).args(["pull", "-q", &remote]));
     let built = build(&root, &project, "quick", &[]);
-    assert_consistent(&root);
+    assert_consistent(flense, &root);
 
     // A pulled layer blob with one byte flipped (same size).
     let pulled_layer = image.manifests[0].2[0].clone();
@@ -184,7 +196,7 @@ fn check_finds_and_repair_fixes_a_corrupt_blob_a_truncated_layer_and_a_dangling_
     let cached = a_cached_layer_blob(&root);
     fs::remove_file(blob_path(&root, &cached)).unwrap();
 
-    let report = problems(&root);
+    let report = problems(flense, &root);
     assert!(
         report.contains(&format!("blob {pulled_layer}")) && report.contains("corrupt"),
         "{report}"
@@ -199,9 +211,9 @@ fn check_finds_and_repair_fixes_a_corrupt_blob_a_truncated_layer_and_a_dangling_
         "{report}"
     );
 
-    let out = check(&root, true);
+    let out = check(flense, &root, true);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_consistent(&root);
+    assert_consistent(flense, &root);
     assert!(!layer_dir.exists(), "the truncated layer is still there");
 
     // The next pull and build fetch and make again what was deleted, identically.
@@ -211,7 +223,47 @@ fn check_finds_and_repair_fixes_a_corrupt_blob_a_truncated_layer_and_a_dangling_
     assert_eq!(build(&root, &project, "quick", &[]), built);
     let out = ok_stdout(flense(&root).args(["run", "--image", &built]));
     assert_eq!(out, "HELLO\n");
-    assert_consistent(&root);
+    assert_consistent(flense, &root);
+}
+
+/// kill -9 of a build during its step's `sleep` leaves the step's scratch directory;
+/// `check` reports only that, and the next build reclaims it. Returns that build's digest.
+fn kill_a_build_and_rebuild(cli: Cli, root: &Path, project: &Path) -> String {
+    let mut child = build_cmd(cli, root, project, "slow", &["--no-cache"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "a step directory", || {
+        tmp_entries(root).iter().any(|n| n.starts_with("step-"))
+    });
+    kill9(child);
+    assert!(!tmp_entries(root).is_empty());
+    assert_only_leftovers(cli, root);
+    let digest = ok_stdout(&mut build_cmd(cli, root, project, "slow", &["--no-cache"]));
+    assert_eq!(tmp_entries(root), Vec::<String>::new());
+    assert_consistent(cli, root);
+    digest.trim().to_string()
+}
+
+#[test]
+fn a_killed_build_of_an_unprivileged_user_is_reclaimed_by_the_next_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = tmp.path().join("busybox.tar");
+    fs::copy(rootfs_tar("busybox"), &tar).unwrap();
+    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    let user_dir = tmp.path().join("user");
+    let project = project(&user_dir);
+    give_to_test_user(&user_dir);
+    let root = user_dir.join("store");
+    ok_stdout(
+        user_flense(&root)
+            .arg("import")
+            .arg(&tar)
+            .args(["--tag", "localhost/busybox:latest"]),
+    );
+    kill_a_build_and_rebuild(user_flense, &root, &project);
 }
 
 #[test]
@@ -220,24 +272,10 @@ fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
     let (root, project) = store_and_project(tmp.path());
     let uninterrupted = build(&root, &project, "slow", &[]);
 
-    // kill -9 during the step's `sleep`: its scratch directory stays behind.
-    let mut child = build_cmd(&root, &project, "slow", &["--no-cache"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(&mut child, "a step directory", || {
-        tmp_entries(&root).iter().any(|n| n.starts_with("step-"))
-    });
-    kill9(child);
-    assert!(!tmp_entries(&root).is_empty());
-    assert_only_leftovers(&root);
     assert_eq!(
-        build(&root, &project, "slow", &["--no-cache"]),
+        kill_a_build_and_rebuild(flense, &root, &project),
         uninterrupted
     );
-    assert_eq!(tmp_entries(&root), Vec::<String>::new());
-    assert_consistent(&root);
 
     // kill -9 during a layer download stuck halfway: the partial blob stays behind.
     let reg = TestRegistry::start();
@@ -260,11 +298,11 @@ fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
         proxy.fired(0) == 1 && !tmp_entries(&root).is_empty()
     });
     kill9(child);
-    assert_only_leftovers(&root);
+    assert_only_leftovers(flense, &root);
     let digest = ok_stdout(flense(&root).args(["pull", "-q", &reg.image("base/busybox:v1")]));
     assert_eq!(digest.trim(), image.digest);
     assert_eq!(tmp_entries(&root), Vec::<String>::new());
-    assert_consistent(&root);
+    assert_consistent(flense, &root);
 }
 
 #[test]
@@ -272,7 +310,7 @@ fn builds_succeed_while_prune_runs_in_a_loop() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, project) = store_and_project(tmp.path());
     let spawn = |variant: &str| {
-        build_cmd(&root, &project, variant, &[])
+        build_cmd(flense, &root, &project, variant, &[])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -303,7 +341,7 @@ fn builds_succeed_while_prune_runs_in_a_loop() {
     outputs.sort();
     assert_eq!(outputs, ["other\n", "slow\n"]);
     ok_stdout(flense(&root).arg("prune"));
-    assert_consistent(&root);
+    assert_consistent(flense, &root);
 }
 
 /// A tmpfs mounted on a temp directory, unmounted on drop.
@@ -365,7 +403,7 @@ fn a_pull_that_does_not_fit_fails_cleanly_and_rmi_prune_give_the_space_back() {
         err.contains("No space left on device") && err.contains(layer.as_str()),
         "{err}"
     );
-    assert_consistent(&root);
+    assert_consistent(flense, &root);
     assert_eq!(tmp_entries(&root), Vec::<String>::new());
 
     let before = disk.used();
@@ -373,5 +411,5 @@ fn a_pull_that_does_not_fit_fails_cleanly_and_rmi_prune_give_the_space_back() {
     assert!(disk.used() + layer_size <= before, "rmi gave no space back");
     let out = pull("small/second:v2");
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_consistent(&root);
+    assert_consistent(flense, &root);
 }

@@ -187,6 +187,8 @@ pub fn dry_run_project(
     images: &dyn ImageSource,
     req: &ProjectBuild,
 ) -> Result<DryRunReport, ProjectError> {
+    // Held while base images may be pulled, until they are tagged.
+    let _hold = store.hold_blobs().map_err(BuildError::from)?;
     let plan = compile_project(req, images)?;
     let session = Session::new(store, images, req.settings.clone())
         .with_shared_cache(req.shared_cache.clone());
