@@ -18,9 +18,9 @@ use std::fmt;
 use std::fs;
 use std::path::PathBuf;
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
-use super::images::is_index;
+use super::images::{is_index, pick_platform};
 use super::{io_err, CacheDir, Store, StoreError};
 use crate::image::cache_manifest::CacheRecord;
 use crate::image::digest::{parse_sha256, Digest};
@@ -60,6 +60,20 @@ pub enum Fix {
 pub struct CheckReport {
     /// Every problem found, in the order checked.
     pub problems: Vec<Problem>,
+}
+
+/// What a blob is to the image that reaches it.
+#[derive(Debug, Clone, Copy)]
+enum Role {
+    /// An index or a manifest.
+    Document,
+    Config,
+    Layer,
+}
+
+fn is_image_config(media_type: &MediaType) -> bool {
+    matches!(media_type, MediaType::ImageConfig)
+        || media_type.to_string() == crate::image::oci::DOCKER_CONFIG
 }
 
 /// Blobs by state: `good` are present and intact.
@@ -129,7 +143,8 @@ impl Store {
         Ok(states)
     }
 
-    /// Checks the documents and layer blobs the tag `name` reaches.
+    /// Checks the documents and layer blobs the tag `name` reaches. Of an index's
+    /// manifests only the one this host uses must be stored (a pull stores only it).
     fn check_image(
         &self,
         name: &str,
@@ -143,39 +158,57 @@ impl Store {
                 fix: Fix::Untag(name.to_owned()),
             })
         };
-        let mut pending = vec![top.clone()];
-        while let Some(d) = pending.pop() {
+        let mut pending = vec![(top.clone(), Role::Document, true)];
+        while let Some((d, role, required)) = pending.pop() {
             let digest = d.digest().to_string();
             if !blobs.good.contains(&digest) {
-                broken(format!("{digest} is missing or corrupt"));
+                if required {
+                    broken(format!("{digest} is missing or corrupt"));
+                }
                 continue;
             }
             if blobs.sizes.get(&digest) != Some(&d.size()) {
                 broken(format!("{digest} is not {} bytes", d.size()));
                 continue;
             }
-            let Ok(bytes) = self.read_blob(d.digest()) else {
-                broken(format!("{digest} is unreadable"));
-                continue;
-            };
-            let media_type = d.media_type().to_string();
-            if is_index(d.media_type()) {
-                match serde_json::from_slice::<ImageIndex>(&bytes) {
-                    Ok(index) => pending.extend(index.manifests().iter().cloned()),
-                    Err(e) => broken(format!("index {digest} is invalid: {e}")),
-                }
-            } else if media_type.contains("manifest") {
-                match serde_json::from_slice::<ImageManifest>(&bytes) {
-                    Ok(manifest) => {
-                        pending.push(manifest.config().clone());
-                        pending.extend(manifest.layers().iter().cloned());
+            let bytes = match role {
+                Role::Layer => continue,
+                Role::Config if !is_image_config(d.media_type()) => continue,
+                _ => match self.read_blob(d.digest()) {
+                    Ok(bytes) => bytes,
+                    Err(e) => {
+                        broken(format!("{digest} is unreadable: {e}"));
+                        continue;
                     }
-                    Err(e) => broken(format!("manifest {digest} is invalid: {e}")),
+                },
+            };
+            let parsed = match role {
+                Role::Config => serde_json::from_slice::<ImageConfiguration>(&bytes).map(|_| ()),
+                _ if is_index(d.media_type()) => {
+                    serde_json::from_slice::<ImageIndex>(&bytes).map(|index| {
+                        let used = pick_platform(&index).map(|m| m.digest().clone());
+                        pending.extend(index.manifests().iter().map(|m| {
+                            let required = used.as_ref() == Some(m.digest());
+                            (m.clone(), Role::Document, required)
+                        }));
+                    })
                 }
-            } else if media_type.contains("config") {
-                if let Err(e) = serde_json::from_slice::<ImageConfiguration>(&bytes) {
-                    broken(format!("config {digest} is invalid: {e}"));
-                }
+                _ => serde_json::from_slice::<ImageManifest>(&bytes).map(|manifest| {
+                    pending.push((manifest.config().clone(), Role::Config, true));
+                    pending.extend(
+                        manifest
+                            .layers()
+                            .iter()
+                            .map(|l| (l.clone(), Role::Layer, true)),
+                    );
+                }),
+            };
+            if let Err(e) = parsed {
+                let what = match role {
+                    Role::Config => "image config",
+                    _ => "index or manifest",
+                };
+                broken(format!("{digest} is not a valid {what}: {e}"));
             }
         }
     }

@@ -261,7 +261,7 @@ fn parse_doc<T: serde::de::DeserializeOwned>(
 
 /// The manifest of an index for this host's platform (linux + this architecture), or
 /// the first one without a platform.
-fn pick_platform(index: &ImageIndex) -> Option<Descriptor> {
+pub(super) fn pick_platform(index: &ImageIndex) -> Option<Descriptor> {
     Platform::host()
         .without_variant()
         .select(index)
