@@ -4,7 +4,10 @@
 //! from `index.json` present, intact and of the size its descriptor says; every unpacked
 //! layer complete (its `whiteouts.json`, written last, present) and its files matching
 //! the layer blob it was recorded from; every build-cache record pointing at a stored
-//! layer blob; no leftovers of killed processes under `tmp/`.
+//! layer blob; no leftovers of killed processes under `tmp/`. Locks are `flock`s, which
+//! go with the process holding them, so no lock file is ever stale (`flense prune`
+//! removes unused build-cache lock files). An index names every platform, but only the
+//! manifest this host uses must be stored.
 //!
 //! A repair deletes what is broken so the next pull or build fetches or makes it again:
 //! corrupt blobs, the names of images that are incomplete, unpacked layers that are
