@@ -163,6 +163,12 @@ pub fn build_project(
     events: &dyn EventSink,
     req: &ProjectBuild,
 ) -> Result<BuiltImage, ProjectError> {
+    // Held for the whole build: prune and rmi wait rather than delete a blob or layer
+    // the build pulled, uses or is about to tag.
+    let _hold = store.hold_blobs().map_err(BuildError::from)?;
+    if let Err(e) = store.reclaim_leftovers() {
+        tracing::warn!("cannot reclaim the leftovers of killed builds: {e}");
+    }
     let plan = compile_project(req, images)?;
     let session = Session::new(store, images, req.settings.clone())
         .with_shared_cache(req.shared_cache.clone());
@@ -181,6 +187,8 @@ pub fn dry_run_project(
     images: &dyn ImageSource,
     req: &ProjectBuild,
 ) -> Result<DryRunReport, ProjectError> {
+    // Held while base images may be pulled, until they are tagged.
+    let _hold = store.hold_blobs().map_err(BuildError::from)?;
     let plan = compile_project(req, images)?;
     let session = Session::new(store, images, req.settings.clone())
         .with_shared_cache(req.shared_cache.clone());

@@ -37,7 +37,8 @@ macro_rules! outln {
     }};
 }
 
-// After `outln!`, which it uses.
+// After `outln!`, which they use.
+mod check;
 mod prune;
 
 /// Subcommands of this area.
@@ -59,6 +60,9 @@ pub enum Commands {
     Prune(prune::PruneArgs),
     /// Remove images' names from the store, then delete what no name reaches any more.
     Rmi(prune::RmiArgs),
+    /// Verify the store (blobs, images, unpacked layers, build cache, leftovers of killed
+    /// builds); exit 1 listing the problems, or repair them with --repair.
+    Check(check::CheckArgs),
     /// Download an image from a registry into the local store; prints its manifest digest.
     Pull(PullArgs),
     /// Upload an image from the local store to a registry; prints its manifest digest.
@@ -163,6 +167,7 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
         Commands::Load(args) => load(args, globals),
         Commands::Prune(args) => prune::prune(args, globals),
         Commands::Rmi(args) => prune::rmi(args, globals),
+        Commands::Check(args) => check::check(args, globals),
         Commands::Pull(args) => registry::pull(args, globals),
         Commands::Push(args) => registry::push(args, globals),
         Commands::Unpack(args) => unpack::unpack(args, globals),
@@ -212,9 +217,7 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         .context("reading the rootfs tarball")?;
 
     let _hold = store.hold_blobs()?;
-    let spool = tempfile::Builder::new()
-        .prefix(".import-")
-        .tempdir_in(store.tmp_dir())?;
+    let spool = store.scratch_dir(".import-")?;
     let entries = entries_from_tar(stream, spool.path())
         .with_context(|| format!("reading {}", args.rootfs.display()))
         .map_err(super::invalid)?;

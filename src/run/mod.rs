@@ -34,14 +34,6 @@ pub enum RunError {
         /// What is wrong.
         reason: String,
     },
-    /// A scratch directory for the sandbox could not be made.
-    #[error("create the sandbox's state directory in {}", path.display())]
-    State {
-        /// Where.
-        path: PathBuf,
-        /// The OS error.
-        source: std::io::Error,
-    },
 }
 
 impl RunError {
@@ -95,20 +87,15 @@ pub fn run_image(
     reference: &str,
     overrides: &RunOverrides,
 ) -> Result<ExitStatus, RunError> {
+    // Held while the command runs: prune and rmi wait rather than delete its layers.
+    let _hold = store.hold_blobs()?;
     let image = store.image(reference)?;
     let layers: Vec<PathBuf> = store
         .unpack_image(&image)?
         .into_iter()
         .map(|l| l.diff)
         .collect();
-    let state_parent = store.tmp_dir();
-    let state = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(&state_parent)
-        .map_err(|source| RunError::State {
-            path: state_parent.clone(),
-            source,
-        })?;
+    let state = store.scratch_dir("run-")?;
     let mut sandbox = sandbox_for(&image, reference, &layers, state.path(), overrides)?;
     let mut forwarder = match overrides.forward_signals {
         true => Some(SignalForwarder::block()?),

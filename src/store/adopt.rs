@@ -5,7 +5,7 @@
 //! already on the store's filesystem; once the caller has made it look exactly like
 //! what [`Store::unpack_layer`] would extract from the layer's blob, it is moved into
 //! `<root>/layers/<diff-id hex>/diff` with the same protocol as unpacking: assembled in
-//! `<root>/layers/.tmp-*` (tree renamed in, `whiteouts.json` written) and renamed into
+//! `<root>/tmp/layer-*` (tree renamed in, `whiteouts.json` written) and renamed into
 //! place in one step, so a layer directory appears only complete.
 
 use std::fs;

@@ -178,7 +178,9 @@ impl Store {
     }
 
     /// Deletes blobs, diff-ID records and unpacked layers that no tag reaches.
-    /// Waits for every [`super::index::BlobHold`] to be released first.
+    /// Waits for every [`super::index::BlobHold`] to be released first (running builds,
+    /// pulls and runs hold one). A layer directory is renamed into `tmp/` before it is
+    /// deleted, so it never appears half deleted.
     pub fn prune(&self) -> Result<PruneReport, StoreError> {
         let _hold = self.hold_blobs_exclusively()?;
         let _lock = self.lock_index()?;
@@ -238,7 +240,7 @@ impl Store {
             if parse_sha256(&diff_id).is_none() || keep_diff_ids.contains(&diff_id) {
                 continue;
             }
-            super::unpack::remove_tree(&item.path())?;
+            self.delete_layer_dir(&item.path())?;
             report.layers += 1;
         }
         Ok(report)
@@ -259,7 +261,7 @@ fn parse_doc<T: serde::de::DeserializeOwned>(
 
 /// The manifest of an index for this host's platform (linux + this architecture), or
 /// the first one without a platform.
-fn pick_platform(index: &ImageIndex) -> Option<Descriptor> {
+pub(super) fn pick_platform(index: &ImageIndex) -> Option<Descriptor> {
     Platform::host()
         .without_variant()
         .select(index)

@@ -37,14 +37,19 @@ impl Drop for BlobHold {
 }
 
 impl Store {
-    fn gc_lock_file(&self) -> Result<File, StoreError> {
-        let path = self.root.join("gc.lock");
+    /// Opens (creating) the lock file `name` under the root, unlocked.
+    fn open_lock_file(&self, name: &str) -> Result<File, StoreError> {
+        let path = self.root.join(name);
         OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .open(&path)
             .map_err(io_err("opening", &path))
+    }
+
+    fn gc_lock_file(&self) -> Result<File, StoreError> {
+        self.open_lock_file("gc.lock")
     }
 
     /// Takes a shared [`BlobHold`] (waits while a prune runs).
@@ -70,14 +75,17 @@ impl Store {
 
     /// Takes the exclusive lock of the lock file `name` under the root (blocking).
     pub(crate) fn lock_file(&self, name: &str) -> Result<IndexLock, StoreError> {
-        let path = self.root.join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
-        file.lock_exclusive().map_err(io_err("locking", &path))?;
+        let file = self.open_lock_file(name)?;
+        file.lock_exclusive()
+            .map_err(io_err("locking", &self.root.join(name)))?;
+        Ok(IndexLock(file))
+    }
+
+    /// Takes the shared lock of the lock file `name` under the root (blocking).
+    pub(crate) fn lock_file_shared(&self, name: &str) -> Result<IndexLock, StoreError> {
+        let file = self.open_lock_file(name)?;
+        file.lock_shared()
+            .map_err(io_err("locking", &self.root.join(name)))?;
         Ok(IndexLock(file))
     }
 

@@ -50,10 +50,7 @@ impl Store {
         let file = File::open(archive).map_err(io_err("opening", archive))?;
         let stream = super::extract::uncompressed(BufReader::new(file))
             .map_err(io_err("reading", archive))?;
-        let tmp = tempfile::Builder::new()
-            .prefix(".load-")
-            .tempdir_in(self.tmp_dir())
-            .map_err(io_err("creating a temp dir in", &self.tmp_dir()))?;
+        let tmp = self.scratch_dir(".load-")?;
         extract_tar(stream, tmp.path()).map_err(|e| bad.because("extracting", e))?;
         let dir = tmp.path();
         let result = if dir.join("index.json").is_file() {

@@ -8,14 +8,19 @@
 //! oci-layout, index.json, blobs/sha256/<hex>   OCI image layout (skopeo `oci:<root>:<ref>`,
 //!                                              umoci `--image <root>:<ref>` read it)
 //! index.lock                                   lock file guarding index.json updates
-//! gc.lock                                      shared by writers (BlobHold), exclusive for prune
-//! tmp/                                         temp files and build scratch directories,
-//!                                              renamed into place when complete
+//! gc.lock                                      shared by writers and builds (BlobHold),
+//!                                              exclusive for prune, rmi and check
+//! tmp/                                         temp files, build scratch directories and
+//!                                              layers being unpacked, renamed into place
+//!                                              when complete; each flock-held by its
+//!                                              process (see [`lease`])
+//! tmp.lock                                     guards creating vs reclaiming tmp/ entries
 //! diffids/sha256/<blob hex>                    "sha256:<diff-id>" of a compressed layer blob
 //! layer-blobs/sha256/<diff-id hex>             "sha256:<blob>" compressed blob of a diff-ID
 //! layers/<diff-id hex>/diff/                   an unpacked layer (see [`unpack`]), with its
-//! layers/<diff-id hex>/whiteouts.json          whiteouts and opaque directories
-//! layers/.tmp-*/                               a layer being unpacked or adopted
+//! layers/<diff-id hex>/whiteouts.json          whiteouts and opaque directories (written
+//!                                              last: the marker of a complete layer)
+//! layers/.tmp-*/                               a layer being unpacked (older versions)
 //! cache/stat-cache.tsv                         build cache: `size mtime_ns inode sha256 path`
 //!                                              of hashed context files
 //! cache/index/<key>.json                       build cache: what each step key produced
@@ -30,9 +35,11 @@ pub mod archive;
 mod blob_store;
 pub mod blobs;
 mod cache_dir;
+pub mod check;
 pub mod extract;
 pub mod images;
 pub mod index;
+pub mod lease;
 pub mod load;
 pub mod reference;
 pub mod remote_cache;
@@ -45,6 +52,7 @@ use std::path::{Path, PathBuf};
 pub use blobs::BlobWriter;
 pub use images::{PruneReport, StoredImage};
 pub use index::BlobHold;
+pub use lease::{Reclaimed, ScratchDir};
 pub use reference::{parse_name, parse_reference, LocalRef};
 pub use remote_cache::{open_remote_cache, RemoteCache, RemoteCacheError};
 pub use unpack::UnpackedLayer;
@@ -259,12 +267,6 @@ impl Store {
     /// The build cache's record of hashed files.
     pub fn stat_cache_file(&self) -> PathBuf {
         self.root.join("cache").join("stat-cache.tsv")
-    }
-
-    /// A new temp file path inside the store (same filesystem as the blobs).
-    pub(crate) fn temp_file(&self) -> Result<tempfile::NamedTempFile, StoreError> {
-        let dir = self.tmp_dir();
-        tempfile::NamedTempFile::new_in(&dir).map_err(io_err("creating a temp file in", &dir))
     }
 
     /// Writes `bytes` to `path` through a temp file and a rename.

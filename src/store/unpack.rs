@@ -5,8 +5,8 @@
 //! <root>/layers/<diff-id hex>/whiteouts.json   {"whiteouts":[..],"opaque":[..],
 //!                                               "whiteout_devices":bool,"skipped_devices":[..]}
 //! ```
-//! A layer directory appears only complete: extraction happens in
-//! `<root>/layers/.tmp-*` and is renamed into place, and a blob whose gzip or tar digest
+//! A layer directory appears only complete: extraction happens in a scratch directory
+//! `<root>/tmp/layer-*` and is renamed into place, and a blob whose gzip or tar digest
 //! does not match is discarded. In `diff/`, whiteouts are overlay char 0/0 devices and
 //! opaque directories carry `user.overlay.opaque=y` (and `trusted.overlay.opaque=y`
 //! as root); so the runtime mounts `lowerdir=<top>/diff:...:<base>/diff` with
@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use super::blobs::store_hex;
 use super::extract::stream::decompress_in_background;
 use super::extract::{extract_tar, ExtractReport};
-use super::{io_err, Store, StoreError, StoredImage};
+use super::{io_err, ScratchDir, Store, StoreError, StoredImage};
 use crate::image::digest::{parse_sha256, Digest};
 
 /// An unpacked layer.
@@ -37,14 +37,10 @@ pub struct UnpackedLayer {
 }
 
 impl Store {
-    /// A new directory under `layers/` in which a layer is put together before it is
-    /// renamed into place (same filesystem; removed when dropped).
-    pub(crate) fn layer_staging_dir(&self) -> Result<tempfile::TempDir, StoreError> {
-        let layers = self.root.join("layers");
-        tempfile::Builder::new()
-            .prefix(".tmp-")
-            .tempdir_in(&layers)
-            .map_err(io_err("creating a temp dir in", &layers))
+    /// A new directory under `tmp/` in which a layer is put together before it is
+    /// renamed into `layers/` (same filesystem; removed when dropped).
+    pub(crate) fn layer_staging_dir(&self) -> Result<ScratchDir, StoreError> {
+        self.scratch_dir("layer-")
     }
 
     /// The directory of the unpacked layer with this diff-ID (whether or not present).
@@ -150,7 +146,7 @@ impl Store {
     /// process placed that layer meanwhile, theirs is kept and returned.
     pub(super) fn place_layer(
         &self,
-        tmp: tempfile::TempDir,
+        tmp: ScratchDir,
         diff_id: &Digest,
         report: ExtractReport,
     ) -> Result<UnpackedLayer, StoreError> {
@@ -164,10 +160,11 @@ impl Store {
         fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755))
             .map_err(io_err("chmod", tmp.path()))?;
         let final_dir = self.layer_dir(diff_id)?;
-        let tmp_path = tmp.keep();
-        if let Err(e) = fs::rename(&tmp_path, &final_dir) {
+        let tmp = tmp.keep();
+        let tmp_path = tmp.path();
+        if let Err(e) = fs::rename(tmp_path, &final_dir) {
             // Another process placed the same layer meanwhile: keep theirs.
-            remove_tree(&tmp_path)?;
+            remove_tree(tmp_path)?;
             return match self.unpacked_layer(diff_id)? {
                 Some(existing) => Ok(existing),
                 None => Err(StoreError::Io {

@@ -31,7 +31,7 @@ use crate::builder::walk::{
     step_key, walk, Command, CopyStep, FixedFile, RunKind, RunStep, Session, SourcesError, StepAt,
     StepVisitor, UsersStep, Visit,
 };
-use crate::builder::{io_err, BuildError};
+use crate::builder::BuildError;
 use crate::image::{Content, EntryKind, LayerDigests};
 use crate::plan::{Plan, Stage};
 use crate::store::CacheDir;
@@ -44,7 +44,7 @@ pub struct Executor<'a> {
     /// Layer steps that ran and that were cached.
     counts: (usize, usize),
     /// Scratch directories of the current step, removed once its layer is written.
-    scratch: RefCell<Vec<PathBuf>>,
+    scratch: RefCell<Vec<crate::store::ScratchDir>>,
 }
 
 impl Drop for Executor<'_> {
@@ -121,23 +121,16 @@ impl<'a> Executor<'a> {
     /// A scratch directory under the store's `tmp/`, removed after the current step's
     /// layer is written (captured files are read from it until then).
     fn scratch_dir(&self, prefix: &str) -> Result<PathBuf, BuildError> {
-        let tmp = self.session.layers().store().tmp_dir();
-        let dir = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempdir_in(&tmp)
-            .map_err(io_err(&tmp))?
-            .keep();
-        self.scratch.borrow_mut().push(dir.clone());
-        Ok(dir)
+        let dir = self.session.layers().store().scratch_dir(prefix)?;
+        let path = dir.path().to_path_buf();
+        self.scratch.borrow_mut().push(dir);
+        Ok(path)
     }
 
-    /// Removes the scratch directories made since the last call.
+    /// Removes the scratch directories made since the last call (one that cannot be
+    /// removed is left to the next `Store::reclaim_leftovers`).
     fn clean_scratch(&self) {
-        for dir in self.scratch.borrow_mut().drain(..) {
-            if let Err(e) = crate::store::unpack::remove_tree(&dir) {
-                tracing::warn!("cannot remove {}: {e}", dir.display());
-            }
-        }
+        self.scratch.borrow_mut().clear();
     }
 
     /// Reuses the cached layer of `key` or commits what `produce` makes, then removes

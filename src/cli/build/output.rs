@@ -49,7 +49,7 @@ pub(super) fn export(store: &Store, built: &BuiltImage, dest: &str) -> anyhow::R
             store.save(&images, ArchiveFormat::DockerArchive, &path)?
         }
         OutputDest::OciDir(dir) => {
-            let tmp = tempfile::NamedTempFile::new_in(store.tmp_dir())?;
+            let tmp = store.temp_file()?;
             store.save(&images, ArchiveFormat::OciArchive, tmp.path())?;
             std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
             unpack_layout(tmp.path(), &dir)?;

@@ -27,19 +27,21 @@ pub(super) fn prune(_args: PruneArgs, globals: &Globals) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-/// Deletes what no name reaches, then the build-cache records of deleted layers and
-/// unused cache locks; prints what went.
+/// Deletes what no name reaches, then the build-cache records of deleted layers,
+/// unused cache locks and the leftovers of killed processes in `tmp/`; prints what went.
 fn prune_and_report(store: &Store) -> anyhow::Result<()> {
     let report = store.prune()?;
     let cache = flense::builder::layers::cache::CacheIndex::open(store);
     let (records, locks) = cache.prune(|digest| store.has_blob(digest))?;
+    let leftovers = store.reclaim_leftovers()?.entries.len();
     outln!(
-        "Removed {} blobs ({}), {} unpacked layers and {} build-cache records ({} unused locks)",
+        "Removed {} blobs ({}), {} unpacked layers and {} build-cache records ({} unused locks, {} leftovers of killed processes)",
         report.blobs,
         human_size(report.bytes),
         report.layers,
         records,
-        locks
+        locks,
+        leftovers
     );
     Ok(())
 }

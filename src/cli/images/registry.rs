@@ -74,6 +74,11 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
     };
     let client = registry_client(&args.registry)?;
     let store = open_store(globals)?;
+    // Held until the image is tagged and unpacked: prune and rmi wait meanwhile.
+    let _hold = store.hold_blobs()?;
+    if let Err(e) = store.reclaim_leftovers() {
+        tracing::warn!("cannot reclaim the leftovers of killed processes: {e}");
+    }
     let progress: Box<dyn flense::registry::Progress> = if args.quiet {
         Box::new(flense::registry::NoProgress)
     } else {
@@ -88,7 +93,6 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
         pull(&client, &store, &reference, &platform, &*progress).map_err(registry_error)?;
     drop(progress);
     if !args.no_unpack {
-        let _hold = store.hold_blobs()?;
         let descriptor = oci_spec::image::Descriptor::new(
             oci_spec::image::MediaType::from(pulled.media_type.as_str()),
             pulled.manifest.len() as u64,
@@ -115,6 +119,8 @@ pub(super) fn push(args: PushArgs, globals: &Globals) -> anyhow::Result<ExitCode
     use flense::registry::{progress::StderrProgress, LocalImage, PushOptions};
     use flense::store::StoreError;
     let store = open_store(globals)?;
+    // Held while pushing: prune and rmi wait rather than delete what is being sent.
+    let _hold = store.hold_blobs()?;
     let (tag, descriptor) = store.resolve(&args.source).map_err(|e| match e {
         e @ (StoreError::UnknownImage(_) | StoreError::Reference(_)) => crate::cli::invalid(e),
         e => e.into(),

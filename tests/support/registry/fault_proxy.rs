@@ -46,6 +46,15 @@ pub enum Fault {
         /// Matching requests let through first.
         skip: usize,
     },
+    /// Forward only half of the response, then keep the connection open without sending
+    /// more until the client goes away, for the first matching request (a download
+    /// stuck halfway, e.g. to kill the client during it).
+    StallResponse {
+        /// HTTP method to match.
+        method: &'static str,
+        /// Substring of the path to match.
+        path: String,
+    },
     /// Flip one byte in the middle of every matching response body.
     CorruptResponse {
         /// HTTP method to match.
@@ -184,6 +193,7 @@ fn handle(
                     times,
                 } => (method, path, 0, *times),
                 Fault::ServerErrorAfter { method, path, skip } => (method, path, *skip, 1),
+                Fault::StallResponse { method, path } => (method, path, 0, 1),
                 Fault::CorruptResponse { method, path } => (method, path, 0, usize::MAX),
             };
             if *m != method || !path_matches(&path_only(&path), p) {
@@ -227,6 +237,13 @@ fn handle(
             let cut = body_start + (response.len() - body_start) / 2;
             conn.write_all(&response[..cut])?;
             let _ = conn.shutdown(std::net::Shutdown::Both);
+            return Ok(());
+        }
+        Some(Fault::StallResponse { .. }) => {
+            let cut = body_start + (response.len() - body_start) / 2;
+            conn.write_all(&response[..cut])?;
+            let mut rest = Vec::new();
+            let _ = conn.read_to_end(&mut rest);
             return Ok(());
         }
         Some(Fault::CorruptResponse { .. }) if response.len() > body_start => {

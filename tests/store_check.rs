@@ -1,0 +1,415 @@
+//! Crash consistency of the store through the CLI: `flense check [--repair]` on broken
+//! blobs, layers and cache records; leftovers of killed builds and pulls reclaimed;
+//! prune running while builds do.
+
+mod support;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use support::cli::{flense, flense_bin, ok_stdout, output};
+use support::fixtures::{import_fixture, rootfs_tar};
+use support::registry::{simple_image, Fault, FaultProxy, TestRegistry};
+use support::users::{as_test_user, give_to_test_user};
+
+const BLUBBER: &str = r#"version: v4
+lives:
+  in: /srv/app
+variants:
+  quick:
+    base: localhost/busybox:latest
+    builders:
+      - custom:
+          requirements: [input.txt]
+          command: [sh, -c, "tr a-z A-Z < input.txt > upper.txt"]
+    entrypoint: [cat, upper.txt]
+  slow:
+    base: localhost/busybox:latest
+    builders:
+      - custom:
+          command: [sh, -c, "sleep 5 && echo slow > slow.txt"]
+    entrypoint: [cat, slow.txt]
+  other:
+    base: localhost/busybox:latest
+    builders:
+      - custom:
+          command: [sh, -c, "sleep 1 && echo other > other.txt"]
+    entrypoint: [cat, other.txt]
+"#;
+
+fn project(dir: &Path) -> PathBuf {
+    let p = dir.join("app");
+    fs::create_dir_all(p.join(".pipeline")).unwrap();
+    fs::write(p.join(".pipeline/blubber.yaml"), BLUBBER).unwrap();
+    fs::write(p.join("input.txt"), "hello\n").unwrap();
+    p
+}
+
+/// A store with the busybox fixture (`localhost/busybox:latest`) and the project above.
+fn store_and_project(dir: &Path) -> (PathBuf, PathBuf) {
+    let root = dir.join("store");
+    import_fixture(&root, "busybox");
+    (root, project(dir))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// How a test runs flense on a store: [`flense`] as root, or [`user_flense`].
+type Cli = fn(&Path) -> Command;
+
+/// `flense --root ROOT` run as the unprivileged test user.
+fn user_flense(root: &Path) -> Command {
+    let mut cmd = as_test_user(&flense_bin());
+    cmd.arg("--root").arg(root);
+    cmd
+}
+
+fn build_cmd(cli: Cli, root: &Path, project: &Path, variant: &str, extra: &[&str]) -> Command {
+    let mut cmd = cli(root);
+    cmd.args(["build", variant, "-q"])
+        .args(extra)
+        .arg("-C")
+        .arg(project);
+    cmd
+}
+
+fn build(root: &Path, project: &Path, variant: &str, extra: &[&str]) -> String {
+    ok_stdout(&mut build_cmd(flense, root, project, variant, extra))
+        .trim()
+        .to_string()
+}
+
+fn check(cli: Cli, root: &Path, repair: bool) -> Output {
+    let mut cmd = cli(root);
+    cmd.arg("check");
+    if repair {
+        cmd.arg("--repair");
+    }
+    output(&mut cmd)
+}
+
+fn assert_consistent(cli: Cli, root: &Path) {
+    let out = check(cli, root, false);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "check found problems:\n{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+}
+
+/// What `flense check` reports, asserting it exits 1.
+fn problems(cli: Cli, root: &Path) -> String {
+    let out = check(cli, root, false);
+    let report = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{report}{}", text(&out.stderr));
+    report
+}
+
+/// Asserts that `flense check` reports leftovers of killed processes and nothing else.
+fn assert_only_leftovers(cli: Cli, root: &Path) {
+    let report = problems(cli, root);
+    let (summary, found): (Vec<&str>, Vec<&str>) =
+        report.lines().partition(|l| l.contains(" problems; "));
+    assert_eq!(summary.len(), 1, "{report}");
+    assert!(!found.is_empty(), "{report}");
+    for line in found {
+        assert!(line.contains("left behind by a killed process"), "{report}");
+    }
+}
+
+fn tmp_entries(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(root.join("tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Waits (up to a minute) until `ready` holds, failing if `child` exits first.
+fn wait_until(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the command ended ({status}) before {what}");
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "no {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn kill9(mut child: Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+fn blob_path(root: &Path, digest: &str) -> PathBuf {
+    root.join("blobs/sha256").join(&digest["sha256:".len()..])
+}
+
+/// The layer-blob digest of the first build-cache record that has a layer.
+fn a_cached_layer_blob(root: &Path) -> String {
+    for entry in fs::read_dir(root.join("cache/index")).unwrap() {
+        let record: serde_json::Value =
+            serde_json::from_slice(&fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        if let Some(digest) = record["layer"]["digest"].as_str() {
+            return digest.to_string();
+        }
+    }
+    panic!("no build-cache record with a layer");
+}
+
+#[test]
+fn check_finds_and_repair_fixes_a_corrupt_blob_a_truncated_layer_and_a_dangling_record() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, project) = store_and_project(tmp.path());
+    let reg = TestRegistry::start();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
+    let remote = reg.image("base/busybox:v1");
+    ok_stdout(flense(&root).args(["pull", "-q", &remote]));
+    let built = build(&root, &project, "quick", &[]);
+    assert_consistent(flense, &root);
+
+    // A pulled layer blob with one byte flipped (same size).
+    let pulled_layer = image.manifests[0].2[0].clone();
+    let path = blob_path(&root, &pulled_layer);
+    let mut bytes = fs::read(&path).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&path, bytes).unwrap();
+    // An unpacked file of the busybox fixture cut short.
+    let busybox_layers = support::unpacked::layers_of(&root, "localhost/busybox:latest");
+    let diff_id = busybox_layers[0].1.clone();
+    let layer_dir = support::unpacked::layer_dir(&root, &diff_id);
+    let busybox = layer_dir.join("diff/bin/busybox");
+    let file = fs::OpenOptions::new().write(true).open(&busybox).unwrap();
+    file.set_len(100).unwrap();
+    // A build-cache record whose layer blob is gone.
+    let cached = a_cached_layer_blob(&root);
+    fs::remove_file(blob_path(&root, &cached)).unwrap();
+
+    let report = problems(flense, &root);
+    assert!(
+        report.contains(&format!("blob {pulled_layer}")) && report.contains("corrupt"),
+        "{report}"
+    );
+    assert!(
+        report.contains(&format!("layer {diff_id}"))
+            && report.contains("bin/busybox has 100 bytes"),
+        "{report}"
+    );
+    assert!(
+        report.contains("build-cache record") && report.contains(&cached),
+        "{report}"
+    );
+
+    let out = check(flense, &root, true);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_consistent(flense, &root);
+    assert!(!layer_dir.exists(), "the truncated layer is still there");
+
+    // The next pull and build fetch and make again what was deleted, identically.
+    let digest = ok_stdout(flense(&root).args(["pull", "-q", &remote]));
+    assert_eq!(digest.trim(), image.digest);
+    assert!(blob_path(&root, &pulled_layer).is_file());
+    assert_eq!(build(&root, &project, "quick", &[]), built);
+    let out = ok_stdout(flense(&root).args(["run", "--image", &built]));
+    assert_eq!(out, "HELLO\n");
+    assert_consistent(flense, &root);
+}
+
+/// kill -9 of a build during its step's `sleep` leaves the step's scratch directory;
+/// `check` reports only that, and the next build reclaims it. Returns that build's digest.
+fn kill_a_build_and_rebuild(cli: Cli, root: &Path, project: &Path) -> String {
+    let mut child = build_cmd(cli, root, project, "slow", &["--no-cache"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "a step directory", || {
+        tmp_entries(root).iter().any(|n| n.starts_with("step-"))
+    });
+    kill9(child);
+    assert!(!tmp_entries(root).is_empty());
+    assert_only_leftovers(cli, root);
+    let digest = ok_stdout(&mut build_cmd(cli, root, project, "slow", &["--no-cache"]));
+    assert_eq!(tmp_entries(root), Vec::<String>::new());
+    assert_consistent(cli, root);
+    digest.trim().to_string()
+}
+
+#[test]
+fn a_killed_build_of_an_unprivileged_user_is_reclaimed_by_the_next_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = tmp.path().join("busybox.tar");
+    fs::copy(rootfs_tar("busybox"), &tar).unwrap();
+    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    let user_dir = tmp.path().join("user");
+    let project = project(&user_dir);
+    give_to_test_user(&user_dir);
+    let root = user_dir.join("store");
+    ok_stdout(
+        user_flense(&root)
+            .arg("import")
+            .arg(&tar)
+            .args(["--tag", "localhost/busybox:latest"]),
+    );
+    kill_a_build_and_rebuild(user_flense, &root, &project);
+}
+
+#[test]
+fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, project) = store_and_project(tmp.path());
+    let uninterrupted = build(&root, &project, "slow", &[]);
+
+    assert_eq!(
+        kill_a_build_and_rebuild(flense, &root, &project),
+        uninterrupted
+    );
+
+    // kill -9 during a layer download stuck halfway: the partial blob stays behind.
+    let reg = TestRegistry::start();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        vec![Fault::StallResponse {
+            method: "GET",
+            path: "/blobs/".to_string() + &image.manifests[0].2[0],
+        }],
+    );
+    let mut child = flense(&root)
+        .args(["pull", "-q", &format!("{}/base/busybox:v1", proxy.addr)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "a stalled download", || {
+        proxy.fired(0) == 1 && !tmp_entries(&root).is_empty()
+    });
+    kill9(child);
+    assert_only_leftovers(flense, &root);
+    let digest = ok_stdout(flense(&root).args(["pull", "-q", &reg.image("base/busybox:v1")]));
+    assert_eq!(digest.trim(), image.digest);
+    assert_eq!(tmp_entries(&root), Vec::<String>::new());
+    assert_consistent(flense, &root);
+}
+
+#[test]
+fn builds_succeed_while_prune_runs_in_a_loop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, project) = store_and_project(tmp.path());
+    let spawn = |variant: &str| {
+        build_cmd(flense, &root, &project, variant, &[])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let builds = [spawn("slow"), spawn("other")];
+    let mut prunes = 0;
+    let mut running = builds.len();
+    let mut builds = builds.map(Some);
+    let mut outputs = Vec::new();
+    while running > 0 {
+        ok_stdout(flense(&root).arg("prune"));
+        prunes += 1;
+        for slot in builds.iter_mut() {
+            let finished = slot
+                .as_mut()
+                .is_some_and(|c| c.try_wait().unwrap().is_some());
+            if finished {
+                let out = slot.take().unwrap().wait_with_output().unwrap();
+                assert!(out.status.success(), "{}", text(&out.stderr));
+                let digest = text(&out.stdout).trim().to_string();
+                outputs.push(ok_stdout(flense(&root).args(["run", "--image", &digest])));
+                running -= 1;
+            }
+        }
+    }
+    assert!(prunes > 0);
+    outputs.sort();
+    assert_eq!(outputs, ["other\n", "slow\n"]);
+    ok_stdout(flense(&root).arg("prune"));
+    assert_consistent(flense, &root);
+}
+
+/// A tmpfs mounted on a temp directory, unmounted on drop.
+struct SmallDisk(PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: PathBuf, bytes: u64) -> Self {
+        fs::create_dir_all(&dir).unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}")])
+            .arg("tmpfs")
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mounting a tmpfs (tests run as root)");
+        SmallDisk(dir)
+    }
+
+    fn used(&self) -> u64 {
+        let stat = nix::sys::statvfs::statvfs(&self.0).unwrap();
+        (stat.blocks() - stat.blocks_free()) * stat.fragment_size()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_pull_that_does_not_fit_fails_cleanly_and_rmi_prune_give_the_space_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = TestRegistry::start();
+    let first = simple_image(&tmp.path().join("first"), "v1");
+    let second = simple_image(&tmp.path().join("second"), "v2");
+    first.push_with_skopeo(&reg, "small/first:v1", &[]);
+    second.push_with_skopeo(&reg, "small/second:v2", &[]);
+    let layer = &second.manifests[0].2[0];
+    let layer_size = fs::metadata(second.layout.join("blobs/sha256").join(&layer[7..]))
+        .unwrap()
+        .len();
+    // Room for one image's blobs, not for two.
+    let disk = SmallDisk::mount(tmp.path().join("disk"), layer_size * 3 / 2 + (128 << 10));
+    let root = disk.0.join("store");
+    let pull = |name: &str| {
+        output(
+            flense(&root)
+                .args(["pull", "-q", "--no-unpack"])
+                .arg(reg.image(name)),
+        )
+    };
+    let out = pull("small/first:v1");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = pull("small/second:v2");
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("No space left on device") && err.contains(layer.as_str()),
+        "{err}"
+    );
+    assert_consistent(flense, &root);
+    assert_eq!(tmp_entries(&root), Vec::<String>::new());
+
+    let before = disk.used();
+    ok_stdout(flense(&root).args(["rmi", &reg.image("small/first:v1")]));
+    assert!(disk.used() + layer_size <= before, "rmi gave no space back");
+    let out = pull("small/second:v2");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_consistent(flense, &root);
+}
