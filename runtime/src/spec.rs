@@ -288,6 +288,16 @@ impl Sandbox {
         Ok(self)
     }
 
+    /// The environment of the command, in order.
+    pub fn env_vars(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The identity the command runs as.
+    pub fn identity(&self) -> &User {
+        &self.user
+    }
+
     /// The root filesystem.
     pub fn root(&self) -> &RootFs {
         &self.root

@@ -6,6 +6,7 @@ pub mod config;
 pub mod images;
 pub mod pipeline;
 pub mod run;
+pub mod services;
 
 use std::path::PathBuf;
 

@@ -68,6 +68,9 @@ pub struct RunArgs {
     /// Kill the sandbox after this many seconds (exit code 124).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// Services beside the command (see docs/services.md).
+    #[command(flatten)]
+    pub services: super::services::ServiceArgs,
     /// The command and its arguments (after `--`); replaces the image's cmd.
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
@@ -81,23 +84,22 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
 }
 
 fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let sandbox = super::build::RunSandbox {
+        network: args.network,
+        userns: args.userns,
+        isolation: args.isolation,
+    };
     let reference = match (&args.image, &args.variant) {
         (Some(image), _) => image.clone(),
-        (None, Some(variant)) => {
-            let sandbox = super::build::RunSandbox {
-                network: args.network,
-                userns: args.userns,
-                isolation: args.isolation,
-            };
-            super::build::build_for_run(globals, variant, &args.build, sandbox)?
-        }
+        (None, Some(variant)) => super::build::build_for_run(globals, variant, &args.build, sandbox)?,
         (None, None) => {
             return Err(invalid(anyhow::anyhow!(
                 "nothing to run: give a VARIANT or --image REF (flense run --image busybox -- sh)"
             )))
         }
     };
-    let overrides = overrides_from(&args)?;
+    let mut overrides = overrides_from(&args)?;
+    overrides.services = services_of(&args, globals, sandbox)?;
     let root = globals.root.clone().unwrap_or_else(default_root);
     let store = Store::open(&root).with_context(|| format!("open store {}", root.display()))?;
     let status = match run_image(&store, &reference, &overrides) {
@@ -120,6 +122,33 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         ExitStatus::Exited(_) => {}
     }
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+
+/// The services of `--service`: with a VARIANT to run, names of variants of its
+/// Blubber config are built; other values are images.
+fn services_of(
+    args: &RunArgs,
+    globals: &Globals,
+    sandbox: super::build::RunSandbox,
+) -> anyhow::Result<flense::run::Services> {
+    if args.services.services.is_empty() {
+        return args.services.resolve(|t| Ok(t.to_string()));
+    }
+    let variants: Option<Vec<String>> = match &args.variant {
+        Some(_) => {
+            let project = &args.build.project;
+            let file = project.file.clone().unwrap_or_else(|| {
+                flense::builder::project::default_config_file(&project.context)
+            });
+            let config = super::config::load_or_report(&file)?;
+            Some(config.variants.iter().map(|v| v.name.clone()).collect())
+        }
+        None => None,
+    };
+    args.services.resolve(|target| {
+        let known = variants.as_deref().map(|v| (v, &args.build, sandbox));
+        super::services::image_for_target(globals, target, known)
+    })
 }
 
 /// The overrides `run_image` takes, from the command line.
@@ -172,6 +201,7 @@ pub fn overrides_from(args: &RunArgs) -> anyhow::Result<RunOverrides> {
         hostname: args.hostname.clone(),
         timeout,
         forward_signals: true,
+        services: Default::default(),
     })
 }
 

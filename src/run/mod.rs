@@ -14,6 +14,10 @@ use flense_runtime::{
 
 use crate::store::{Store, StoreError, StoredImage};
 
+mod services;
+
+pub use services::{ServiceSpec, Services, DEFAULT_READY_TIMEOUT};
+
 /// Why an image could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -34,6 +38,27 @@ pub enum RunError {
         /// What is wrong.
         reason: String,
     },
+    /// A service failed to come up: it ended or never became ready.
+    #[error("service `{name}` {reason}{}", tail_text(tail))]
+    Service {
+        /// The service's name.
+        name: String,
+        /// What happened.
+        reason: String,
+        /// Its last log lines.
+        tail: Vec<String>,
+    },
+    /// A service could not be started.
+    #[error("start service `{name}`")]
+    ServiceSetup {
+        /// The service's name.
+        name: String,
+        /// Why.
+        source: Box<RunError>,
+    },
+    /// Signal handling or a pipe for the services could not be set up.
+    #[error("set up signal handling for the services")]
+    Signals(#[source] std::io::Error),
     /// A scratch directory for the sandbox could not be made.
     #[error("create the sandbox's state directory in {}", path.display())]
     State {
@@ -42,6 +67,14 @@ pub enum RunError {
         /// The OS error.
         source: std::io::Error,
     },
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return "; it logged nothing".into();
+    }
+    let lines: String = tail.iter().map(|l| format!("\n  | {l}")).collect();
+    format!("; its last log lines:{lines}")
 }
 
 impl RunError {
@@ -86,6 +119,9 @@ pub struct RunOverrides {
     /// Forward SIGINT, SIGTERM, SIGHUP and SIGQUIT of this process to the command
     /// (for a command-line front end; blocks them in the calling thread meanwhile).
     pub forward_signals: bool,
+    /// Services to run beside the command, in a network of their own (see
+    /// [`Services`]); the `network` setting is then ignored.
+    pub services: Services,
 }
 
 /// Runs the image `reference` from `store` with `overrides`, inheriting stdio, and
@@ -101,15 +137,11 @@ pub fn run_image(
         .into_iter()
         .map(|l| l.diff)
         .collect();
-    let state_parent = store.tmp_dir();
-    let state = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(&state_parent)
-        .map_err(|source| RunError::State {
-            path: state_parent.clone(),
-            source,
-        })?;
+    let state = state_dir(store, "run-")?;
     let mut sandbox = sandbox_for(&image, reference, &layers, state.path(), overrides)?;
+    if !overrides.services.specs.is_empty() {
+        return services::run_beside(store, sandbox, state.path(), overrides);
+    }
     let mut forwarder = match overrides.forward_signals {
         true => Some(SignalForwarder::block()?),
         false => None,
@@ -127,6 +159,18 @@ pub fn run_image(
         status
     });
     Ok(result?)
+}
+
+/// A fresh scratch directory in the store's temporary directory.
+fn state_dir(store: &Store, prefix: &str) -> Result<tempfile::TempDir, RunError> {
+    let parent = store.tmp_dir();
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(&parent)
+        .map_err(|source| RunError::State {
+            path: parent.clone(),
+            source,
+        })
 }
 
 /// The sandbox that runs `image` on `layers` (bottom first) with `overrides`.
