@@ -19,7 +19,7 @@ pub enum Commands {
     /// Run a command in a sandbox made from an image in the local store
     /// (exit code: the command's, 128+N when killed by signal N, 124 after --timeout,
     /// 127 when the program is not found, 126 when it cannot be executed).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// Options of `flense run`.
@@ -79,7 +79,7 @@ pub struct RunArgs {
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
     match cmd {
-        Commands::Run(args) => run_command(args, globals),
+        Commands::Run(args) => run_command(*args, globals),
     }
 }
 
@@ -91,7 +91,9 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     };
     let reference = match (&args.image, &args.variant) {
         (Some(image), _) => image.clone(),
-        (None, Some(variant)) => super::build::build_for_run(globals, variant, &args.build, sandbox)?,
+        (None, Some(variant)) => {
+            super::build::build_for_run(globals, variant, &args.build, sandbox)?
+        }
         (None, None) => {
             return Err(invalid(anyhow::anyhow!(
                 "nothing to run: give a VARIANT or --image REF (flense run --image busybox -- sh)"
@@ -137,9 +139,10 @@ fn services_of(
     let variants: Option<Vec<String>> = match &args.variant {
         Some(_) => {
             let project = &args.build.project;
-            let file = project.file.clone().unwrap_or_else(|| {
-                flense::builder::project::default_config_file(&project.context)
-            });
+            let file = project
+                .file
+                .clone()
+                .unwrap_or_else(|| flense::builder::project::default_config_file(&project.context));
             let config = super::config::load_or_report(&file)?;
             Some(config.variants.iter().map(|v| v.name.clone()).collect())
         }

@@ -60,9 +60,10 @@ impl ServiceArgs {
         }
         let find = |option: &str, value: &str| -> anyhow::Result<(usize, String)> {
             let (name, rest) = split_named(option, value)?;
-            let index = specs.iter().position(|sp| sp.name == name).ok_or_else(|| {
-                invalid(anyhow!("{option} {value}: no --service named `{name}`"))
-            })?;
+            let index = specs
+                .iter()
+                .position(|sp| sp.name == name)
+                .ok_or_else(|| invalid(anyhow!("{option} {value}: no --service named `{name}`")))?;
             Ok((index, rest.to_string()))
         };
         let mut updates: Vec<(usize, Update)> = Vec::new();
@@ -79,7 +80,11 @@ impl ServiceArgs {
                 Ok(t) if t.is_finite() && t > 0.0 => {
                     updates.push((i, Update::Timeout(Duration::from_secs_f64(t))))
                 }
-                _ => return Err(invalid(anyhow!("--service-timeout {v}: expected seconds > 0"))),
+                _ => {
+                    return Err(invalid(anyhow!(
+                        "--service-timeout {v}: expected seconds > 0"
+                    )))
+                }
             }
         }
         for v in &self.service_env {
@@ -139,7 +144,11 @@ pub fn valid_name(name: &str) -> bool {
 pub fn image_for_target(
     globals: &Globals,
     target: &str,
-    variants: Option<(&[String], &super::build::RunBuildArgs, super::build::RunSandbox)>,
+    variants: Option<(
+        &[String],
+        &super::build::RunBuildArgs,
+        super::build::RunSandbox,
+    )>,
 ) -> anyhow::Result<String> {
     match variants {
         Some((names, build, sandbox)) if names.iter().any(|n| n == target) => {

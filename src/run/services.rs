@@ -239,17 +239,28 @@ fn start(
         mounts: vec![hosts.clone()],
         ..RunOverrides::default()
     };
-    let sandbox = sandbox_for(&image, &spec.image, &layers, state.path(), &service_overrides)
-        .map_err(setup)?;
+    let sandbox = sandbox_for(
+        &image,
+        &spec.image,
+        &layers,
+        state.path(),
+        &service_overrides,
+    )
+    .map_err(setup)?;
     if group.id_maps().mode == IdMode::Single {
-        let main = (group.id_maps().uids[0].inside, group.id_maps().gids[0].inside);
+        let main = (
+            group.id_maps().uids[0].inside,
+            group.id_maps().gids[0].inside,
+        );
         let user = sandbox.identity();
         if (user.uid, user.gid) != main {
-            return Err(setup(RunError::Runtime(RuntimeError::InvalidSpec(format!(
-                "it runs as {}:{} but the run as {}:{}, and the single ID mode maps only \
+            return Err(setup(RunError::Runtime(RuntimeError::InvalidSpec(
+                format!(
+                    "it runs as {}:{} but the run as {}:{}, and the single ID mode maps only \
                  one user; use the subuid or root mode (see docs/services.md)",
-                user.uid, user.gid, main.0, main.1
-            )))));
+                    user.uid, user.gid, main.0, main.1
+                ),
+            ))));
         }
     }
     let (env, user) = (sandbox.env_vars().to_vec(), sandbox.identity().clone());
@@ -394,15 +405,18 @@ fn exited_early(service: &Running, status: ExitStatus) -> RunError {
 /// Stops a service (SIGTERM, then SIGKILL after the grace period) and removes its
 /// sandbox's state.
 fn stop(mut service: Running, label: Option<&str>) {
-    let ended = service.child.kill(nix::sys::signal::Signal::SIGTERM as i32).and_then(|()| {
-        match service.child.wait_timeout(GRACE)? {
+    let ended = service
+        .child
+        .kill(nix::sys::signal::Signal::SIGTERM as i32)
+        .and_then(|()| match service.child.wait_timeout(GRACE)? {
             Some(status) => Ok(status),
             None => {
-                service.child.kill(nix::sys::signal::Signal::SIGKILL as i32)?;
+                service
+                    .child
+                    .kill(nix::sys::signal::Signal::SIGKILL as i32)?;
                 service.child.wait()
             }
-        }
-    });
+        });
     if let Err(e) = ended {
         tracing::warn!("stop service {}: {e}", service.name);
     }

@@ -22,6 +22,21 @@ pub(super) fn step_build(
     scope: &mut Scope,
     log: &StageLog,
 ) -> StepResult<String> {
+    let (id, local) = build_image(ctx, stage, build, scope, log)?;
+    scope.bind("imageID", Value::String(id.clone()))?;
+    scope.bind("imageLocalName", Value::String(local))?;
+    Ok(id)
+}
+
+/// Builds the image `build` (`{variant, context, excludes?, imagePullPolicy}`)
+/// describes, once per identical build in the run; returns its ID and local name.
+pub(super) fn build_image(
+    ctx: &StageCtx,
+    stage: &Stage,
+    build: &Value,
+    scope: &Scope,
+    log: &StageLog,
+) -> StepResult<(String, String)> {
     let pipeline_dir = ctx.opts.project_dir.join(".pipeline");
     let (blubberfile, temp) = resolve_blubberfile(ctx, stage, scope, log, &pipeline_dir)?;
     let b = scope.interpolate(build)?;
@@ -75,9 +90,7 @@ pub(super) fn step_build(
             "reusing the image built for an identical build in this run: {local}"
         ));
     }
-    scope.bind("imageID", Value::String(id.clone()))?;
-    scope.bind("imageLocalName", Value::String(local))?;
-    Ok(id)
+    Ok((id, local))
 }
 
 /// The stage's (or the pipeline's) Blubber file: a path under `.pipeline/`, or an
@@ -233,6 +246,10 @@ pub(super) fn step_run(
         .insert(container.clone(), image.clone());
     scope.bind("container", Value::String(container.clone()))?;
     let (capture, capture_dir) = plan_captures(ctx, stage, scope, &container, log);
+    let services = match &stage.services {
+        Some(services) => super::services::resolve(ctx, stage, services, scope, log)?,
+        None => Vec::new(),
+    };
     let req = RunRequest {
         image,
         arguments,
@@ -241,6 +258,7 @@ pub(super) fn step_run(
         tail,
         capture,
         capture_dir,
+        services,
     };
     let outcome = ctx.exec.run(&req, log)?;
     let output = if tail == 0 {
