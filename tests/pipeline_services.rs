@@ -3,7 +3,9 @@
 //! key through the host name `db`. The images are built once for the whole file (as
 //! root: the capture of apt's files owned by a daemon's subordinate ID fails in subuid
 //! mode), pipelines run as root, and `flense run --service` also as the unprivileged
-//! test user on the saved and loaded images. The tests take turns (a lock), so that
+//! test user on the saved and loaded images, with outbound access through pasta
+//! (Debian's passt, installed by scripts/test; deb.debian.org is reached as the apt
+//! tests do). The tests take turns (a lock), so that
 //! counting redis-server processes before and after each run is exact.
 
 mod support;
@@ -140,8 +142,12 @@ fn fixture() -> (&'static Fixture, MutexGuard<'static, ()>) {
 }
 
 fn redis_servers() -> usize {
+    processes("redis-server")
+}
+
+fn processes(name: &str) -> usize {
     let out = Command::new("pgrep")
-        .args(["-c", "-x", "redis-server"])
+        .args(["-c", "-x", name])
         .output()
         .expect("pgrep");
     String::from_utf8_lossy(&out.stdout)
@@ -291,6 +297,25 @@ fn flense_run_starts_an_image_service_as_a_user() {
         all.contains("[db] ") && all.contains("service `db` is ready"),
         "{all}"
     );
+    assert_eq!(redis_servers(), before, "a redis-server is left running");
+    // `--network host` (the default) gives the group outbound access through pasta;
+    // `--network none` keeps it on loopback. (As root: this machine's /dev/net/tun,
+    // unlike a Debian host's, is not open to other users.)
+    let connect = |network: &str| {
+        output(
+            f.flense()
+                .args(["run", "--image", "localhost/svc-test", "--network", network])
+                .args(["--entrypoint", "perl", "--service", "db=localhost/svc-redis"])
+                .args(["--", "-MIO::Socket::INET", "-e"])
+                .arg("IO::Socket::INET->new(PeerAddr => 'deb.debian.org:80', Timeout => 10) or die qq(no connection: $@\n)"),
+        )
+    };
+    let pastas = processes("pasta");
+    let out = connect("host");
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(processes("pasta"), pastas, "pasta is left running");
+    let out = connect("none");
+    assert!(text(&out).contains("no connection"), "{}", text(&out));
     assert_eq!(redis_servers(), before, "a redis-server is left running");
     // Names are checked before anything starts.
     let out = output(

@@ -32,6 +32,8 @@ pub struct NetworkGroup {
     net_ns: OwnedFd,
     /// Closing it tells the holder to exit.
     keep_alive: Option<OwnedFd>,
+    /// The user-mode network process giving outbound access, when connected.
+    pasta: Option<Pid>,
 }
 
 /// What a sandbox needs to join a group: the namespace descriptors and the ID maps.
@@ -69,6 +71,7 @@ impl NetworkGroup {
                 user_ns,
                 net_ns,
                 keep_alive: Some(keep_w),
+                pasta: None,
             }),
             Err(e) => {
                 let _ = nix::sys::signal::kill(holder, Signal::SIGKILL);
@@ -76,6 +79,46 @@ impl NetworkGroup {
                 Err(e)
             }
         }
+    }
+
+    /// Gives the group outbound network access through `pasta` (Debian's `passt`
+    /// package), a user-mode network stack like rootless podman's: a `tap` interface
+    /// with the host's addresses and routes, its DNS forwarded; no port of the host
+    /// is forwarded in. Returns once the interface is configured.
+    pub fn connect_outbound(&mut self) -> Result<(), RuntimeError> {
+        let dir = tempfile_dir()?;
+        let pid_file = dir.join("pasta.pid");
+        let mut cmd = std::process::Command::new("pasta");
+        cmd.args(["--config-net", "--quiet"])
+            .args(["-t", "none", "-u", "none", "-T", "none", "-U", "none"])
+            .arg("--pid")
+            .arg(&pid_file)
+            .stdin(std::process::Stdio::null());
+        if nix::unistd::geteuid().is_root() {
+            // pasta otherwise drops to `nobody`, who may not enter root's namespaces.
+            cmd.args(["--runas", "0"]);
+        }
+        cmd.arg(self.holder.as_raw().to_string());
+        let out = cmd.output();
+        let pid = std::fs::read_to_string(&pid_file);
+        let _ = std::fs::remove_dir_all(&dir);
+        let out = out.map_err(|e| {
+            RuntimeError::io(
+                "run pasta (install Debian's passt package) for outbound network",
+                e,
+            )
+        })?;
+        if !out.status.success() {
+            return Err(RuntimeError::Helper {
+                program: "pasta (outbound network)".into(),
+                message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            });
+        }
+        self.pasta = pid
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+            .map(Pid::from_raw);
+        Ok(())
     }
 
     /// The ID maps every sandbox of the group uses.
@@ -135,8 +178,29 @@ fn errno_of(events: &mut File) -> i32 {
     }
 }
 
+/// A fresh private directory for pasta's pid file.
+fn tempfile_dir() -> Result<std::path::PathBuf, RuntimeError> {
+    let base = std::env::temp_dir();
+    for attempt in 0..100u32 {
+        let dir = base.join(format!("flense-pasta-{}-{attempt}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(RuntimeError::io(format!("create {}", dir.display()), e)),
+        }
+    }
+    Err(RuntimeError::io(
+        "create a directory for pasta",
+        std::io::Error::from_raw_os_error(libc::EEXIST),
+    ))
+}
+
 impl Drop for NetworkGroup {
     fn drop(&mut self) {
+        if let Some(pasta) = self.pasta.take() {
+            // Not our child (it daemonised): no reaping.
+            let _ = nix::sys::signal::kill(pasta, Signal::SIGTERM);
+        }
         drop(self.keep_alive.take());
         let _ = nix::sys::signal::kill(self.holder, Signal::SIGKILL);
         let _ = waitpid(self.holder, None);

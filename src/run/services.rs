@@ -14,7 +14,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use flense_runtime::{
-    Child, ExitStatus, IdMode, Mount, NetworkGroup, RuntimeError, Sandbox, SignalForwarder, Stdio,
+    Child, ExitStatus, IdMode, Mount, Network, NetworkGroup, RuntimeError, Sandbox,
+    SignalForwarder, Stdio,
 };
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
@@ -112,7 +113,17 @@ pub(super) fn run_beside(
 ) -> Result<ExitStatus, RunError> {
     let services = &overrides.services;
     let user = main.identity().clone();
-    let group = NetworkGroup::new(overrides.userns, user.uid, user.gid)?;
+    let mut group = NetworkGroup::new(overrides.userns, user.uid, user.gid)?;
+    if overrides.network == Network::Host {
+        // "host" with services: outbound access through a user-mode network, when
+        // pasta can give it (it needs /dev/net/tun).
+        if let Err(e) = group.connect_outbound() {
+            tracing::warn!(
+                "no outbound network for the run and its services, only loopback: {}",
+                crate::error_chain::ErrorChain(&e)
+            );
+        }
+    }
     let net_dir = state_dir(store, "net-")?;
     let hosts = write_hosts(net_dir.path(), &services.specs)?;
     let hosts_mount = Mount::Bind {
