@@ -38,7 +38,8 @@ pub struct RunArgs {
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     pub env: Vec<String>,
-    /// Network: `host` (shared with the host) or `none` (only loopback).
+    /// Network: `host` (shared with the host; with --service, outbound access through
+    /// pasta) or `none` (only loopback).
     #[arg(long, default_value = "host", value_parser = parse_network)]
     pub network: Network,
     /// Extra mount: `type=bind,src=PATH,dst=PATH[,ro]`, `type=tmpfs,dst=PATH[,size=BYTES]`

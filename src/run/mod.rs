@@ -56,9 +56,9 @@ pub enum RunError {
         /// Why.
         source: Box<RunError>,
     },
-    /// Signal handling or a pipe for the services could not be set up.
-    #[error("set up signal handling for the services")]
-    Signals(#[source] std::io::Error),
+    /// The pipe of a service's output could not be made.
+    #[error("create the output pipe of a service")]
+    ServicePipe(#[source] std::io::Error),
     /// A scratch directory for the sandbox could not be made.
     #[error("create the sandbox's state directory in {}", path.display())]
     State {

@@ -17,7 +17,6 @@ use flense_runtime::{
     Child, ExitStatus, IdMode, Mount, Network, NetworkGroup, RuntimeError, Sandbox,
     SignalForwarder, Stdio,
 };
-use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::{sandbox_for, state_dir, RunError, RunOverrides};
 use crate::store::Store;
@@ -135,20 +134,12 @@ pub(super) fn run_beside(
         true => Some(SignalForwarder::block()?),
         false => None,
     };
-    let signals = match overrides.forward_signals {
-        true => Some(
-            SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-                .map_err(|e| RunError::Signals(e.into()))?,
-        ),
-        false => None,
-    };
     let mut running: Vec<Running> = Vec::new();
     let outcome = start_all(store, &group, &hosts_mount, overrides, &mut running)
-        .and_then(|()| wait_all_ready(&mut running, &services.specs, signals.as_ref()));
+        .and_then(|()| wait_all_ready(&mut running, &services.specs, forwarder.as_ref()));
     let result = match outcome {
         Ok(Some(signal)) => Ok(ExitStatus::Signaled(signal)),
         Ok(None) => {
-            drop(signals);
             let main = main.mount(hosts_mount).join(&group)?;
             run_main(main, forwarder.as_mut())
         }
@@ -174,20 +165,6 @@ fn run_main(
         f.forward_to(&child)?;
     }
     Ok(child.wait()?)
-}
-
-fn forwarded() -> nix::sys::signal::SigSet {
-    use nix::sys::signal::Signal;
-    let mut set = nix::sys::signal::SigSet::empty();
-    for sig in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGQUIT,
-    ] {
-        set.add(sig);
-    }
-    set
 }
 
 /// `/etc/hosts` of the group: every service name is this network's loopback.
@@ -276,9 +253,9 @@ fn start(
     }
     let (env, user) = (sandbox.env_vars().to_vec(), sandbox.identity().clone());
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| setup(RunError::Signals(e.into())))?;
+        .map_err(|e| setup(RunError::ServicePipe(e.into())))?;
     let write = File::from(write);
-    let write2 = write.try_clone().map_err(|e| setup(RunError::Signals(e)))?;
+    let write2 = write.try_clone().map_err(|e| setup(RunError::ServicePipe(e)))?;
     let mut sandbox = sandbox
         .stdin(Stdio::Null)
         .stdout(Stdio::File(write))
@@ -343,7 +320,7 @@ fn spawn_logger(
 fn wait_all_ready(
     running: &mut [Running],
     specs: &[ServiceSpec],
-    signals: Option<&SignalFd>,
+    signals: Option<&SignalForwarder>,
 ) -> Result<Option<i32>, RunError> {
     for (service, spec) in running.iter_mut().zip(specs) {
         if let Some(signal) = wait_ready(service, spec, signals)? {
@@ -363,12 +340,12 @@ fn wait_all_ready(
 fn wait_ready(
     service: &mut Running,
     spec: &ServiceSpec,
-    signals: Option<&SignalFd>,
+    signals: Option<&SignalForwarder>,
 ) -> Result<Option<i32>, RunError> {
     let deadline = Instant::now() + spec.timeout;
     loop {
-        if let Some(Ok(Some(info))) = signals.map(SignalFd::read_signal) {
-            return Ok(Some(info.ssi_signo as i32));
+        if let Some(signal) = signals.and_then(SignalForwarder::take_pending) {
+            return Ok(Some(signal));
         }
         let left = deadline.saturating_duration_since(Instant::now());
         let Some(check) = &spec.ready else {
