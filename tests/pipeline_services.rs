@@ -310,6 +310,28 @@ fn flense_run_starts_an_image_service_as_a_user() {
                 .arg("IO::Socket::INET->new(PeerAddr => 'deb.debian.org:80', Timeout => 10) or die qq(no connection: $@\n)"),
         )
     };
+    // With a VARIANT to run, a service value naming a variant builds it (cached here).
+    let out = output(
+        f.flense()
+            .args([
+                "run",
+                "test",
+                "--network",
+                "none",
+                "-e",
+                "GREETING=variant",
+                "-C",
+            ])
+            .arg(f.project())
+            .args([
+                "--service",
+                "db=redis",
+                "--service-ready",
+                "db=redis-cli ping",
+            ]),
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("READ BACK variant"), "{}", text(&out));
     let pastas = processes("pasta");
     let out = connect("host");
     assert!(out.status.success(), "{}", text(&out));

@@ -255,7 +255,9 @@ fn start(
     let (read, write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| setup(RunError::ServicePipe(e.into())))?;
     let write = File::from(write);
-    let write2 = write.try_clone().map_err(|e| setup(RunError::ServicePipe(e)))?;
+    let write2 = write
+        .try_clone()
+        .map_err(|e| setup(RunError::ServicePipe(e)))?;
     let mut sandbox = sandbox
         .stdin(Stdio::Null)
         .stdout(Stdio::File(write))

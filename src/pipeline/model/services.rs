@@ -72,6 +72,10 @@ pub(super) fn check(path: &Path, text: &str, pipeline: &str, raw: &Mapping) -> V
         let Some(items) = stage.get("services").and_then(Value::as_sequence) else {
             continue;
         };
+        let name_only = stage.as_mapping().is_some_and(|m| m.len() == 1);
+        let runs = stage
+            .get("run")
+            .is_some_and(|r| !super::super::interp::is_falsy(r));
         let at = |rel: &str, message: String| {
             let doc_path = format!("pipelines.{pipeline}.stages[{i}].{rel}");
             match locate(text, &doc_path) {
@@ -81,6 +85,12 @@ pub(super) fn check(path: &Path, text: &str, pipeline: &str, raw: &Mapping) -> V
                 None => format!("{}: {doc_path}: {message}", path.display()),
             }
         };
+        if !runs && !name_only && !items.is_empty() {
+            errors.push(at(
+                "services",
+                "services run beside the stage's `run` step, and this stage has none".into(),
+            ));
+        }
         let variants = blubber_variants(path, pipeline, raw, stage);
         let mut seen: Vec<String> = Vec::new();
         for (j, item) in items.iter().enumerate() {

@@ -316,7 +316,11 @@ fn services_are_checked_with_positions() {
         at("seconds > 0").starts_with(&format!("{p}:17:13: ")),
         "{errors:#?}"
     );
-    assert_eq!(errors.len(), 5, "{errors:#?}");
+    assert!(
+        at("has none").starts_with(&format!("{p}:6:9: ")),
+        "{errors:#?}"
+    );
+    assert_eq!(errors.len(), 6, "{errors:#?}");
     // Upstream's schema, kept verbatim under --strict, has no `services`.
     let PipelineError::Schema { errors, .. } = loaded(true).unwrap_err() else {
         panic!("--strict must reject services");
@@ -336,7 +340,8 @@ fn services_are_checked_with_positions() {
             "            image: x\n          - name: bad_name",
             "          - name: other",
         )
-        .replace("timeout: 0", "timeout: 5");
+        .replace("timeout: 0", "timeout: 5")
+        .replace("      - name: t\n", "      - name: t\n        run: true\n");
     let ok = load_str(&path, &fixed, &[], &LoadOptions::default()).unwrap();
     let services = services_of(ok.pipelines[0].stage("t").services.as_ref().unwrap());
     let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
