@@ -357,3 +357,59 @@ fn flense_run_starts_an_image_service_as_a_user() {
         text(&out)
     );
 }
+
+fn count_matching(pattern: &str) -> usize {
+    let out = Command::new("pgrep")
+        .args(["-c", "-f", pattern])
+        .output()
+        .expect("pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn sigterm_while_a_service_is_not_ready_stops_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    ok_stdout(
+        flense(&store)
+            .arg("import")
+            .arg(rootfs_tar("busybox"))
+            .args(["--tag", "localhost/busybox:latest"]),
+    );
+    // A service whose ready check never passes: flense waits in its start-up phase.
+    let mut child = flense(&store)
+        .args(["run", "--image", "localhost/busybox", "--network", "none"])
+        .args(["--service", "web=localhost/busybox"])
+        .args(["--service-arg", "web=sleep", "--service-arg", "web=313"])
+        .args([
+            "--service-ready",
+            "web=false",
+            "--service-timeout",
+            "web=300",
+        ])
+        .args(["--", "echo", "RUN STARTED"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pattern = "^sleep 313$";
+    while count_matching(pattern) == 0 {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "flense run ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{out:?}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("RUN STARTED"));
+    assert_eq!(count_matching(pattern), 0, "the service outlived SIGTERM");
+}
