@@ -11,8 +11,9 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use support::cli::{flense, flense_bin, ok_stdout, output};
@@ -106,15 +107,52 @@ impl Fixture {
     }
 }
 
+/// How many tests use the shared fixture: the last one to finish removes it (a static
+/// is never dropped).
+const FIXTURE_TESTS: usize = 4;
+
+/// A test's turn with the fixture; the last turn removes the fixture's directory.
+struct Turn {
+    _lock: MutexGuard<'static, ()>,
+    dir: PathBuf,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        static FINISHED: AtomicUsize = AtomicUsize::new(0);
+        if FINISHED.fetch_add(1, Ordering::SeqCst) + 1 == FIXTURE_TESTS {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// Fixtures of earlier runs that only ran some of the tests.
+fn remove_stale_fixtures() {
+    for entry in std::fs::read_dir("/tmp").into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("flense-services-") else {
+            continue;
+        };
+        let alive = pid
+            .parse::<u32>()
+            .is_ok_and(|p| Path::new(&format!("/proc/{p}")).exists());
+        if !alive && pid != std::process::id().to_string() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 /// The shared fixture (bookworm imported, both variants built and tagged) and the
 /// turn of the calling test.
-fn fixture() -> (&'static Fixture, MutexGuard<'static, ()>) {
+fn fixture() -> (&'static Fixture, Turn) {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     static TURN: Mutex<()> = Mutex::new(());
     let turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let fixture = FIXTURE.get_or_init(|| {
+        remove_stale_fixtures();
         let dir = tempfile::Builder::new()
-            .prefix("flense-services-")
+            .prefix(&format!("flense-services-{}", std::process::id()))
+            .rand_bytes(0)
             .tempdir_in("/tmp")
             .unwrap();
         let f = Fixture { dir };
@@ -138,6 +176,10 @@ fn fixture() -> (&'static Fixture, MutexGuard<'static, ()>) {
         }
         f
     });
+    let turn = Turn {
+        _lock: turn,
+        dir: fixture.dir.path().to_path_buf(),
+    };
     (fixture, turn)
 }
 
