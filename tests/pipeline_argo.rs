@@ -125,3 +125,53 @@ fn the_schema_rejects_a_broken_workflow() {
     let errors = argo_schema().validate(&wf);
     assert!(errors.len() >= 2, "{errors:?}");
 }
+
+#[test]
+fn services_become_sidecars_with_host_aliases() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(project.path().join(".pipeline")).unwrap();
+    std::fs::write(
+        project.path().join(".pipeline/blubber.yaml"),
+        "version: v4\nvariants:\n  redis: {}\n  test: {}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join(".pipeline/config.yaml"),
+        "pipelines:
+  p:
+    blubberfile: blubber.yaml
+    stages:
+      - name: t
+        build: test
+        run: true
+        services:
+          - {name: db, build: redis, ready: [redis-cli, ping], timeout: 30}
+          - {name: cache, image: 'docker.io/library/memcached:1', env: {A: b}, arguments: [-m, '64']}
+",
+    )
+    .unwrap();
+    let wf = export(project.path(), &["p", "--registry", "registry.example/ci"]);
+    let errors = argo_schema().validate(&wf);
+    assert!(errors.is_empty(), "{errors:?}");
+    let template = &wf["spec"]["templates"][1];
+    let sidecars = template["sidecars"].as_sequence().unwrap();
+    assert_eq!(sidecars.len(), 2, "{template:?}");
+    assert_eq!(sidecars[0]["name"], "db");
+    assert!(sidecars[0]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("registry.example/ci/"));
+    assert!(sidecars[0]["image"].as_str().unwrap().contains("-redis:"));
+    assert_eq!(
+        sidecars[0]["readinessProbe"]["exec"]["command"][0],
+        "redis-cli"
+    );
+    assert_eq!(sidecars[0]["readinessProbe"]["failureThreshold"], 30);
+    assert_eq!(sidecars[1]["image"], "docker.io/library/memcached:1");
+    assert_eq!(sidecars[1]["env"][0]["name"], "A");
+    assert_eq!(template["hostAliases"][0]["hostnames"][1], "cache");
+    assert!(wf["metadata"]["annotations"]["flense/images"]
+        .as_str()
+        .unwrap()
+        .contains("-redis:"));
+}

@@ -211,6 +211,20 @@ impl Child {
         }
     }
 
+    /// Waits up to `limit` for the sandbox to end: its status, or `None` while it still
+    /// runs.
+    pub fn wait_timeout(&mut self, limit: Duration) -> Result<Option<ExitStatus>, RuntimeError> {
+        if let (None, Some(init)) = (self.status, &self.init) {
+            let ms = limit.as_millis().min(i32::MAX as u128) as i32;
+            let mut fds = [PollFd::new(init.as_fd(), PollFlags::POLLIN)];
+            let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+            if let Ok(0) = poll(&mut fds, timeout) {
+                return Ok(None);
+            }
+        }
+        self.wait().map(Some)
+    }
+
     /// Waits for the command to end, killing the whole sandbox if its timeout runs out.
     pub fn wait(&mut self) -> Result<ExitStatus, RuntimeError> {
         if let Some(status) = self.status {

@@ -46,6 +46,14 @@ pub enum RuntimeError {
         /// The OS error (ENOENT: not found in PATH).
         source: io::Error,
     },
+    /// A helper program (such as `pasta`) reported a failure.
+    #[error("{program} failed: {message}")]
+    Helper {
+        /// The program.
+        program: String,
+        /// What it said.
+        message: String,
+    },
     /// The root filesystem diff could not be captured.
     #[error("capture diff at {path}: {reason}")]
     Capture {

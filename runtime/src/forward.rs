@@ -64,6 +64,16 @@ impl SignalForwarder {
         })
     }
 
+    /// Takes a blocked signal that is pending (not forwarded: nothing is being forwarded
+    /// to yet), if any; e.g. to give up starting something when the user pressed Ctrl-C.
+    pub fn take_pending(&self) -> Option<i32> {
+        let sfd =
+            SignalFd::with_flags(&forwarded(), SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+                .ok()?;
+        let info = sfd.read_signal().ok()??;
+        Some(info.ssi_signo as i32)
+    }
+
     /// Starts forwarding the blocked signals to `child`'s sandbox (its PID 1 passes
     /// them to the command).
     pub fn forward_to(&mut self, child: &Child) -> Result<(), RuntimeError> {

@@ -26,7 +26,8 @@ use crate::isolation::Isolation;
 use crate::spec::{Mount, Network, Sandbox, Stdio};
 use crate::sys;
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 impl Sandbox {
     /// Starts the command in a new sandbox. Returns once the command has been exec'd
@@ -35,10 +36,18 @@ impl Sandbox {
     pub fn spawn(&mut self) -> Result<Child, RuntimeError> {
         self.validate()?;
         if self.isolation.resolve()? == Isolation::Chroot {
+            if self.joined.is_some() {
+                return Err(RuntimeError::InvalidSpec(
+                    "a shared network needs namespace isolation, not chroot".into(),
+                ));
+            }
             let maps = IdMaps::resolve(IdMode::Root, self.user.uid, self.user.gid)?;
             return self.spawn_chroot(maps);
         }
-        let maps = IdMaps::resolve(self.id_mode, self.user.uid, self.user.gid)?;
+        let maps = match &self.joined {
+            Some(joined) => joined.maps.clone(),
+            None => IdMaps::resolve(self.id_mode, self.user.uid, self.user.gid)?,
+        };
         tracing::info!("user namespace mode: {}", maps.mode);
         let root = self.prepare_root(false)?;
         match self.start(root, maps.clone()) {
@@ -106,7 +115,7 @@ impl Sandbox {
             new_root,
             mounts: self.mounts.clone(),
             hostname: self.hostname.clone().unwrap_or_else(|| "flense".into()),
-            network_none: self.network == Network::None,
+            network_none: self.network == Network::None && self.joined.is_none(),
             argv: self.args.iter().map(|a| cstr(a)).collect(),
             envp: self
                 .env
@@ -127,11 +136,14 @@ impl Sandbox {
 
     /// The namespaces the middle process unshares.
     fn namespaces(&self) -> CloneFlags {
-        let mut flags = CloneFlags::CLONE_NEWUSER
-            | CloneFlags::CLONE_NEWNS
+        let mut flags = CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWPID
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC;
+        if self.joined.is_some() {
+            return flags;
+        }
+        flags |= CloneFlags::CLONE_NEWUSER;
         if self.network == Network::None {
             flags |= CloneFlags::CLONE_NEWNET;
         }
@@ -147,7 +159,11 @@ impl Sandbox {
         let stdio = StdioFds::open(&mut self.stdin, &mut self.stdout, &mut self.stderr)?;
         let ControlPipes { sandbox, caller } = ControlPipes::open()?;
         let started = Instant::now();
-        let middle = fork_middle(&plan, self.namespaces(), &stdio, &sandbox)?;
+        let join = self
+            .joined
+            .as_ref()
+            .map(|j| (j.user_ns.as_fd(), j.net_ns.as_fd()));
+        let middle = fork_middle(&plan, self.namespaces(), join, &stdio, &sandbox)?;
         drop(sandbox);
         let mut child = Child::new(
             middle,
@@ -158,7 +174,8 @@ impl Sandbox {
             self.timeout,
             started,
         );
-        let ready = hand_over_id_maps(&mut child, middle, caller.events, caller.go)
+        let joined = self.joined.is_some();
+        let ready = hand_over_id_maps(&mut child, middle, joined, caller.events, caller.go)
             .map_err(Failure::Other)
             .and_then(|()| read_setup_reports(&mut child, caller.info, caller.err))
             .and_then(|()| child.start_watchdog().map_err(Failure::Other));
@@ -174,10 +191,12 @@ impl Sandbox {
 /// The ID-map handshake: the middle process writes "U" once it has unshared its user
 /// namespace; the caller writes its ID maps and answers "G"; the middle process then
 /// writes PID 1's host pid. When the middle process ends early, the child is left
-/// without PID 1 and the error record says why.
+/// without PID 1 and the error record says why. A sandbox that joined a group's user
+/// namespace has its maps already.
 fn hand_over_id_maps(
     child: &mut Child,
     middle: Pid,
+    joined: bool,
     events: OwnedFd,
     go: OwnedFd,
 ) -> Result<(), RuntimeError> {
@@ -186,7 +205,9 @@ fn hand_over_id_maps(
     if events.read_exact(&mut byte).is_err() {
         return Ok(());
     }
-    child.maps.apply(middle.as_raw())?;
+    if !joined {
+        child.maps.apply(middle.as_raw())?;
+    }
     let _ = File::from(go).write_all(b"G");
     let mut pid = [0u8; 4];
     if events.read_exact(&mut pid).is_ok() {
@@ -229,7 +250,7 @@ pub(crate) fn read_setup_reports(
 
 /// The failure an error record describes (tag, errno as i32 LE, what failed), if the
 /// record is complete.
-fn decode_error_record(record: &[u8]) -> Option<Failure> {
+pub(crate) fn decode_error_record(record: &[u8]) -> Option<Failure> {
     let [tag, e0, e1, e2, e3, what @ ..] = record else {
         return None;
     };
@@ -393,6 +414,7 @@ impl SandboxEnds {
 fn fork_middle(
     plan: &InitPlan,
     flags: CloneFlags,
+    join: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
     stdio: &StdioFds,
     ends: &SandboxEnds,
 ) -> Result<Pid, Failure> {
@@ -401,16 +423,18 @@ fn fork_middle(
     // descriptor, namespace, mount and process calls plus allocation, no lock another
     // thread of the caller may hold; every path ends in exec or `_exit`.
     match unsafe { sys::fork() } {
-        Ok(0) => middle(plan, flags, stdio, ends, parent),
+        Ok(0) => middle(plan, flags, join, stdio, ends, parent),
         Ok(pid) => Ok(Pid::from_raw(pid)),
         Err(e) => Err(Failure::Other(RuntimeError::io("fork", e))),
     }
 }
 
-/// The middle process: namespaces, then fork PID 1, then relay its end. Never returns.
+/// The middle process: namespaces (joining a group's user and network namespaces
+/// first, when given), then fork PID 1, then relay its end. Never returns.
 fn middle(
     plan: &InitPlan,
     flags: CloneFlags,
+    join: Option<(BorrowedFd<'_>, BorrowedFd<'_>)>,
     stdio: &StdioFds,
     ends: &SandboxEnds,
     parent: Pid,
@@ -428,7 +452,23 @@ fn middle(
         }
     }
     let (go, events) = (ends.go.as_fd(), ends.events.as_fd());
-    sys::close_fds_except(&[go, events, report.err, report.info, report.status]);
+    let mut keep = vec![go, events, report.err, report.info, report.status];
+    keep.extend(join.iter().flat_map(|(user, net)| [*user, *net]));
+    sys::close_fds_except(&keep);
+    if let Some((user, net)) = join {
+        if let Err(e) = nix::sched::setns(user, CloneFlags::CLONE_NEWUSER) {
+            report.fail(init::TAG_SETUP, "join the shared user namespace", e.into());
+        }
+        if let Err(e) = nix::sched::setns(net, CloneFlags::CLONE_NEWNET) {
+            report.fail(
+                init::TAG_SETUP,
+                "join the shared network namespace",
+                e.into(),
+            );
+        }
+        let _ = nix::unistd::close(user.as_raw_fd());
+        let _ = nix::unistd::close(net.as_raw_fd());
+    }
     if let Err(e) = nix::sched::unshare(flags) {
         report.fail(init::TAG_SETUP, "unshare namespaces", e.into());
     }

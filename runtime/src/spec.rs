@@ -6,6 +6,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error::RuntimeError;
+use crate::group::{Joined, NetworkGroup};
 use crate::idmap::IdMode;
 use crate::isolation::Isolation;
 
@@ -161,6 +163,7 @@ pub struct Sandbox {
     pub(crate) rlimits: Vec<Rlimit>,
     pub(crate) id_mode: IdMode,
     pub(crate) isolation: Isolation,
+    pub(crate) joined: Option<Joined>,
 }
 
 impl Sandbox {
@@ -183,6 +186,7 @@ impl Sandbox {
             rlimits: Vec::new(),
             id_mode: IdMode::Auto,
             isolation: Isolation::Auto,
+            joined: None,
         }
     }
 
@@ -275,6 +279,23 @@ impl Sandbox {
     pub fn isolation(mut self, isolation: Isolation) -> Self {
         self.isolation = isolation;
         self
+    }
+
+    /// Joins `group`'s user and network namespaces instead of creating new ones (the
+    /// network setting is then ignored, and the ID mode is the group's).
+    pub fn join(mut self, group: &NetworkGroup) -> Result<Self, RuntimeError> {
+        self.joined = Some(group.joined()?);
+        Ok(self)
+    }
+
+    /// The environment of the command, in order.
+    pub fn env_vars(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The identity the command runs as.
+    pub fn identity(&self) -> &User {
+        &self.user
     }
 
     /// The root filesystem.

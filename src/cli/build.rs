@@ -29,7 +29,7 @@ use flense::store::Store;
 #[derive(Subcommand, Debug)]
 pub enum Commands {
     /// Build a variant of a Blubber config into an image in the local store.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
 }
 
 /// Network of build steps.
@@ -221,7 +221,7 @@ pub fn build_for_run(
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
     match cmd {
-        Commands::Build(args) => build(args, globals),
+        Commands::Build(args) => build(*args, globals),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod images;
 pub mod pipeline;
 pub mod progress;
 pub mod run;
+pub mod services;
 
 use std::path::PathBuf;
 

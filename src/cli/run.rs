@@ -19,7 +19,7 @@ pub enum Commands {
     /// Run a command in a sandbox made from an image in the local store
     /// (exit code: the command's, 128+N when killed by signal N, 124 after --timeout,
     /// 127 when the program is not found, 126 when it cannot be executed).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
 }
 
 /// Options of `flense run`.
@@ -38,7 +38,8 @@ pub struct RunArgs {
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     pub env: Vec<String>,
-    /// Network: `host` (shared with the host) or `none` (only loopback).
+    /// Network: `host` (shared with the host; with --service, outbound access through
+    /// pasta) or `none` (only loopback).
     #[arg(long, default_value = "host", value_parser = parse_network)]
     pub network: Network,
     /// Extra mount: `type=bind,src=PATH,dst=PATH[,ro]`, `type=tmpfs,dst=PATH[,size=BYTES]`
@@ -68,6 +69,9 @@ pub struct RunArgs {
     /// Kill the sandbox after this many seconds (exit code 124).
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<f64>,
+    /// Services beside the command (see docs/services.md).
+    #[command(flatten)]
+    pub services: super::services::ServiceArgs,
     /// The command and its arguments (after `--`); replaces the image's cmd.
     #[arg(last = true, value_name = "ARGS")]
     pub args: Vec<String>,
@@ -76,19 +80,19 @@ pub struct RunArgs {
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
     match cmd {
-        Commands::Run(args) => run_command(args, globals),
+        Commands::Run(args) => run_command(*args, globals),
     }
 }
 
 fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
+    let sandbox = super::build::RunSandbox {
+        network: args.network,
+        userns: args.userns,
+        isolation: args.isolation,
+    };
     let reference = match (&args.image, &args.variant) {
         (Some(image), _) => image.clone(),
         (None, Some(variant)) => {
-            let sandbox = super::build::RunSandbox {
-                network: args.network,
-                userns: args.userns,
-                isolation: args.isolation,
-            };
             super::build::build_for_run(globals, variant, &args.build, sandbox)?
         }
         (None, None) => {
@@ -97,7 +101,8 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             )))
         }
     };
-    let overrides = overrides_from(&args)?;
+    let mut overrides = overrides_from(&args)?;
+    overrides.services = services_of(&args, globals, sandbox)?;
     // Unpacking an image stored with `--no-unpack` before it runs.
     super::progress::install(args.build.quiet);
     let root = globals.root.clone().unwrap_or_else(default_root);
@@ -122,6 +127,34 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         ExitStatus::Exited(_) => {}
     }
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+
+/// The services of `--service`: with a VARIANT to run, names of variants of its
+/// Blubber config are built; other values are images.
+fn services_of(
+    args: &RunArgs,
+    globals: &Globals,
+    sandbox: super::build::RunSandbox,
+) -> anyhow::Result<flense::run::Services> {
+    if args.services.services.is_empty() {
+        return args.services.resolve(|t| Ok(t.to_string()));
+    }
+    let variants: Option<Vec<String>> = match &args.variant {
+        Some(_) => {
+            let project = &args.build.project;
+            let file = project
+                .file
+                .clone()
+                .unwrap_or_else(|| flense::builder::project::default_config_file(&project.context));
+            let config = super::config::load_or_report(&file)?;
+            Some(config.variants.iter().map(|v| v.name.clone()).collect())
+        }
+        None => None,
+    };
+    args.services.resolve(|target| {
+        let known = variants.as_deref().map(|v| (v, &args.build, sandbox));
+        super::services::image_for_target(globals, target, known)
+    })
 }
 
 /// The overrides `run_image` takes, from the command line.
@@ -174,6 +207,7 @@ pub fn overrides_from(args: &RunArgs) -> anyhow::Result<RunOverrides> {
         hostname: args.hostname.clone(),
         timeout,
         forward_signals: true,
+        services: Default::default(),
     })
 }
 

@@ -15,7 +15,7 @@ use serde_yaml::Value;
 use super::error::Result;
 use super::graph::user_frames;
 use super::interp::{stringify, Namespace, Scope};
-use super::model::Pipeline;
+use super::model::{services_of, Pipeline};
 use super::setup::SetupInfo;
 use super::steps::{credential, sanitise_name};
 
@@ -80,6 +80,55 @@ fn run_template(scope: &mut Scope, run: &Value, task: &str) -> Result<Json> {
         container["env"] = Json::Array(env);
     }
     Ok(json!({"name": task, "container": container}))
+}
+
+/// A stage's services as Argo sidecars of its run's pod (sharing its network, so each
+/// name is a host alias of 127.0.0.1), `ready` as a readiness probe. Argo does not hold
+/// the main container back until a sidecar is ready, as flense does.
+fn add_sidecars(
+    template: &mut Json,
+    scope: &Scope,
+    services: &Value,
+    image_of: impl Fn(&str) -> String,
+    images: &mut Vec<String>,
+) -> Result<()> {
+    let services = services_of(&scope.interpolate(services)?);
+    let mut sidecars = Vec::new();
+    for s in &services {
+        let image = match (&s.build, &s.image) {
+            (Some(variant), _) => {
+                let image = image_of(variant);
+                images.push(image.clone());
+                image
+            }
+            (None, image) => image.clone().unwrap_or_default(),
+        };
+        let mut sidecar = json!({"name": task_name(&s.name), "image": image});
+        if !s.arguments.is_empty() {
+            sidecar["args"] = json!(s.arguments);
+        }
+        if !s.env.is_empty() {
+            let env: Vec<Json> = s
+                .env
+                .iter()
+                .map(|(k, v)| json!({"name": k, "value": v}))
+                .collect();
+            sidecar["env"] = Json::Array(env);
+        }
+        if let Some(ready) = &s.ready {
+            let timeout = s.timeout.map(|t| t.as_secs()).unwrap_or(60).max(1);
+            sidecar["readinessProbe"] = json!({
+                "exec": {"command": ready},
+                "periodSeconds": 1,
+                "failureThreshold": timeout,
+            });
+        }
+        sidecars.push(sidecar);
+    }
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    template["sidecars"] = Json::Array(sidecars);
+    template["hostAliases"] = json!([{"ip": "127.0.0.1", "hostnames": names}]);
+    Ok(())
 }
 
 /// Binds what a `publish.image` step would, with the image named in `registry`.
@@ -150,10 +199,16 @@ pub fn workflow(pipeline: &Pipeline, setup: &SetupInfo, registry: &str, dag: boo
                 scope.bind("imageID", Value::String(image.clone()))?;
                 scope.bind("imageLocalName", Value::String(image))?;
             }
-            let template = match &stage.run {
+            let mut template = match &stage.run {
                 Some(run) => run_template(&mut scope, run, &task)?,
                 None => json!({"name": task, "suspend": {"duration": "0"}}),
             };
+            if let (Some(services), Some(_)) = (&stage.services, &stage.run) {
+                let image_of = |variant: &str| {
+                    format!("{registry}/{project}-{}:{tag}", sanitise_name(variant))
+                };
+                add_sidecars(&mut template, &scope, services, image_of, &mut images)?;
+            }
             if let Some(p) = &stage.publish_image {
                 bind_publish(&mut scope, p, registry)?;
             }

@@ -54,6 +54,27 @@ pub struct RunRequest {
     pub capture: Vec<String>,
     /// Where captured paths go (a host directory writable by any user).
     pub capture_dir: Option<PathBuf>,
+    /// Services beside the run, in start order.
+    pub services: Vec<ServiceRequest>,
+}
+
+/// A service of a run, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceRequest {
+    /// Its host name.
+    pub name: String,
+    /// The image (a local reference).
+    pub image: String,
+    /// What it was made from, for messages (`variant redis`, `image REF`).
+    pub origin: String,
+    /// Variables added to the image's env.
+    pub env: Vec<(String, String)>,
+    /// Arguments appended to the entrypoint.
+    pub arguments: Vec<String>,
+    /// The ready check.
+    pub ready: Option<Vec<String>>,
+    /// How long the ready check may keep failing.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// What a run returned.

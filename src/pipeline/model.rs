@@ -12,8 +12,10 @@ use super::graph::Graph;
 use super::interp::is_falsy;
 use super::schema::Schema;
 
+mod services;
 mod stage;
 
+pub use services::{services_of, ServiceDef};
 use stage::s;
 pub use stage::{normalise_copy, Stage};
 
@@ -339,6 +341,7 @@ pub fn load_str(
         let p = Pipeline::from_value(&name, &m);
         if selected.is_empty() || selected.contains(&name) {
             errors.extend(p.check(&m, opts.allowed_actions.as_deref()));
+            errors.extend(services::check(path, text, &name, &m));
             warnings.extend(p.warnings());
         }
         pipelines.push(p);

@@ -149,7 +149,15 @@ impl StageLog {
             if let Some(f) = self.file.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
                 let _ = writeln!(f, "{l}");
             }
-            self.output.stage_line(&self.pipeline, &self.stage, l);
+            // A service's lines (`[stage/service] text`) keep their own label.
+            let service = l
+                .strip_prefix('[')
+                .filter(|rest| rest.starts_with(&format!("{}/", self.stage)))
+                .and_then(|rest| rest.split_once("] "));
+            match service {
+                Some((label, text)) => self.output.stage_line(&self.pipeline, label, text),
+                None => self.output.stage_line(&self.pipeline, &self.stage, l),
+            }
             let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
             if tail.len() == KEPT_LINES {
                 tail.pop_front();

@@ -322,6 +322,25 @@ pub fn describe(v: &Value) -> String {
     }
 }
 
+/// flense's `services:` of a stage (docs/services.md); `build` xor `image` and unique
+/// names are checked by the model.
+const SERVICES_SCHEMA: &str = "
+type: array
+description: 'flense: services beside the run'
+items:
+  type: object
+  additionalProperties: false
+  required: [name]
+  properties:
+    name: {type: string}
+    build: {type: string}
+    image: {type: string}
+    env: {type: object, additionalProperties: {type: string}}
+    arguments: {type: array, items: {type: string}}
+    ready: {type: array, items: {type: string}}
+    timeout: {type: integer}
+";
+
 fn relax(root: &mut Value) {
     let stage = &mut root["definitions"]["stage"]["properties"];
     if let Some(forms) = stage["promote"]["oneOf"].as_sequence_mut() {
@@ -337,6 +356,12 @@ fn relax(root: &mut Value) {
                 serde_yaml::from_str("{type: string}").unwrap(),
             );
         }
+    }
+    if let Some(props) = stage.as_mapping_mut() {
+        props.insert(
+            "services".into(),
+            serde_yaml::from_str(SERVICES_SCHEMA).unwrap(),
+        );
     }
     if let Some(props) = stage["publish"]["properties"].as_mapping_mut() {
         props.insert(

@@ -18,6 +18,7 @@ use crate::error_chain::ErrorChain;
 
 mod build_run;
 mod outputs;
+mod services;
 
 use build_run::{step_build, step_run};
 pub use outputs::{check_image_name, deep_merge, sanitise_name};

@@ -14,6 +14,10 @@ use flense_runtime::{
 
 use crate::store::{Store, StoreError, StoredImage};
 
+mod services;
+
+pub use services::{ServiceSpec, Services, DEFAULT_READY_TIMEOUT};
+
 /// Why an image could not be run.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -34,6 +38,43 @@ pub enum RunError {
         /// What is wrong.
         reason: String,
     },
+    /// A service failed to come up: it ended or never became ready.
+    #[error("service `{name}` {reason}{}", tail_text(tail))]
+    Service {
+        /// The service's name.
+        name: String,
+        /// What happened.
+        reason: String,
+        /// Its last log lines.
+        tail: Vec<String>,
+    },
+    /// A service could not be started.
+    #[error("start service `{name}`")]
+    ServiceSetup {
+        /// The service's name.
+        name: String,
+        /// Why.
+        source: Box<RunError>,
+    },
+    /// The pipe of a service's output could not be made.
+    #[error("create the output pipe of a service")]
+    ServicePipe(#[source] std::io::Error),
+    /// A file of the services' set-up (their /etc/hosts, a log file) could not be written.
+    #[error("write {}", path.display())]
+    ServiceFile {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return "; it logged nothing".into();
+    }
+    let lines: String = tail.iter().map(|l| format!("\n  | {l}")).collect();
+    format!("; its last log lines:{lines}")
 }
 
 impl RunError {
@@ -78,6 +119,9 @@ pub struct RunOverrides {
     /// Forward SIGINT, SIGTERM, SIGHUP and SIGQUIT of this process to the command
     /// (for a command-line front end; blocks them in the calling thread meanwhile).
     pub forward_signals: bool,
+    /// Services to run beside the command, in a network of their own (see
+    /// [`Services`]); the `network` setting is then ignored.
+    pub services: Services,
 }
 
 /// Runs the image `reference` from `store` with `overrides`, inheriting stdio, and
@@ -97,6 +141,9 @@ pub fn run_image(
         .collect();
     let state = store.scratch_dir("run-")?;
     let mut sandbox = sandbox_for(&image, reference, &layers, state.path(), overrides)?;
+    if !overrides.services.specs.is_empty() {
+        return services::run_beside(store, sandbox, state.path(), overrides);
+    }
     let mut forwarder = match overrides.forward_signals {
         true => Some(SignalForwarder::block()?),
         false => None,

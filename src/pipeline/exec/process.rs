@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::super::error::StepError;
 use super::super::output::StageLog;
-use super::{stream, BuildRequest, CopyRequest, Executor, RunOutcome, RunRequest};
+use super::{stream, BuildRequest, CopyRequest, Executor, RunOutcome, RunRequest, ServiceRequest};
 use crate::builder::images::PullPolicy;
 
 /// Drives the `flense` binary (`build`, `run`, `push`) as child processes.
@@ -125,6 +125,7 @@ impl Executor for ProcessExecutor {
         let mut cmd = self.command("run");
         cmd.arg("--image").arg(&req.image);
         cmd.args(&self.run_options);
+        add_services(&mut cmd, &req.services, log);
         for (k, v) in &req.env {
             cmd.arg("-e").arg(format!("{k}={v}"));
         }
@@ -257,6 +258,39 @@ impl Executor for ProcessExecutor {
     }
 }
 
+/// The `flense run` options of `services`: logs beside the stage's, live lines
+/// `[stage/service]`.
+fn add_services(cmd: &mut Command, services: &[ServiceRequest], log: &StageLog) {
+    if services.is_empty() {
+        return;
+    }
+    for s in services {
+        log.line(&format!("service {}: {} ({})", s.name, s.image, s.origin));
+        cmd.arg("--service").arg(format!("{}={}", s.name, s.image));
+        for (k, v) in &s.env {
+            cmd.arg("--service-env").arg(format!("{}={k}={v}", s.name));
+        }
+        for a in &s.arguments {
+            cmd.arg("--service-arg").arg(format!("{}={a}", s.name));
+        }
+        if let Some(ready) = &s.ready {
+            let words: Vec<String> = ready.iter().map(|w| shell_quote(w)).collect();
+            cmd.arg("--service-ready")
+                .arg(format!("{}={}", s.name, words.join(" ")));
+        }
+        if let Some(t) = s.timeout {
+            cmd.arg("--service-timeout")
+                .arg(format!("{}={}", s.name, t.as_secs()));
+        }
+    }
+    if let Some(path) = log.path() {
+        let prefix = path.with_extension("");
+        cmd.arg("--service-logs")
+            .arg(format!("{}.", prefix.display()));
+    }
+    cmd.arg("--service-label").arg(log.stage());
+}
+
 fn inspect_error(
     image: &str,
     source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -337,6 +371,16 @@ impl Executor for DryRunExecutor {
     }
 
     fn run(&self, req: &RunRequest, log: &StageLog) -> Result<RunOutcome, StepError> {
+        for s in &req.services {
+            let ready = match &s.ready {
+                Some(r) => format!(", ready when `{}` succeeds", r.join(" ")),
+                None => String::new(),
+            };
+            log.line(&format!(
+                "would start service {} from {} ({}){ready}",
+                s.name, s.image, s.origin
+            ));
+        }
         let env: Vec<String> = req.env.iter().map(|(k, _)| format!("{k}=…")).collect();
         log.line(&format!(
             "would run {} env [{}] arguments [{}]",

@@ -32,6 +32,9 @@ pub struct Stage {
     pub notify: Option<Value>,
     /// `{name, parameters, propagate, wait}`.
     pub trigger: Option<Value>,
+    /// flense extension: services beside the run, a list of `{name, build | image, env,
+    /// arguments, ready, timeout}` (docs/services.md).
+    pub services: Option<Value>,
 }
 
 fn y(s: &str) -> Value {
@@ -108,6 +111,7 @@ impl Stage {
             exports: get("exports").and_then(Value::as_mapping).cloned(),
             notify: get("notify").cloned(),
             trigger: get("trigger").cloned(),
+            services: get("services").cloned(),
         }
     }
 
@@ -128,6 +132,7 @@ impl Stage {
             ("exports", self.exports.is_some()),
             ("notify", self.notify.is_some()),
             ("trigger", self.trigger.is_some()),
+            ("services", self.services.is_some()),
         ];
         for (name, on) in present {
             if on {

@@ -247,3 +247,100 @@ fn yaml_errors_have_positions_and_schema_errors_lines() {
         "{err}"
     );
 }
+
+#[test]
+fn services_are_checked_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("blubber.yaml"),
+        "version: v4\nvariants:\n  redis: {}\n  test: {}\n",
+    )
+    .unwrap();
+    let path = dir.path().join("config.yaml");
+    let text = "pipelines:
+  p:
+    blubberfile: blubber.yaml
+    stages:
+      - name: t
+        services:
+          - name: db
+            build: redis
+            ready: [redis-cli, ping]
+          - name: db
+            build: nosuch
+          - name: both
+            build: redis
+            image: x
+          - name: bad_name
+            image: x
+            timeout: 0
+";
+    let loaded = |strict: bool| {
+        let opts = LoadOptions {
+            strict,
+            ..LoadOptions::default()
+        };
+        load_str(&path, text, &[], &opts)
+    };
+    let PipelineError::Validation { errors, .. } = loaded(false).unwrap_err() else {
+        panic!("expected validation errors");
+    };
+    let at = |needle: &str| {
+        errors
+            .iter()
+            .find(|e| e.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle:?} in {errors:#?}"))
+            .clone()
+    };
+    let p = path.display();
+    assert!(
+        at("used twice").starts_with(&format!("{p}:10:13: ")),
+        "{errors:#?}"
+    );
+    assert!(
+        at("variant `nosuch`").starts_with(&format!("{p}:11:13: ")),
+        "{errors:#?}"
+    );
+    assert!(at("variants: redis, test").contains("blubber.yaml"));
+    assert!(at("exactly one of").contains("services[2]"), "{errors:#?}");
+    assert!(at("not a host name").contains("bad_name"), "{errors:#?}");
+    assert!(
+        at("seconds > 0").starts_with(&format!("{p}:17:13: ")),
+        "{errors:#?}"
+    );
+    assert!(
+        at("has none").starts_with(&format!("{p}:6:9: ")),
+        "{errors:#?}"
+    );
+    assert_eq!(errors.len(), 6, "{errors:#?}");
+    // Upstream's schema, kept verbatim under --strict, has no `services`.
+    let PipelineError::Schema { errors, .. } = loaded(true).unwrap_err() else {
+        panic!("--strict must reject services");
+    };
+    assert!(
+        errors[0].starts_with(&format!("{p}:6:9: "))
+            && errors[0].contains("unknown key 'services'"),
+        "{errors:#?}"
+    );
+    let fixed = text
+        .replace("build: nosuch", "build: test")
+        .replace(
+            "name: db\n            build: test",
+            "name: cache\n            build: test",
+        )
+        .replace(
+            "            image: x\n          - name: bad_name",
+            "          - name: other",
+        )
+        .replace("timeout: 0", "timeout: 5")
+        .replace("      - name: t\n", "      - name: t\n        run: true\n");
+    let ok = load_str(&path, &fixed, &[], &LoadOptions::default()).unwrap();
+    let services = services_of(ok.pipelines[0].stage("t").services.as_ref().unwrap());
+    let names: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["db", "cache", "both", "other"]);
+    assert_eq!(
+        services[0].ready.as_deref(),
+        Some(&["redis-cli".to_string(), "ping".to_string()][..])
+    );
+    assert_eq!(services[3].timeout, Some(std::time::Duration::from_secs(5)));
+}

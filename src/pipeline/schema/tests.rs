@@ -52,3 +52,23 @@ fn relaxations() {
     assert_eq!(check(doc, true).len(), 2);
     assert!(check(doc, false).is_empty());
 }
+
+#[test]
+fn services_are_a_flense_extension() {
+    let doc = "pipelines: {t: {stages: [{name: t, services: [{name: db, build: redis, ready: [redis-cli, ping], timeout: 5, env: {A: b}, arguments: [x]}]}]}}";
+    assert!(check(doc, false).is_empty(), "{:?}", check(doc, false));
+    assert!(check(doc, true)[0].contains("unknown key 'services'"));
+    let bad =
+        "pipelines: {t: {stages: [{name: t, services: [{name: db, bogus: 1, ready: redis-cli}]}]}}";
+    let errs = check(bad, false);
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("pipelines.t.stages[0].services[0].bogus: unknown key")),
+        "{errs:?}"
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("pipelines.t.stages[0].services[0].ready: must be a list")),
+        "{errs:?}"
+    );
+}

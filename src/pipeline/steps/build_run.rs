@@ -24,6 +24,27 @@ pub(super) fn step_build(
     scope: &mut Scope,
     log: &StageLog,
 ) -> StepResult<String> {
+    let (id, local) = build_image(ctx, stage, build, scope, log)?;
+    let local = if ctx.opts.push_builds {
+        let variant = text(&scope.interpolate(build)?["variant"]);
+        push_build(ctx, &local, &variant, &id, log)?
+    } else {
+        local
+    };
+    scope.bind("imageID", Value::String(id.clone()))?;
+    scope.bind("imageLocalName", Value::String(local))?;
+    Ok(id)
+}
+
+/// Builds the image `build` (`{variant, context, excludes?, imagePullPolicy}`)
+/// describes, once per identical build in the run; returns its ID and local name.
+pub(super) fn build_image(
+    ctx: &StageCtx,
+    stage: &Stage,
+    build: &Value,
+    scope: &Scope,
+    log: &StageLog,
+) -> StepResult<(String, String)> {
     let pipeline_dir = ctx.opts.project_dir.join(".pipeline");
     let (blubberfile, temp) = resolve_blubberfile(ctx, stage, scope, log, &pipeline_dir)?;
     let b = scope.interpolate(build)?;
@@ -77,14 +98,7 @@ pub(super) fn step_build(
             "reusing the image built for an identical build in this run: {local}"
         ));
     }
-    let local = if ctx.opts.push_builds {
-        push_build(ctx, &local, &req.variant, &id, log)?
-    } else {
-        local
-    };
-    scope.bind("imageID", Value::String(id.clone()))?;
-    scope.bind("imageLocalName", Value::String(local))?;
-    Ok(id)
+    Ok((id, local))
 }
 
 /// `build.imagePullPolicy`: `Always`, `IfNotPresent` or `Never` (any case); `None` when
@@ -279,6 +293,10 @@ pub(super) fn step_run(
         .insert(container.clone(), image.clone());
     scope.bind("container", Value::String(container.clone()))?;
     let (capture, capture_dir) = plan_captures(ctx, stage, scope, &container, log);
+    let services = match &stage.services {
+        Some(services) => super::services::resolve(ctx, stage, services, scope, log)?,
+        None => Vec::new(),
+    };
     let req = RunRequest {
         image,
         arguments,
@@ -287,6 +305,7 @@ pub(super) fn step_run(
         tail,
         capture,
         capture_dir,
+        services,
     };
     let outcome = ctx.exec.run(&req, log)?;
     let output = if tail == 0 {
