@@ -11,6 +11,7 @@
 //! - [`bookkeeping`]: tools' logs and caches of caches dropped from a command's writes;
 //! - [`cache`]: content-derived cache keys, the stat cache and the cache index;
 //! - [`remote`]: the shared caches of a build (`--cache-from`, `--cache-to`);
+//! - [`shared_mounts`]: cache mounts' contents through them (`--cache-mounts`);
 //! - [`commit`]: [`commit::Layers`], the only writer: unpacks images, reuses a cached
 //!   layer (from the store, else fetched from a shared cache) or commits a step's entries
 //!   as a new one (lookup, lock, look again, fetch, produce, commit), adopting a Run
@@ -28,6 +29,7 @@ pub mod diff;
 pub mod entries;
 pub mod owners;
 pub mod remote;
+pub mod shared_mounts;
 pub mod stage;
 pub mod view;
 
