@@ -62,6 +62,14 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// A root-owned 0755 temp dir, for directories of the test user below it.
+fn shared_tmp() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    fs::set_permissions(tmp.path(), mode).unwrap();
+    tmp
+}
+
 /// A directory the test user can use, under a root-owned 0755 temp dir.
 fn user_dir(tmp: &Path, name: &str) -> PathBuf {
     let dir = tmp.join(name);
@@ -116,12 +124,7 @@ fn user_build(tmp: &Path, name: &str, tar: &Path, cache: &str) -> (PathBuf, Path
 
 #[test]
 fn a_fresh_unprivileged_runner_reuses_a_registry_or_directory_cache_without_running_a_step() {
-    let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let tmp = shared_tmp();
     let registry = TestRegistry::start();
     let reg_cache = registry.image("cache/node-service");
     let dir_cache = tmp.path().join("oci-cache");
@@ -378,12 +381,7 @@ fn cache_log(store: &Path) -> String {
 
 #[test]
 fn a_builder_cache_travels_to_an_unprivileged_runner_with_a_relative_store() {
-    let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    let tmp = shared_tmp();
     let registry = TestRegistry::start();
     let reg_cache = registry.image("cache/appender");
 

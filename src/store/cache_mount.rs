@@ -11,7 +11,7 @@
 //! - [`CacheMountDir::restore`]: extracts such a layer into the (empty) directory; a
 //!   failure leaves it empty (a cold cache).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -50,12 +50,7 @@ impl CacheMountDir {
     /// locked` step, or a restore or export of its contents); waits for the lock.
     pub fn lock(&self, exclusive: bool) -> Result<CacheMountLock, StoreError> {
         let path = self.dir.with_extension("lock");
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
+        let file = super::index::open_lock_file(&path)?;
         if exclusive {
             file.lock_exclusive()
         } else {

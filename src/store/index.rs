@@ -36,6 +36,16 @@ impl Drop for BlobHold {
     }
 }
 
+/// Opens (creating) the lock file at `path`, for a caller to lock.
+pub(crate) fn open_lock_file(path: &std::path::Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening", path))
+}
+
 impl Store {
     fn gc_lock_file(&self) -> Result<File, StoreError> {
         let path = self.root.join("gc.lock");
@@ -71,12 +81,7 @@ impl Store {
     /// Takes the exclusive lock of the lock file `name` under the root (blocking).
     pub(crate) fn lock_file(&self, name: &str) -> Result<IndexLock, StoreError> {
         let path = self.root.join(name);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))?;
+        let file = open_lock_file(&path)?;
         file.lock_exclusive().map_err(io_err("locking", &path))?;
         Ok(IndexLock(file))
     }
