@@ -312,19 +312,10 @@ fn a_missing_cache_or_a_corrupt_blob_is_a_warning_and_a_miss_with_the_right_imag
 
     // Every layer blob of both caches corrupted (the registry serves the wrong bytes
     // from its storage): each step misses in both, runs, and the image is the same.
-    let registry_blobs = registry
-        .dir
-        .path()
-        .join("data/docker/registry/v2/blobs/sha256");
     for blob in cache_layer_blobs(&cache_dir) {
         let hex = blob.file_name().unwrap().to_str().unwrap().to_string();
-        let served = registry_blobs.join(&hex[..2]).join(&hex).join("data");
-        for file in [blob, served] {
-            let mut bytes = fs::read(&file).unwrap();
-            let last = bytes.len() - 1;
-            bytes[last / 2] ^= 0xff;
-            fs::write(&file, bytes).unwrap();
-        }
+        corrupt(&served_blob(&registry, &hex));
+        corrupt(&blob);
     }
     let root_c = busybox_store(tmp.path().join("c"));
     let out = ok_output(
@@ -401,15 +392,9 @@ fn a_builder_cache_travels_to_an_unprivileged_runner_with_a_relative_store() {
             .arg(&project_a),
     );
     assert_eq!(cache_log(&root_a), "A\n");
-    let manifest: Value =
-        serde_json::from_slice(&registry.raw_manifest("cache/appender:buildcache")).unwrap();
-    let mounts: Vec<&Value> = manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|l| l["annotations"].get("dev.flense.cache.mount"))
-        .collect();
-    assert_eq!(mounts, ["/var/cache/shared"], "{manifest}");
+    let from_a = mount_layers(&registry, "cache/appender:buildcache");
+    assert_eq!(from_a.len(), 1, "{from_a:?}");
+    assert_eq!(from_a[0].0, "/var/cache/shared");
 
     // Runner B, the test user, a store given as a relative --root and
     // FLENSE_CACHE_MOUNTS=1: its step (another runner.txt) runs on A's cache contents.
@@ -433,6 +418,8 @@ fn a_builder_cache_travels_to_an_unprivileged_runner_with_a_relative_store() {
         "--json",
         "--cache-from",
         &reg_cache,
+        "--cache-to",
+        &reg_cache,
         "-C",
         "appender",
     ]);
@@ -440,6 +427,62 @@ fn a_builder_cache_travels_to_an_unprivileged_runner_with_a_relative_store() {
     assert_eq!(cache_log(&dir.join("store")), "A\nB\n");
     let seen = user_flense(&["run", "appended", "--quiet", "-C", "appender"]);
     assert_eq!(String::from_utf8_lossy(&seen.stdout), "A\nB\n");
+
+    // B's changed contents replaced A's record of the cache id (the last writer wins).
+    let from_b = mount_layers(&registry, "cache/appender:buildcache");
+    assert_eq!(from_b.len(), 1, "{from_b:?}");
+    assert_ne!(from_b[0].1, from_a[0].1);
+    let runner_c = |name: &str| {
+        let root = busybox_store(tmp.path().join(name));
+        let project = caches_project(&tmp.path().join(format!("project-{name}")), "C");
+        let out = ok_output(
+            flense(&root)
+                .args(["build", "appended", "--json", "--cache-mounts"])
+                .args(["--cache-from", &reg_cache, "-C"])
+                .arg(&project),
+        );
+        (cache_log(&root), warnings(&out))
+    };
+    assert_eq!(runner_c("c1"), ("A\nB\nC\n".to_string(), Vec::new()));
+
+    // The registry serves wrong bytes for the cache's blob: a warning, a cold cache.
+    corrupt(&served_blob(&registry, &from_b[0].1["sha256:".len()..]));
+    let (log, warned) = runner_c("c2");
+    assert_eq!(log, "C\n");
+    assert!(
+        warned.len() == 1 && warned[0].contains("starts empty"),
+        "{warned:?}"
+    );
+}
+
+/// (cache id, layer digest) of the cache mounts in the cache manifest `repo_and_tag`.
+fn mount_layers(registry: &TestRegistry, repo_and_tag: &str) -> Vec<(String, String)> {
+    let manifest: Value = serde_json::from_slice(&registry.raw_manifest(repo_and_tag)).unwrap();
+    let text = |v: &Value| v.as_str().unwrap().to_string();
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|l| {
+            let id = l["annotations"].get("dev.flense.cache.mount")?;
+            Some((text(id), text(&l["digest"])))
+        })
+        .collect()
+}
+
+/// The file `registry` serves the blob `sha256:<hex>` from (its filesystem storage).
+fn served_blob(registry: &TestRegistry, hex: &str) -> PathBuf {
+    let blobs = "data/docker/registry/v2/blobs/sha256";
+    let dir = registry.dir.path().join(blobs).join(&hex[..2]).join(hex);
+    dir.join("data")
+}
+
+/// Flips a byte in the middle of `file`.
+fn corrupt(file: &Path) {
+    let mut bytes = fs::read(file).unwrap();
+    let middle = (bytes.len() - 1) / 2;
+    bytes[middle] ^= 0xff;
+    fs::write(file, bytes).unwrap();
 }
 
 /// Builds `variant` of the busybox project in each `(store, variant)` at once, with
