@@ -151,15 +151,16 @@ fn a_fresh_unprivileged_runner_reuses_a_registry_or_directory_cache_without_runn
     fs::copy(rootfs_tar("nodejs-devel"), &tar).unwrap();
     fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
 
-    // Runner B through the registry: every step from the cache, A's digest, and the
-    // layers the build fetched are not unpacked (only the base, for the preflight).
+    // Runner B through the registry: every step from the cache, A's digest, and no
+    // layer is unpacked: neither those the build fetched nor the base (the preflight
+    // reads its users and shell from the blob).
     let (store_b, project_b, out) = user_build(tmp.path(), "runner-b", &tar, &reg_cache);
     let fetched = steps(&out);
     assert_eq!(count(&fetched, "ran"), 0, "{fetched:?}");
     assert_eq!(count(&fetched, "cached-remote"), built.len(), "{fetched:?}");
     assert_eq!(image_digest(&out), digest_a);
     let layers = layers_of(&store_b, "node-service:test");
-    for (_, diff_id) in &layers[1..] {
+    for (_, diff_id) in &layers {
         assert!(
             !layer_dir(&store_b, diff_id).exists(),
             "layer {diff_id} was unpacked by a build that ran nothing"

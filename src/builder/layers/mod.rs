@@ -2,7 +2,8 @@
 //! step commits.
 //!
 //! - [`view`]: an image's filesystem between steps, read through a stack of unpacked
-//!   layer directories with overlay semantics ([`view::ImageView`]);
+//!   layer directories with overlay semantics ([`view::ImageView`]); [`tar_view`]: the
+//!   same read from layer blobs, for the preflight's checks without unpacking;
 //! - [`owners`]: the real owners and modes of layers unpacked without root;
 //! - [`entries`]: the entries a step writes ([`entries::EntrySet`]), made over a view;
 //! - [`stage`]: the state of a stage being built ([`stage::StageState`]: its layers and
@@ -31,6 +32,7 @@ pub mod owners;
 pub mod remote;
 pub mod shared_mounts;
 pub mod stage;
+pub mod tar_view;
 pub mod view;
 
 use std::path::{Component, Path, PathBuf};
