@@ -17,9 +17,9 @@
 //! Without cache lookups ([`Lookups::Off`]) it is the preflight a build walks first, so
 //! a missing copy source fails the build before any earlier step has run.
 //!
-//! The users and shell checks read the stage's layers unpacked when they all are, else
-//! straight from their blobs ([`TarIndexView`]): a build whose every step hits the
-//! cache unpacks no layer, not even the base image's.
+//! With a shared cache (`--cache-from`), the users and shell checks read layers not
+//! unpacked yet straight from their blobs ([`TarIndexView`]): a build whose every step
+//! hits the cache unpacks no layer, not even the base image's.
 
 mod arch;
 mod report;
@@ -195,9 +195,9 @@ impl DryRun<'_> {
         Ok(())
     }
 
-    /// The stage's files for the checks: its unpacked layers when they all are, else
-    /// read from their blobs (so a build whose steps all hit unpacks none); kept for
-    /// the next command on the same layers.
+    /// The stage's files for the checks: its unpacked layers, or, with a shared cache
+    /// and layers not unpacked yet, read from their blobs (so a build whose steps all
+    /// hit unpacks none); kept for the next command on the same layers.
     fn check_view(&mut self, st: &StageState) -> Result<Rc<dyn ImageView>, BuildError> {
         let ids: Vec<String> = (st.layers.iter())
             .map(|l| l.digests.diff_id.to_string())
@@ -207,7 +207,11 @@ impl DryRun<'_> {
                 return Ok(view.clone());
             }
         }
-        let view: Rc<dyn ImageView> = if st.layers.iter().all(StageLayer::is_unpacked) {
+        // Without a shared cache a step that would run unpacks them anyway, and a
+        // stage whose steps all hit the local cache has them unpacked already.
+        let unpack = !self.session.layers().imports_shared()
+            || st.layers.iter().all(StageLayer::is_unpacked);
+        let view: Rc<dyn ImageView> = if unpack {
             Rc::new(st.view()?)
         } else {
             match TarIndexView::read_layers(&st.layers) {

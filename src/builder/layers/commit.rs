@@ -174,6 +174,11 @@ impl<'a> Layers<'a> {
         }
     }
 
+    /// Whether a shared cache with records is looked up (unless `--no-cache`).
+    pub fn imports_shared(&self) -> bool {
+        !self.no_cache && self.shared.cache.as_ref().is_some_and(|c| c.imports())
+    }
+
     /// The shared caches' warnings given since the last call (for the build's events).
     pub fn take_cache_warnings(&self) -> Vec<String> {
         self.shared

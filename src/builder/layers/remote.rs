@@ -121,6 +121,11 @@ impl SharedCache {
         }
     }
 
+    /// Whether any `--cache-from` loaded (so steps may hit without running).
+    pub fn imports(&self) -> bool {
+        !self.sources.is_empty()
+    }
+
     /// Whether a build exports its records.
     pub fn exports(&self) -> bool {
         !self.targets.is_empty()
