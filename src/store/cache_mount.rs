@@ -31,7 +31,13 @@ pub struct CacheMountDir {
 
 /// A lock on a cache directory, released when dropped.
 #[derive(Debug)]
-pub struct CacheMountLock(#[allow(dead_code)] File);
+pub struct CacheMountLock(File);
+
+impl Drop for CacheMountLock {
+    fn drop(&mut self) {
+        let _ = FileExt::unlock(&self.0);
+    }
+}
 
 impl CacheMountDir {
     /// The cache directory `dir` (under [`super::CacheDir::Mounts`]).
@@ -112,9 +118,10 @@ impl CacheMountDir {
         Ok(entries)
     }
 
-    /// Replaces nothing: extracts the stored layer blob `digest` (of `size` bytes,
-    /// verified while read) into the directory, which should be empty. Owners are
-    /// applied when running as root. On failure the directory is emptied again.
+    /// Extracts the stored layer blob `digest` (of `size` bytes, verified while read)
+    /// into the directory, which should be empty (a path already there is replaced).
+    /// Owners are applied when running as root. On failure the directory is emptied
+    /// again.
     pub fn restore(
         &self,
         store: &Store,

@@ -177,8 +177,11 @@ impl<'a> Executor<'a> {
         let layers = self.session.layers();
         let store_mounts = layers.store().cache_dir(CacheDir::Mounts);
         let caches = ToolCaches::mount(&store_mounts, view, env, user, mounts)?;
+        // Restores (each under its exclusive lock) before holding any shared one.
         for cache in &caches.caches {
             layers.prepare_cache_mount(cache);
+        }
+        for cache in &caches.caches {
             locks.push(CacheMountDir::new(&cache.dir).lock(false)?);
         }
         Ok(Some(caches))

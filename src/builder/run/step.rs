@@ -98,7 +98,7 @@ pub fn cache_mounts(
     mounts: &mut Vec<StepMount>,
 ) -> Result<Vec<CacheMountLock>, BuildError> {
     let workdir = Path::new(&ctx.workdir);
-    let mut locks = Vec::new();
+    let mut to_lock = Vec::new();
     for (i, c) in ctx.caches.iter().enumerate() {
         let src = match c.access {
             CacheAccess::Private => {
@@ -116,8 +116,7 @@ pub fn cache_mounts(
                     owner: c.owner.unwrap_or((0, 0)),
                     skip: &[],
                 });
-                let exclusive = c.access == CacheAccess::Locked;
-                locks.push(CacheMountDir::new(&dir).lock(exclusive)?);
+                to_lock.push((CacheMountDir::new(&dir), c.access == CacheAccess::Locked));
                 dir
             }
         };
@@ -126,7 +125,11 @@ pub fn cache_mounts(
             dst: in_sandbox(workdir, &c.destination),
         });
     }
-    Ok(locks)
+    // Restored above (each under its exclusive lock) before holding any lock here.
+    to_lock
+        .iter()
+        .map(|(dir, exclusive)| Ok(dir.lock(*exclusive)?))
+        .collect()
 }
 
 /// Gives entries that existed before a step (same kind) their owner in the image: a
