@@ -44,6 +44,13 @@ pub enum BuildEvent {
         /// Wall time in seconds.
         seconds: f64,
     },
+    /// A shared cache (`--cache-from`, `--cache-to`, `--cache-mounts`) could not be
+    /// used as asked: a missing cache, a lost or corrupt blob, a failed export. The
+    /// build goes on (without it); the same text is logged on stderr.
+    Warning {
+        /// What happened and what the build does instead.
+        message: String,
+    },
     /// The image was written.
     Image {
         /// The variant.

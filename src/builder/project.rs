@@ -13,7 +13,7 @@ use crate::plan::{self, CompileOptions, Plan, PlanError};
 use crate::store::Store;
 
 use super::dryrun::{dry_run, DryRunError, DryRunReport, Lookups};
-use super::events::EventSink;
+use super::events::{BuildEvent, EventSink};
 use super::execute::Executor;
 use super::layers::remote::SharedCache;
 use super::run::runner::StepRunner;
@@ -176,6 +176,9 @@ pub fn build_project(
         .map_err(|e| ProjectError::Preflight(Box::new(e)))?;
     let built = Executor::new(&session, runner, events).build(&plan)?;
     session.layers().export_shared();
+    for message in session.layers().take_cache_warnings() {
+        events.event(&BuildEvent::Warning { message });
+    }
     Ok(built)
 }
 

@@ -17,6 +17,13 @@ use super::oci::{canonical_json, descriptor, descriptor_of, OciError};
 /// Media type of the cache config blob (the records).
 pub const CACHE_CONFIG_MEDIA_TYPE: &str = "application/vnd.flense.cache.config.v1+json";
 
+/// Annotation of a manifest layer that holds the contents of a cache mount
+/// (`--cache-mounts`): the cache id.
+pub const CACHE_MOUNT_ANNOTATION: &str = "dev.flense.cache.mount";
+
+/// The `createdBy` of a cache mount's record is this prefix and the cache id.
+const MOUNT_CREATED_BY: &str = "cache mount ";
+
 /// Largest cache config accepted when loading (about 200 000 records).
 pub const MAX_CACHE_CONFIG_SIZE: u64 = 64 * 1024 * 1024;
 
@@ -60,6 +67,32 @@ pub struct CacheRecord {
     pub layer: Option<CachedLayer>,
     /// The history `created_by` text of the step.
     pub created_by: String,
+}
+
+impl CacheRecord {
+    /// The record of the contents of cache mount `id` (stored under [`mount_key`]).
+    pub fn mount(id: &str, layer: CachedLayer) -> Self {
+        Self {
+            layer: Some(layer),
+            created_by: format!("{MOUNT_CREATED_BY}{id}"),
+        }
+    }
+
+    /// The cache id, when this is the record of a cache mount's contents stored under
+    /// `key`.
+    pub fn mount_id(&self, key: &str) -> Option<&str> {
+        let id = self.created_by.strip_prefix(MOUNT_CREATED_BY)?;
+        (self.layer.is_some() && mount_key(id) == key).then_some(id)
+    }
+}
+
+/// The key under which a cache holds the contents of cache mount `id` (a builder
+/// cache's id or a tool cache's, see `docs/cache.md`): sha256 over
+/// `flense-cache-mount-v1`, a NUL and the id, so it is a valid key no step can have.
+pub fn mount_key(id: &str) -> String {
+    let mut text = b"flense-cache-mount-v1\0".to_vec();
+    text.extend_from_slice(id.as_bytes());
+    super::digest::sha256(&text)
 }
 
 /// Cache key (lower-case sha256 hex) -> record, in key order.
@@ -229,10 +262,21 @@ impl CacheRecords {
             records,
         };
         let config = canonical_json(&config)?;
-        let layer_descriptors = layers
-            .iter()
-            .map(|l| descriptor(MediaType::ImageLayerGzip, &l.digest, l.size))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut mount_ids: BTreeMap<&str, &str> = BTreeMap::new();
+        for (key, record) in &self.records {
+            if let (Some(id), Some(layer)) = (record.mount_id(key), &record.layer) {
+                mount_ids.insert(layer.digest.as_str(), id);
+            }
+        }
+        let mut layer_descriptors = Vec::with_capacity(layers.len());
+        for layer in &layers {
+            let mut desc = descriptor(MediaType::ImageLayerGzip, &layer.digest, layer.size)?;
+            if let Some(id) = mount_ids.get(layer.digest.as_str()) {
+                let annotation = (CACHE_MOUNT_ANNOTATION.to_string(), id.to_string());
+                desc.set_annotations(Some([annotation].into()));
+            }
+            layer_descriptors.push(desc);
+        }
         let manifest = ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)

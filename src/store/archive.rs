@@ -258,7 +258,7 @@ impl Store {
     }
 
     /// The uncompressed tar stream of a stored layer blob (verified at its end).
-    pub(super) fn layer_tar_stream(
+    pub fn layer_tar_stream(
         &self,
         digest: &(impl AsDigest + ?Sized),
         size: u64,

@@ -36,20 +36,19 @@ impl Drop for BlobHold {
     }
 }
 
-impl Store {
-    /// Opens (creating) the lock file `name` under the root, unlocked.
-    fn open_lock_file(&self, name: &str) -> Result<File, StoreError> {
-        let path = self.root.join(name);
-        OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io_err("opening", &path))
-    }
+/// Opens (creating) the lock file at `path`, for a caller to lock.
+pub(crate) fn open_lock_file(path: &std::path::Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening", path))
+}
 
+impl Store {
     fn gc_lock_file(&self) -> Result<File, StoreError> {
-        self.open_lock_file("gc.lock")
+        open_lock_file(&self.root.join("gc.lock"))
     }
 
     /// Takes a shared [`BlobHold`] (waits while a prune runs).
@@ -75,17 +74,17 @@ impl Store {
 
     /// Takes the exclusive lock of the lock file `name` under the root (blocking).
     pub(crate) fn lock_file(&self, name: &str) -> Result<IndexLock, StoreError> {
-        let file = self.open_lock_file(name)?;
-        file.lock_exclusive()
-            .map_err(io_err("locking", &self.root.join(name)))?;
+        let path = self.root.join(name);
+        let file = open_lock_file(&path)?;
+        file.lock_exclusive().map_err(io_err("locking", &path))?;
         Ok(IndexLock(file))
     }
 
     /// Takes the shared lock of the lock file `name` under the root (blocking).
     pub(crate) fn lock_file_shared(&self, name: &str) -> Result<IndexLock, StoreError> {
-        let file = self.open_lock_file(name)?;
-        file.lock_shared()
-            .map_err(io_err("locking", &self.root.join(name)))?;
+        let path = self.root.join(name);
+        let file = open_lock_file(&path)?;
+        file.lock_shared().map_err(io_err("locking", &path))?;
         Ok(IndexLock(file))
     }
 

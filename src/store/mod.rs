@@ -26,6 +26,8 @@
 //! cache/index/<key>.json                       build cache: what each step key produced
 //! cache/locks/<key>.lock                       build cache: held while a key is being built
 //! cache/mounts/<hash>-<id>/                    persistent `caches:` directories of Run steps
+//! cache/mounts/<hash>-<id>.lock                held (shared) by steps mounting it; exclusive
+//!                                              for `sharing: locked` and `--cache-mounts`
 //! cache/owners/<diff-id hex>.tsv               owners and modes of a layer's entries, for
 //!                                              rootless builds whose disk cannot hold them
 //! ```
@@ -35,6 +37,7 @@ pub mod archive;
 mod blob_store;
 pub mod blobs;
 mod cache_dir;
+pub mod cache_mount;
 pub mod check;
 pub mod extract;
 pub mod images;
@@ -50,6 +53,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 pub use blobs::BlobWriter;
+pub use cache_mount::{CacheMountDir, CacheMountLock};
 pub use images::{PruneReport, StoredImage};
 pub use index::BlobHold;
 pub use lease::{Reclaimed, ScratchDir};
@@ -198,8 +202,11 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens the store at `root`, creating the layout when missing.
+    /// Opens the store at `root`, creating the layout when missing. A relative `root`
+    /// is made absolute first: its cache directories are mounted into sandboxes that
+    /// run in other working directories.
     pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let root = &std::path::absolute(root).map_err(io_err("resolving", root))?;
         for dir in ["diffids/sha256", "layer-blobs/sha256", "layers"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(io_err("creating", &path))?;

@@ -16,6 +16,10 @@
 //!
 //! Without cache lookups ([`Lookups::Off`]) it is the preflight a build walks first, so
 //! a missing copy source fails the build before any earlier step has run.
+//!
+//! With a shared cache (`--cache-from`), the users and shell checks read layers not
+//! unpacked yet straight from their blobs ([`TarIndexView`]): a build whose every step
+//! hits the cache unpacks no layer, not even the base image's.
 
 mod arch;
 mod report;
@@ -25,11 +29,13 @@ pub use report::{DryRunError, DryRunProblem, DryRunReport, DryStatus, DryStep, R
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::rc::Rc;
 use std::time::Duration;
 
 use crate::builder::events::StepStatus;
 use crate::builder::layers::cache::CacheKey;
-use crate::builder::layers::stage::{StageState, Stages};
+use crate::builder::layers::stage::{StageLayer, StageState, Stages};
+use crate::builder::layers::tar_view::TarIndexView;
 use crate::builder::layers::view::{EmptyView, ImageView};
 use crate::builder::run::runner::StepRunner;
 use crate::builder::users::resolve_user;
@@ -71,6 +77,7 @@ pub fn dry_run(
         unfetched_here: false,
         known: Known::Stale,
         files_pending: false,
+        check_view: None,
         report: DryRunReport {
             target: plan.target.clone(),
             stages: plan.stages.iter().map(|s| s.variant.clone()).collect(),
@@ -101,6 +108,8 @@ struct DryRun<'s> {
     /// A command or copy of the current stage would run, so its files (a shell, say)
     /// cannot be known yet. User-creation steps and fixed files add no programs.
     files_pending: bool,
+    /// The last view the checks read, with the diff-IDs of its layers.
+    check_view: Option<(Vec<String>, Rc<dyn ImageView>)>,
     report: DryRunReport,
 }
 
@@ -177,14 +186,46 @@ impl DryRun<'_> {
             // The files of layers still in a shared cache are unknown until fetched.
             return Ok(());
         }
-        let view = st.view()?;
-        let (uid, gid) = resolve_user(&view, &ctx.user);
+        let view = self.check_view(st)?;
+        let (uid, gid) = resolve_user(view.as_ref(), &ctx.user);
         self.runner.check_user(uid, gid)?;
         // A command or copy before that would run may install the shell.
-        if needs_shell && !self.files_pending && !has_file(&view, Path::new("/bin/sh")) {
+        if needs_shell && !self.files_pending && !has_file(view.as_ref(), Path::new("/bin/sh")) {
             return Err(DryRunProblem::NoShell);
         }
         Ok(())
+    }
+
+    /// The stage's files for the checks: its unpacked layers, or, with a shared cache
+    /// and layers not unpacked yet, read from their blobs (so a build whose steps all
+    /// hit unpacks none); kept for the next command on the same layers.
+    fn check_view(&mut self, st: &StageState) -> Result<Rc<dyn ImageView>, BuildError> {
+        let ids: Vec<String> = (st.layers.iter())
+            .map(|l| l.digests.diff_id.to_string())
+            .collect();
+        if let Some((known, view)) = &self.check_view {
+            if *known == ids {
+                return Ok(view.clone());
+            }
+        }
+        // Without a shared cache a step that would run unpacks them anyway, and a
+        // stage whose steps all hit the local cache has them unpacked already.
+        let unpack = !self.session.layers().imports_shared()
+            || st.layers.iter().all(StageLayer::is_unpacked);
+        let view: Rc<dyn ImageView> = if unpack {
+            Rc::new(st.view()?)
+        } else {
+            match TarIndexView::read_layers(&st.layers) {
+                Ok(view) => Rc::new(view),
+                Err(e) => {
+                    let e = crate::error_chain::ErrorChain(&e);
+                    tracing::debug!("reading the layers' blobs failed ({e}), unpacking them");
+                    Rc::new(st.view()?)
+                }
+            }
+        };
+        self.check_view = Some((ids, view.clone()));
+        Ok(view)
     }
 
     /// A Run step: cached when its key (the executor's) is in the cache.

@@ -34,7 +34,7 @@ use crate::builder::walk::{
 use crate::builder::BuildError;
 use crate::image::{Content, EntryKind, LayerDigests};
 use crate::plan::{Plan, Stage};
-use crate::store::CacheDir;
+use crate::store::{CacheDir, CacheMountDir, CacheMountLock};
 
 /// Builds plans: runs their steps and commits the target as an image.
 pub struct Executor<'a> {
@@ -118,6 +118,13 @@ impl<'a> Executor<'a> {
         })
     }
 
+    /// Reports the shared caches' warnings given since the last report as events.
+    fn cache_warnings(&self) {
+        for message in self.session.layers().take_cache_warnings() {
+            self.events.event(&BuildEvent::Warning { message });
+        }
+    }
+
     /// A scratch directory under the store's `tmp/`, removed after the current step's
     /// layer is written (captured files are read from it until then).
     fn scratch_dir(&self, prefix: &str) -> Result<PathBuf, BuildError> {
@@ -147,19 +154,30 @@ impl<'a> Executor<'a> {
         status
     }
 
-    /// Mounts the tool caches of a command step, unless `--keep-tool-caches`.
+    /// Mounts the tool caches of a command step, unless `--keep-tool-caches`: each
+    /// restored first with `--cache-mounts`, then locked shared (added to `locks`).
     fn tool_caches(
         &self,
         view: &dyn ImageView,
         env: &[(String, String)],
         user: (u32, u32),
         mounts: &mut Vec<StepMount>,
+        locks: &mut Vec<CacheMountLock>,
     ) -> Result<Option<ToolCaches>, BuildError> {
         if self.session.settings().keep_tool_caches {
             return Ok(None);
         }
-        let store_mounts = self.session.layers().store().cache_dir(CacheDir::Mounts);
-        ToolCaches::mount(&store_mounts, view, env, user, mounts).map(Some)
+        let layers = self.session.layers();
+        let store_mounts = layers.store().cache_dir(CacheDir::Mounts);
+        let caches = ToolCaches::mount(&store_mounts, view, env, user, mounts)?;
+        // Restores (each under its exclusive lock) before holding any shared one.
+        for cache in &caches.caches {
+            layers.prepare_cache_mount(cache);
+        }
+        for cache in &caches.caches {
+            locks.push(CacheMountDir::new(&cache.dir).lock(false)?);
+        }
+        Ok(Some(caches))
     }
 
     /// Runs the step's command in the sandbox on the stage's layers and returns its
@@ -185,9 +203,9 @@ impl<'a> Executor<'a> {
         let (uid, gid) = resolve_user(&view, &ctx.user);
         let state_dir = self.scratch_dir("step-")?;
         source_mounts(self.session, at.done, ctx, &state_dir, &mut mounts)?;
-        let locks = cache_mounts(self.session, ctx, &state_dir, &mut mounts)?;
+        let mut locks = cache_mounts(self.session, ctx, &state_dir, &mut mounts)?;
         let env = step_env(at.plan, st, ctx);
-        let tool_caches = self.tool_caches(&view, &env, (uid, gid), &mut mounts)?;
+        let tool_caches = self.tool_caches(&view, &env, (uid, gid), &mut mounts, &mut locks)?;
         let req = StepRequest {
             argv,
             env,
@@ -231,6 +249,7 @@ impl StepVisitor for Executor<'_> {
     type Error = BuildError;
 
     fn stage_started(&mut self, stage: &Stage) {
+        self.cache_warnings();
         self.events.event(&BuildEvent::Stage {
             variant: stage.variant.clone(),
             base: stage.base.clone(),
@@ -306,6 +325,7 @@ impl StepVisitor for Executor<'_> {
     }
 
     fn step_finished(&mut self, at: &StepAt, status: StepStatus, elapsed: Duration) {
+        self.cache_warnings();
         match status {
             StepStatus::Ran => self.counts.0 += 1,
             StepStatus::Cached | StepStatus::CachedRemote => self.counts.1 += 1,

@@ -22,6 +22,7 @@ use super::adopt::{prepare_tree, StepWrites};
 use super::cache::{entries_digest, CacheIndex, CacheKey, CacheRecord, CachedLayer, StatCache};
 use super::owners::{disk_has_owners, remember_owners, OwnerIndex};
 use super::remote::SharedCache;
+use super::shared_mounts::{PersistentCache, UsedMounts};
 use crate::image::cache_manifest::CacheRecords;
 
 /// The store, its build cache and the layer settings of one build.
@@ -145,11 +146,46 @@ impl<'a> Layers<'a> {
 
     /// Exports the records of every layer step this build ran or reused to the shared
     /// caches' `--cache-to`s; returns how many exports failed (each a warning).
+    /// With `--cache-mounts`, also the contents of the cache directories its steps
+    /// mounted that changed (see [`super::shared_mounts`]).
     pub fn export_shared(&self) -> usize {
         match &self.shared.cache {
-            Some(cache) if cache.exports() => cache.export(&self.shared.steps.borrow(), self.store),
+            Some(cache) if cache.exports() => {
+                let mut records = self.shared.steps.borrow().clone();
+                if cache.mounts() {
+                    let mounts = self.shared.mounts.records(cache, self.store);
+                    for (key, record) in mounts.iter() {
+                        // Keys of records are valid keys.
+                        let _ = records.insert(key, record.clone());
+                    }
+                }
+                cache.export(&records, self.store)
+            }
             _ => 0,
         }
+    }
+
+    /// Before a step that mounts `cache` runs: with `--cache-mounts`, restores its
+    /// contents from a shared cache on the build's first use of it (see
+    /// [`super::shared_mounts`]).
+    pub fn prepare_cache_mount(&self, cache: &PersistentCache) {
+        if let Some(shared) = self.shared.cache.as_ref().filter(|c| c.mounts()) {
+            self.shared.mounts.prepare(shared, self.store, cache);
+        }
+    }
+
+    /// Whether a shared cache with records is looked up (unless `--no-cache`).
+    pub fn imports_shared(&self) -> bool {
+        !self.no_cache && self.shared.cache.as_ref().is_some_and(|c| c.imports())
+    }
+
+    /// The shared caches' warnings given since the last call (for the build's events).
+    pub fn take_cache_warnings(&self) -> Vec<String> {
+        self.shared
+            .cache
+            .as_ref()
+            .map(|c| c.take_warnings())
+            .unwrap_or_default()
     }
 
     /// Applies a cached result to the stage (its layer is unpacked when first needed).
@@ -296,6 +332,7 @@ impl<'a> Layers<'a> {
 struct SharedSteps {
     cache: Option<Arc<SharedCache>>,
     steps: RefCell<CacheRecords>,
+    mounts: UsedMounts,
 }
 
 impl SharedSteps {

@@ -2,7 +2,8 @@
 //! step commits.
 //!
 //! - [`view`]: an image's filesystem between steps, read through a stack of unpacked
-//!   layer directories with overlay semantics ([`view::ImageView`]);
+//!   layer directories with overlay semantics ([`view::ImageView`]); [`tar_view`]: the
+//!   same read from layer blobs, for the preflight's checks without unpacking;
 //! - [`owners`]: the real owners and modes of layers unpacked without root;
 //! - [`entries`]: the entries a step writes ([`entries::EntrySet`]), made over a view;
 //! - [`stage`]: the state of a stage being built ([`stage::StageState`]: its layers and
@@ -11,6 +12,7 @@
 //! - [`bookkeeping`]: tools' logs and caches of caches dropped from a command's writes;
 //! - [`cache`]: content-derived cache keys, the stat cache and the cache index;
 //! - [`remote`]: the shared caches of a build (`--cache-from`, `--cache-to`);
+//! - [`shared_mounts`]: cache mounts' contents through them (`--cache-mounts`);
 //! - [`commit`]: [`commit::Layers`], the only writer: unpacks images, reuses a cached
 //!   layer (from the store, else fetched from a shared cache) or commits a step's entries
 //!   as a new one (lookup, lock, look again, fetch, produce, commit), adopting a Run
@@ -28,7 +30,9 @@ pub mod diff;
 pub mod entries;
 pub mod owners;
 pub mod remote;
+pub mod shared_mounts;
 pub mod stage;
+pub mod tar_view;
 pub mod view;
 
 use std::path::{Component, Path, PathBuf};

@@ -10,12 +10,18 @@
 //!   the build ran or reused go to each `--cache-to`, merged with what is there; a
 //!   failure is a warning (the image was built).
 //!
-//! Warnings go to stderr through `tracing`.
+//! - with `--cache-mounts` ([`SharedCache::with_mounts`]), the contents of the cache
+//!   directories steps mount travel too, under [`mount_key`]s: [`SharedCache::mount`]
+//!   gives the record of one (its blob fetched), the export carries the changed ones.
+//!
+//! Warnings go to stderr through `tracing`, and are kept for the build's events
+//! ([`SharedCache::take_warnings`]).
 
 use std::fmt;
+use std::sync::Mutex;
 
 use crate::error_chain::ErrorChain;
-use crate::image::cache_manifest::{CacheRecord, CacheRecords};
+use crate::image::cache_manifest::{mount_key, CacheRecord, CacheRecords, CachedLayer};
 use crate::image::cache_ref::CacheRef;
 use crate::registry::Client;
 use crate::store::{open_remote_cache, Store};
@@ -27,6 +33,8 @@ pub struct SharedCache {
     client: Client,
     sources: Vec<Source>,
     targets: Vec<CacheRef>,
+    mounts: bool,
+    warnings: Mutex<Vec<String>>,
 }
 
 /// A `--cache-from` that loaded.
@@ -46,6 +54,7 @@ impl fmt::Debug for SharedCache {
         f.debug_struct("SharedCache")
             .field("sources", &sources)
             .field("targets", &targets)
+            .field("mounts", &self.mounts)
             .finish()
     }
 }
@@ -55,31 +64,66 @@ impl SharedCache {
     /// registry); exports will go to `to`. A cache that is missing or fails to load is
     /// a warning and left out.
     pub fn open(client: Client, from: &[CacheRef], to: &[CacheRef]) -> Self {
-        let mut sources = Vec::new();
-        for cache in from {
-            let remote = open_remote_cache(cache, &client);
-            match remote.load() {
-                Ok(Some(records)) => {
-                    tracing::info!("cache {cache}: {} records", records.len());
-                    sources.push(Source {
-                        cache: cache.clone(),
-                        records,
-                    });
-                }
-                Ok(None) => {
-                    tracing::warn!("cache {cache} does not exist (yet): building without it")
-                }
-                Err(e) => tracing::warn!(
-                    "cannot load cache {cache}, building without it: {}",
-                    ErrorChain(&e)
-                ),
-            }
-        }
-        Self {
+        let mut cache = Self {
             client,
-            sources,
+            sources: Vec::new(),
             targets: to.to_vec(),
+            mounts: false,
+            warnings: Mutex::new(Vec::new()),
+        };
+        for source in from {
+            cache.load_source(source);
         }
+        cache
+    }
+
+    /// Also restores and exports the contents of cache mounts (`--cache-mounts`).
+    pub fn with_mounts(mut self, mounts: bool) -> Self {
+        self.mounts = mounts;
+        self
+    }
+
+    /// Whether cache mounts' contents are restored and exported.
+    pub fn mounts(&self) -> bool {
+        self.mounts
+    }
+
+    /// The warnings given since the last call, oldest first.
+    pub fn take_warnings(&self) -> Vec<String> {
+        std::mem::take(&mut *self.warnings.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Warns on stderr and keeps the warning for [`Self::take_warnings`].
+    pub fn warn(&self, message: String) {
+        tracing::warn!("{message}");
+        let mut warnings = self.warnings.lock().unwrap_or_else(|e| e.into_inner());
+        warnings.push(message);
+    }
+
+    /// Loads `cache` as a source; a missing or unloadable cache is a warning.
+    fn load_source(&mut self, cache: &CacheRef) {
+        let remote = open_remote_cache(cache, &self.client);
+        match remote.load() {
+            Ok(Some(records)) => {
+                tracing::info!("cache {cache}: {} records", records.len());
+                self.sources.push(Source {
+                    cache: cache.clone(),
+                    records,
+                });
+            }
+            Ok(None) => self.warn(format!(
+                "cache {cache} does not exist (yet): building without it"
+            )),
+            Err(e) => self.warn(format!(
+                "cannot load cache {cache}, building without it: {}",
+                ErrorChain(&e)
+            )),
+        }
+    }
+
+    /// Whether any `--cache-from` loaded (so steps may hit without running).
+    pub fn imports(&self) -> bool {
+        !self.sources.is_empty()
     }
 
     /// Whether a build exports its records.
@@ -90,17 +134,23 @@ impl SharedCache {
     /// The record of `key` in the first source that has one, without fetching its
     /// layer (what a dry run reports).
     pub fn peek(&self, key: &CacheKey) -> Option<&CacheRecord> {
-        self.sources
-            .iter()
-            .find_map(|s| s.records.get(key.as_str()))
+        self.peek_key(key.as_str())
+    }
+
+    fn peek_key(&self, key: &str) -> Option<&CacheRecord> {
+        self.sources.iter().find_map(|s| s.records.get(key))
     }
 
     /// The record of `key` from the first source that has it and whose layer blob
     /// fetches into `store` verified; `None` (with a warning for each failed fetch)
     /// when no source can give it.
     pub fn fetch(&self, key: &CacheKey, store: &Store) -> Option<CacheRecord> {
+        self.fetch_key(key.as_str(), store, "the step runs")
+    }
+
+    fn fetch_key(&self, key: &str, store: &Store, consequence: &str) -> Option<CacheRecord> {
         for source in &self.sources {
-            let Some(record) = source.records.get(key.as_str()) else {
+            let Some(record) = source.records.get(key) else {
                 continue;
             };
             let Some(layer) = &record.layer else {
@@ -109,15 +159,28 @@ impl SharedCache {
             let remote = open_remote_cache(&source.cache, &self.client);
             match remote.fetch_layer(layer, store) {
                 Ok(()) => return Some(record.clone()),
-                Err(e) => tracing::warn!(
-                    "cache {}: not using its layer for `{}` ({}); the step runs",
+                Err(e) => self.warn(format!(
+                    "cache {}: not using its layer for `{}` ({}); {consequence}",
                     source.cache,
                     first_line(&record.created_by),
                     ErrorChain(&e)
-                ),
+                )),
             }
         }
         None
+    }
+
+    /// The layer holding the contents of cache mount `id` in the first source that
+    /// has one, without fetching it.
+    pub fn peek_mount(&self, id: &str) -> Option<&CachedLayer> {
+        self.peek_key(&mount_key(id))?.layer.as_ref()
+    }
+
+    /// The layer holding the contents of cache mount `id`, fetched into `store`
+    /// (verified); `None` (with a warning when a fetch failed) when no source has it.
+    pub fn mount(&self, id: &str, store: &Store) -> Option<CachedLayer> {
+        self.fetch_key(&mount_key(id), store, "the cache starts empty")?
+            .layer
     }
 
     /// Adds `records` (whose layers are in `store`) to every `--cache-to`, merged with
@@ -135,18 +198,18 @@ impl SharedCache {
                         report.records
                     );
                     if !report.skipped.is_empty() {
-                        tracing::warn!(
+                        self.warn(format!(
                             "cache {cache}: {} records left out, their layers are gone",
                             report.skipped.len()
-                        );
+                        ));
                     }
                 }
                 Err(e) => {
                     failed += 1;
-                    tracing::warn!(
+                    self.warn(format!(
                         "the image was built, but exporting the build cache to {cache} failed: {}",
                         ErrorChain(&e)
-                    );
+                    ));
                 }
             }
         }

@@ -52,6 +52,20 @@ impl StageLayer {
         }
     }
 
+    /// The store holding the layer.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Whether the layer's directory exists (unpacked by this build, or before).
+    pub fn is_unpacked(&self) -> bool {
+        self.unpacked.get().is_some()
+            || matches!(
+                self.store.unpacked_layer(&self.digests.diff_id),
+                Ok(Some(_))
+            )
+    }
+
     /// The unpacked directory (unpacking the blob, once, by diff-ID, on first use) and
     /// its owner index.
     pub fn unpacked(&self) -> Result<&Unpacked, BuildError> {

@@ -1,6 +1,6 @@
 //! The parts of a command step's request ([`super::runner::StepRequest`]) and of its
 //! outcome that depend on the plan: the environment, the script mount, scratch copies
-//! of mounted filesystems, cache directories (locked when the plan says so), and the
+//! of mounted filesystems, cache directories (locked, shared or exclusive), and the
 //! owners of captured paths that existed before the step.
 
 use std::fs;
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::builder::imageconfig::{env_pairs, set_env};
 use crate::builder::layers::image_relative;
+use crate::builder::layers::shared_mounts::PersistentCache;
 use crate::builder::layers::stage::{StageState, Stages};
 use crate::builder::layers::view::{FileKind, ImageView};
 use crate::builder::walk::Session;
@@ -16,7 +17,7 @@ use crate::builder::{io_err, BuildError};
 use crate::image::oci::DEFAULT_PATH;
 use crate::image::{EntryKind, LayerEntry};
 use crate::plan::{CacheAccess, Plan, RunContext};
-use crate::store::CacheDir;
+use crate::store::{CacheDir, CacheMountDir, CacheMountLock};
 
 use super::mounts::{cache_dir, materialize};
 use super::runner::StepMount;
@@ -87,16 +88,17 @@ pub fn source_mounts(
 }
 
 /// Adds the step's caches to `mounts`: a private one under `state_dir`, a shared or
-/// locked one in the store. Returns the locks of the locked ones, to hold while the step
-/// runs.
+/// locked one in the store (restored first from a shared cache with `--cache-mounts`,
+/// see [`crate::builder::layers::shared_mounts`]). Returns the locks of the store's
+/// ones (exclusive for locked caches, else shared), to hold while the step runs.
 pub fn cache_mounts(
     session: &Session<'_>,
     ctx: &RunContext,
     state_dir: &Path,
     mounts: &mut Vec<StepMount>,
-) -> Result<Vec<fs::File>, BuildError> {
+) -> Result<Vec<CacheMountLock>, BuildError> {
     let workdir = Path::new(&ctx.workdir);
-    let mut locks = Vec::new();
+    let mut to_lock = Vec::new();
     for (i, c) in ctx.caches.iter().enumerate() {
         let src = match c.access {
             CacheAccess::Private => {
@@ -105,22 +107,29 @@ pub fn cache_mounts(
                 p
             }
             CacheAccess::Shared | CacheAccess::Locked => {
-                let store = session.layers().store();
-                cache_dir(&store.cache_dir(CacheDir::Mounts), &c.id, c.owner)?
+                let layers = session.layers();
+                let store_mounts = layers.store().cache_dir(CacheDir::Mounts);
+                let dir = cache_dir(&store_mounts, &c.id, c.owner)?;
+                layers.prepare_cache_mount(&PersistentCache {
+                    id: c.id.clone(),
+                    dir: dir.clone(),
+                    owner: c.owner.unwrap_or((0, 0)),
+                    skip: &[],
+                });
+                to_lock.push((CacheMountDir::new(&dir), c.access == CacheAccess::Locked));
+                dir
             }
         };
-        if c.access == CacheAccess::Locked {
-            let lock_path = src.with_extension("lock");
-            let f = fs::File::create(&lock_path).map_err(io_err(&lock_path))?;
-            fs2::FileExt::lock_exclusive(&f).map_err(io_err(&lock_path))?;
-            locks.push(f);
-        }
         mounts.push(StepMount::Cache {
             src,
             dst: in_sandbox(workdir, &c.destination),
         });
     }
-    Ok(locks)
+    // Restored above (each under its exclusive lock) before holding any lock here.
+    to_lock
+        .iter()
+        .map(|(dir, exclusive)| Ok(dir.lock(*exclusive)?))
+        .collect()
 }
 
 /// Gives entries that existed before a step (same kind) their owner in the image: a

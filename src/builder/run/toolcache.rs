@@ -14,6 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::builder::layers::image_relative;
+use crate::builder::layers::shared_mounts::PersistentCache;
 use crate::builder::layers::view::{FileKind, ImageView};
 use crate::builder::users::PASSWD;
 use crate::builder::{io_err, BuildError};
@@ -33,11 +34,22 @@ const HOME_CACHES: [(&str, &str); 4] = [
 /// Apt's package archives (root steps only).
 const APT_ARCHIVES: &str = "/var/cache/apt/archives";
 
+/// What a tool's cache holds that is never exported with `--cache-mounts`: npm's
+/// debug logs and update-check stamp.
+fn export_skips(tool: &str) -> &'static [&'static str] {
+    match tool {
+        "npm" => &["_logs", "_update-notifier-last-checked"],
+        _ => &[],
+    }
+}
+
 /// The tool cache mounts of one command step.
 #[derive(Debug, Default)]
 pub struct ToolCaches {
     /// Image paths (absolute) of the mounted locations.
     pub locations: Vec<PathBuf>,
+    /// Their directories in the store.
+    pub caches: Vec<PersistentCache>,
 }
 
 impl ToolCaches {
@@ -72,10 +84,16 @@ impl ToolCaches {
             // The sandbox mounts it from another working directory.
             let src = std::path::absolute(&src).map_err(io_err(&src))?;
             mounts.push(StepMount::Cache {
-                src,
+                src: src.clone(),
                 dst: dst.clone(),
             });
             caches.locations.push(dst);
+            caches.caches.push(PersistentCache {
+                id,
+                dir: src,
+                owner: (uid, gid),
+                skip: export_skips(tool),
+            });
         }
         Ok(caches)
     }
@@ -250,6 +268,7 @@ mod tests {
         let (_tmp, view) = image(&["root"]);
         let caches = ToolCaches {
             locations: vec!["/root/.cache/pip".into(), "/root/.composer/cache".into()],
+            caches: Vec::new(),
         };
         let mut entries = vec![LayerEntry {
             path: "root/.cache/other".into(),

@@ -1,10 +1,12 @@
 //! `--cache-from` / `--cache-to` of `flense build`, `flense run VARIANT` and `flense
 //! pipeline`, with `FLENSE_CACHE_FROM` / `FLENSE_CACHE_TO` (comma-separated) when the
-//! flags are absent, and `--keep-tool-caches`.
+//! flags are absent, `--cache-mounts` (or `FLENSE_CACHE_MOUNTS=1`) and
+//! `--keep-tool-caches`.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use clap::builder::FalseyValueParser;
 use clap::Args;
 
 use flense::builder::layers::remote::SharedCache;
@@ -15,6 +17,8 @@ use flense::registry::Client;
 pub const CACHE_FROM_ENV: &str = "FLENSE_CACHE_FROM";
 /// The environment variable `--cache-to` defaults to.
 pub const CACHE_TO_ENV: &str = "FLENSE_CACHE_TO";
+/// The environment variable that turns `--cache-mounts` on (unless 0, false, no, off).
+pub const CACHE_MOUNTS_ENV: &str = "FLENSE_CACHE_MOUNTS";
 
 /// Shared build caches and tool caches.
 #[derive(Args, Debug, Clone, Default)]
@@ -28,6 +32,12 @@ pub struct CacheArgs {
     /// export is a warning.
     #[arg(long = "cache-to", value_name = "REF")]
     pub cache_to: Vec<String>,
+    /// With --cache-from/--cache-to: also restore and export the contents of the
+    /// steps' cache mounts (builder caches, and the npm, pip, composer and apt caches),
+    /// one blob per cache id; only changed ones are exported (default:
+    /// $FLENSE_CACHE_MOUNTS).
+    #[arg(long, env = CACHE_MOUNTS_ENV, value_parser = FalseyValueParser::new())]
+    pub cache_mounts: bool,
     /// Keep package managers' caches (npm, pip, composer, apt archives) and tools' logs
     /// in the layers, byte for byte as Blubber does (default: caches mounted from the
     /// store, logs dropped, so dependency layers are reproducible).
@@ -54,21 +64,19 @@ impl CacheArgs {
         if from.is_empty() && to.is_empty() {
             return Ok(None);
         }
-        Ok(Some(Arc::new(SharedCache::open(
-            client.clone(),
-            &from,
-            &to,
-        ))))
+        let cache = SharedCache::open(client.clone(), &from, &to).with_mounts(self.cache_mounts);
+        Ok(Some(Arc::new(cache)))
     }
 
     /// The flags again, for a child `flense build` (the environment is inherited).
     pub fn as_args(&self) -> Vec<String> {
         let from = self.cache_from.iter().map(|r| format!("--cache-from={r}"));
         let to = self.cache_to.iter().map(|r| format!("--cache-to={r}"));
+        let mounts = self.cache_mounts.then(|| "--cache-mounts".to_string());
         let keep = self
             .keep_tool_caches
             .then(|| "--keep-tool-caches".to_string());
-        from.chain(to).chain(keep).collect()
+        from.chain(to).chain(mounts).chain(keep).collect()
     }
 }
 
@@ -111,15 +119,20 @@ mod tests {
     }
 
     #[test]
-    fn child_builds_get_the_cache_flags_and_keep_tool_caches() {
+    fn child_builds_get_the_cache_flags_cache_mounts_and_keep_tool_caches() {
         let args = CacheArgs {
             cache_from: vec!["oci:/c".into()],
             cache_to: Vec::new(),
+            cache_mounts: true,
             keep_tool_caches: true,
         };
         assert_eq!(
             args.as_args(),
-            ["--cache-from=oci:/c", "--keep-tool-caches"]
+            [
+                "--cache-from=oci:/c",
+                "--cache-mounts",
+                "--keep-tool-caches"
+            ]
         );
         assert!(CacheArgs::default().as_args().is_empty());
     }

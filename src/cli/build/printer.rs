@@ -61,6 +61,8 @@ impl EventSink for Printer {
                         eprintln!("[{variant} {index}/{total}] {text}  ({what}, {seconds:.2}s)");
                     }
                 }
+                // Already logged on stderr.
+                BuildEvent::Warning { .. } => {}
                 BuildEvent::Image {
                     digest, reference, ..
                 } => {

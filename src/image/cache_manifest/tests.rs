@@ -145,3 +145,31 @@ fn refuses_bad_keys_and_inconsistent_documents() {
         Err(CacheFormatError::NotACache(_))
     ));
 }
+
+#[test]
+fn cache_mount_records_are_annotated_and_merge_per_id() {
+    let mut recs = records(&[(1, Some("npm"), "RUN npm ci")]);
+    let id = "flense-tool-cache/npm/65533:65533";
+    let mount = CacheRecord::mount(id, layer("npm cache v1"));
+    recs.insert(&mount_key(id), mount.clone()).unwrap();
+    assert_eq!(mount.mount_id(&mount_key(id)), Some(id));
+    assert_eq!(mount.mount_id(&key(1)), None, "only under its own key");
+    let docs = recs.to_documents().unwrap();
+    let annotated: Vec<_> = docs
+        .manifest
+        .layers()
+        .iter()
+        .filter_map(|d| d.annotations().as_ref()?.get(CACHE_MOUNT_ANNOTATION))
+        .collect();
+    assert_eq!(annotated, [id]);
+    let back = CacheRecords::from_documents(&docs.manifest, &docs.config).unwrap();
+    assert_eq!(back, recs);
+
+    // Another runner's newer contents of the same cache win; the step stays.
+    let mut newer = CacheRecords::new();
+    let v2 = CacheRecord::mount(id, layer("npm cache v2"));
+    newer.insert(&mount_key(id), v2.clone()).unwrap();
+    let merged = CacheRecords::merge(&back, &newer);
+    assert_eq!(merged.get(&mount_key(id)), Some(&v2));
+    assert_eq!(merged.len(), 2);
+}
