@@ -348,6 +348,10 @@ fn wait_ready(
     signals: Option<&SignalForwarder>,
 ) -> Result<Option<i32>, RunError> {
     let deadline = Instant::now() + spec.timeout;
+    let _waiting = crate::activity::begin(
+        || format!("waiting for service `{}` to be ready", spec.name),
+        None,
+    );
     loop {
         if let Some(signal) = signals.and_then(SignalForwarder::take_pending) {
             return Ok(Some(signal));
