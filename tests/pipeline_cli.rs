@@ -179,7 +179,8 @@ fn invalid_configs_exit_2_with_positions() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(".pipeline/config.yaml: not UTF-8 text: invalid utf-8"),
+        // Line 2, column 6: the first invalid byte, after "  caf".
+        err.contains(".pipeline/config.yaml:2:6: not UTF-8 text: invalid utf-8"),
         "{err}"
     );
     assert_eq!(err.matches("invalid utf-8").count(), 1, "{err}");

@@ -287,6 +287,7 @@ pub fn load(path: &Path, selected: &[String], opts: &LoadOptions) -> Result<Conf
     })?;
     let text = String::from_utf8(bytes).map_err(|source| PipelineError::NotUtf8 {
         path: path.to_path_buf(),
+        pos: crate::config::Pos::at_byte(source.as_bytes(), source.utf8_error().valid_up_to()),
         source,
     })?;
     load_str(path, &text, selected, opts)
