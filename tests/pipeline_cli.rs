@@ -62,7 +62,7 @@ fn pipeline(dir: &Path) -> Command {
     cmd
 }
 
-/// Found by fuzzing: 200,000 nested flow lists kept libyaml busy for many minutes.
+/// A hostile input (issue #16): 200,000 nested flow lists kept libyaml busy for many minutes.
 #[test]
 fn deeply_nested_yaml_is_invalid_input_at_once() {
     let dir = project("pipelines: {}\n");

@@ -270,9 +270,9 @@ const MAX_NESTING: usize = 128;
 
 /// Refuses a document nested deeper than [`MAX_NESTING`] before serde_yaml parses it:
 /// libyaml's work per token grows with the flow nesting depth, so 20,000 nested `[` took
-/// it seconds and 200,000 many minutes before its recursion limit applied (found by
-/// fuzzing). yaml-rust2's event parser checks the depth in one pass and stops at the
-/// limit; a document it cannot parse is left to serde_yaml to judge.
+/// it seconds and 200,000 many minutes before its recursion limit applied (a hostile
+/// input of issue #16). yaml-rust2's event parser checks the depth in one pass and stops
+/// at the limit; a document it cannot parse is left to serde_yaml to judge.
 fn check_nesting(path: &Path, text: &str) -> Result<()> {
     use yaml_rust2::parser::{Event, Parser};
     let too_deep = |mark: &yaml_rust2::scanner::Marker| PipelineError::Yaml {

@@ -272,7 +272,7 @@ fn nesting_up_to_serde_yamls_limit_is_judged_as_before() {
 
 #[test]
 fn deep_flow_nesting_is_refused_quickly() {
-    // Found by fuzzing: libyaml took minutes on this before its recursion limit applied.
+    // A hostile input (issue #16): libyaml took minutes on this before its recursion limit applied.
     let text = format!("pipelines:\n  x: {}\n", "[{a: ".repeat(100_000));
     let err = load_text(&text).unwrap_err().to_string();
     assert!(
