@@ -12,7 +12,6 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use flense::pipeline::model::{load_str, LoadOptions};
 use support::cli::flense_bin;
 
 /// Mutations of each kind through the library (a few ms each in a debug build).
@@ -198,42 +197,9 @@ fn pipeline_seeds() -> Vec<(PathBuf, Vec<u8>)> {
     ])
 }
 
-/// The blubber.yaml front end as `flense validate` and `flense dockerfile` drive it.
-fn blubber_front_end(data: &[u8]) {
-    let text = match std::str::from_utf8(data) {
-        Ok(text) => text,
-        Err(e) => {
-            let pos = flense::config::Pos::at_byte(data, e.valid_up_to());
-            assert!(pos.line >= 1 && pos.col >= 1);
-            return;
-        }
-    };
-    let Ok(config) = flense::config::load_str(text, "blubber.yaml") else {
-        return;
-    };
-    let _ = config.warnings();
-    if config.check_all().is_err() {
-        return;
-    }
-    let options = flense::plan::CompileOptions::default();
-    for name in config.variant_names() {
-        if let Ok(plan) = flense::plan::compile(&config, name, &options) {
-            let _ = flense::plan::dockerfile::render(&plan);
-        }
-    }
-}
-
-/// The config.yaml front end as `flense pipeline --list` drives it.
+/// The config.yaml front end (lenient schema only: `--strict` doubles the time).
 fn pipeline_front_end(data: &[u8]) {
-    let Ok(text) = std::str::from_utf8(data) else {
-        return;
-    };
-    let path = Path::new(".pipeline/config.yaml");
-    if let Ok(config) = load_str(path, text, &[], &LoadOptions::default()) {
-        for pipeline in &config.pipelines {
-            let _ = pipeline.frames();
-        }
-    }
+    flense::fuzzing::pipeline_front_end(data, false);
 }
 
 /// Saves a failing input where a developer can feed it to `flense` again.
@@ -283,7 +249,7 @@ fn run_guarded(inputs: Vec<(String, Vec<u8>)>, check: fn(&[u8])) {
 #[test]
 fn mutated_blubber_files_are_valid_or_invalid_input_through_the_library() {
     let inputs = mutations(&blubber_seeds(), LIBRARY_MUTATIONS, 0x5eed_b1bb);
-    run_guarded(inputs, blubber_front_end);
+    run_guarded(inputs, flense::fuzzing::blubber_front_end);
 }
 
 #[test]
