@@ -12,6 +12,8 @@ pub mod activity;
 pub mod builder;
 pub mod config;
 pub mod error_chain;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod image;
 pub mod pipeline;
 pub mod plan;

@@ -62,6 +62,27 @@ fn pipeline(dir: &Path) -> Command {
     cmd
 }
 
+/// A hostile input (issue #16): 200,000 nested flow lists kept libyaml busy for many minutes.
+#[test]
+fn deeply_nested_yaml_is_invalid_input_at_once() {
+    let dir = project("pipelines: {}\n");
+    let config = format!("pipelines:\n  x: {}\n", "[".repeat(200_000));
+    std::fs::write(dir.path().join(".pipeline/config.yaml"), config).unwrap();
+    let out = assert_cmd::Command::from_std(pipeline(dir.path()))
+        .arg("--list")
+        .timeout(std::time::Duration::from_secs(60))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains(
+            ".pipeline/config.yaml: invalid YAML: recursion limit exceeded at line 2 column"
+        ),
+        "{err}"
+    );
+}
+
 #[test]
 fn list_prints_the_systemtest_frames() {
     let out = ok_stdout(pipeline(&systemtest()).arg("--list"));
@@ -179,7 +200,8 @@ fn invalid_configs_exit_2_with_positions() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains(".pipeline/config.yaml: not UTF-8 text: invalid utf-8"),
+        // Line 2, column 6: the first invalid byte, after "  caf".
+        err.contains(".pipeline/config.yaml:2:6: not UTF-8 text: invalid utf-8"),
         "{err}"
     );
     assert_eq!(err.matches("invalid utf-8").count(), 1, "{err}");

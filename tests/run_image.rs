@@ -163,6 +163,15 @@ fn network_none_and_mounts() {
             "{caller:?}: {}",
             text(&out.stderr)
         );
+        // A fresh sysfs of the sandbox's network namespace, not the host's /sys.
+        let out = env.sh(&["--network", "none"], "ls /sys/class/net");
+        assert_eq!(
+            text(&out.stdout),
+            "lo\n",
+            "{caller:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(out.stderr.is_empty(), "{caller:?}: {}", text(&out.stderr));
 
         let shared = env.store.parent().unwrap().join("shared");
         std::fs::create_dir(&shared).unwrap();

@@ -560,11 +560,17 @@ fn a_missing_or_non_utf8_file_names_its_cause_once() {
     let file = dir.path().join("latin1.yaml");
     fs::write(&file, b"version: v4\nvariants:\n  caf\xe9: {}\n").unwrap();
     let stderr = invalid(&file);
+    // Line 3, column 6: the first invalid byte (offset 27), after "  caf".
     assert!(
-        stderr.contains("latin1.yaml: cannot read the file: not UTF-8 text: invalid utf-8"),
+        stderr.contains("latin1.yaml:3:6: not UTF-8 text (byte 27 is not valid UTF-8)"),
         "{stderr}"
     );
-    assert_eq!(stderr.matches("invalid utf-8").count(), 1, "{stderr}");
+    assert_eq!(stderr.matches("not UTF-8").count(), 1, "{stderr}");
+
+    // Columns count characters: the two-byte "é" before the bad byte is one column.
+    fs::write(&file, b"version: v4\nbase: \"\xc3\xa9\xff\"\n").unwrap();
+    let stderr = invalid(&file);
+    assert!(stderr.contains("latin1.yaml:2:9: not UTF-8"), "{stderr}");
 }
 
 #[test]

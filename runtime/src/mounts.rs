@@ -86,7 +86,7 @@ impl FsSetup<'_> {
 
         self.mount_proc();
         self.mount_dev();
-        self.mount_sys();
+        self.mount_sys(plan.network_none);
         for file in ["/etc/resolv.conf", "/etc/hosts"] {
             self.bind_host_file(file);
         }
@@ -222,10 +222,24 @@ impl FsSetup<'_> {
         }
     }
 
-    fn mount_sys(&mut self) {
+    /// /sys: a fresh read-only sysfs when the sandbox has its own network namespace (so
+    /// `/sys/class/net` lists the sandbox's interfaces; the netns belongs to the sandbox's
+    /// user namespace, which allows it), else the host's /sys bound read-only. Where the
+    /// fresh mount is refused (a container with a masked /sys) the bind is the fallback.
+    fn mount_sys(&mut self, own_network: bool) {
         self.stub_dir(Path::new("/sys"));
-        let src = PathBuf::from(OLD_ROOT).join("sys");
         let none: Option<&str> = None;
+        let fresh_refused = if own_network {
+            let flags =
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+            match mount(Some("sysfs"), "/sys", Some("sysfs"), flags, none) {
+                Ok(()) => return,
+                Err(e) => Some(e),
+            }
+        } else {
+            None
+        };
+        let src = PathBuf::from(OLD_ROOT).join("sys");
         let res = mount(
             Some(&src),
             "/sys",
@@ -234,11 +248,19 @@ impl FsSetup<'_> {
             none,
         )
         .and_then(|_| remount_ro(Path::new("/sys")));
-        if let Err(e) = res {
-            self.report.line(
+        match (res, fresh_refused) {
+            (Err(e), _) => self.report.line(
                 "warn",
                 &format!("cannot bind /sys read-only here ({e}); the sandbox has no /sys"),
-            );
+            ),
+            (Ok(()), Some(e)) => self.report.line(
+                "warn",
+                &format!(
+                    "cannot mount a new sysfs here ({e}); the container's /sys is bound \
+                     instead (/sys/class/net shows its interfaces, not the sandbox's)"
+                ),
+            ),
+            (Ok(()), None) => {}
         }
     }
 

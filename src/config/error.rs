@@ -12,6 +12,25 @@ pub struct Pos {
     pub col: usize,
 }
 
+impl Pos {
+    /// The position of byte `offset` of `bytes` (columns count the characters before it
+    /// on its line, invalid UTF-8 counting one per byte): where a decoder stopped.
+    pub fn at_byte(bytes: &[u8], offset: usize) -> Pos {
+        let before = &bytes[..offset.min(bytes.len())];
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        Pos {
+            line: before.iter().filter(|&&b| b == b'\n').count() + 1,
+            col: String::from_utf8_lossy(&before[line_start..])
+                .chars()
+                .count()
+                + 1,
+        }
+    }
+}
+
 impl fmt::Display for Pos {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.line, self.col)
@@ -25,6 +44,12 @@ pub enum Problem {
     /// The file could not be read.
     #[error("cannot read the file: {0}")]
     Read(String),
+    /// The file is not UTF-8 text (the position is the first invalid byte's).
+    #[error("not UTF-8 text (byte {offset} is not valid UTF-8)")]
+    NotUtf8 {
+        /// Offset of the first invalid byte.
+        offset: usize,
+    },
     /// YAML syntax error.
     #[error("invalid YAML: {0}")]
     Yaml(String),

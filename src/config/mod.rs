@@ -54,19 +54,20 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     match std::fs::read(path) {
         Ok(bytes) => match String::from_utf8(bytes) {
             Ok(text) => load_str(&text, &name),
-            Err(e) => Err(file_error(
-                &name,
-                Problem::Read(format!("not UTF-8 text: {e}")),
-            )),
+            Err(e) => {
+                let offset = e.utf8_error().valid_up_to();
+                let pos = Pos::at_byte(e.as_bytes(), offset);
+                Err(file_error(&name, Some(pos), Problem::NotUtf8 { offset }))
+            }
         },
-        Err(e) => Err(file_error(&name, Problem::Read(e.to_string()))),
+        Err(e) => Err(file_error(&name, None, Problem::Read(e.to_string()))),
     }
 }
 
-fn file_error(file: &str, problem: Problem) -> ConfigErrors {
+fn file_error(file: &str, pos: Option<Pos>, problem: Problem) -> ConfigErrors {
     ConfigErrors::one(ConfigError {
         file: file.to_string(),
-        pos: None,
+        pos,
         variant: None,
         path: String::new(),
         problem,

@@ -14,10 +14,12 @@ pub enum PipelineError {
         source: std::io::Error,
     },
     /// The config file is not UTF-8 text (invalid input, like a YAML error).
-    #[error("{path}: not UTF-8 text")]
+    #[error("{path}:{pos}: not UTF-8 text")]
     NotUtf8 {
         /// The file.
         path: PathBuf,
+        /// Line and column of the first invalid byte.
+        pos: crate::config::Pos,
         /// Where the first invalid byte is.
         source: std::string::FromUtf8Error,
     },

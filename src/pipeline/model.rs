@@ -267,8 +267,47 @@ pub struct LoadOptions {
     pub allowed_actions: Option<Vec<String>>,
 }
 
+/// The deepest nesting of collections serde_yaml accepts (its own recursion limit).
+const MAX_NESTING: usize = 128;
+
+/// Refuses a document nested deeper than [`MAX_NESTING`] before serde_yaml parses it:
+/// libyaml's work per token grows with the flow nesting depth, so 20,000 nested `[` took
+/// it seconds and 200,000 many minutes before its recursion limit applied (a hostile
+/// input of issue #16). yaml-rust2's event parser checks the depth in one pass and stops
+/// at the limit; a document it cannot parse is left to serde_yaml to judge.
+fn check_nesting(path: &Path, text: &str) -> Result<()> {
+    use yaml_rust2::parser::{Event, Parser};
+    let too_deep = |mark: &yaml_rust2::scanner::Marker| PipelineError::Yaml {
+        path: path.to_path_buf(),
+        message: format!(
+            "recursion limit exceeded at line {} column {}",
+            mark.line(),
+            mark.col() + 1
+        ),
+    };
+    let mut parser = Parser::new_from_str(text);
+    let mut depth = 0usize;
+    loop {
+        match parser.next_token() {
+            Ok((Event::SequenceStart(..) | Event::MappingStart(..), mark)) => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(too_deep(&mark));
+                }
+            }
+            Ok((Event::SequenceEnd | Event::MappingEnd, _)) => depth = depth.saturating_sub(1),
+            Ok((Event::StreamEnd, _)) => return Ok(()),
+            Ok(_) => {}
+            // yaml-rust2 stops at 255 flow levels, deeper than serde_yaml goes anyway.
+            Err(e) if e.info() == "recursion limit exceeded" => return Err(too_deep(e.marker())),
+            Err(_) => return Ok(()),
+        }
+    }
+}
+
 /// Parses YAML text, applying `<<` merge keys; errors carry line and column.
 pub fn parse_yaml(path: &Path, text: &str) -> Result<Value> {
+    check_nesting(path, text)?;
     let mut v: Value = serde_yaml::from_str(text).map_err(|e| PipelineError::Yaml {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -289,6 +328,7 @@ pub fn load(path: &Path, selected: &[String], opts: &LoadOptions) -> Result<Conf
     })?;
     let text = String::from_utf8(bytes).map_err(|source| PipelineError::NotUtf8 {
         path: path.to_path_buf(),
+        pos: crate::config::Pos::at_byte(source.as_bytes(), source.utf8_error().valid_up_to()),
         source,
     })?;
     load_str(path, &text, selected, opts)

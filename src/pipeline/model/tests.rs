@@ -344,3 +344,36 @@ fn services_are_checked_with_positions() {
     );
     assert_eq!(services[3].timeout, Some(std::time::Duration::from_secs(5)));
 }
+
+/// `run` nested `levels` lists deep inside a stage, i.e. `levels + 5` collections deep.
+fn nested_run(levels: usize) -> String {
+    format!(
+        "pipelines:\n  x:\n    stages: [{{name: a, run: {}{}}}]\n",
+        "[".repeat(levels),
+        "]".repeat(levels)
+    )
+}
+
+#[test]
+fn nesting_up_to_serde_yamls_limit_is_judged_as_before() {
+    // 128 collections deep: parsed, then refused by the schema (a list is not a `run`).
+    let err = load_text(&nested_run(123)).unwrap_err();
+    assert!(matches!(err, PipelineError::Schema { .. }), "{err}");
+    // 129: serde_yaml's recursion limit, as before the nesting check.
+    let err = load_text(&nested_run(124)).unwrap_err().to_string();
+    assert!(
+        err.contains("invalid YAML: recursion limit exceeded at line 3 column"),
+        "{err}"
+    );
+}
+
+#[test]
+fn deep_flow_nesting_is_refused_quickly() {
+    // A hostile input (issue #16): libyaml took minutes on this before its recursion limit applied.
+    let text = format!("pipelines:\n  x: {}\n", "[{a: ".repeat(100_000));
+    let err = load_text(&text).unwrap_err().to_string();
+    assert!(
+        err.starts_with("config.yaml: invalid YAML: recursion limit exceeded at line 2 column"),
+        "{err}"
+    );
+}

@@ -68,7 +68,11 @@ pub(super) fn build_image(
     }
     let context_dir = clean_join(&ctx.opts.project_dir, &[&ctx.pipeline.directory, &context]);
     let _swap = swap_ignore_file(&context_dir, &pipeline_dir, &excludes)?;
-    let content = std::fs::read_to_string(&blubberfile).unwrap_or_default();
+    // Identical builds in one run are built once: the key holds the file's digest (a file
+    // that cannot be read, or is not UTF-8, fails in the build itself, naming it).
+    let content = std::fs::read(&blubberfile)
+        .map(|bytes| crate::image::digest::sha256_digest(&bytes))
+        .unwrap_or_default();
     let labels = image_labels(scope);
     let key = format!(
         "{content}\0{variant}\0{}\0{}\0{pull:?}\0{}\0{labels:?}",
