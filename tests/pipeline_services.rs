@@ -1,6 +1,8 @@
 //! Services beside a stage (docs/services.md), end to end: a `redis` variant (Debian's
 //! redis-server) and a `test` variant (redis-tools) whose entrypoint writes and reads a
-//! key through the host name `db`. The images are built once for the whole file (as
+//! key through the host name `db`; a slower `mariadb` service (Debian's mariadb-server,
+//! its data directory initialised by the image build) beside a `sql` variant that
+//! creates a table and reads it back. The images are built once for the whole file (as
 //! root: the capture of apt's files owned by a daemon's subordinate ID fails in subuid
 //! mode), pipelines run as root, and `flense run --service` also as the unprivileged
 //! test user on the saved and loaded images, with outbound access through pasta
@@ -29,6 +31,14 @@ variants:
   test:
     apt: {packages: [redis-tools]}
     entrypoint: [sh, -c, 'echo RUN STARTED; redis-cli -h db set greeting "$GREETING" >/dev/null && echo "READ BACK $(redis-cli -h db get greeting)"; sleep "${PAUSE:-0}"']
+  mariadb:
+    apt: {packages: [mariadb-server]}
+    builder:
+      command: [sh, -c, 'mariadb-install-db --datadir=/srv/app/db --skip-test-db --auth-root-authentication-method=normal >/dev/null && chmod -R a+rwX /srv/app/db']
+    entrypoint: [mariadbd, --datadir=/srv/app/db, --socket=/tmp/mysqld.sock, --pid-file=/tmp/mysqld.pid, --bind-address=127.0.0.1, --port=3306, --skip-grant-tables, --skip-log-bin]
+  sql:
+    apt: {packages: [mariadb-client]}
+    entrypoint: [sh, -c, 'mariadb -h db -N -B -e "CREATE DATABASE t; CREATE TABLE t.notes (v TEXT); INSERT INTO t.notes VALUES (\"$NOTE\"); SELECT v FROM t.notes" | sed "s/^/READ BACK /"']
 "#;
 
 const CONFIG: &str = r#"pipelines:
@@ -60,6 +70,14 @@ const CONFIG: &str = r#"pipelines:
         services:
           - {name: db, image: localhost/svc-redis, arguments: [--port, not-a-port], ready: [redis-cli, ping]}
     execution: [[never], [crash]]
+  sql:
+    blubberfile: blubber.yaml
+    stages:
+      - name: notes
+        build: sql
+        run: {env: {NOTE: kept}}
+        services:
+          - {name: db, build: mariadb, ready: [mariadb-admin, --socket=/tmp/mysqld.sock, ping]}
   hang:
     blubberfile: blubber.yaml
     stages:
@@ -109,7 +127,7 @@ impl Fixture {
 
 /// How many tests use the shared fixture: the last one to finish removes it (a static
 /// is never dropped).
-const FIXTURE_TESTS: usize = 4;
+const FIXTURE_TESTS: usize = 5;
 
 /// A test's turn with the fixture; the last turn removes the fixture's directory.
 struct Turn {
@@ -232,6 +250,25 @@ fn parallel_stages_each_reach_their_own_redis_by_name() {
         dry_text.contains("would start service db") && dry_text.contains("(variant redis)"),
         "{dry_text}"
     );
+}
+
+/// A slower service: MariaDB (its data directory made by the image build) is waited
+/// for with `mariadb-admin ping`; the run creates a table through the host name `db`
+/// and reads a row back.
+#[test]
+fn a_mariadb_service_keeps_the_table_the_run_creates() {
+    let (f, _turn) = fixture();
+    let before = processes("mariadbd");
+    let out = output(&mut f.pipeline("sql", &[]));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("service `db` is ready"), "{all}");
+    assert!(all.contains("[notes] READ BACK kept"), "{all}");
+    assert!(
+        all.contains("[notes/db]") && all.contains("ready for connections"),
+        "{all}"
+    );
+    assert_eq!(processes("mariadbd"), before, "a mariadbd is left running");
 }
 
 #[test]
