@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use support::cli::{flense, flense_bin, ok_stdout, output};
-use support::fixtures::rootfs_tar;
+use support::fixtures::{import_fixture, rootfs_tar};
 use support::users::{as_test_user, give_to_test_user};
 
 const BLUBBER: &str = r#"version: v4
@@ -491,4 +491,59 @@ fn sigterm_while_a_service_is_not_ready_stops_everything() {
     assert_eq!(out.status.code(), Some(143), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("RUN STARTED"));
     assert_eq!(count_matching(pattern), 0, "the service outlived SIGTERM");
+}
+
+/// An `image:` service missing from the store is pulled from its registry (busybox's
+/// httpd, pushed to the test registry from another store); `--pull never` refuses,
+/// naming the image, before anything starts.
+#[test]
+fn an_image_service_is_pulled_when_missing_unless_the_policy_is_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = support::registry::TestRegistry::start();
+    let web = registry.image("services/web:1");
+    let pusher = dir.path().join("pusher");
+    ok_stdout(
+        flense(&pusher)
+            .arg("push")
+            .arg(import_fixture(&pusher, "busybox"))
+            .arg(&web),
+    );
+    let store = dir.path().join("store");
+    import_fixture(&store, "busybox");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join(".pipeline")).unwrap();
+    std::fs::write(
+        project.join(".pipeline/blubber.yaml"),
+        "version: v4\nbase: localhost/busybox:latest\nvariants:\n  client:\n    entrypoint: [sh, -c, 'echo \"GOT $(wget -q -O - http://web:8080/)\"']\n",
+    )
+    .unwrap();
+    let serve = "mkdir -p /tmp/www && echo served > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
+    std::fs::write(
+        project.join(".pipeline/config.yaml"),
+        format!(
+            "pipelines:\n  web:\n    blubberfile: blubber.yaml\n    stages:\n      - name: fetch\n        build: client\n        run: true\n        services:\n          - {{name: web, image: '{web}', arguments: [sh, -c, '{serve}'], ready: [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/']}}\n"
+        ),
+    )
+    .unwrap();
+    let pipeline = |extra: &[&str]| {
+        output(
+            flense(&store)
+                .args(["pipeline", "web", "-C"])
+                .arg(&project)
+                .args(extra)
+                .env("NO_COLOR", "1"),
+        )
+    };
+    let out = pipeline(&["--pull", "never"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains(&format!("image {web} is not in the local store")),
+        "{all}"
+    );
+    assert!(!all.contains("GOT"), "{all}");
+    let out = pipeline(&[]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("GOT served"), "{all}");
 }

@@ -107,6 +107,7 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     super::progress::install(args.build.quiet);
     let root = globals.root.clone().unwrap_or_else(default_root);
     let store = Store::open(&root).with_context(|| format!("open store {}", root.display()))?;
+    super::services::pull_images(&store, &overrides.services, &args.build)?;
     let status = match run_image(&store, &reference, &overrides) {
         Ok(status) => status,
         Err(e) if e.is_invalid_input() => return Err(invalid(e)),
