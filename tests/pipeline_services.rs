@@ -377,7 +377,8 @@ fn flense_run_starts_an_image_service_as_a_user() {
         "{all}"
     );
     assert_eq!(redis_servers(), before, "a redis-server is left running");
-    // `--network host` (the default) gives the group outbound access through pasta;
+    // `--network host` (the default) and `private` give the group outbound access
+    // through pasta;
     // `--network none` keeps it on loopback. (As root: this machine's /dev/net/tun,
     // unlike a Debian host's, is not open to other users.)
     let connect = |network: &str| {
@@ -413,6 +414,8 @@ fn flense_run_starts_an_image_service_as_a_user() {
     assert!(text(&out).contains("READ BACK variant"), "{}", text(&out));
     let pastas = processes("pasta");
     let out = connect("host");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = connect("private");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(processes("pasta"), pastas, "pasta is left running");
     let out = connect("none");
