@@ -541,7 +541,8 @@ fn an_image_service_is_pulled_when_missing_unless_the_policy_is_never() {
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
-        all.contains(&format!("image {web} is not in the local store")),
+        all.contains("service `web`")
+            && all.contains(&format!("image {web} is not in the local store")),
         "{all}"
     );
     assert!(!all.contains("GOT"), "{all}");

@@ -153,7 +153,7 @@ pub fn pull_images(
     for spec in &services.specs {
         images
             .image(&spec.image)
-            .with_context(|| format!("service `{}`: image {}", spec.name, spec.image))?;
+            .with_context(|| format!("service `{}`", spec.name))?;
     }
     Ok(())
 }
