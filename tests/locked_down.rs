@@ -1,7 +1,7 @@
 //! flense where CI runners lock things down: as root with namespace creation refused by
 //! a seccomp filter (chroot isolation), as a user with the same filter (a clear refusal),
 //! as a user in a mount namespace whose /proc is masked (a bound /proc instead of a new
-//! one), and parallel pipeline stages serving on the same port.
+//! one), and parallel pipeline stages serving on the same port (with outbound access).
 
 mod support;
 
@@ -267,20 +267,46 @@ fn a_masked_proc_is_replaced_by_the_containers_own() {
 
 const SERVERS: &str = r#"pipelines:
   servers:
-    execution: [[one], [two]]
+    execution: [[one], [two], [out]]
     stages:
       - name: one
         run: {image: '${setup.params.IMAGE}', arguments: [sh, -c, 'SERVE', serve, one]}
       - name: two
         run: {image: '${setup.params.IMAGE}', arguments: [sh, -c, 'SERVE', serve, two]}
+      - name: out
+        run: {image: '${setup.params.IMAGE}', arguments: [sh, -c, 'FETCH']}
 "#;
+
+/// Reaches a server on the host's loopback from a run's own network: pasta maps its
+/// gateway address to the host.
+const FETCH: &str = r#"gw=$(ip route | awk "/^default/ {print \$3}") && test "$(wget -q -O - "http://$gw:PORT/")" = host-says-hi"#;
+
+/// A server on the host's loopback answering every request with `host-says-hi`;
+/// returns its port (it lives as long as the test process).
+fn serve_on_host_loopback() -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ =
+                stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 13\r\n\r\nhost-says-hi\n");
+        }
+    });
+    port
+}
 
 /// Serves its name on port 8080 and checks, at once and 3 seconds later, that the
 /// server answering is its own: with a shared network the second server cannot bind.
 const SERVE: &str = r#"mkdir -p /tmp/www && echo "$1" > /tmp/www/index.html && httpd -p 127.0.0.1:8080 -h /tmp/www && i=0 && until wget -q -O /tmp/got http://127.0.0.1:8080/; do i=$((i+1)); [ $i -lt 100 ] || exit 3; sleep 0.1; done && test "$(cat /tmp/got)" = "$1" && sleep 3 && test "$(wget -q -O - http://127.0.0.1:8080/)" = "$1""#;
 
+/// Parallel stages each have a network of their own (both serve on port 8080), with
+/// outbound access: a third reaches a server on the host.
 #[test]
 fn parallel_stages_serve_on_the_same_port() {
+    let port = serve_on_host_loopback();
     let (tmp, tar, _) = scratch();
     let store = tmp.path().join("store");
     let imported = import(&mut flense(&store), &tar);
@@ -289,7 +315,9 @@ fn parallel_stages_serve_on_the_same_port() {
     fs::create_dir_all(dir.join(".pipeline")).unwrap();
     fs::write(
         dir.join(".pipeline/config.yaml"),
-        SERVERS.replace("SERVE", SERVE),
+        SERVERS
+            .replace("SERVE", SERVE)
+            .replace("FETCH", &FETCH.replace("PORT", &port.to_string())),
     )
     .unwrap();
     let out = output(

@@ -1,6 +1,8 @@
 //! Services beside a stage (docs/services.md), end to end: a `redis` variant (Debian's
 //! redis-server) and a `test` variant (redis-tools) whose entrypoint writes and reads a
-//! key through the host name `db`. The images are built once for the whole file (as
+//! key through the host name `db`; a slower `mariadb` service (Debian's mariadb-server,
+//! its data directory initialised by the image build) beside a `sql` variant that
+//! creates a table and reads it back. The images are built once for the whole file (as
 //! root: the capture of apt's files owned by a daemon's subordinate ID fails in subuid
 //! mode), pipelines run as root, and `flense run --service` also as the unprivileged
 //! test user on the saved and loaded images, with outbound access through pasta
@@ -17,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use support::cli::{flense, flense_bin, ok_stdout, output};
-use support::fixtures::rootfs_tar;
+use support::fixtures::{import_fixture, rootfs_tar};
 use support::users::{as_test_user, give_to_test_user};
 
 const BLUBBER: &str = r#"version: v4
@@ -29,6 +31,14 @@ variants:
   test:
     apt: {packages: [redis-tools]}
     entrypoint: [sh, -c, 'echo RUN STARTED; redis-cli -h db set greeting "$GREETING" >/dev/null && echo "READ BACK $(redis-cli -h db get greeting)"; sleep "${PAUSE:-0}"']
+  mariadb:
+    apt: {packages: [mariadb-server]}
+    builder:
+      command: [sh, -c, 'mariadb-install-db --datadir=/srv/app/db --skip-test-db --auth-root-authentication-method=normal >/dev/null && chmod -R a+rwX /srv/app/db']
+    entrypoint: [mariadbd, --datadir=/srv/app/db, --socket=/tmp/mysqld.sock, --pid-file=/tmp/mysqld.pid, --bind-address=127.0.0.1, --port=3306, --skip-grant-tables, --skip-log-bin]
+  sql:
+    apt: {packages: [mariadb-client]}
+    entrypoint: [sh, -c, 'mariadb -h db -N -B -e "CREATE DATABASE t; CREATE TABLE t.notes (v TEXT); INSERT INTO t.notes VALUES (\"$NOTE\"); SELECT v FROM t.notes" | sed "s/^/READ BACK /"']
 "#;
 
 const CONFIG: &str = r#"pipelines:
@@ -60,6 +70,14 @@ const CONFIG: &str = r#"pipelines:
         services:
           - {name: db, image: localhost/svc-redis, arguments: [--port, not-a-port], ready: [redis-cli, ping]}
     execution: [[never], [crash]]
+  sql:
+    blubberfile: blubber.yaml
+    stages:
+      - name: notes
+        build: sql
+        run: {env: {NOTE: kept}}
+        services:
+          - {name: db, build: mariadb, ready: [mariadb-admin, --socket=/tmp/mysqld.sock, ping]}
   hang:
     blubberfile: blubber.yaml
     stages:
@@ -109,7 +127,7 @@ impl Fixture {
 
 /// How many tests use the shared fixture: the last one to finish removes it (a static
 /// is never dropped).
-const FIXTURE_TESTS: usize = 4;
+const FIXTURE_TESTS: usize = 5;
 
 /// A test's turn with the fixture; the last turn removes the fixture's directory.
 struct Turn {
@@ -234,6 +252,25 @@ fn parallel_stages_each_reach_their_own_redis_by_name() {
     );
 }
 
+/// A slower service: MariaDB (its data directory made by the image build) is waited
+/// for with `mariadb-admin ping`; the run creates a table through the host name `db`
+/// and reads a row back.
+#[test]
+fn a_mariadb_service_keeps_the_table_the_run_creates() {
+    let (f, _turn) = fixture();
+    let before = processes("mariadbd");
+    let out = output(&mut f.pipeline("sql", &[]));
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("service `db` is ready"), "{all}");
+    assert!(all.contains("[notes] READ BACK kept"), "{all}");
+    assert!(
+        all.contains("[notes/db]") && all.contains("ready for connections"),
+        "{all}"
+    );
+    assert_eq!(processes("mariadbd"), before, "a mariadbd is left running");
+}
+
 #[test]
 fn a_service_that_never_gets_ready_or_crashes_fails_its_stage_before_the_run() {
     let (f, _turn) = fixture();
@@ -340,7 +377,8 @@ fn flense_run_starts_an_image_service_as_a_user() {
         "{all}"
     );
     assert_eq!(redis_servers(), before, "a redis-server is left running");
-    // `--network host` (the default) gives the group outbound access through pasta;
+    // `--network host` (the default) and `private` give the group outbound access
+    // through pasta;
     // `--network none` keeps it on loopback. (As root: this machine's /dev/net/tun,
     // unlike a Debian host's, is not open to other users.)
     let connect = |network: &str| {
@@ -376,6 +414,8 @@ fn flense_run_starts_an_image_service_as_a_user() {
     assert!(text(&out).contains("READ BACK variant"), "{}", text(&out));
     let pastas = processes("pasta");
     let out = connect("host");
+    assert!(out.status.success(), "{}", text(&out));
+    let out = connect("private");
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(processes("pasta"), pastas, "pasta is left running");
     let out = connect("none");
@@ -454,4 +494,60 @@ fn sigterm_while_a_service_is_not_ready_stops_everything() {
     assert_eq!(out.status.code(), Some(143), "{out:?}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("RUN STARTED"));
     assert_eq!(count_matching(pattern), 0, "the service outlived SIGTERM");
+}
+
+/// An `image:` service missing from the store is pulled from its registry (busybox's
+/// httpd, pushed to the test registry from another store); `--pull never` refuses,
+/// naming the image, before anything starts.
+#[test]
+fn an_image_service_is_pulled_when_missing_unless_the_policy_is_never() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = support::registry::TestRegistry::start();
+    let web = registry.image("services/web:1");
+    let pusher = dir.path().join("pusher");
+    ok_stdout(
+        flense(&pusher)
+            .arg("push")
+            .arg(import_fixture(&pusher, "busybox"))
+            .arg(&web),
+    );
+    let store = dir.path().join("store");
+    import_fixture(&store, "busybox");
+    let project = dir.path().join("project");
+    std::fs::create_dir_all(project.join(".pipeline")).unwrap();
+    std::fs::write(
+        project.join(".pipeline/blubber.yaml"),
+        "version: v4\nbase: localhost/busybox:latest\nvariants:\n  client:\n    entrypoint: [sh, -c, 'echo \"GOT $(wget -q -O - http://web:8080/)\"']\n",
+    )
+    .unwrap();
+    let serve = "mkdir -p /tmp/www && echo served > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
+    std::fs::write(
+        project.join(".pipeline/config.yaml"),
+        format!(
+            "pipelines:\n  web:\n    blubberfile: blubber.yaml\n    stages:\n      - name: fetch\n        build: client\n        run: true\n        services:\n          - {{name: web, image: '{web}', arguments: [sh, -c, '{serve}'], ready: [wget, -q, -O, /dev/null, 'http://127.0.0.1:8080/']}}\n"
+        ),
+    )
+    .unwrap();
+    let pipeline = |extra: &[&str]| {
+        output(
+            flense(&store)
+                .args(["pipeline", "web", "-C"])
+                .arg(&project)
+                .args(extra)
+                .env("NO_COLOR", "1"),
+        )
+    };
+    let out = pipeline(&["--pull", "never"]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(
+        all.contains("service `web`")
+            && all.contains(&format!("image {web} is not in the local store")),
+        "{all}"
+    );
+    assert!(!all.contains("GOT"), "{all}");
+    let out = pipeline(&[]);
+    let all = text(&out);
+    assert!(out.status.success(), "{all}");
+    assert!(all.contains("GOT served"), "{all}");
 }

@@ -173,6 +173,22 @@ fn network_none_and_mounts() {
         );
         assert!(out.stderr.is_empty(), "{caller:?}: {}", text(&out.stderr));
 
+        // `private`: a network of its own with outbound access through pasta (a default
+        // route); only loopback, with a warning, where pasta cannot give it (a user
+        // where /dev/net/tun is not open to users, as on this machine).
+        let out = env.sh(
+            &["--network", "private"],
+            "ip route | grep -c '^default' || true",
+        );
+        let routed = text(&out.stdout) == "1\n";
+        let warned = text(&out.stderr).contains("no outbound network for the run");
+        assert!(
+            routed || (matches!(caller, Caller::User(_)) && warned),
+            "{caller:?}: {}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+
         let shared = env.store.parent().unwrap().join("shared");
         std::fs::create_dir(&shared).unwrap();
         std::fs::write(shared.join("in"), "from host\n").unwrap();

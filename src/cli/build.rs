@@ -65,8 +65,9 @@ pub struct ProjectArgs {
     /// Build every step again, ignoring the cache.
     #[arg(long)]
     pub no_cache: bool,
-    /// When to pull base images: `always` (re-resolve tags), `missing` (only images
-    /// not in the store) or `never` (fail instead, no network).
+    /// When to pull base images (and `flense run`'s service images): `always`
+    /// (re-resolve tags), `missing` (only images not in the store) or `never` (fail
+    /// instead, no network).
     #[arg(long, value_enum, default_value = "missing", value_name = "POLICY")]
     pub pull: PullArg,
     #[command(flatten)]

@@ -435,10 +435,12 @@ fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Pr
         run_options.push(format!("--timeout={}", args.run_timeout));
     }
     // Each run gets a network namespace of its own, so that servers of stages running
-    // side by side cannot collide on a port; `--run-option=--network=host` shares the
+    // side by side cannot collide on a port, with outbound access like docker's bridge
+    // network (through pasta; loopback only when pasta cannot give it);
+    // `--run-option=--network=none` keeps loopback only, `--network=host` shares the
     // host's.
     if !run_options.iter().any(|o| o.starts_with("--network")) {
-        run_options.push("--network=none".into());
+        run_options.push("--network=private".into());
     }
     let mut build_options = args.cache.as_args();
     if args.isolation != flense_runtime::Isolation::Auto {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::{Args, Subcommand, ValueEnum};
 use flense_runtime::{ExitStatus, IdMode, Isolation, Mount, Network, RuntimeError};
 
 use super::{invalid, Globals};
@@ -38,10 +38,12 @@ pub struct RunArgs {
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V")]
     pub env: Vec<String>,
-    /// Network: `host` (shared with the host; with --service, outbound access through
-    /// pasta) or `none` (only loopback).
-    #[arg(long, default_value = "host", value_parser = parse_network)]
-    pub network: Network,
+    /// Network: `host` (shared with the host; with --service, the group's own with
+    /// outbound access through pasta), `none` (a network of its own, only loopback) or
+    /// `private` (a network of its own with outbound access through pasta; only
+    /// loopback, with a warning, when pasta cannot give it).
+    #[arg(long, value_enum, default_value = "host")]
+    pub network: RunNetwork,
     /// Extra mount: `type=bind,src=PATH,dst=PATH[,ro]`, `type=tmpfs,dst=PATH[,size=BYTES]`
     /// or `type=cache,src=PATH,dst=PATH` (repeatable).
     #[arg(long = "mount", value_name = "SPEC", value_parser = parse_mount)]
@@ -77,6 +79,28 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
+/// `flense run --network`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunNetwork {
+    /// The host's network (with --service: the group's own, with outbound access).
+    Host,
+    /// A network namespace of its own with only loopback.
+    None,
+    /// A network namespace of its own with outbound access through pasta.
+    Private,
+}
+
+impl RunNetwork {
+    /// The sandbox network and whether it gets outbound access.
+    fn sandbox(self) -> (Network, bool) {
+        match self {
+            RunNetwork::Host => (Network::Host, false),
+            RunNetwork::None => (Network::None, false),
+            RunNetwork::Private => (Network::None, true),
+        }
+    }
+}
+
 /// Runs one subcommand of this area.
 pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -86,7 +110,11 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
 
 fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let sandbox = super::build::RunSandbox {
-        network: args.network,
+        // The build steps of `private` runs keep the host's network, as builds do.
+        network: match args.network {
+            RunNetwork::None => Network::None,
+            RunNetwork::Host | RunNetwork::Private => Network::Host,
+        },
         userns: args.userns,
         isolation: args.isolation,
     };
@@ -107,6 +135,7 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     super::progress::install(args.build.quiet);
     let root = globals.root.clone().unwrap_or_else(default_root);
     let store = Store::open(&root).with_context(|| format!("open store {}", root.display()))?;
+    super::services::pull_images(&store, &overrides.services, &args.build)?;
     let status = match run_image(&store, &reference, &overrides) {
         Ok(status) => status,
         Err(e) if e.is_invalid_input() => return Err(invalid(e)),
@@ -194,11 +223,13 @@ pub fn overrides_from(args: &RunArgs) -> anyhow::Result<RunOverrides> {
             vec![e.clone()]
         }
     });
+    let (network, outbound) = args.network.sandbox();
     Ok(RunOverrides {
         args: args.args.clone(),
         entrypoint,
         env,
-        network: args.network,
+        network,
+        outbound,
         mounts: args.mounts.clone(),
         workdir: args.workdir.clone(),
         user: args.user.clone(),
@@ -209,14 +240,6 @@ pub fn overrides_from(args: &RunArgs) -> anyhow::Result<RunOverrides> {
         forward_signals: true,
         services: Default::default(),
     })
-}
-
-fn parse_network(s: &str) -> Result<Network, String> {
-    match s {
-        "host" => Ok(Network::Host),
-        "none" => Ok(Network::None),
-        other => Err(format!("unknown network {other:?} (expected host or none)")),
-    }
 }
 
 /// Parses `--isolation` (also used by `build` and `pipeline`).

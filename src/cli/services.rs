@@ -4,10 +4,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::anyhow;
+use anyhow::{anyhow, Context as _};
 use clap::Args;
 
 use super::{invalid, Globals};
+use flense::builder::images::PullingImages;
+use flense::builder::stage::ImageSource as _;
 use flense::run::{ServiceSpec, Services};
 
 /// Options of `flense run` that start services beside the command.
@@ -129,6 +131,31 @@ fn split_named<'a>(option: &str, value: &'a str) -> anyhow::Result<(&'a str, &'a
         Some((name, rest)) if !name.is_empty() && !rest.is_empty() => Ok((name, rest)),
         _ => Err(invalid(anyhow!("{option} {value:?}: expected NAME=VALUE"))),
     }
+}
+
+/// Makes every service image available in `store` as `flense run --pull` says
+/// (pulled from its registry when missing, again under `always`, never under `never`).
+pub fn pull_images(
+    store: &flense::store::Store,
+    services: &Services,
+    build: &super::build::RunBuildArgs,
+) -> anyhow::Result<()> {
+    if services.specs.is_empty() {
+        return Ok(());
+    }
+    let settings = flense::registry::RegistrySettings::load(build.registries_config.as_deref())
+        .map_err(invalid)?;
+    let client =
+        flense::registry::Client::new(settings, flense::registry::CredentialSource::from_env())?;
+    let platform = flense::image::platform::Platform::host().without_variant();
+    let images =
+        PullingImages::new(store.clone(), client, platform).with_policy(build.project.pull.into());
+    for spec in &services.specs {
+        images
+            .image(&spec.image)
+            .with_context(|| format!("service `{}`", spec.name))?;
+    }
+    Ok(())
 }
 
 /// A host name label: letters, digits and `-`, not starting with `-`.

@@ -75,6 +75,9 @@ pub struct ServiceRequest {
     pub ready: Option<Vec<String>>,
     /// How long the ready check may keep failing.
     pub timeout: Option<std::time::Duration>,
+    /// When its image is pulled (the stage's `build.imagePullPolicy`; `flense pipeline
+    /// --pull` overrides it); `None`: pulled when missing from the store.
+    pub pull: Option<PullPolicy>,
 }
 
 /// What a run returned.

@@ -102,6 +102,10 @@ pub struct RunOverrides {
     pub env: Vec<(String, String)>,
     /// Host network or none.
     pub network: Network,
+    /// With `Network::None`: the run's own network gets outbound access through
+    /// pasta (only loopback, with a warning, when pasta cannot give it). Ignored under
+    /// chroot isolation, which has no network namespace.
+    pub outbound: bool,
     /// Extra mounts.
     pub mounts: Vec<Mount>,
     /// Replaces the image's working directory.
@@ -141,7 +145,7 @@ pub fn run_image(
         .collect();
     let state = store.scratch_dir("run-")?;
     let mut sandbox = sandbox_for(&image, reference, &layers, state.path(), overrides)?;
-    if !overrides.services.specs.is_empty() {
+    if !overrides.services.specs.is_empty() || services::private_outbound(overrides) {
         return services::run_beside(store, sandbox, state.path(), overrides);
     }
     let mut forwarder = match overrides.forward_signals {

@@ -1,6 +1,6 @@
 //! Services beside a run (`flense run --service NAME=IMAGE`, a stage's `services:`):
 //! each service runs in its own sandbox, and the services and the run share one private
-//! network (loopback only), where every service name resolves to 127.0.0.1 through an
+//! network (loopback, and outbound access when asked for), where every service name resolves to 127.0.0.1 through an
 //! `/etc/hosts` mounted into each sandbox. Services start in order, each waited for
 //! with its ready check; the run starts once all are ready; whatever happens, every
 //! service is then stopped (SIGTERM, SIGKILL after a grace period) and removed.
@@ -113,12 +113,12 @@ pub(super) fn run_beside(
     let services = &overrides.services;
     let user = main.identity().clone();
     let mut group = NetworkGroup::new(overrides.userns, user.uid, user.gid)?;
-    if overrides.network == Network::Host {
-        // "host" with services: outbound access through a user-mode network, when
-        // pasta can give it (it needs /dev/net/tun).
+    if overrides.network == Network::Host || overrides.outbound {
+        // "host" with services, or "private": outbound access through a user-mode
+        // network, when pasta can give it (it needs /dev/net/tun).
         if let Err(e) = group.connect_outbound() {
             tracing::warn!(
-                "no outbound network for the run and its services, only loopback: {}",
+                "no outbound network for the run (and its services), only loopback: {}",
                 crate::error_chain::ErrorChain(&e)
             );
         }
@@ -153,6 +153,15 @@ pub(super) fn run_beside(
         tracing::warn!("leaving {}: {e}", main_state.display());
     }
     result
+}
+
+/// Whether a run without services still needs a group: its own network with outbound
+/// access (`--network private`), which needs namespaces (chroot isolation has none,
+/// and keeps the host's network with its own warning).
+pub(super) fn private_outbound(overrides: &RunOverrides) -> bool {
+    overrides.outbound
+        && overrides.network == Network::None
+        && overrides.isolation.resolve().ok() == Some(flense_runtime::Isolation::Namespace)
 }
 
 /// Starts the run's sandbox in the group and waits for it.

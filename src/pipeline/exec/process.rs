@@ -125,7 +125,7 @@ impl Executor for ProcessExecutor {
         let mut cmd = self.command("run");
         cmd.arg("--image").arg(&req.image);
         cmd.args(&self.run_options);
-        add_services(&mut cmd, &req.services, log);
+        add_services(&mut cmd, &req.services, self.pull, log);
         for (k, v) in &req.env {
             cmd.arg("-e").arg(format!("{k}={v}"));
         }
@@ -259,10 +259,19 @@ impl Executor for ProcessExecutor {
 }
 
 /// The `flense run` options of `services`: logs beside the stage's, live lines
-/// `[stage/service]`.
-fn add_services(cmd: &mut Command, services: &[ServiceRequest], log: &StageLog) {
+/// `[stage/service]`, images pulled as `pull` (`flense pipeline --pull`) or the
+/// stage's `imagePullPolicy` says.
+fn add_services(
+    cmd: &mut Command,
+    services: &[ServiceRequest],
+    pull: Option<PullPolicy>,
+    log: &StageLog,
+) {
     if services.is_empty() {
         return;
+    }
+    if let Some(policy) = pull.or_else(|| services.iter().find_map(|s| s.pull)) {
+        cmd.arg(format!("--pull={policy}"));
     }
     for s in services {
         log.line(&format!("service {}: {} ({})", s.name, s.image, s.origin));

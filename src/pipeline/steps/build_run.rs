@@ -107,7 +107,7 @@ pub(super) fn build_image(
 
 /// `build.imagePullPolicy`: `Always`, `IfNotPresent` or `Never` (any case); `None` when
 /// unset or empty.
-fn pull_policy(value: &Value) -> StepResult<Option<PullPolicy>> {
+pub(super) fn pull_policy(value: &Value) -> StepResult<Option<PullPolicy>> {
     let value = text(value);
     if value.is_empty() {
         return Ok(None);

@@ -1,5 +1,6 @@
 //! A stage's `services:` (docs/services.md), resolved for its run step: variants built
-//! from the stage's Blubber file (with the stage's build context), images as given.
+//! from the stage's Blubber file (with the stage's build context), images as given
+//! (pulled by the run when missing, as the stage's `imagePullPolicy` says).
 
 use serde_yaml::{Mapping, Value};
 
@@ -7,7 +8,7 @@ use super::super::exec::ServiceRequest;
 use super::super::interp::Scope;
 use super::super::model::{services_of, Stage};
 use super::super::output::StageLog;
-use super::build_run::build_image;
+use super::build_run::{build_image, pull_policy};
 use super::{StageCtx, StepResult};
 
 /// The services of `stage` (its `services:` value, interpolated), images built or
@@ -20,6 +21,10 @@ pub(super) fn resolve(
     log: &StageLog,
 ) -> StepResult<Vec<ServiceRequest>> {
     let services = scope.interpolate(services)?;
+    let pull = match &stage.build {
+        Some(build) => pull_policy(&scope.interpolate(&build["imagePullPolicy"])?)?,
+        None => None,
+    };
     let mut out = Vec::new();
     for def in services_of(&services) {
         let (image, origin) = match (&def.build, &def.image) {
@@ -46,6 +51,7 @@ pub(super) fn resolve(
             arguments: def.arguments,
             ready: def.ready,
             timeout: def.timeout,
+            pull,
         });
     }
     Ok(out)
