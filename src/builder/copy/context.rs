@@ -2,7 +2,8 @@
 //! filtering, readable as an [`ImageView`] so copies from `local` and copies from other
 //! images share one implementation ([`crate::builder::copy`]).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -46,7 +47,10 @@ pub const DEFAULT_IGNORES: &str = ".pipeline/logs";
 #[derive(Debug, Clone)]
 pub struct BuildContext {
     root: PathBuf,
-    entries: BTreeMap<PathBuf, ContextEntry>,
+    /// By relative path (hashed: a large context's paths are looked up once each).
+    entries: HashMap<PathBuf, ContextEntry>,
+    /// Each directory's children, sorted by name.
+    children: HashMap<PathBuf, Vec<OsString>>,
 }
 
 impl BuildContext {
@@ -80,7 +84,7 @@ impl BuildContext {
             path: root.to_path_buf(),
             source,
         })?;
-        let mut entries = BTreeMap::new();
+        let mut entries = HashMap::new();
         entries.insert(
             PathBuf::new(),
             ContextEntry {
@@ -111,7 +115,8 @@ impl BuildContext {
                     .unwrap_or_else(|| std::io::Error::other("walk")),
             })?;
             let rel = item.path().strip_prefix(root).unwrap_or(item.path());
-            if ignore.matches(&rel.to_string_lossy()) {
+            // Only a directory can pass the filter while excluded.
+            if item.file_type().is_dir() && ignore.matches(&rel.to_string_lossy()) {
                 continue; // an excluded directory walked only for its exceptions
             }
             let meta = item
@@ -152,9 +157,22 @@ impl BuildContext {
                 },
             );
         }
+        let mut children: HashMap<PathBuf, Vec<OsString>> = HashMap::new();
+        for path in entries.keys() {
+            if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+                children
+                    .entry(parent.to_path_buf())
+                    .or_default()
+                    .push(name.to_os_string());
+            }
+        }
+        for names in children.values_mut() {
+            names.sort_unstable();
+        }
         Ok(Self {
             root: root.to_path_buf(),
             entries,
+            children,
         })
     }
 
@@ -192,12 +210,15 @@ impl ImageView for BuildContext {
         if self.entries.get(&rel).map(|e| e.meta.kind) != Some(FileKind::Dir) {
             return Vec::new();
         }
-        self.entries
-            .range(rel.clone()..)
-            .take_while(|(p, _)| p.starts_with(&rel))
-            .filter(|(p, _)| p.parent() == Some(rel.as_path()))
-            .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect()
+        self.children
+            .get(&rel)
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn host_path(&self, path: &Path) -> Option<PathBuf> {

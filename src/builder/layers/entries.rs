@@ -3,7 +3,8 @@
 //! metadata they have in the image (an overlay upper directory's attributes win, so a
 //! parent written with default metadata would change the image).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::image::{Content, EntryKind, LayerEntry};
@@ -14,8 +15,21 @@ use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
 /// Collects layer entries by image path; later writes of a path replace earlier ones.
 pub struct EntrySet<'a> {
     view: &'a dyn ImageView,
-    entries: BTreeMap<PathBuf, LayerEntry>,
+    /// By path; hashed, not ordered (ordering paths component by component is what
+    /// made assembling a large context's copy slow), sorted once at the end.
+    entries: HashMap<PathBuf, LayerEntry>,
     epoch: u64,
+}
+
+/// A byte string whose order is `Path`'s component-by-component order for the
+/// normalised relative paths of a set (`a` < `a/b` < `a-b`): each separator becomes a
+/// 0 byte, which sorts below every byte a file name can hold.
+fn component_order_key(path: &Path) -> Vec<u8> {
+    path.as_os_str()
+        .as_bytes()
+        .iter()
+        .map(|&b| if b == b'/' { 0 } else { b })
+        .collect()
 }
 
 impl<'a> EntrySet<'a> {
@@ -23,7 +37,7 @@ impl<'a> EntrySet<'a> {
     pub fn new(view: &'a dyn ImageView, epoch: u64) -> Self {
         Self {
             view,
-            entries: BTreeMap::new(),
+            entries: HashMap::new(),
             epoch,
         }
     }
@@ -40,7 +54,13 @@ impl<'a> EntrySet<'a> {
 
     /// The entries, sorted by path.
     pub fn into_entries(self) -> Vec<LayerEntry> {
-        self.entries.into_values().collect()
+        let mut entries: Vec<(Vec<u8>, LayerEntry)> = self
+            .entries
+            .into_iter()
+            .map(|(path, e)| (component_order_key(&path), e))
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries.into_iter().map(|(_, e)| e).collect()
     }
 
     /// Metadata of `rel` as it will be after this layer: the set's entry, else the image's.
@@ -189,5 +209,22 @@ impl<'a> EntrySet<'a> {
                 FileKind::Other => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_key_sorts_like_paths_component_by_component() {
+        let mut paths: Vec<PathBuf> = ["a-b", "a/b", "a", "a/b/c", "a.b", "b", "a/b-c", "a/b/"]
+            .iter()
+            .map(|p| image_relative(Path::new(p)))
+            .collect();
+        let mut by_key = paths.clone();
+        paths.sort();
+        by_key.sort_by_key(|p| component_order_key(p));
+        assert_eq!(paths, by_key);
     }
 }

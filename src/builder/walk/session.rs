@@ -2,7 +2,8 @@
 //! from, the build context (read once), the layers in the store — and the cache key
 //! of each kind of step, derived in this one place for the executor and the dry run.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,6 +38,8 @@ pub struct Session<'a> {
     images: &'a dyn ImageSource,
     settings: BuildSettings,
     context: OnceCell<BuildContext>,
+    /// Digests of context copies by request: the preflight's serve the build.
+    context_digests: RefCell<HashMap<String, String>>,
 }
 
 impl<'a> Session<'a> {
@@ -47,6 +50,7 @@ impl<'a> Session<'a> {
             images,
             settings,
             context: OnceCell::new(),
+            context_digests: RefCell::default(),
         }
     }
 
@@ -156,6 +160,21 @@ impl<'a> Session<'a> {
         Ok(self.layers.entries_digest(&entries)?)
     }
 
+    /// [`Self::sources_digest`] of a copy from the build context, computed once per
+    /// request in a session (the preflight's digest serves the build: hashing a large
+    /// context twice would double a rebuild's cost).
+    pub fn context_sources_digest(&self, req: &CopyRequest<'_>) -> Result<String, SourcesError> {
+        let memo = format!("{req:?}");
+        if let Some(d) = self.context_digests.borrow().get(&memo) {
+            return Ok(d.clone());
+        }
+        let digest = self.sources_digest(self.context()?, req)?;
+        self.context_digests
+            .borrow_mut()
+            .insert(memo, digest.clone());
+        Ok(digest)
+    }
+
     /// The cache key of a copy: the parent key, the instruction and what it copies —
     /// the content of its sources in the build context, or the key of the source
     /// variant, or the digest of the source image. Not what the stage's filesystem
@@ -218,7 +237,7 @@ impl<'a> Session<'a> {
             owner: Owner::Root,
             exclude: &[],
         };
-        self.sources_digest(self.context()?, &everything)
+        self.context_sources_digest(&everything)
             .map_err(|e| match e {
                 SourcesError::Build(e) => e,
                 SourcesError::Copy(e) => BuildError::ContextCopy(e),
