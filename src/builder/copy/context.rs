@@ -5,7 +5,11 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use crate::builder::copy::ignore::{IgnoreError, PatternMatcher};
 use crate::builder::layers::image_relative;
@@ -51,6 +55,29 @@ pub struct BuildContext {
     entries: HashMap<PathBuf, ContextEntry>,
     /// Each directory's children, sorted by name.
     children: HashMap<PathBuf, Vec<OsString>>,
+    /// sha256 hex of every visible path's stat (see [`Self::fingerprint`]).
+    fingerprint: String,
+}
+
+/// Adds one visible path to a context's fingerprint.
+fn fingerprint_entry(h: &mut Sha256, rel: &Path, meta: &fs::Metadata, link: Option<&Path>) {
+    h.update(rel.as_os_str().as_bytes());
+    h.update([0]);
+    for n in [
+        u64::from(meta.mode()),
+        u64::from(meta.uid()),
+        u64::from(meta.gid()),
+        meta.size(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+        meta.ino(),
+    ] {
+        h.update(n.to_le_bytes());
+    }
+    if let Some(link) = link {
+        h.update(link.as_os_str().as_bytes());
+    }
+    h.update([0]);
 }
 
 impl BuildContext {
@@ -85,6 +112,8 @@ impl BuildContext {
             source,
         })?;
         let mut entries = HashMap::new();
+        let mut fingerprint = Sha256::new();
+        fingerprint_entry(&mut fingerprint, Path::new(""), &root_meta, None);
         entries.insert(
             PathBuf::new(),
             ContextEntry {
@@ -141,6 +170,7 @@ impl BuildContext {
                         path: root.join(anc),
                         source,
                     })?;
+                fingerprint_entry(&mut fingerprint, anc, &m, None);
                 entries.insert(
                     anc.to_path_buf(),
                     ContextEntry {
@@ -149,6 +179,7 @@ impl BuildContext {
                     },
                 );
             }
+            fingerprint_entry(&mut fingerprint, rel, &meta, link.as_deref());
             entries.insert(
                 rel.to_path_buf(),
                 ContextEntry {
@@ -173,7 +204,16 @@ impl BuildContext {
             root: root.to_path_buf(),
             entries,
             children,
+            fingerprint: hex::encode(fingerprint.finalize()),
         })
+    }
+
+    /// A digest of what the context holds as far as a stat walk sees: every visible
+    /// path with its kind, mode, owner, size, mtime, inode and link target. Equal
+    /// fingerprints mean equal contents under the stat cache's assumption (a file whose
+    /// size, mtime and inode are unchanged has unchanged content).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The context directory.

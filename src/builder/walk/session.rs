@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::builder::copy::context::BuildContext;
 use crate::builder::copy::{copy_into, CopyError, CopyRequest, Owner};
-use crate::builder::layers::cache::CacheKey;
+use crate::builder::layers::cache::{CacheKey, ContextDigests};
 use crate::builder::layers::commit::Layers;
 use crate::builder::layers::entries::EntrySet;
 use crate::builder::layers::remote::SharedCache;
@@ -164,11 +164,35 @@ impl<'a> Session<'a> {
     /// request in a session (the preflight's digest serves the build: hashing a large
     /// context twice would double a rebuild's cost).
     pub fn context_sources_digest(&self, req: &CopyRequest<'_>) -> Result<String, SourcesError> {
-        let memo = format!("{req:?}");
-        if let Some(d) = self.context_digests.borrow().get(&memo) {
+        let context = self.context()?;
+        let memo = CacheKey::derive(
+            None,
+            "context-copy",
+            &[
+                format!("{req:?}").as_bytes(),
+                &self.settings.epoch.to_le_bytes(),
+                context.fingerprint().as_bytes(),
+            ],
+        );
+        if let Some(d) = self.context_digests.borrow().get(memo.as_str()) {
             return Ok(d.clone());
         }
-        let digest = self.sources_digest(self.context()?, req)?;
+        let recorded = ContextDigests::open(self.layers.store());
+        let known = (!self.settings.no_cache)
+            .then(|| recorded.get(memo.as_str()))
+            .flatten();
+        let digest = match known {
+            Some(d) => d,
+            None => {
+                let d = self.sources_digest(context, req)?;
+                if let Err(e) = recorded.put(memo.as_str(), &d) {
+                    let e = crate::error_chain::ErrorChain(&e);
+                    tracing::warn!("cannot record the digest of a context copy: {e}");
+                }
+                d
+            }
+        };
+        let memo = memo.as_str().to_string();
         self.context_digests
             .borrow_mut()
             .insert(memo, digest.clone());
