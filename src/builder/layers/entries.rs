@@ -4,9 +4,9 @@
 //! parent written with default metadata would change the image).
 
 use std::collections::HashMap;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::image::layer::path_order_key;
 use crate::image::{Content, EntryKind, LayerEntry};
 
 use crate::builder::layers::image_relative;
@@ -19,17 +19,6 @@ pub struct EntrySet<'a> {
     /// made assembling a large context's copy slow), sorted once at the end.
     entries: HashMap<PathBuf, LayerEntry>,
     epoch: u64,
-}
-
-/// A byte string whose order is `Path`'s component-by-component order for the
-/// normalised relative paths of a set (`a` < `a/b` < `a-b`): each separator becomes a
-/// 0 byte, which sorts below every byte a file name can hold.
-fn component_order_key(path: &Path) -> Vec<u8> {
-    path.as_os_str()
-        .as_bytes()
-        .iter()
-        .map(|&b| if b == b'/' { 0 } else { b })
-        .collect()
 }
 
 impl<'a> EntrySet<'a> {
@@ -57,7 +46,7 @@ impl<'a> EntrySet<'a> {
         let mut entries: Vec<(Vec<u8>, LayerEntry)> = self
             .entries
             .into_iter()
-            .map(|(path, e)| (component_order_key(&path), e))
+            .map(|(path, e)| (path_order_key(&path), e))
             .collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         entries.into_iter().map(|(_, e)| e).collect()
@@ -224,7 +213,7 @@ mod tests {
             .collect();
         let mut by_key = paths.clone();
         paths.sort();
-        by_key.sort_by_key(|p| component_order_key(p));
+        by_key.sort_by_key(|p| path_order_key(p));
         assert_eq!(paths, by_key);
     }
 }
