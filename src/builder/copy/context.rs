@@ -59,6 +59,23 @@ pub struct BuildContext {
     fingerprint: String,
 }
 
+/// Each directory's children among `entries`, sorted by name.
+fn children_of(entries: &HashMap<PathBuf, ContextEntry>) -> HashMap<PathBuf, Vec<OsString>> {
+    let mut children: HashMap<PathBuf, Vec<OsString>> = HashMap::new();
+    for path in entries.keys() {
+        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+            children
+                .entry(parent.to_path_buf())
+                .or_default()
+                .push(name.to_os_string());
+        }
+    }
+    for names in children.values_mut() {
+        names.sort_unstable();
+    }
+    children
+}
+
 /// Adds one visible path to a context's fingerprint.
 fn fingerprint_entry(h: &mut Sha256, rel: &Path, meta: &fs::Metadata, link: Option<&Path>) {
     h.update(rel.as_os_str().as_bytes());
@@ -188,22 +205,10 @@ impl BuildContext {
                 },
             );
         }
-        let mut children: HashMap<PathBuf, Vec<OsString>> = HashMap::new();
-        for path in entries.keys() {
-            if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
-                children
-                    .entry(parent.to_path_buf())
-                    .or_default()
-                    .push(name.to_os_string());
-            }
-        }
-        for names in children.values_mut() {
-            names.sort_unstable();
-        }
         Ok(Self {
             root: root.to_path_buf(),
+            children: children_of(&entries),
             entries,
-            children,
             fingerprint: hex::encode(fingerprint.finalize()),
         })
     }
@@ -275,6 +280,7 @@ impl ImageView for BuildContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn dockerignore_filters_and_exceptions_keep_parents() {
@@ -319,6 +325,24 @@ mod tests {
         fs::write(r.join(".dockerignore"), "!.pipeline/logs\n").unwrap();
         let ctx = BuildContext::open(r).unwrap();
         assert!(ctx.stat(Path::new(".pipeline/logs/p.test.log")).is_some());
+    }
+
+    #[test]
+    fn the_fingerprint_follows_what_a_stat_walk_sees() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::write(r.join("a.txt"), "a").unwrap();
+        fs::write(r.join("x.log"), "x").unwrap();
+        fs::write(r.join(".dockerignore"), "*.log\n").unwrap();
+        let first = BuildContext::open(r).unwrap().fingerprint().to_string();
+        assert_eq!(BuildContext::open(r).unwrap().fingerprint(), first);
+        fs::write(r.join("x.log"), "ignored change").unwrap();
+        assert_eq!(BuildContext::open(r).unwrap().fingerprint(), first);
+        fs::write(r.join("a.txt"), "b").unwrap();
+        let second = BuildContext::open(r).unwrap().fingerprint().to_string();
+        assert_ne!(second, first, "a same-size rewrite changes the mtime");
+        fs::set_permissions(r.join("a.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+        assert_ne!(BuildContext::open(r).unwrap().fingerprint(), second);
     }
 
     #[test]
