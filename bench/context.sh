@@ -50,6 +50,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 log() { echo "context.sh: $*" >&2; }
 load() { cut -d' ' -f1 /proc/loadavg; }
 
@@ -131,11 +132,15 @@ for size in "${sizes[@]}"; do
   if [ "$size" -le "$buildah_max" ]; then tools+=(buildah); else log "size $size: buildah skipped (BUILDAH_MAX=$buildah_max)"; fi
   for t in "${tools[@]}"; do "run_$t" >/dev/null; done # the cold builds, not measured
   for r in $(seq 1 "$rounds"); do
-    for i in "${!tools[@]}"; do
-      t="${tools[$(( (i + r) % ${#tools[@]} ))]}"
+    order=()
+    for i in "${!tools[@]}"; do order+=("${tools[$(( (i + r) % ${#tools[@]} ))]}"); done
+    # Every tool has built the current tree: a no-op each, then one change for all.
+    for t in "${order[@]}"; do
       measure "$m/$t.noop" "run_$t"
       log "size $size round $r $t no-op $(tail -1 "$m/$t.noop") (load $(load))"
-      change_one "$r$t"
+    done
+    change_one "$r"
+    for t in "${order[@]}"; do
       measure "$m/$t.change" "run_$t"
       log "size $size round $r $t 1-file $(tail -1 "$m/$t.change") (load $(load))"
     done
