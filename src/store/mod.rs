@@ -22,6 +22,7 @@
 //!                                              last: the marker of a complete layer)
 //! layers/.tmp-*/                               a layer being unpacked (older versions)
 //! cache/stat-cache.tsv                         build cache: `size mtime_ns inode sha256 path`
+//! cache/context-digests.tsv                    build cache: `memo digest` of context copies
 //!                                              of hashed context files
 //! cache/index/<key>.json                       build cache: what each step key produced
 //! cache/locks/<key>.lock                       build cache: held while a key is being built
@@ -274,6 +275,12 @@ impl Store {
     /// The build cache's record of hashed files.
     pub fn stat_cache_file(&self) -> PathBuf {
         self.root.join("cache").join("stat-cache.tsv")
+    }
+
+    /// The build cache's record of context copy digests by the context's stat
+    /// fingerprint (see `builder::layers::cache::ContextDigests`).
+    pub fn context_digests_file(&self) -> PathBuf {
+        self.root.join("cache").join("context-digests.tsv")
     }
 
     /// Writes `bytes` to `path` through a temp file and a rename.

@@ -2,9 +2,14 @@
 //! filtering, readable as an [`ImageView`] so copies from `local` and copies from other
 //! images share one implementation ([`crate::builder::copy`]).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::ffi::OsString;
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use crate::builder::copy::ignore::{IgnoreError, PatternMatcher};
 use crate::builder::layers::image_relative;
@@ -46,7 +51,50 @@ pub const DEFAULT_IGNORES: &str = ".pipeline/logs";
 #[derive(Debug, Clone)]
 pub struct BuildContext {
     root: PathBuf,
-    entries: BTreeMap<PathBuf, ContextEntry>,
+    /// By relative path (hashed: a large context's paths are looked up once each).
+    entries: HashMap<PathBuf, ContextEntry>,
+    /// Each directory's children, sorted by name.
+    children: HashMap<PathBuf, Vec<OsString>>,
+    /// sha256 hex of every visible path's stat (see [`Self::fingerprint`]).
+    fingerprint: String,
+}
+
+/// Each directory's children among `entries`, sorted by name.
+fn children_of(entries: &HashMap<PathBuf, ContextEntry>) -> HashMap<PathBuf, Vec<OsString>> {
+    let mut children: HashMap<PathBuf, Vec<OsString>> = HashMap::new();
+    for path in entries.keys() {
+        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
+            children
+                .entry(parent.to_path_buf())
+                .or_default()
+                .push(name.to_os_string());
+        }
+    }
+    for names in children.values_mut() {
+        names.sort_unstable();
+    }
+    children
+}
+
+/// Adds one visible path to a context's fingerprint.
+fn fingerprint_entry(h: &mut Sha256, rel: &Path, meta: &fs::Metadata, link: Option<&Path>) {
+    h.update(rel.as_os_str().as_bytes());
+    h.update([0]);
+    for n in [
+        u64::from(meta.mode()),
+        u64::from(meta.uid()),
+        u64::from(meta.gid()),
+        meta.size(),
+        meta.mtime() as u64,
+        meta.mtime_nsec() as u64,
+        meta.ino(),
+    ] {
+        h.update(n.to_le_bytes());
+    }
+    if let Some(link) = link {
+        h.update(link.as_os_str().as_bytes());
+    }
+    h.update([0]);
 }
 
 impl BuildContext {
@@ -80,7 +128,9 @@ impl BuildContext {
             path: root.to_path_buf(),
             source,
         })?;
-        let mut entries = BTreeMap::new();
+        let mut entries = HashMap::new();
+        let mut fingerprint = Sha256::new();
+        fingerprint_entry(&mut fingerprint, Path::new(""), &root_meta, None);
         entries.insert(
             PathBuf::new(),
             ContextEntry {
@@ -111,7 +161,8 @@ impl BuildContext {
                     .unwrap_or_else(|| std::io::Error::other("walk")),
             })?;
             let rel = item.path().strip_prefix(root).unwrap_or(item.path());
-            if ignore.matches(&rel.to_string_lossy()) {
+            // Only a directory can pass the filter while excluded.
+            if item.file_type().is_dir() && ignore.matches(&rel.to_string_lossy()) {
                 continue; // an excluded directory walked only for its exceptions
             }
             let meta = item
@@ -136,6 +187,7 @@ impl BuildContext {
                         path: root.join(anc),
                         source,
                     })?;
+                fingerprint_entry(&mut fingerprint, anc, &m, None);
                 entries.insert(
                     anc.to_path_buf(),
                     ContextEntry {
@@ -144,6 +196,7 @@ impl BuildContext {
                     },
                 );
             }
+            fingerprint_entry(&mut fingerprint, rel, &meta, link.as_deref());
             entries.insert(
                 rel.to_path_buf(),
                 ContextEntry {
@@ -154,8 +207,18 @@ impl BuildContext {
         }
         Ok(Self {
             root: root.to_path_buf(),
+            children: children_of(&entries),
             entries,
+            fingerprint: hex::encode(fingerprint.finalize()),
         })
+    }
+
+    /// A digest of what the context holds as far as a stat walk sees: every visible
+    /// path with its kind, mode, owner, size, mtime, inode and link target. Equal
+    /// fingerprints mean equal contents under the stat cache's assumption (a file whose
+    /// size, mtime and inode are unchanged has unchanged content).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     /// The context directory.
@@ -192,12 +255,15 @@ impl ImageView for BuildContext {
         if self.entries.get(&rel).map(|e| e.meta.kind) != Some(FileKind::Dir) {
             return Vec::new();
         }
-        self.entries
-            .range(rel.clone()..)
-            .take_while(|(p, _)| p.starts_with(&rel))
-            .filter(|(p, _)| p.parent() == Some(rel.as_path()))
-            .filter_map(|(p, _)| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .collect()
+        self.children
+            .get(&rel)
+            .map(|names| {
+                names
+                    .iter()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn host_path(&self, path: &Path) -> Option<PathBuf> {
@@ -214,6 +280,7 @@ impl ImageView for BuildContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn dockerignore_filters_and_exceptions_keep_parents() {
@@ -258,6 +325,24 @@ mod tests {
         fs::write(r.join(".dockerignore"), "!.pipeline/logs\n").unwrap();
         let ctx = BuildContext::open(r).unwrap();
         assert!(ctx.stat(Path::new(".pipeline/logs/p.test.log")).is_some());
+    }
+
+    #[test]
+    fn the_fingerprint_follows_what_a_stat_walk_sees() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::write(r.join("a.txt"), "a").unwrap();
+        fs::write(r.join("x.log"), "x").unwrap();
+        fs::write(r.join(".dockerignore"), "*.log\n").unwrap();
+        let first = BuildContext::open(r).unwrap().fingerprint().to_string();
+        assert_eq!(BuildContext::open(r).unwrap().fingerprint(), first);
+        fs::write(r.join("x.log"), "ignored change").unwrap();
+        assert_eq!(BuildContext::open(r).unwrap().fingerprint(), first);
+        fs::write(r.join("a.txt"), "b").unwrap();
+        let second = BuildContext::open(r).unwrap().fingerprint().to_string();
+        assert_ne!(second, first, "a same-size rewrite changes the mtime");
+        fs::set_permissions(r.join("a.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+        assert_ne!(BuildContext::open(r).unwrap().fingerprint(), second);
     }
 
     #[test]

@@ -266,7 +266,16 @@ impl DryRun<'_> {
     ) -> Result<StepStatus, DryRunProblem> {
         let session = self.session;
         let req = copy.request();
+        // A context copy's digest is computed once, for this preflight and the build.
+        let context = matches!(copy.from, CopyFrom::Context);
         let entries = match src {
+            Some(_) if context => {
+                session.context_sources_digest(&req).map_err(|e| match e {
+                    SourcesError::Copy(cause) => DryRunProblem::Copy { cause, from },
+                    SourcesError::Build(e) => DryRunProblem::Build(e),
+                })?;
+                Vec::new()
+            }
             Some(src) => session
                 .copy_entries(&EmptyView, src, &req)
                 .map_err(|cause| DryRunProblem::Copy { cause, from })?,
@@ -276,7 +285,10 @@ impl DryRun<'_> {
             self.files_pending = true;
             return Ok(StepStatus::Ran);
         }
-        let digest = || Ok(session.layers().entries_digest(&entries)?);
+        let digest = || match context {
+            true => session.context_sources_digest(&req),
+            false => Ok(session.layers().entries_digest(&entries)?),
+        };
         let key = session
             .copy_key(st, at.instruction, copy.from, at.done, digest)
             .map_err(|e| match e {

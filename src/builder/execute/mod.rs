@@ -298,7 +298,7 @@ impl StepVisitor for Executor<'_> {
             },
             SourcesError::Build(e) => e,
         };
-        let sources = || session.sources_digest(session.context()?, &req);
+        let sources = || session.context_sources_digest(&req);
         let key = session
             .copy_key(st, at.instruction, copy.from, at.done, sources)
             .map_err(|e| copy_failed(st, e))?;

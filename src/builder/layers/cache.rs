@@ -96,6 +96,8 @@ struct StatRecord {
 #[derive(Debug, Default)]
 pub struct StatCache {
     file: Option<PathBuf>,
+    /// Whether `file` was read (on first use: a no-op rebuild never needs it).
+    loaded: bool,
     records: HashMap<PathBuf, StatRecord>,
     dirty: bool,
     /// Files hashed (cache misses) since this cache was loaded.
@@ -110,11 +112,25 @@ impl StatCache {
         Self::default()
     }
 
-    /// Loads the stat cache of a store (empty when missing or unreadable).
+    /// The stat cache of a store (empty when missing or unreadable), read on first use.
     pub fn load(store: &Store) -> Self {
-        let file = store.stat_cache_file();
-        let mut records = HashMap::new();
-        if let Ok(text) = fs::read_to_string(&file) {
+        Self {
+            file: Some(store.stat_cache_file()),
+            ..Self::default()
+        }
+    }
+
+    /// Reads the records of the cache file, once.
+    fn read_records(&mut self) {
+        if self.loaded {
+            return;
+        }
+        self.loaded = true;
+        let Some(file) = &self.file else {
+            return;
+        };
+        let records = &mut self.records;
+        if let Ok(text) = fs::read_to_string(file) {
             for line in text.lines() {
                 let mut parts = line.splitn(5, ' ');
                 let (Some(size), Some(mtime), Some(inode), Some(sha), Some(path)) = (
@@ -142,16 +158,12 @@ impl StatCache {
                 );
             }
         }
-        Self {
-            file: Some(file),
-            records,
-            ..Self::default()
-        }
     }
 
     /// The sha256 hex of the file at `path`, from the cache when its size, mtime and
     /// inode are unchanged.
     pub fn sha256(&mut self, path: &Path) -> io::Result<String> {
+        self.read_records();
         let meta = fs::metadata(path)?;
         let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
         if let Some(r) = self.records.get(path) {
@@ -211,6 +223,57 @@ impl StatCache {
         write_atomic(&file, text.as_bytes())?;
         self.dirty = false;
         Ok(())
+    }
+}
+
+/// How many context copy digests [`ContextDigests`] keeps (the most recent ones).
+const CONTEXT_DIGESTS_KEPT: usize = 64;
+
+/// The digests of recent copies from build contexts, by a memo key that covers the
+/// request and the context's stat fingerprint (every path with its kind, mode, owner,
+/// size, mtime and inode: what the stat cache trusts). A rebuild of an unchanged
+/// context finds its copy's digest here after one stat walk, without listing, hashing
+/// or loading the stat cache.
+#[derive(Debug)]
+pub struct ContextDigests {
+    file: PathBuf,
+}
+
+impl ContextDigests {
+    /// The record of `store`.
+    pub fn open(store: &Store) -> Self {
+        Self {
+            file: store.context_digests_file(),
+        }
+    }
+
+    fn lines(&self) -> Vec<(String, String)> {
+        let text = fs::read_to_string(&self.file).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(m, d)| (m.to_string(), d.to_string()))
+            .collect()
+    }
+
+    /// The digest recorded for `memo`, if any.
+    pub fn get(&self, memo: &str) -> Option<String> {
+        self.lines()
+            .into_iter()
+            .find(|(m, _)| m == memo)
+            .map(|(_, d)| d)
+    }
+
+    /// Records `digest` for `memo`, dropping the oldest records beyond the limit.
+    pub fn put(&self, memo: &str, digest: &str) -> Result<(), CacheError> {
+        let mut lines = self.lines();
+        lines.retain(|(m, _)| m != memo);
+        let skip = (lines.len() + 1).saturating_sub(CONTEXT_DIGESTS_KEPT);
+        let mut text = String::new();
+        for (m, d) in lines.iter().skip(skip) {
+            text.push_str(&format!("{m} {d}\n"));
+        }
+        text.push_str(&format!("{memo} {digest}\n"));
+        write_atomic(&self.file, text.as_bytes())
     }
 }
 

@@ -3,9 +3,10 @@
 //! metadata they have in the image (an overlay upper directory's attributes win, so a
 //! parent written with default metadata would change the image).
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::image::layer::path_order_key;
 use crate::image::{Content, EntryKind, LayerEntry};
 
 use crate::builder::layers::image_relative;
@@ -14,7 +15,9 @@ use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
 /// Collects layer entries by image path; later writes of a path replace earlier ones.
 pub struct EntrySet<'a> {
     view: &'a dyn ImageView,
-    entries: BTreeMap<PathBuf, LayerEntry>,
+    /// By path; hashed, not ordered (ordering paths component by component is what
+    /// made assembling a large context's copy slow), sorted once at the end.
+    entries: HashMap<PathBuf, LayerEntry>,
     epoch: u64,
 }
 
@@ -23,7 +26,7 @@ impl<'a> EntrySet<'a> {
     pub fn new(view: &'a dyn ImageView, epoch: u64) -> Self {
         Self {
             view,
-            entries: BTreeMap::new(),
+            entries: HashMap::new(),
             epoch,
         }
     }
@@ -40,7 +43,13 @@ impl<'a> EntrySet<'a> {
 
     /// The entries, sorted by path.
     pub fn into_entries(self) -> Vec<LayerEntry> {
-        self.entries.into_values().collect()
+        let mut entries: Vec<(Vec<u8>, LayerEntry)> = self
+            .entries
+            .into_iter()
+            .map(|(path, e)| (path_order_key(&path), e))
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        entries.into_iter().map(|(_, e)| e).collect()
     }
 
     /// Metadata of `rel` as it will be after this layer: the set's entry, else the image's.
@@ -189,5 +198,22 @@ impl<'a> EntrySet<'a> {
                 FileKind::Other => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_key_sorts_like_paths_component_by_component() {
+        let mut paths: Vec<PathBuf> = ["a-b", "a/b", "a", "a/b/c", "a.b", "b", "a/b-c", "a/b/"]
+            .iter()
+            .map(|p| image_relative(Path::new(p)))
+            .collect();
+        let mut by_key = paths.clone();
+        paths.sort();
+        by_key.sort_by_key(|p| path_order_key(p));
+        assert_eq!(paths, by_key);
     }
 }

@@ -2,13 +2,14 @@
 //! from, the build context (read once), the layers in the store — and the cache key
 //! of each kind of step, derived in this one place for the executor and the dry run.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::builder::copy::context::BuildContext;
 use crate::builder::copy::{copy_into, CopyError, CopyRequest, Owner};
-use crate::builder::layers::cache::CacheKey;
+use crate::builder::layers::cache::{CacheKey, ContextDigests};
 use crate::builder::layers::commit::Layers;
 use crate::builder::layers::entries::EntrySet;
 use crate::builder::layers::remote::SharedCache;
@@ -37,6 +38,8 @@ pub struct Session<'a> {
     images: &'a dyn ImageSource,
     settings: BuildSettings,
     context: OnceCell<BuildContext>,
+    /// Digests of context copies by request: the preflight's serve the build.
+    context_digests: RefCell<HashMap<String, String>>,
 }
 
 impl<'a> Session<'a> {
@@ -47,6 +50,7 @@ impl<'a> Session<'a> {
             images,
             settings,
             context: OnceCell::new(),
+            context_digests: RefCell::default(),
         }
     }
 
@@ -156,6 +160,45 @@ impl<'a> Session<'a> {
         Ok(self.layers.entries_digest(&entries)?)
     }
 
+    /// [`Self::sources_digest`] of a copy from the build context, computed once per
+    /// request in a session (the preflight's digest serves the build: hashing a large
+    /// context twice would double a rebuild's cost).
+    pub fn context_sources_digest(&self, req: &CopyRequest<'_>) -> Result<String, SourcesError> {
+        let context = self.context()?;
+        let memo = CacheKey::derive(
+            None,
+            "context-copy",
+            &[
+                format!("{req:?}").as_bytes(),
+                &self.settings.epoch.to_le_bytes(),
+                context.fingerprint().as_bytes(),
+            ],
+        );
+        if let Some(d) = self.context_digests.borrow().get(memo.as_str()) {
+            return Ok(d.clone());
+        }
+        let recorded = ContextDigests::open(self.layers.store());
+        let known = (!self.settings.no_cache)
+            .then(|| recorded.get(memo.as_str()))
+            .flatten();
+        let digest = match known {
+            Some(d) => d,
+            None => {
+                let d = self.sources_digest(context, req)?;
+                if let Err(e) = recorded.put(memo.as_str(), &d) {
+                    let e = crate::error_chain::ErrorChain(&e);
+                    tracing::warn!("cannot record the digest of a context copy: {e}");
+                }
+                d
+            }
+        };
+        let memo = memo.as_str().to_string();
+        self.context_digests
+            .borrow_mut()
+            .insert(memo, digest.clone());
+        Ok(digest)
+    }
+
     /// The cache key of a copy: the parent key, the instruction and what it copies —
     /// the content of its sources in the build context, or the key of the source
     /// variant, or the digest of the source image. Not what the stage's filesystem
@@ -218,7 +261,7 @@ impl<'a> Session<'a> {
             owner: Owner::Root,
             exclude: &[],
         };
-        self.sources_digest(self.context()?, &everything)
+        self.context_sources_digest(&everything)
             .map_err(|e| match e {
                 SourcesError::Build(e) => e,
                 SourcesError::Copy(e) => BuildError::ContextCopy(e),

@@ -119,3 +119,19 @@ fn key_locks_exclude_other_holders_until_dropped() {
     drop(held);
     assert!(fs2::FileExt::try_lock_exclusive(&other).is_ok());
 }
+
+#[test]
+fn context_digests_keep_the_most_recent_records() {
+    let store = tempfile::tempdir().unwrap();
+    let digests = ContextDigests::open(&Store::open(store.path()).unwrap());
+    assert_eq!(digests.get("m0"), None);
+    for i in 0..CONTEXT_DIGESTS_KEPT + 2 {
+        digests.put(&format!("m{i}"), &format!("d{i}")).unwrap();
+    }
+    assert_eq!(digests.get("m0"), None, "the oldest are dropped");
+    assert_eq!(digests.get("m2").as_deref(), Some("d2"));
+    digests.put("m2", "again").unwrap();
+    assert_eq!(digests.get("m2").as_deref(), Some("again"));
+    let last = CONTEXT_DIGESTS_KEPT + 1;
+    assert_eq!(digests.get(&format!("m{last}")), Some(format!("d{last}")));
+}
