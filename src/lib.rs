@@ -15,6 +15,7 @@ pub mod error_chain;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
+pub mod line_tail;
 pub mod pipeline;
 pub mod plan;
 pub mod registry;

@@ -1,13 +1,14 @@
 //! Live output: `[stage]`-prefixed lines (coloured on a terminal) or JSON events on
 //! stdout, and one log file per stage.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
+
+use crate::line_tail::LineTail;
 
 /// How the live output is rendered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,7 +102,7 @@ pub struct StageLog {
     path: Option<PathBuf>,
     file: Mutex<Option<File>>,
     output: Arc<Output>,
-    tail: Mutex<VecDeque<String>>,
+    tail: LineTail,
 }
 
 impl StageLog {
@@ -139,7 +140,7 @@ impl StageLog {
             path,
             file: Mutex::new(file),
             output,
-            tail: Mutex::new(VecDeque::new()),
+            tail: LineTail::new(KEPT_LINES),
         })
     }
 
@@ -158,22 +159,13 @@ impl StageLog {
                 Some((label, text)) => self.output.stage_line(&self.pipeline, label, text),
                 None => self.output.stage_line(&self.pipeline, &self.stage, l),
             }
-            let mut tail = self.tail.lock().unwrap_or_else(|e| e.into_inner());
-            if tail.len() == KEPT_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(l.to_string());
+            self.tail.push(l.to_string());
         }
     }
 
     /// The last lines logged.
     pub fn tail(&self) -> Vec<String> {
-        self.tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
+        self.tail.lines()
     }
 
     /// The log file, if any.

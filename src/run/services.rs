@@ -5,11 +5,10 @@
 //! with its ready check; the run starts once all are ready; whatever happens, every
 //! service is then stopped (SIGTERM, SIGKILL after a grace period) and removed.
 
-use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,7 @@ use flense_runtime::{
 };
 
 use super::{sandbox_for, RunError, RunOverrides};
+use crate::line_tail::LineTail;
 use crate::store::Store;
 
 /// How long a service may take to become ready when its spec does not say.
@@ -77,27 +77,18 @@ struct Running {
     name: String,
     child: Child,
     state: crate::store::ScratchDir,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    tail: Arc<LineTail>,
     logger: Option<JoinHandle<()>>,
     env: Vec<(String, String)>,
     user: flense_runtime::User,
 }
 
 impl Running {
-    fn tail(&self) -> Vec<String> {
-        self.tail
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .cloned()
-            .collect()
-    }
-
     fn failed(&self, reason: String) -> RunError {
         RunError::Service {
             name: self.name.clone(),
             reason,
-            tail: self.tail(),
+            tail: self.tail.lines(),
         }
     }
 }
@@ -276,7 +267,7 @@ fn start(
         .stderr(Stdio::File(write2))
         .join(group)
         .map_err(|e| setup(e.into()))?;
-    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let tail = Arc::new(LineTail::new(TAIL_LINES));
     let log = log_file(&overrides.services, &spec.name)?;
     let prefix = match &overrides.services.label {
         Some(label) => format!("[{label}/{}]", spec.name),
@@ -312,7 +303,7 @@ fn spawn_logger(
     read: File,
     mut log: Option<File>,
     prefix: String,
-    tail: Arc<Mutex<VecDeque<String>>>,
+    tail: Arc<LineTail>,
 ) -> JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(read).split(b'\n').map_while(Result::ok) {
@@ -321,11 +312,7 @@ fn spawn_logger(
                 let _ = writeln!(f, "{line}");
             }
             eprintln!("{prefix} {line}");
-            let mut tail = tail.lock().unwrap_or_else(|e| e.into_inner());
-            if tail.len() == TAIL_LINES {
-                tail.pop_front();
-            }
-            tail.push_back(line);
+            tail.push(line);
         }
     })
 }
