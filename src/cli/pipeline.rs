@@ -510,7 +510,12 @@ fn export_argo(args: ArgoArgs) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| "localhost".to_string());
     let yaml = flense::pipeline::argo::export(pipeline, &setup, &registry, args.dag)
         .map_err(super::invalid)?;
-    match &args.output {
+    write_export(args.output.as_deref(), &yaml)
+}
+
+/// Writes an exported file to `output`, or to stdout.
+fn write_export(output: Option<&Path>, yaml: &str) -> anyhow::Result<ExitCode> {
+    match output {
         Some(p) => {
             std::fs::write(p, yaml).with_context(|| format!("cannot write {}", p.display()))?
         }
@@ -539,11 +544,5 @@ fn export_gitlab(args: GitlabArgs) -> anyhow::Result<ExitCode> {
         cache_to: args.cache_to.clone(),
     };
     let yaml = flense::pipeline::gitlab::export(&pipelines, &options).map_err(super::invalid)?;
-    match &args.output {
-        Some(p) => {
-            std::fs::write(p, yaml).with_context(|| format!("cannot write {}", p.display()))?
-        }
-        None => print!("{yaml}"),
-    }
-    Ok(ExitCode::SUCCESS)
+    write_export(args.output.as_deref(), &yaml)
 }
