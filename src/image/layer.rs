@@ -181,6 +181,19 @@ pub fn tar_name(entry: &LayerEntry) -> Result<Option<PathBuf>, LayerError> {
     })
 }
 
+/// What a tar path's OCI whiteout name marks (the inverse of [`tar_name`]): a whiteout
+/// of the path it hides (`dir/.wh.name`), an opaque directory (`dir/.wh..wh..opq`), or
+/// `None` for an ordinary entry.
+pub fn whiteout_marker(path: &Path) -> Option<(PathBuf, EntryKind)> {
+    let name = path.file_name().and_then(|n| n.to_str())?;
+    if name == ".wh..wh..opq" {
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        return Some((dir, EntryKind::Opaque));
+    }
+    let hidden = name.strip_prefix(".wh.")?;
+    Some((path.with_file_name(hidden), EntryKind::Whiteout))
+}
+
 /// A byte string whose order is `Path`'s component-by-component order for normalised
 /// relative paths (`a` < `a/b` < `a-b`): each separator becomes a 0 byte, which sorts
 /// below every byte a file name can hold.

@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use super::entry::{Content, EntryKind, LayerEntry};
-use super::layer::{normalise_path, LayerError};
+use super::layer::{normalise_path, whiteout_marker, LayerError};
 
 /// Errors while reading a tree or a tar stream into entries.
 #[derive(Debug, thiserror::Error)]
@@ -185,14 +185,8 @@ pub fn entries_from_tar<R: Read>(stream: R, spool: &Path) -> Result<Vec<LayerEnt
                 }
             }
         }
-        let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let (path, kind) = if file_name == ".wh..wh..opq" {
-            (
-                path.parent().unwrap_or(Path::new("")).to_path_buf(),
-                EntryKind::Opaque,
-            )
-        } else if let Some(hidden) = file_name.strip_prefix(".wh.") {
-            (path.with_file_name(hidden), EntryKind::Whiteout)
+        let (path, kind) = if let Some(marked) = whiteout_marker(&path) {
+            marked
         } else {
             let kind = match header.entry_type() {
                 tar::EntryType::Regular | tar::EntryType::Continuous => {

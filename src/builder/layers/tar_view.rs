@@ -13,7 +13,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::builder::BuildError;
-use crate::image::layer::normalise_path;
+use crate::image::entry::EntryKind;
+use crate::image::layer::{normalise_path, whiteout_marker};
 use crate::store::StoreError;
 
 use super::image_relative;
@@ -60,17 +61,17 @@ impl TarIndexView {
             let Ok(path) = normalise_path(&item.path()?) else {
                 continue;
             };
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name == ".wh..wh..opq" {
-                let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
-                self.remove_below(&dir);
-                continue;
-            }
-            if let Some(hidden) = name.strip_prefix(".wh.") {
-                let gone = path.with_file_name(hidden);
-                self.nodes.remove(&gone);
-                self.remove_below(&gone);
-                continue;
+            match whiteout_marker(&path) {
+                Some((dir, EntryKind::Opaque)) => {
+                    self.remove_below(&dir);
+                    continue;
+                }
+                Some((gone, _)) => {
+                    self.nodes.remove(&gone);
+                    self.remove_below(&gone);
+                    continue;
+                }
+                None => {}
             }
             if let Some(node) = self.node(&mut item, &added)? {
                 added.push((path, node));
