@@ -129,9 +129,19 @@ fn signals_timeouts_and_missing_programs_give_shell_codes() {
     for caller in CALLERS {
         let env = Env::new(caller);
         let out = env.sh(&[], "kill -KILL $$");
-        assert_eq!(out.status.code(), Some(137), "{caller:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(137),
+            "{caller:?}: {}",
+            text(&out.stderr)
+        );
         let out = env.sh(&["--timeout", "0.5"], "sleep 600 & sleep 600");
-        assert_eq!(out.status.code(), Some(124), "{caller:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(124),
+            "{caller:?}: {}",
+            text(&out.stderr)
+        );
         assert!(
             text(&out.stderr).contains("timeout"),
             "{}",
@@ -144,7 +154,12 @@ fn signals_timeouts_and_missing_programs_give_shell_codes() {
             "--",
             "no-such-program",
         ]);
-        assert_eq!(out.status.code(), Some(127), "{caller:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(127),
+            "{caller:?}: {}",
+            text(&out.stderr)
+        );
         assert!(text(&out.stderr).contains("no-such-program"));
     }
 }

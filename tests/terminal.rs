@@ -29,8 +29,11 @@ impl OnTerminal {
             .chain(args.iter().map(|a| a.to_string()))
             .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
             .collect();
+        // `exec`: script runs the command with `$SHELL -c`, and a shell that stays in
+        // between (dash does) dies of the Ctrl-C the command handled.
+        let command = format!("exec {}", quoted.join(" "));
         let mut child = Command::new("script")
-            .args(["-qfec", &quoted.join(" "), "/dev/null"])
+            .args(["-qfec", &command, "/dev/null"])
             .env_remove("FLENSE_ROOT")
             .env("TERM", "xterm")
             .stdin(Stdio::piped())
