@@ -41,17 +41,27 @@ fn lookup() -> Option<(u32, u32)> {
 
 /// A copy of `program` that the test user can execute: the checkout may sit below a
 /// directory only root can enter (e.g. /root), so the binary is copied to a world-readable
-/// temporary directory. The directory is named after the build (path, size, mtime), so the
-/// test processes of one build share one copy instead of leaving one each in /tmp.
+/// temporary directory. The directory is named after the program's path and the copy
+/// after its build (size, mtime): the test processes of one build share one copy, and the
+/// first test of a new build removes the copies of older builds (a process started from
+/// one keeps running), so rebuilds do not fill /tmp.
 pub fn reachable_copy(program: &Path) -> std::path::PathBuf {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(program).expect("stat program");
-    let mut build = std::collections::hash_map::DefaultHasher::new();
-    (program, meta.len(), meta.mtime(), meta.mtime_nsec()).hash(&mut build);
-    let dir = std::env::temp_dir().join(format!("flense-test-bin-{:016x}", build.finish()));
-    std::fs::create_dir_all(&dir).expect("create test bin dir");
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let hash = |value: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        value(&mut h);
+        h.finish()
+    };
+    let place = hash(&|h| program.hash(h));
+    let build = hash(&|h| (meta.len(), meta.mtime(), meta.mtime_nsec()).hash(h));
+    let place = std::env::temp_dir().join(format!("flense-test-bin-{place:016x}"));
+    let dir = place.join(format!("{build:016x}"));
+    for d in [&place, &dir] {
+        std::fs::create_dir_all(d).expect("create test bin dir");
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
     let dest = dir.join(program.file_name().expect("program has a file name"));
     if !dest.exists() {
         let tmp = dir.join(format!(
@@ -62,6 +72,10 @@ pub fn reachable_copy(program: &Path) -> std::path::PathBuf {
         std::fs::copy(program, &tmp).expect("copy program for the test user");
         std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         std::fs::rename(&tmp, &dest).expect("rename program copy");
+        let older = std::fs::read_dir(&place).into_iter().flatten().flatten();
+        for entry in older.filter(|e| e.path() != dir) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
     }
     dest
 }
