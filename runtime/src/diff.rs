@@ -171,6 +171,11 @@ fn dev_minor(rdev: u64) -> u32 {
 }
 
 fn capture_err(path: &Path, e: std::io::Error) -> RuntimeError {
+    if e.kind() == std::io::ErrorKind::PermissionDenied {
+        return RuntimeError::CaptureDenied {
+            path: path.display().to_string(),
+        };
+    }
     RuntimeError::Capture {
         path: path.display().to_string(),
         reason: e.to_string(),

@@ -62,6 +62,17 @@ pub enum RuntimeError {
         /// What went wrong.
         reason: String,
     },
+    /// A path the step wrote is not readable by the calling user: in subuid mode, a
+    /// directory a package made private to one of its own users (mode 0700 or 0750,
+    /// owned by a subordinate ID), e.g. redis-server's `/etc/redis`.
+    #[error(
+        "capture diff at {path}: not readable by the calling user (it belongs to another \
+         user ID of the sandbox)"
+    )]
+    CaptureDenied {
+        /// The host path.
+        path: String,
+    },
 }
 
 impl RuntimeError {

@@ -100,6 +100,14 @@ pub enum RunnerError {
     /// The step's writes could not be captured.
     #[error("capturing the step's changes")]
     Capture(#[source] flense_runtime::RuntimeError),
+    /// The step left a directory private to another user of the sandbox, which a
+    /// rootless caller in subuid mode cannot read to capture it.
+    #[error(
+        "capturing the step's changes: the step made a path private to another user of the \
+         sandbox, which a build without root cannot read yet in subuid mode (a known \
+         limitation); build such images as root"
+    )]
+    CapturePrivate(#[source] flense_runtime::RuntimeError),
 }
 
 /// Runs build steps.

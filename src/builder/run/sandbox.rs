@@ -135,7 +135,14 @@ impl StepRunner for SandboxRunner {
             let started = std::time::Instant::now();
             let entries: Vec<_> = child
                 .diff((req.uid, req.gid))
-                .map_err(RunnerError::Capture)?
+                .map_err(|e| match e {
+                    flense_runtime::RuntimeError::CaptureDenied { .. }
+                        if mode == IdMode::Subuid =>
+                    {
+                        RunnerError::CapturePrivate(e)
+                    }
+                    e => RunnerError::Capture(e),
+                })?
                 .into_iter()
                 .map(crate::builder::layers::diff::to_layer_entry)
                 .collect();
