@@ -2,18 +2,14 @@
 //! manifests and their payloads (see `crate::sign::attach`). Blobs go through the same
 //! upload path as images (HEAD, then upload), manifests through the same PUT.
 
-use std::io::Read;
-
 use oci_spec::image::{Descriptor, Digest, MediaType};
-use reqwest::StatusCode;
 
 use super::blobs::{MemoryBlobs, NoProgress};
-use super::client::{Repository, SHORT_REQUEST};
+use super::client::Repository;
 use super::error::{RegistryError, Result};
 use super::manifest::MAX_MANIFEST_SIZE;
-use super::pull::fetch_manifest;
+use super::pull::{fetch_manifest, pull_blob};
 use super::push::{push_blob, PushOptions};
-use crate::image::digest::digest_of;
 
 /// A manifest fetched whole.
 #[derive(Debug, Clone)]
@@ -39,7 +35,7 @@ pub fn get_manifest(repo: &Repository<'_>, reference: &str) -> Result<Option<Fet
     }
 }
 
-/// GETs a small blob (at most the manifest size limit) and checks its size and digest.
+/// GETs a small blob (at most the manifest size limit) into memory, verified.
 pub fn get_small_blob(repo: &Repository<'_>, blob: &Descriptor) -> Result<Vec<u8>> {
     let digest = blob.digest();
     if blob.size() > MAX_MANIFEST_SIZE {
@@ -48,32 +44,11 @@ pub fn get_small_blob(repo: &Repository<'_>, blob: &Descriptor) -> Result<Vec<u8
             blob.size()
         )));
     }
-    let url = repo.url(&format!("blobs/{digest}"));
-    let operation = format!("GET blob {digest}");
-    let resp = repo.send(&operation, &|http| {
-        http.get(url.clone()).timeout(SHORT_REQUEST)
-    })?;
-    if resp.status() == StatusCode::NOT_FOUND {
-        return Err(RegistryError::NotFound {
-            registry: repo.registry().into(),
-            repository: repo.name().into(),
-            what: format!("blob {digest}"),
-        });
-    }
-    if !resp.status().is_success() {
-        return Err(repo.status_error(&operation, resp));
-    }
-    let mut bytes = Vec::new();
-    resp.take(blob.size() + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| repo.bad(format!("{operation}: {e}")))?;
-    if bytes.len() as u64 != blob.size() || digest_of(&bytes) != *digest {
-        return Err(repo.bad(format!(
-            "blob {digest} arrived with other content ({} bytes)",
-            bytes.len()
-        )));
-    }
-    Ok(bytes)
+    let blobs = MemoryBlobs::default();
+    pull_blob(repo, blob, &blobs, &NoProgress)?;
+    Ok(blobs
+        .get(digest)
+        .expect("a pulled blob is in the memory store"))
 }
 
 /// Uploads `bytes` as a blob (unless the repository has it); returns its descriptor.

@@ -22,8 +22,11 @@ pub const SIGSTORE_PRIVATE_KEY_LABEL: &str = "ENCRYPTED SIGSTORE PRIVATE KEY";
 /// PEM label of an encrypted private key as cosign 1 wrote it (still read).
 pub const COSIGN_PRIVATE_KEY_LABEL: &str = "ENCRYPTED COSIGN PRIVATE KEY";
 
-/// The scrypt cost cosign uses (N = 2^15, r = 8, p = 1); readers reject other values.
+/// The scrypt cost flense writes (N = 2^15, r = 8, p = 1): go-securesystemslib's
+/// "legacy" set, which every cosign and containers/image version reads.
 const SCRYPT_LOG_N: u8 = 15;
+/// The costliest N read: newer cosign writes N = 2^16, the "OWASP" set is 2^17.
+const MAX_SCRYPT_LOG_N: u8 = 17;
 const SCRYPT_R: u32 = 8;
 const SCRYPT_P: u32 = 1;
 const SALT_LEN: usize = 32;
@@ -196,8 +199,8 @@ pub fn decrypt_private_key(pem: &str, password: &[u8], what: &str) -> Result<Sig
         .map_err(|e| format(format!("not a PKCS#8 ECDSA P-256 key: {e}")))
 }
 
-/// scrypt with the envelope's parameters. N must be a power of two and no costlier
-/// than cosign's, so a hostile key file cannot make us allocate gigabytes.
+/// scrypt with the envelope's parameters. N must be a power of two no costlier than
+/// go-securesystemslib's sets, so a hostile key file cannot make us allocate gigabytes.
 fn derive_key(
     password: &[u8],
     salt: &[u8],
@@ -206,11 +209,11 @@ fn derive_key(
     p: u32,
 ) -> Result<Vec<u8>, &'static str> {
     if !n.is_power_of_two()
-        || !(2..=1 << SCRYPT_LOG_N).contains(&n)
+        || !(2..=1 << MAX_SCRYPT_LOG_N).contains(&n)
         || r != SCRYPT_R
         || p != SCRYPT_P
     {
-        return Err("unsupported scrypt parameters (cosign uses N=32768, r=8, p=1)");
+        return Err("unsupported scrypt parameters (cosign's are N=32768..131072, r=8, p=1)");
     }
     let params = scrypt::Params::new(n.trailing_zeros() as u8, r, p, KEY_LEN)
         .map_err(|_| "invalid scrypt parameters")?;
@@ -340,6 +343,7 @@ mod tests {
     #[test]
     fn refuses_costly_scrypt_parameters() {
         assert!(derive_key(b"", b"salt", 1 << 20, 8, 1).is_err());
+        assert!(derive_key(b"", b"salt", 1 << 15, 64, 1).is_err());
         assert!(derive_key(b"", b"salt", 3000, 8, 1).is_err());
     }
 
