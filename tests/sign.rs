@@ -403,6 +403,38 @@ fn verify_and_pull_refuse_unsigned_and_wrongly_signed_images() {
 }
 
 #[test]
+fn build_push_signs_what_it_pushed() {
+    let s = Signed::new();
+    let project = s.tmp.path().join("project");
+    std::fs::create_dir_all(project.join(".pipeline")).unwrap();
+    std::fs::write(
+        project.join(".pipeline/blubber.yaml"),
+        format!(
+            "version: v4\nbase: {}\nvariants:\n  app:\n    entrypoint: [/bin/true]\n",
+            s.local
+        ),
+    )
+    .unwrap();
+    let built = ok_stdout(
+        flense(&s.root)
+            .env("FLENSE_KEY_PASSWORD", PASSWORD)
+            .args(["build", "app", "-q", "-C"])
+            .arg(&project)
+            .arg("--push")
+            .arg(s.reg.image("built:1"))
+            .arg("--sign-by")
+            .arg(with_ext(&s.key, "key")),
+    );
+    let out = s.verify("built:1", &with_ext(&s.key, "pub"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        built.trim(),
+        "the signature covers the built image"
+    );
+}
+
+#[test]
 fn unprivileged_user_generates_signs_and_verifies_without_showing_secrets() {
     const USER: &str = "signer";
     const REGISTRY_PASSWORD: &str = "registry-secret-4711";
