@@ -10,6 +10,7 @@
 
 mod support;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -547,4 +548,65 @@ fn unprivileged_user_generates_signs_and_verifies_without_showing_secrets() {
         "{}",
         stderr(&wrong)
     );
+}
+
+/// Reads what `output` shows until it contains `wanted`; panics (naming what was
+/// shown) when the command ends first or nothing comes for a minute, so a hang fails.
+fn read_until(output: &mut impl std::io::Read, shown: &mut Vec<u8>, wanted: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !String::from_utf8_lossy(shown).contains(wanted) {
+        let mut buf = [0u8; 1024];
+        let n = output.read(&mut buf).unwrap_or(0);
+        assert!(
+            n > 0 && std::time::Instant::now() < deadline,
+            "no {wanted:?} on the terminal; it showed:\n{}",
+            String::from_utf8_lossy(shown)
+        );
+        shown.extend_from_slice(&buf[..n]);
+    }
+}
+
+#[test]
+fn key_generate_asks_for_the_password_on_the_terminal_without_echo() {
+    use std::io::Write;
+    use std::process::Stdio;
+    const TYPED: &str = "typed-on-the-tty-0815";
+    let tmp = tempfile::tempdir().unwrap();
+    let prefix = tmp.path().join("tty");
+    // `exec`: no shell (dash, when $SHELL is unset) stays between script and flense.
+    let command = format!(
+        "exec '{}' key generate '{}'",
+        support::cli::flense_bin().display(),
+        prefix.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qfec", &command, "/dev/null"])
+        .env_remove("FLENSE_KEY_PASSWORD")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("script (util-linux)");
+    let mut input = child.stdin.take().unwrap();
+    let mut output = child.stdout.take().unwrap();
+    let mut shown = Vec::new();
+    // Typed only once the prompt is up, i.e. once echo is off.
+    read_until(
+        &mut output,
+        &mut shown,
+        "Password for the new private key: ",
+    );
+    writeln!(input, "{TYPED}").unwrap();
+    read_until(&mut output, &mut shown, "Password again: ");
+    writeln!(input, "{TYPED}").unwrap();
+    read_until(&mut output, &mut shown, "public key written to");
+    drop(input);
+    let mut rest = Vec::new();
+    let _ = output.read_to_end(&mut rest);
+    shown.extend(rest);
+    assert!(child.wait().unwrap().success());
+    let shown = String::from_utf8_lossy(&shown);
+    assert!(!shown.contains(TYPED), "the password was shown:\n{shown}");
+    flense::sign::keys::read_private_key(&with_ext(&prefix, "key"), TYPED.as_bytes())
+        .expect("the key opens with the typed password");
 }

@@ -149,11 +149,37 @@ fn new_password(allow_empty: bool) -> anyhow::Result<String> {
 }
 
 fn prompt(text: &str) -> anyhow::Result<String> {
-    rpassword::prompt_password(text)
+    read_password_without_echo(text)
         .with_context(|| {
             format!("cannot ask for the password on a terminal: set ${PASSWORD_ENV} instead")
         })
         .map_err(crate::cli::invalid)
+}
+
+/// Shows `prompt` on the terminal and reads one line with echo off. As OpenSSH's
+/// readpassphrase, echo goes off before the prompt appears (and what was typed ahead is
+/// discarded), so nothing typed in answer to the prompt is ever echoed.
+fn read_password_without_echo(prompt: &str) -> std::io::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")?;
+    let saved = tcgetattr(&tty)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    quiet.local_flags.insert(LocalFlags::ECHONL);
+    tcsetattr(&tty, SetArg::TCSAFLUSH, &quiet)?;
+    let read = (|| -> std::io::Result<String> {
+        (&tty).write_all(prompt.as_bytes())?;
+        let mut line = String::new();
+        std::io::BufReader::new(&tty).read_line(&mut line)?;
+        Ok(line)
+    })();
+    tcsetattr(&tty, SetArg::TCSAFLUSH, &saved)?;
+    let line = read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// Key file problems are the user's input: exit 2.
