@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 pub const SIGSTORE_PRIVATE_KEY_LABEL: &str = "ENCRYPTED SIGSTORE PRIVATE KEY";
 /// PEM label of an encrypted private key as cosign 1 wrote it (still read).
 pub const COSIGN_PRIVATE_KEY_LABEL: &str = "ENCRYPTED COSIGN PRIVATE KEY";
+/// PEM label of a public key (SubjectPublicKeyInfo).
+pub const PUBLIC_KEY_LABEL: &str = "PUBLIC KEY";
 
 /// The scrypt cost flense writes (N = 2^15, r = 8, p = 1): go-securesystemslib's
 /// "legacy" set, which every cosign and containers/image version reads.
@@ -231,10 +233,21 @@ pub fn public_key_pem(key: &VerifyingKey) -> String {
 
 /// Parses a PEM `PUBLIC KEY` holding an ECDSA P-256 key; `what` names it in errors.
 pub fn parse_public_key(pem: &str, what: &str) -> Result<VerifyingKey, KeyError> {
-    VerifyingKey::from_public_key_pem(pem.trim()).map_err(|e| KeyError::Format {
+    let format = |reason: String| KeyError::Format {
         what: what.to_string(),
-        reason: format!("not a PEM ECDSA P-256 public key: {e}"),
-    })
+        reason,
+    };
+    match pem_rfc7468::decode_label(pem.trim().as_bytes()) {
+        Ok(PUBLIC_KEY_LABEL) => {}
+        Ok(label) => {
+            return Err(format(format!(
+                "PEM block {label:?} is not a {PUBLIC_KEY_LABEL:?} (give the .pub file)"
+            )))
+        }
+        Err(e) => return Err(format(format!("not a PEM file: {e}"))),
+    }
+    VerifyingKey::from_public_key_pem(pem.trim())
+        .map_err(|e| format(format!("not an ECDSA P-256 public key: {e}")))
 }
 
 /// Reads and parses the public key file `path`.
