@@ -20,4 +20,5 @@ pub mod pipeline;
 pub mod plan;
 pub mod registry;
 pub mod run;
+pub mod sign;
 pub mod store;

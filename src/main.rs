@@ -33,6 +33,8 @@ enum Commands {
     #[command(flatten)]
     Pipeline(cli::pipeline::Commands),
     #[command(flatten)]
+    Sign(cli::sign::Commands),
+    #[command(flatten)]
     Complete(cli::complete::Commands),
 }
 
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Commands::Run(c) => cli::run::run(c, &cli.globals),
         Commands::Build(c) => cli::build::run(c, &cli.globals),
         Commands::Pipeline(c) => cli::pipeline::run(c, &cli.globals),
+        Commands::Sign(c) => cli::sign::run(c, &cli.globals),
         Commands::Complete(c) => cli::complete::run(c, Cli::command()),
     };
     match result {

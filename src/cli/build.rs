@@ -141,6 +141,9 @@ pub struct BuildArgs {
     /// Push the image to this registry reference after building.
     #[arg(long, value_name = "REF")]
     pub push: Option<String>,
+    /// Sign the pushed image with this private key, as `flense push --sign-by` does.
+    #[arg(long, value_name = "KEY", requires = "push")]
+    pub sign_by: Option<PathBuf>,
     /// Also write the image to oci:DIR, oci-archive:FILE or docker-archive:FILE.
     #[arg(short = 'o', long, value_name = "DEST")]
     pub output: Option<String>,
@@ -385,6 +388,10 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     if let Some(dest) = &args.output {
         output::parse_output(dest).map_err(super::invalid)?;
     }
+    // Asked before the build, not after minutes of it.
+    let signing_key = (args.sign_by.as_deref())
+        .map(super::sign::open_signing_key)
+        .transpose()?;
     let (store, built) = build_variant(
         globals,
         &args.variant,
@@ -398,12 +405,20 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         output::export(&store, &built, dest)?;
     }
     if let Some(dest) = &args.push {
-        push::push(
+        let pushed = push::push(
             args.options.registries_config.as_deref(),
             &store,
             &built,
             dest,
         )?;
+        if let Some(key) = &signing_key {
+            super::sign::sign_after_build(
+                args.options.registries_config.as_deref(),
+                dest,
+                &pushed,
+                key,
+            )?;
+        }
     }
     if output != Output::Json {
         println!("{digest}");

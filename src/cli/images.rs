@@ -21,6 +21,7 @@ use flense::image::LayerOptions;
 use flense::store::archive::ArchiveFormat;
 use flense::store::{default_root, parse_name, Store, StoreError};
 
+pub(crate) use registry::{registry_client, registry_error, RegistryArgs};
 pub use registry::{PullArgs, PushArgs};
 pub use unpack::UnpackArgs;
 

@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod progress;
 pub mod run;
 pub mod services;
+pub mod sign;
 
 use std::path::PathBuf;
 

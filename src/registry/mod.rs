@@ -5,6 +5,7 @@
 //! there has been verified (digest and size). The local store's implementation lives in
 //! `store/blob_store.rs`.
 
+pub mod artifact;
 pub mod auth;
 pub mod blobs;
 pub mod cache;

@@ -33,6 +33,10 @@ pub struct PullArgs {
     /// Print only the image digest (no progress).
     #[arg(short, long)]
     pub quiet: bool,
+    /// Refuse the image unless the registry holds a valid cosign/sigstore signature of
+    /// it by this public key (PEM); nothing is stored then.
+    #[arg(long, value_name = "PUB")]
+    pub verify_key: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -44,18 +48,23 @@ pub struct PushArgs {
     pub source: String,
     /// Registry reference to push to. Default: the source's name.
     pub destination: Option<String>,
+    /// Sign the pushed manifest with this private key (cosign's encrypted format,
+    /// password from $FLENSE_KEY_PASSWORD or the terminal) and store the signature as
+    /// cosign does, next to the image (tag `sha256-<hex>.sig`).
+    #[arg(long, value_name = "KEY")]
+    pub sign_by: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
-fn registry_client(args: &RegistryArgs) -> anyhow::Result<flense::registry::Client> {
+pub(crate) fn registry_client(args: &RegistryArgs) -> anyhow::Result<flense::registry::Client> {
     use flense::registry::{Client, CredentialSource, RegistrySettings};
     let settings =
         RegistrySettings::load(args.registries_config.as_deref()).map_err(crate::cli::invalid)?;
     Ok(Client::new(settings, CredentialSource::from_env())?)
 }
 
-fn registry_error(err: flense::registry::RegistryError) -> anyhow::Error {
+pub(crate) fn registry_error(err: flense::registry::RegistryError) -> anyhow::Error {
     if err.is_invalid_input() {
         crate::cli::invalid(err)
     } else {
@@ -73,6 +82,10 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
         None => Platform::host().without_variant(),
     };
     let client = registry_client(&args.registry)?;
+    let reference = match &args.verify_key {
+        Some(key) => crate::cli::sign::verified_pin(&client, &reference, key)?,
+        None => reference,
+    };
     let store = open_store(globals)?;
     // Held until the image is tagged and unpacked: prune and rmi wait meanwhile.
     let _hold = store.hold_blobs()?;
@@ -136,6 +149,9 @@ pub(super) fn push(args: PushArgs, globals: &Globals) -> anyhow::Result<ExitCode
         }
     };
     let dest = Reference::parse(&destination).map_err(crate::cli::invalid)?;
+    let signing_key = (args.sign_by.as_deref())
+        .map(crate::cli::sign::open_signing_key)
+        .transpose()?;
     let client = registry_client(&args.registry)?;
     let image = LocalImage {
         media_type: descriptor.media_type().to_string(),
@@ -150,6 +166,9 @@ pub(super) fn push(args: PushArgs, globals: &Globals) -> anyhow::Result<ExitCode
         .map_err(registry_error)?;
     drop(progress);
     eprintln!("pushed {dest}");
+    if let Some(key) = &signing_key {
+        crate::cli::sign::sign_pushed(&client, &dest, &digest, key)?;
+    }
     println!("{digest}");
     Ok(ExitCode::SUCCESS)
 }
