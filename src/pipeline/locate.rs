@@ -34,6 +34,15 @@ fn indent(line: &str) -> usize {
     line.len() - line.trim_start().len()
 }
 
+/// `message` prefixed with `file:line:col:` of the node at `doc_path` in `text` (see
+/// [`locate`]), or with `file:` alone when no ancestor of the node can be found.
+pub fn at_node(file: &std::path::Path, text: &str, doc_path: &str, message: &str) -> String {
+    match locate(text, doc_path) {
+        Some((line, col)) => format!("{}:{line}:{col}: {message}", file.display()),
+        None => format!("{}: {message}", file.display()),
+    }
+}
+
 /// (line, column), 1-based, of the node at `path`, or of its nearest ancestor that can be
 /// found (flow-style collections are not entered).
 pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_yaml::{Mapping, Value};
 
-use super::super::locate::locate;
+use super::super::locate::at_node;
 
 /// One service of a stage, as written (strings are interpolated when the stage runs).
 #[derive(Debug, Clone, PartialEq)]
@@ -78,12 +78,7 @@ pub(super) fn check(path: &Path, text: &str, pipeline: &str, raw: &Mapping) -> V
             .is_some_and(|r| !super::super::interp::is_falsy(r));
         let at = |rel: &str, message: String| {
             let doc_path = format!("pipelines.{pipeline}.stages[{i}].{rel}");
-            match locate(text, &doc_path) {
-                Some((line, col)) => {
-                    format!("{}:{line}:{col}: {doc_path}: {message}", path.display())
-                }
-                None => format!("{}: {doc_path}: {message}", path.display()),
-            }
+            at_node(path, text, &doc_path, &format!("{doc_path}: {message}"))
         };
         if !runs && !name_only && !items.is_empty() {
             errors.push(at(
