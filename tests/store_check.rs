@@ -494,6 +494,50 @@ fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
 }
 
 #[test]
+fn kill_9_of_a_build_during_its_base_pull_is_recovered_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let reg = TestRegistry::start();
+    let image = simple_image(&tmp.path().join("layout"), "v1");
+    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        vec![Fault::StallResponse {
+            method: "GET",
+            path: "/blobs/".to_string() + &image.manifests[0].2[0],
+        }],
+    );
+    let project = tmp.path().join("pulled");
+    fs::create_dir_all(project.join(".pipeline")).unwrap();
+    let blubber = format!(
+        "version: v4\nlives:\n  in: /srv/app\nvariants:\n  pulled:\n    base: {}/base/busybox:v1\n    builders:\n      - custom:\n          command: [sh, -c, \"echo pulled > out.txt\"]\n    entrypoint: [sh, -c, \"read -r l < out.txt && echo $l\"]\n",
+        proxy.addr
+    );
+    fs::write(project.join(".pipeline/blubber.yaml"), blubber).unwrap();
+
+    let mut child = build_cmd(flense, &root, &project, "pulled", &[])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, "a stalled download", || {
+        proxy.fired(0) == 1 && root.join("tmp").is_dir() && !tmp_entries(&root).is_empty()
+    });
+    kill9(child);
+    assert_only_leftovers(flense, &root);
+    // The proxy stalls only once: the same build now pulls the base and runs.
+    let built = build(&root, &project, "pulled", &[]);
+    assert_eq!(tmp_entries(&root), Vec::<String>::new());
+    assert!(
+        blob_path(&root, &image.digest).is_file(),
+        "the base's manifest"
+    );
+    assert_consistent(flense, &root);
+    let out = ok_stdout(flense(&root).args(["run", "--image", &built]));
+    assert_eq!(out, "pulled\n");
+}
+
+#[test]
 fn builds_succeed_while_prune_runs_in_a_loop() {
     let tmp = tempfile::tempdir().unwrap();
     let (root, project) = store_and_project(tmp.path());
