@@ -10,7 +10,7 @@ use serde_yaml::{Mapping, Value};
 use super::error::{PipelineError, Result};
 use super::graph::Graph;
 use super::interp::is_falsy;
-use super::locate::at_node;
+use super::locate::Locator;
 use super::schema::Schema;
 
 mod services;
@@ -188,13 +188,9 @@ impl Pipeline {
         raw: &Mapping,
         allowed_actions: Option<&[String]>,
     ) -> Vec<String> {
+        let locator = Locator::new(text);
         let at = |rel: &str, message: &str| {
-            at_node(
-                file,
-                text,
-                &format!("pipelines.{}.{rel}", self.name),
-                message,
-            )
+            locator.at_node(file, &format!("pipelines.{}.{rel}", self.name), message)
         };
         let mut errors = Vec::new();
         let stages = raw.get("stages").and_then(Value::as_sequence);
@@ -369,9 +365,10 @@ pub fn load_str(
     let doc = parse_yaml(path, text)?;
     let violations = Schema::load(opts.strict).validate(&doc);
     if !violations.is_empty() {
+        let locator = Locator::new(text);
         let errors = violations
             .iter()
-            .map(|v| match super::locate::locate(text, &v.path) {
+            .map(|v| match locator.locate(&v.path) {
                 Some((line, col)) => format!("{}:{line}:{col}: {v}", path.display()),
                 None => v.to_string(),
             })
