@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use support::cli::{flense, flense_bin, ok_stdout, output};
 use support::fixtures::{import_fixture, rootfs_tar};
-use support::registry::{sha256, simple_image, Fault, FaultProxy, TestRegistry};
+use support::registry::{sha256, simple_image, Fault, FaultProxy, TestImage, TestRegistry};
 use support::users::{as_test_user, give_to_test_user};
 
 const BLUBBER: &str = r#"version: v4
@@ -151,6 +151,33 @@ fn wait_until(child: &mut Child, what: &str, ready: impl Fn() -> bool) {
 fn kill9(mut child: Child) {
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Runs `cmd` until `ready` holds, then kills it (-9).
+fn kill_when(cmd: &mut Command, what: &str, ready: impl Fn() -> bool) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, what, ready);
+    kill9(child);
+}
+
+/// A registry with the busybox test image `base/busybox:v1` (made in `dir`), and a proxy
+/// to it whose first download of that image's layer stalls halfway.
+fn stalling_registry(dir: &Path) -> (TestRegistry, TestImage, FaultProxy) {
+    let reg = TestRegistry::start();
+    let image = simple_image(&dir.join("layout"), "v1");
+    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        vec![Fault::StallResponse {
+            method: "GET",
+            path: "/blobs/".to_string() + &image.manifests[0].2[0],
+        }],
+    );
+    (reg, image, proxy)
 }
 
 /// Runs `cmd` with `FLENSE_TEST_PAUSE_AT=point` and kills it (-9) once it reports on
@@ -414,15 +441,13 @@ fn kill_9_of_build_push_and_prune_at_each_point_is_recovered_from() {
             path: "/blobs/uploads/".into(),
         }],
     );
-    let mut child = flense(&root)
-        .args(["push", KILLED_TAG])
-        .arg(format!("{}/killed/app:1", proxy.addr))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(&mut child, "a stalled upload", || proxy.fired(0) == 1);
-    kill9(child);
+    kill_when(
+        flense(&root)
+            .args(["push", KILLED_TAG])
+            .arg(format!("{}/killed/app:1", proxy.addr)),
+        "a stalled upload",
+        || proxy.fired(0) == 1,
+    );
     assert_consistent(flense, &root);
     let pushed = ok_stdout(
         flense(&root)
@@ -466,26 +491,13 @@ fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
     );
 
     // kill -9 during a layer download stuck halfway: the partial blob stays behind.
-    let reg = TestRegistry::start();
-    let image = simple_image(&tmp.path().join("layout"), "v1");
-    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
-    let proxy = FaultProxy::start(
-        &reg.addr,
-        vec![Fault::StallResponse {
-            method: "GET",
-            path: "/blobs/".to_string() + &image.manifests[0].2[0],
-        }],
+    let (reg, image, proxy) = stalling_registry(tmp.path());
+    let pull = format!("{}/base/busybox:v1", proxy.addr);
+    kill_when(
+        flense(&root).args(["pull", "-q", &pull]),
+        "a stalled download",
+        || proxy.fired(0) == 1 && !tmp_entries(&root).is_empty(),
     );
-    let mut child = flense(&root)
-        .args(["pull", "-q", &format!("{}/base/busybox:v1", proxy.addr)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(&mut child, "a stalled download", || {
-        proxy.fired(0) == 1 && !tmp_entries(&root).is_empty()
-    });
-    kill9(child);
     assert_only_leftovers(flense, &root);
     let digest = ok_stdout(flense(&root).args(["pull", "-q", &reg.image("base/busybox:v1")]));
     assert_eq!(digest.trim(), image.digest);
@@ -497,16 +509,7 @@ fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
 fn kill_9_of_a_build_during_its_base_pull_is_recovered_from() {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("store");
-    let reg = TestRegistry::start();
-    let image = simple_image(&tmp.path().join("layout"), "v1");
-    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
-    let proxy = FaultProxy::start(
-        &reg.addr,
-        vec![Fault::StallResponse {
-            method: "GET",
-            path: "/blobs/".to_string() + &image.manifests[0].2[0],
-        }],
-    );
+    let (_reg, image, proxy) = stalling_registry(tmp.path());
     let project = tmp.path().join("pulled");
     fs::create_dir_all(project.join(".pipeline")).unwrap();
     let blubber = format!(
@@ -515,15 +518,11 @@ fn kill_9_of_a_build_during_its_base_pull_is_recovered_from() {
     );
     fs::write(project.join(".pipeline/blubber.yaml"), blubber).unwrap();
 
-    let mut child = build_cmd(flense, &root, &project, "pulled", &[])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(&mut child, "a stalled download", || {
-        proxy.fired(0) == 1 && root.join("tmp").is_dir() && !tmp_entries(&root).is_empty()
-    });
-    kill9(child);
+    kill_when(
+        &mut build_cmd(flense, &root, &project, "pulled", &[]),
+        "a stalled download",
+        || proxy.fired(0) == 1 && root.join("tmp").is_dir() && !tmp_entries(&root).is_empty(),
+    );
     assert_only_leftovers(flense, &root);
     // The proxy stalls only once: the same build now pulls the base and runs.
     let built = build(&root, &project, "pulled", &[]);
