@@ -13,6 +13,8 @@ pub mod builder;
 pub mod config;
 pub mod error_chain;
 #[doc(hidden)]
+pub mod fault_point;
+#[doc(hidden)]
 pub mod fuzzing;
 pub mod image;
 pub mod line_tail;

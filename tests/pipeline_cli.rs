@@ -167,8 +167,13 @@ fn invalid_configs_exit_2_with_positions() {
     let reserved = project("pipelines:\n  p:\n    stages: [{name: setup}]\n");
     let out = output(pipeline(reserved.path()).arg("--dry-run"));
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr)
-        .contains("Pipeline configuration validation failed:\n - setup is a reserved stage name"));
+    // A flow-style stage list: the position is the nearest block-style ancestor's.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Pipeline configuration validation failed:\n - ")
+            && err.contains("config.yaml:3:5: setup is a reserved stage name"),
+        "{err}"
+    );
 
     let out = output(pipeline(&systemtest()).args(["--list", "nope"]));
     assert_eq!(out.status.code(), Some(2));
@@ -230,6 +235,47 @@ fn invalid_configs_exit_2_with_positions() {
             .arg(fixture("realworld/mediawiki-services-citoid.config.yaml")),
     );
     assert_eq!(relaxed.status.code(), Some(0));
+}
+
+/// The one rule error `flense pipeline --list` reports for `config` (exit 2), after the
+/// path of the config file.
+fn rule_error(config: &str, extra: &[&str]) -> String {
+    let dir = project(config);
+    let out = output(pipeline(dir.path()).arg("--list").args(extra));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let (_, rest) = err
+        .split_once("Pipeline configuration validation failed:\n - ")
+        .unwrap_or_else(|| panic!("{err}"));
+    let file = dir.path().join(".pipeline/config.yaml");
+    let line = rest.lines().next().unwrap();
+    line.strip_prefix(&format!("{}:", file.display()))
+        .unwrap_or_else(|| panic!("{err}"))
+        .to_string()
+}
+
+#[test]
+fn a_reserved_stage_name_is_reported_at_the_name() {
+    let config = "pipelines:\n  p:\n    stages:\n      - name: build\n      - name: setup\n";
+    assert_eq!(
+        rule_error(config, &[]),
+        "5:9: setup is a reserved stage name"
+    );
+}
+
+#[test]
+fn an_action_that_is_not_allowed_is_reported_at_its_key_or_stage() {
+    let config = "pipelines:\n  p:\n    stages:\n      - name: foo\n        publish:\n          image: true\n";
+    assert_eq!(
+        rule_error(config, &["--allowed-actions", "build,run"]),
+        "5:9: stage `foo` contains an action (`publish`) that is not allowed by this pipeline"
+    );
+    // `build` is filled in by default, so the stage has no such key: the stage is meant.
+    let config = "pipelines:\n  p:\n    stages:\n      - name: foo\n";
+    assert_eq!(
+        rule_error(config, &["--allowed-actions", "run"]),
+        "4:9: stage `foo` contains an action (`build`) that is not allowed by this pipeline"
+    );
 }
 
 #[test]

@@ -1,10 +1,13 @@
 //! Crash consistency of the store through the CLI: `flense check [--repair]` on broken
-//! blobs, layers and cache records; leftovers of killed builds and pulls reclaimed;
-//! prune running while builds do.
+//! blobs, layers and cache records; `kill -9` of builds, pulls, pushes and prunes at
+//! each point that matters (the points inside the store are reached through the
+//! `FLENSE_TEST_PAUSE_AT` test hook, see `flense::fault_point`), their leftovers
+//! reclaimed by the next command; prune running while builds do.
 
 mod support;
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use support::cli::{flense, flense_bin, ok_stdout, output};
 use support::fixtures::{import_fixture, rootfs_tar};
-use support::registry::{simple_image, Fault, FaultProxy, TestRegistry};
+use support::registry::{sha256, simple_image, Fault, FaultProxy, TestImage, TestRegistry};
 use support::users::{as_test_user, give_to_test_user};
 
 const BLUBBER: &str = r#"version: v4
@@ -150,6 +153,146 @@ fn kill9(mut child: Child) {
     child.wait().unwrap();
 }
 
+/// Runs `cmd` until `ready` holds, then kills it (-9).
+fn kill_when(cmd: &mut Command, what: &str, ready: impl Fn() -> bool) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until(&mut child, what, ready);
+    kill9(child);
+}
+
+/// A registry with the busybox test image `base/busybox:v1` (made in `dir`), and a proxy
+/// to it whose first download of that image's layer stalls halfway.
+fn stalling_registry(dir: &Path) -> (TestRegistry, TestImage, FaultProxy) {
+    let reg = TestRegistry::start();
+    let image = simple_image(&dir.join("layout"), "v1");
+    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        vec![Fault::StallResponse {
+            method: "GET",
+            path: "/blobs/".to_string() + &image.manifests[0].2[0],
+        }],
+    );
+    (reg, image, proxy)
+}
+
+/// Runs `cmd` with `FLENSE_TEST_PAUSE_AT=point` and kills it (-9) once it reports on
+/// stderr that it paused there; fails if it ends without pausing.
+fn kill_at(cmd: &mut Command, point: &str) {
+    let mut child = cmd
+        .env("FLENSE_TEST_PAUSE_AT", point)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let marker = format!("flense: test pause at {point}");
+    let (paused, pause) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut seen = String::new();
+        for line in stderr.lines().map_while(Result::ok) {
+            if line == marker {
+                let _ = paused.send(());
+            }
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    // The channel closes, ending the wait, when flense ends without pausing.
+    let reached = pause.recv_timeout(Duration::from_secs(120)).is_ok();
+    let _ = child.kill();
+    child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert!(reached, "flense did not pause at {point}:\n{stderr}");
+}
+
+/// Whether the last `flense check` exit was 0 or only about leftovers: asserts which.
+fn assert_check_after_kill(cli: Cli, root: &Path, leftovers: bool) {
+    if leftovers {
+        assert_only_leftovers(cli, root);
+    } else {
+        assert_consistent(cli, root);
+    }
+}
+
+/// Imports the busybox fixture as `localhost/busybox:latest` without unpacking it, so
+/// the first build unpacks its layer.
+fn import_packed(cli: Cli, root: &Path, tar: &Path) {
+    ok_stdout(cli(root).arg("import").arg(tar).args([
+        "--tag",
+        "localhost/busybox:latest",
+        "--no-unpack",
+    ]));
+}
+
+/// The tag the kill tests build `quick` as.
+const KILLED_TAG: &str = "localhost/killed:quick";
+
+/// Whether `index.json` names `tag`.
+fn tagged(root: &Path, tag: &str) -> bool {
+    fs::read_to_string(root.join("index.json"))
+        .unwrap()
+        .contains(&format!("\"{tag}\""))
+}
+
+/// kill -9 of `flense build quick` in a store whose base image is not unpacked yet:
+/// while it unpacks the base layer (part of it extracted in a staging directory), while
+/// it writes the step's layer blob (part of it in a temp file) and while it commits the
+/// image (config and manifest stored, the name not set; after an `rmi` of it). Each time `check` finds the
+/// killed build's leftovers and nothing else (none after the commit point), and the same
+/// build then succeeds with the same digest and reclaims them. Returns that digest.
+fn kill_builds_at_each_point(cli: Cli, root: &Path, project: &Path) -> String {
+    let mut built: Option<String> = None;
+    let points = [
+        ("unpack", &[][..], true),
+        ("layer-write", &["--no-cache"][..], true),
+        ("commit", &["--no-cache"][..], false),
+    ];
+    for (point, extra, leftovers) in points {
+        let args = [&["-t", KILLED_TAG][..], extra].concat();
+        if point == "commit" {
+            // So that the name is not there already (and the rebuild starts afresh).
+            ok_stdout(cli(root).args(["rmi", KILLED_TAG]));
+        }
+        kill_at(&mut build_cmd(cli, root, project, "quick", &args), point);
+        let tmp = root.join("tmp");
+        match point {
+            "unpack" => assert!(
+                tmp_entries(root).iter().any(|n| n.starts_with("layer-")
+                    && fs::read_dir(tmp.join(n).join("diff")).unwrap().count() > 0),
+                "no partly extracted layer in {:?}",
+                tmp_entries(root)
+            ),
+            "layer-write" => assert!(
+                tmp_entries(root).iter().any(|n| {
+                    let meta = fs::metadata(tmp.join(n)).unwrap();
+                    meta.is_file() && meta.len() > 0
+                }),
+                "no partly written blob in {:?}",
+                tmp_entries(root)
+            ),
+            _ => assert!(!tagged(root, KILLED_TAG), "the image was tagged"),
+        }
+        assert_check_after_kill(cli, root, leftovers);
+        let digest = ok_stdout(&mut build_cmd(cli, root, project, "quick", &args));
+        let digest = digest.trim().to_string();
+        assert_eq!(
+            built.get_or_insert(digest.clone()),
+            &digest,
+            "after {point}"
+        );
+        assert_eq!(tmp_entries(root), Vec::<String>::new(), "after {point}");
+        assert!(tagged(root, KILLED_TAG));
+        assert_consistent(cli, root);
+    }
+    built.unwrap()
+}
+
 fn blob_path(root: &Path, digest: &str) -> PathBuf {
     root.join("blobs/sha256").join(&digest["sha256:".len()..])
 }
@@ -247,7 +390,7 @@ fn kill_a_build_and_rebuild(cli: Cli, root: &Path, project: &Path) -> String {
 }
 
 #[test]
-fn a_killed_build_of_an_unprivileged_user_is_reclaimed_by_the_next_one() {
+fn killed_builds_of_an_unprivileged_user_are_reclaimed_by_the_next_one() {
     let tmp = tempfile::tempdir().unwrap();
     fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
     let tar = tmp.path().join("busybox.tar");
@@ -257,13 +400,83 @@ fn a_killed_build_of_an_unprivileged_user_is_reclaimed_by_the_next_one() {
     let project = project(&user_dir);
     give_to_test_user(&user_dir);
     let root = user_dir.join("store");
-    ok_stdout(
-        user_flense(&root)
-            .arg("import")
-            .arg(&tar)
-            .args(["--tag", "localhost/busybox:latest"]),
-    );
+    import_packed(user_flense, &root, &tar);
+    kill_builds_at_each_point(user_flense, &root, &project);
     kill_a_build_and_rebuild(user_flense, &root, &project);
+}
+
+/// Diff-ID records (either way) whose layer blob is not stored.
+fn records_without_blobs(root: &Path) -> Vec<String> {
+    let mut stale = Vec::new();
+    for entry in fs::read_dir(root.join("diffids/sha256")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if !root.join("blobs/sha256").join(&name).exists() {
+            stale.push(format!("diffids/sha256/{name}"));
+        }
+    }
+    for entry in fs::read_dir(root.join("layer-blobs/sha256")).unwrap() {
+        let path = entry.unwrap().path();
+        let blob = fs::read_to_string(&path).unwrap();
+        if !blob_path(root, blob.trim()).exists() {
+            stale.push(path.display().to_string());
+        }
+    }
+    stale
+}
+
+#[test]
+fn kill_9_of_build_push_and_prune_at_each_point_is_recovered_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let project = project(tmp.path());
+    import_packed(flense, &root, &rootfs_tar("busybox"));
+    let built = kill_builds_at_each_point(flense, &root, &project);
+
+    // kill -9 of a push whose first blob upload is stuck halfway.
+    let reg = TestRegistry::start();
+    let proxy = FaultProxy::start(
+        &reg.addr,
+        vec![Fault::StallRequest {
+            method: "PATCH",
+            path: "/blobs/uploads/".into(),
+        }],
+    );
+    kill_when(
+        flense(&root)
+            .args(["push", KILLED_TAG])
+            .arg(format!("{}/killed/app:1", proxy.addr)),
+        "a stalled upload",
+        || proxy.fired(0) == 1,
+    );
+    assert_consistent(flense, &root);
+    let pushed = ok_stdout(
+        flense(&root)
+            .args(["push", KILLED_TAG])
+            .arg(reg.image("killed/app:1")),
+    );
+    assert_eq!(pushed.trim(), built);
+    assert_eq!(sha256(&reg.raw_manifest("killed/app:1")), built);
+
+    // kill -9 of a prune that deleted the blobs of an image no name reaches any more
+    // (the tag moved to a new build) but not yet their records and unpacked layers.
+    fs::write(project.join("input.txt"), "bye\n").unwrap();
+    let args = ["-t", KILLED_TAG];
+    assert_ne!(build(&root, &project, "quick", &args), built);
+    let unreached = blob_path(&root, &built);
+    kill_at(flense(&root).arg("prune"), "prune-delete");
+    assert!(!unreached.exists(), "the prune was killed before deleting");
+    assert_consistent(flense, &root);
+    let pruned = ok_stdout(flense(&root).arg("prune"));
+    assert_eq!(
+        records_without_blobs(&root),
+        Vec::<String>::new(),
+        "{pruned}"
+    );
+    assert_consistent(flense, &root);
+    fs::write(project.join("input.txt"), "hello\n").unwrap();
+    assert_eq!(build(&root, &project, "quick", &args), built);
+    let out = ok_stdout(flense(&root).args(["run", "--image", &built]));
+    assert_eq!(out, "HELLO\n");
 }
 
 #[test]
@@ -278,31 +491,49 @@ fn killed_builds_and_pulls_leave_leftovers_the_next_command_reclaims() {
     );
 
     // kill -9 during a layer download stuck halfway: the partial blob stays behind.
-    let reg = TestRegistry::start();
-    let image = simple_image(&tmp.path().join("layout"), "v1");
-    image.push_with_skopeo(&reg, "base/busybox:v1", &[]);
-    let proxy = FaultProxy::start(
-        &reg.addr,
-        vec![Fault::StallResponse {
-            method: "GET",
-            path: "/blobs/".to_string() + &image.manifests[0].2[0],
-        }],
+    let (reg, image, proxy) = stalling_registry(tmp.path());
+    let pull = format!("{}/base/busybox:v1", proxy.addr);
+    kill_when(
+        flense(&root).args(["pull", "-q", &pull]),
+        "a stalled download",
+        || proxy.fired(0) == 1 && !tmp_entries(&root).is_empty(),
     );
-    let mut child = flense(&root)
-        .args(["pull", "-q", &format!("{}/base/busybox:v1", proxy.addr)])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_until(&mut child, "a stalled download", || {
-        proxy.fired(0) == 1 && !tmp_entries(&root).is_empty()
-    });
-    kill9(child);
     assert_only_leftovers(flense, &root);
     let digest = ok_stdout(flense(&root).args(["pull", "-q", &reg.image("base/busybox:v1")]));
     assert_eq!(digest.trim(), image.digest);
     assert_eq!(tmp_entries(&root), Vec::<String>::new());
     assert_consistent(flense, &root);
+}
+
+#[test]
+fn kill_9_of_a_build_during_its_base_pull_is_recovered_from() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("store");
+    let (_reg, image, proxy) = stalling_registry(tmp.path());
+    let project = tmp.path().join("pulled");
+    fs::create_dir_all(project.join(".pipeline")).unwrap();
+    let blubber = format!(
+        "version: v4\nlives:\n  in: /srv/app\nvariants:\n  pulled:\n    base: {}/base/busybox:v1\n    builders:\n      - custom:\n          command: [sh, -c, \"echo pulled > out.txt\"]\n    entrypoint: [sh, -c, \"read -r l < out.txt && echo $l\"]\n",
+        proxy.addr
+    );
+    fs::write(project.join(".pipeline/blubber.yaml"), blubber).unwrap();
+
+    kill_when(
+        &mut build_cmd(flense, &root, &project, "pulled", &[]),
+        "a stalled download",
+        || proxy.fired(0) == 1 && root.join("tmp").is_dir() && !tmp_entries(&root).is_empty(),
+    );
+    assert_only_leftovers(flense, &root);
+    // The proxy stalls only once: the same build now pulls the base and runs.
+    let built = build(&root, &project, "pulled", &[]);
+    assert_eq!(tmp_entries(&root), Vec::<String>::new());
+    assert!(
+        blob_path(&root, &image.digest).is_file(),
+        "the base's manifest"
+    );
+    assert_consistent(flense, &root);
+    let out = ok_stdout(flense(&root).args(["run", "--image", &built]));
+    assert_eq!(out, "pulled\n");
 }
 
 #[test]

@@ -37,83 +37,112 @@ fn indent(line: &str) -> usize {
 /// (line, column), 1-based, of the node at `path`, or of its nearest ancestor that can be
 /// found (flow-style collections are not entered).
 pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
-    let lines: Vec<&str> = text.lines().collect();
-    // The current node: its line and the column where its content starts.
-    let mut line = 0usize;
-    let mut min_col = 0usize;
-    let mut found: Option<(usize, usize)> = None;
-    let mut first = true;
-    for seg in segments(path) {
-        let start = if first { 0 } else { line + 1 };
-        let parent_col = if first { None } else { Some(min_col) };
-        first = false;
-        let mut hit = None;
-        match seg {
-            Segment::Key(key) => {
-                let pat = format!("{key}:");
-                for (i, l) in lines.iter().enumerate().skip(start) {
-                    let t = l.trim_start();
-                    if t.is_empty() || t.starts_with('#') {
-                        continue;
-                    }
-                    let col = indent(l);
-                    let t2 = t.strip_prefix("- ").unwrap_or(t);
-                    let col2 = col + (t.len() - t2.len());
-                    if let Some(pc) = parent_col {
-                        if col < pc && i > start {
-                            break;
+    Locator::new(text).locate(path)
+}
+
+/// A text split into lines once, for locating many nodes in it (each [`locate`] call
+/// splits the text again).
+pub struct Locator<'a> {
+    lines: Vec<&'a str>,
+}
+
+impl<'a> Locator<'a> {
+    /// The lines of `text`.
+    pub fn new(text: &'a str) -> Self {
+        Self {
+            lines: text.lines().collect(),
+        }
+    }
+
+    /// `message` prefixed with `file:line:col:` of the node at `doc_path` (see
+    /// [`locate`]), or with `file:` alone when no ancestor of the node can be found.
+    pub fn at_node(&self, file: &std::path::Path, doc_path: &str, message: &str) -> String {
+        match self.locate(doc_path) {
+            Some((line, col)) => format!("{}:{line}:{col}: {message}", file.display()),
+            None => format!("{}: {message}", file.display()),
+        }
+    }
+
+    /// See [`locate`].
+    pub fn locate(&self, path: &str) -> Option<(usize, usize)> {
+        let lines = &self.lines;
+        // The current node: its line and the column where its content starts.
+        let mut line = 0usize;
+        let mut min_col = 0usize;
+        let mut found: Option<(usize, usize)> = None;
+        let mut first = true;
+        for seg in segments(path) {
+            let start = if first { 0 } else { line + 1 };
+            let parent_col = if first { None } else { Some(min_col) };
+            first = false;
+            let mut hit = None;
+            match seg {
+                Segment::Key(key) => {
+                    let pat = format!("{key}:");
+                    for (i, l) in lines.iter().enumerate().skip(start) {
+                        let t = l.trim_start();
+                        if t.is_empty() || t.starts_with('#') {
+                            continue;
                         }
-                    }
-                    if (t2.starts_with(&pat)
-                        || t2.starts_with(&format!("'{key}':"))
-                        || t2.starts_with(&format!("\"{key}\":")))
-                        && parent_col.is_none_or(|pc| col2 >= pc)
-                    {
-                        hit = Some((i, col2));
-                        break;
-                    }
-                }
-            }
-            Segment::Index(n) => {
-                let mut count = 0;
-                let mut item_col = None;
-                for (i, l) in lines.iter().enumerate().skip(start) {
-                    let t = l.trim_start();
-                    if t.is_empty() || t.starts_with('#') {
-                        continue;
-                    }
-                    let col = indent(l);
-                    if let Some(pc) = parent_col {
-                        if col < pc {
-                            break;
-                        }
-                    }
-                    if t.starts_with("- ") || t == "-" {
-                        if item_col.is_none() {
-                            item_col = Some(col);
-                        }
-                        if Some(col) == item_col {
-                            if count == n {
-                                hit = Some((i, col + 2));
+                        let col = indent(l);
+                        let t2 = t.strip_prefix("- ").unwrap_or(t);
+                        let col2 = col + (t.len() - t2.len());
+                        if let Some(pc) = parent_col {
+                            if col < pc && i > start {
                                 break;
                             }
-                            count += 1;
                         }
-                    } else if item_col.is_some_and(|ic| col <= ic) {
-                        break;
+                        if (t2.starts_with(&pat)
+                            || t2.starts_with(&format!("'{key}':"))
+                            || t2.starts_with(&format!("\"{key}\":")))
+                            && parent_col.is_none_or(|pc| col2 >= pc)
+                        {
+                            hit = Some((i, col2));
+                            break;
+                        }
+                    }
+                }
+                Segment::Index(n) => {
+                    let mut count = 0;
+                    let mut item_col = None;
+                    for (i, l) in lines.iter().enumerate().skip(start) {
+                        let t = l.trim_start();
+                        if t.is_empty() || t.starts_with('#') {
+                            continue;
+                        }
+                        let col = indent(l);
+                        if let Some(pc) = parent_col {
+                            if col < pc {
+                                break;
+                            }
+                        }
+                        if t.starts_with("- ") || t == "-" {
+                            if item_col.is_none() {
+                                item_col = Some(col);
+                            }
+                            if Some(col) == item_col {
+                                if count == n {
+                                    hit = Some((i, col + 2));
+                                    break;
+                                }
+                                count += 1;
+                            }
+                        } else if item_col.is_some_and(|ic| col <= ic) {
+                            break;
+                        }
                     }
                 }
             }
+            // Not found (flow style, aliases): the nearest located ancestor contains it.
+            let Some((l, c)) = hit else {
+                return found;
+            };
+            line = l;
+            min_col = c;
+            found = Some((l + 1, c + 1));
         }
-        // Not found (flow style, aliases): the nearest located ancestor contains it.
-        let Some((l, c)) = hit else {
-            return found;
-        };
-        line = l;
-        min_col = c;
-        found = Some((l + 1, c + 1));
+        found
     }
-    found
 }
 
 #[cfg(test)]

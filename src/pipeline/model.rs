@@ -10,6 +10,7 @@ use serde_yaml::{Mapping, Value};
 use super::error::{PipelineError, Result};
 use super::graph::Graph;
 use super::interp::is_falsy;
+use super::locate::Locator;
 use super::schema::Schema;
 
 mod services;
@@ -177,25 +178,32 @@ impl Pipeline {
     }
 
     /// The code's own checks (§2.5), every problem reported: reserved names, list of
-    /// lists, nameless stages and actions outside `allowed_actions` (when given).
-    pub fn check(&self, raw: &Mapping, allowed_actions: Option<&[String]>) -> Vec<String> {
+    /// lists, nameless stages and actions outside `allowed_actions` (when given). `raw`
+    /// is the pipeline's mapping in `text`, the content of `file`; each error starts
+    /// with the `file:line:col` of the node it is about.
+    pub fn check(
+        &self,
+        file: &Path,
+        text: &str,
+        raw: &Mapping,
+        allowed_actions: Option<&[String]>,
+    ) -> Vec<String> {
+        let locator = Locator::new(text);
+        let at = |rel: &str, message: &str| {
+            locator.at_node(file, &format!("pipelines.{}.{rel}", self.name), message)
+        };
         let mut errors = Vec::new();
-        for (i, st) in raw
-            .get("stages")
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-            .enumerate()
-        {
+        let stages = raw.get("stages").and_then(Value::as_sequence);
+        for (i, st) in stages.into_iter().flatten().enumerate() {
             match st.get("name").and_then(Value::as_str) {
-                None => errors.push(format!(
-                    "pipeline `{}`: stage #{} has no `name`",
-                    self.name,
-                    i + 1
+                None => errors.push(at(
+                    &format!("stages[{i}]"),
+                    &format!("pipeline `{}`: stage #{} has no `name`", self.name, i + 1),
                 )),
-                Some(n) if RESERVED.contains(&n) => {
-                    errors.push(format!("{n} is a reserved stage name"))
-                }
+                Some(n) if RESERVED.contains(&n) => errors.push(at(
+                    &format!("stages[{i}].name"),
+                    &format!("{n} is a reserved stage name"),
+                )),
                 Some(_) => {}
             }
         }
@@ -204,17 +212,30 @@ impl Pipeline {
                 .as_sequence()
                 .is_some_and(|arcs| arcs.iter().all(Value::is_sequence));
             if !ok && !exec.is_null() {
-                errors
-                    .push("`execution` graph must be a list of lists (graph branches)".to_string());
+                errors.push(at(
+                    "execution",
+                    "`execution` graph must be a list of lists (graph branches)",
+                ));
             }
         }
         if let Some(allowed) = allowed_actions {
             for st in &self.stages {
+                // The stage's definition is the last one with its name (see from_value).
+                let index = stages
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
+                    .iter()
+                    .rposition(|s| s.get("name").and_then(Value::as_str) == Some(&st.name));
                 for action in st.actions() {
                     if !allowed.iter().any(|a| a == action) {
-                        errors.push(format!(
-                            "stage `{}` contains an action (`{action}`) that is not allowed by this pipeline",
-                            st.name
+                        // An action filled in by default has no key: the stage is meant.
+                        let node = index.map(|i| format!("stages[{i}].{action}"));
+                        errors.push(at(
+                            node.as_deref().unwrap_or("stages"),
+                            &format!(
+                                "stage `{}` contains an action (`{action}`) that is not allowed by this pipeline",
+                                st.name
+                            ),
                         ));
                     }
                 }
@@ -344,9 +365,10 @@ pub fn load_str(
     let doc = parse_yaml(path, text)?;
     let violations = Schema::load(opts.strict).validate(&doc);
     if !violations.is_empty() {
+        let locator = Locator::new(text);
         let errors = violations
             .iter()
-            .map(|v| match super::locate::locate(text, &v.path) {
+            .map(|v| match locator.locate(&v.path) {
                 Some((line, col)) => format!("{}:{line}:{col}: {v}", path.display()),
                 None => v.to_string(),
             })
@@ -380,7 +402,7 @@ pub fn load_str(
         let m = v.as_mapping().cloned().unwrap_or_default();
         let p = Pipeline::from_value(&name, &m);
         if selected.is_empty() || selected.contains(&name) {
-            errors.extend(p.check(&m, opts.allowed_actions.as_deref()));
+            errors.extend(p.check(path, text, &m, opts.allowed_actions.as_deref()));
             errors.extend(services::check(path, text, &name, &m));
             warnings.extend(p.warnings());
         }

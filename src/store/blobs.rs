@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use sha2::{Digest as _, Sha256};
 
 use super::{io_err, Store, StoreError};
+use crate::fault_point::{PauseAfterFirstWrite, PausePoint};
 use crate::image::digest::{finish_digest, parse_sha256, AsDigest, Digest, HashingWriter};
 use crate::image::{write_layer, LayerDigests, LayerEntry, LayerOptions};
 
@@ -207,8 +208,11 @@ impl Store {
             || format!("writing a layer of {} files", entries.len()),
             None,
         );
-        let (writer, digests) = write_layer(entries, self.blob_writer()?, opts)?;
-        writer.commit(Some((&digests.digest, digests.size)))?;
+        let out = PauseAfterFirstWrite::new(self.blob_writer()?, PausePoint::LayerWrite);
+        let (writer, digests) = write_layer(entries, out, opts)?;
+        writer
+            .into_inner()
+            .commit(Some((&digests.digest, digests.size)))?;
         self.record_layer(&digests.digest, &digests.diff_id)?;
         Ok(digests)
     }

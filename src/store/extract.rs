@@ -134,6 +134,7 @@ pub fn extract_tar_with_threads<R: Read>(
         for item in archive.entries().map_err(io_at(Path::new("")))? {
             let mut item = item.map_err(io_at(Path::new("")))?;
             let raw = item.path().map_err(io_at(Path::new("")))?.into_owned();
+            let regular_file = item.header().entry_type().is_file();
             ex.entry(&mut item, &raw).map_err(|e| match e {
                 Failure::Unsafe(reason) => ExtractError::Unsafe {
                     entry: raw.clone(),
@@ -144,6 +145,9 @@ pub fn extract_tar_with_threads<R: Read>(
                     source,
                 },
             })?;
+            if regular_file {
+                crate::fault_point::pause_at(crate::fault_point::PausePoint::Unpack);
+            }
         }
         if let Some(mut pool) = ex.pool.take() {
             pool.flush().map_err(pool_err)?;

@@ -1,13 +1,10 @@
 //! Images in the store: resolving references, reading manifests and configs, committing
-//! new images, and pruning what no tag reaches.
-
-use std::collections::BTreeSet;
-use std::fs;
+//! new images (pruning is in [`super::prune`]).
 
 use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest, MediaType};
 
 use super::reference::{candidate_names, parse_name, parse_reference, LocalRef};
-use super::{io_err, Store, StoreError};
+use super::{Store, StoreError};
 use crate::image::digest::{parse_sha256, Digest};
 use crate::image::oci::{
     canonical_json, descriptor_of, new_manifest, ImageFormat, DOCKER_MANIFEST_LIST,
@@ -33,17 +30,6 @@ impl StoredImage {
     pub fn size(&self) -> u64 {
         self.manifest.config().size() + self.manifest.layers().iter().map(|l| l.size()).sum::<u64>()
     }
-}
-
-/// What `prune` removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PruneReport {
-    /// Blobs deleted.
-    pub blobs: usize,
-    /// Bytes of blobs deleted.
-    pub bytes: u64,
-    /// Unpacked layer directories deleted.
-    pub layers: usize,
 }
 
 pub(crate) fn is_index(media_type: &MediaType) -> bool {
@@ -158,6 +144,7 @@ impl Store {
         self.put_blob(&config_bytes)?;
         let manifest = new_manifest(format, &config_bytes, layers)?;
         let descriptor = self.put_manifest(&manifest)?;
+        crate::fault_point::pause_at(crate::fault_point::PausePoint::Commit);
         if let Some(name) = name {
             self.set_tag(&parse_name(name)?, &descriptor)?;
         }
@@ -175,75 +162,6 @@ impl Store {
                 Ok(image)
             })
             .collect()
-    }
-
-    /// Deletes blobs, diff-ID records and unpacked layers that no tag reaches.
-    /// Waits for every [`super::index::BlobHold`] to be released first (running builds,
-    /// pulls and runs hold one). A layer directory is renamed into `tmp/` before it is
-    /// deleted, so it never appears half deleted.
-    pub fn prune(&self) -> Result<PruneReport, StoreError> {
-        let _hold = self.hold_blobs_exclusively()?;
-        let _lock = self.lock_index()?;
-        let mut keep_blobs = BTreeSet::new();
-        let mut keep_diff_ids = BTreeSet::new();
-        for d in self.read_index()?.manifests() {
-            keep_blobs.insert(d.digest().to_string());
-            let mut manifests = vec![(d.media_type().clone(), d.digest().clone())];
-            while let Some((media_type, digest)) = manifests.pop() {
-                let Ok(bytes) = self.read_blob(&digest) else {
-                    continue;
-                };
-                if is_index(&media_type) {
-                    if let Ok(index) = serde_json::from_slice::<ImageIndex>(&bytes) {
-                        for m in index.manifests() {
-                            keep_blobs.insert(m.digest().to_string());
-                            manifests.push((m.media_type().clone(), m.digest().clone()));
-                        }
-                    }
-                    continue;
-                }
-                let Ok(manifest) = serde_json::from_slice::<ImageManifest>(&bytes) else {
-                    continue;
-                };
-                let config_digest = manifest.config().digest();
-                keep_blobs.insert(config_digest.to_string());
-                for layer in manifest.layers() {
-                    keep_blobs.insert(layer.digest().to_string());
-                    if let Ok(Some(diff_id)) = self.recorded_diff_id(layer.digest()) {
-                        keep_diff_ids.insert(diff_id.to_string());
-                    }
-                }
-                if let Ok(config) = self.read_blob(config_digest) {
-                    if let Ok(config) = serde_json::from_slice::<ImageConfiguration>(&config) {
-                        keep_diff_ids.extend(config.rootfs().diff_ids().iter().cloned());
-                    }
-                }
-            }
-        }
-        let mut report = PruneReport::default();
-        for digest in self.list_blobs()? {
-            if keep_blobs.contains(digest.as_ref() as &str) {
-                continue;
-            }
-            let path = self.blob_path(&digest)?;
-            report.bytes += fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-            fs::remove_file(&path).map_err(io_err("removing", &path))?;
-            report.blobs += 1;
-            let _ = fs::remove_file(self.root.join("diffids/sha256").join(digest.digest()));
-        }
-        let layers = self.root.join("layers");
-        for item in fs::read_dir(&layers).map_err(io_err("listing", &layers))? {
-            let item = item.map_err(io_err("listing", &layers))?;
-            let name = item.file_name().to_string_lossy().into_owned();
-            let diff_id = format!("sha256:{name}");
-            // Names that are not diff-IDs are extractions in progress: leave them.
-            if parse_sha256(&diff_id).is_none() || keep_diff_ids.contains(&diff_id) {
-                continue;
-            }
-            self.delete_layer_dir(&item.path())?;
-            report.layers += 1;
-        }
-        Ok(report)
     }
 }
 

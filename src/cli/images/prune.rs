@@ -39,7 +39,7 @@ fn prune_and_report(store: &Store) -> anyhow::Result<()> {
         report.blobs,
         human_size(report.bytes),
         report.layers,
-        records,
+        report.records + records,
         locks,
         leftovers
     );

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_yaml::{Mapping, Value};
 
-use super::super::locate::locate;
+use super::super::locate::Locator;
 
 /// One service of a stage, as written (strings are interpolated when the stage runs).
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +67,7 @@ pub fn services_of(value: &Value) -> Vec<ServiceDef> {
 /// `build` variants that the stage's Blubber file defines (when it is a literal path).
 pub(super) fn check(path: &Path, text: &str, pipeline: &str, raw: &Mapping) -> Vec<String> {
     let mut errors = Vec::new();
+    let locator = Locator::new(text);
     let stages = raw.get("stages").and_then(Value::as_sequence);
     for (i, stage) in stages.into_iter().flatten().enumerate() {
         let Some(items) = stage.get("services").and_then(Value::as_sequence) else {
@@ -78,12 +79,7 @@ pub(super) fn check(path: &Path, text: &str, pipeline: &str, raw: &Mapping) -> V
             .is_some_and(|r| !super::super::interp::is_falsy(r));
         let at = |rel: &str, message: String| {
             let doc_path = format!("pipelines.{pipeline}.stages[{i}].{rel}");
-            match locate(text, &doc_path) {
-                Some((line, col)) => {
-                    format!("{}:{line}:{col}: {doc_path}: {message}", path.display())
-                }
-                None => format!("{}: {doc_path}: {message}", path.display()),
-            }
+            locator.at_node(path, &doc_path, &format!("{doc_path}: {message}"))
         };
         if !runs && !name_only && !items.is_empty() {
             errors.push(at(

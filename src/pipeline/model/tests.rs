@@ -182,7 +182,9 @@ fn code_rules_reported_together() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains(" - setup is a reserved stage name\n - teardown is a reserved stage name"),
+        err.contains(
+            " - config.yaml:1:1: setup is a reserved stage name\n - config.yaml:1:1: teardown is a reserved stage name"
+        ),
         "{err}"
     );
     let opts = LoadOptions {
@@ -199,9 +201,24 @@ fn code_rules_reported_together() {
     .to_string();
     assert!(
         err.contains(
-            "stage `foo` contains an action (`publish`) that is not allowed by this pipeline"
+            " - c.yaml:1:1: stage `foo` contains an action (`publish`) that is not allowed by this pipeline"
         ),
         "{err}"
+    );
+}
+
+/// The schema refuses an `execution` that is not a list of lists before the code's rule
+/// sees it, so the rule is driven here directly.
+#[test]
+fn an_execution_that_is_not_a_list_of_lists_is_reported_at_execution() {
+    let text = "pipelines:\n  p:\n    stages:\n      - name: foo\n    execution: [foo, bar]\n";
+    let doc = y(text);
+    let raw = doc["pipelines"]["p"].as_mapping().unwrap();
+    let p = Pipeline::from_value("p", raw);
+    let errors = p.check(Path::new("c.yaml"), text, raw, None);
+    assert_eq!(
+        errors,
+        ["c.yaml:5:5: `execution` graph must be a list of lists (graph branches)"]
     );
 }
 

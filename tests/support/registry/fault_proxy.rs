@@ -55,6 +55,15 @@ pub enum Fault {
         /// Substring of the path to match.
         path: String,
     },
+    /// Forward the request with only half of its body, then keep both connections open
+    /// without sending more until the client goes away, for the first matching request
+    /// (an upload stuck halfway, e.g. to kill the client during it).
+    StallRequest {
+        /// HTTP method to match.
+        method: &'static str,
+        /// Substring of the path to match.
+        path: String,
+    },
     /// Flip one byte in the middle of every matching response body.
     CorruptResponse {
         /// HTTP method to match.
@@ -193,7 +202,9 @@ fn handle(
                     times,
                 } => (method, path, 0, *times),
                 Fault::ServerErrorAfter { method, path, skip } => (method, path, *skip, 1),
-                Fault::StallResponse { method, path } => (method, path, 0, 1),
+                Fault::StallResponse { method, path } | Fault::StallRequest { method, path } => {
+                    (method, path, 0, 1)
+                }
                 Fault::CorruptResponse { method, path } => (method, path, 0, usize::MAX),
             };
             if *m != method || !path_matches(&path_only(&path), p) {
@@ -222,6 +233,14 @@ fn handle(
         std::thread::sleep(Duration::from_millis(100));
         let _ = up.shutdown(std::net::Shutdown::Both);
         let _ = conn.shutdown(std::net::Shutdown::Both);
+        return Ok(());
+    }
+    if let Some(Fault::StallRequest { .. }) = active {
+        up.write_all(&body[..body.len() / 2])?;
+        up.flush()?;
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest);
+        let _ = up.shutdown(std::net::Shutdown::Both);
         return Ok(());
     }
     up.write_all(&body)?;
