@@ -34,6 +34,8 @@ enum Commands {
     Pipeline(cli::pipeline::Commands),
     #[command(flatten)]
     Complete(cli::complete::Commands),
+    #[command(flatten)]
+    Attest(cli::attest::Commands),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Commands::Build(c) => cli::build::run(c, &cli.globals),
         Commands::Pipeline(c) => cli::pipeline::run(c, &cli.globals),
         Commands::Complete(c) => cli::complete::run(c, Cli::command()),
+        Commands::Attest(c) => cli::attest::run(c, &cli.globals),
     };
     match result {
         Ok(code) => code,
