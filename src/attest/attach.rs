@@ -136,10 +136,11 @@ fn attestation_manifest(
 
 /// The attestation manifest of `index` about `subject` with an OCI 1.1 `subject` (and
 /// `artifactType`), for registries with the referrers API.
+/// Returns the image manifest digest and the referrer manifest's bytes.
 pub fn referrer_manifest(
     store: &Store,
     index: &Descriptor,
-) -> Result<Option<Vec<u8>>, AttestError> {
+) -> Result<Option<(Digest, Vec<u8>)>, AttestError> {
     let Some((attest, subject)) = attestation_of(store, index)? else {
         return Ok(None);
     };
@@ -150,7 +151,7 @@ pub fn referrer_manifest(
         subject.digest().clone(),
     )));
     manifest.set_artifact_type(Some(MediaType::Other(MEDIA_TYPE.into())));
-    Ok(Some(canonical_json(&manifest)?))
+    Ok(Some((subject.digest().clone(), canonical_json(&manifest)?)))
 }
 
 /// The attestation manifest descriptor of an index and the image descriptor it is

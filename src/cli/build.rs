@@ -1,5 +1,6 @@
 //! `build` area subcommands: `flense build [VARIANT]`.
 
+mod attest;
 mod cache;
 mod dryrun;
 mod output;
@@ -157,6 +158,13 @@ pub struct BuildArgs {
     /// and print the steps it would run, without running one or writing a layer.
     #[arg(long, conflicts_with_all = ["push", "output"])]
     pub dry_run: bool,
+    /// Attach an SPDX SBOM of the image (in-toto attestation, BuildKit's layout): the
+    /// tag then names an index of the image manifest and the attestation manifest.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub sbom: bool,
+    /// Attach SLSA v1 provenance of the build (in-toto attestation, as `--sbom`).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub provenance: bool,
 }
 
 /// Build options of `flense run VARIANT` (network and user-namespace mode come from
@@ -385,14 +393,24 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     if let Some(dest) = &args.output {
         output::parse_output(dest).map_err(super::invalid)?;
     }
-    let (store, built) = build_variant(
-        globals,
-        &args.variant,
-        &args.options,
-        args.tag.clone(),
-        format,
-        output,
-    )?;
+    let (store, built, top) = if args.sbom || args.provenance {
+        let wanted = attest::Wanted {
+            sbom: args.sbom,
+            provenance: args.provenance,
+        };
+        attest::build_attested(globals, &args, format, output, wanted)?
+    } else {
+        let (store, built) = build_variant(
+            globals,
+            &args.variant,
+            &args.options,
+            args.tag.clone(),
+            format,
+            output,
+        )?;
+        let top = built.manifest.clone();
+        (store, built, top)
+    };
     let digest = built.manifest.digest().to_string();
     if let Some(dest) = &args.output {
         output::export(&store, &built, dest)?;
@@ -401,7 +419,7 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         push::push(
             args.options.registries_config.as_deref(),
             &store,
-            &built,
+            &top,
             dest,
         )?;
     }
