@@ -41,17 +41,14 @@ pub fn packages(root: &MergedRoot, inventory: &Inventory) -> Vec<Package> {
                 Some(Value::String(id)) => license::spdx_expression(id),
                 _ => None,
             };
-            out.push(Package {
-                ecosystem: Ecosystem::Composer,
-                purl: purl::composer(name, version),
-                name: name.to_owned(),
-                version: version.to_owned(),
-                arch: None,
-                source: None,
-                license: declared,
-                found_in: super::absolute(&found.path),
-                layer: Some(root.diff_id(found.layer).clone()),
-            });
+            let ids = (name, version, purl::composer(name, version));
+            out.push(Package::library(
+                root,
+                found,
+                Ecosystem::Composer,
+                ids,
+                declared,
+            ));
         }
     }
     out

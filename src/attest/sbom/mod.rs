@@ -171,6 +171,30 @@ fn dedupe(packages: Vec<Package>) -> Vec<Package> {
     out
 }
 
+impl Package {
+    /// A package of a language ecosystem (no architecture or source package) listed in
+    /// the file `found`.
+    pub(crate) fn library(
+        root: &MergedRoot,
+        found: &Found,
+        ecosystem: Ecosystem,
+        (name, version, purl): (&str, &str, String),
+        license: Option<String>,
+    ) -> Package {
+        Package {
+            ecosystem,
+            name: name.to_owned(),
+            version: version.to_owned(),
+            arch: None,
+            source: None,
+            license,
+            purl,
+            found_in: absolute(&found.path),
+            layer: Some(root.diff_id(found.layer).clone()),
+        }
+    }
+}
+
 /// `/` + a relative path inside the image.
 pub(crate) fn absolute(rel: &Path) -> String {
     format!("/{}", rel.display())

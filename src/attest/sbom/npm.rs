@@ -91,17 +91,8 @@ fn package(
     version: &str,
     license: Option<String>,
 ) -> Package {
-    Package {
-        ecosystem: Ecosystem::Npm,
-        purl: purl::npm(name, version),
-        name: name.to_owned(),
-        version: version.to_owned(),
-        arch: None,
-        source: None,
-        license,
-        found_in: super::absolute(&found.path),
-        layer: Some(root.diff_id(found.layer).clone()),
-    }
+    let ids = (name, version, purl::npm(name, version));
+    Package::library(root, found, Ecosystem::Npm, ids, license)
 }
 
 fn read_json(root: &MergedRoot, found: &Found) -> Option<Value> {

@@ -27,17 +27,15 @@ pub fn packages(root: &MergedRoot, inventory: &Inventory) -> Vec<Package> {
         let declared = field("License-Expression")
             .and_then(|l| license::spdx_expression(&l))
             .or_else(|| field("License").and_then(|l| license::spdx_expression(&l)));
-        out.push(Package {
-            ecosystem: Ecosystem::Pypi,
-            purl: purl::pypi(&name, &version),
-            name,
-            version,
-            arch: None,
-            source: None,
-            license: declared,
-            found_in: super::absolute(&found.path),
-            layer: Some(root.diff_id(found.layer).clone()),
-        });
+        let purl = purl::pypi(&name, &version);
+        let ids = (name.as_str(), version.as_str(), purl);
+        out.push(Package::library(
+            root,
+            found,
+            Ecosystem::Pypi,
+            ids,
+            declared,
+        ));
     }
     out
 }
