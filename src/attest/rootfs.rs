@@ -80,7 +80,12 @@ impl MergedRoot {
     /// when no layer has it or a layer above deleted it.
     fn locate(&self, rel: &Path) -> Option<(usize, fs::Metadata)> {
         for (i, layer) in self.layers.iter().enumerate().rev() {
-            if let Ok(meta) = fs::symlink_metadata(layer.diff.join(rel)) {
+            // Never through a symlink of the layer: the host would resolve it.
+            let meta = layer
+                .real_parents(rel)
+                .then(|| fs::symlink_metadata(layer.diff.join(rel)).ok())
+                .flatten();
+            if let Some(meta) = meta {
                 let whiteout = meta.file_type().is_char_device() && meta.rdev() == 0;
                 return (!whiteout).then_some((i, meta));
             }
@@ -201,6 +206,19 @@ impl MergedRoot {
 }
 
 impl Layer {
+    /// Whether every parent of `rel` is a real directory in this layer.
+    fn real_parents(&self, rel: &Path) -> bool {
+        let mut dir = self.diff.clone();
+        let parts = components(rel);
+        for part in &parts[..parts.len().saturating_sub(1)] {
+            dir.push(part);
+            if !fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Whether this layer deletes `rel` from the layers below it.
     fn hides(&self, rel: &Path) -> bool {
         let mut ancestor = Some(rel);
@@ -213,9 +231,10 @@ impl Layer {
                 return true;
             }
             if !first {
-                if let Ok(meta) = fs::symlink_metadata(self.diff.join(path)) {
-                    // A non-directory here replaces the directory of the layers below.
-                    return !meta.is_dir();
+                let meta = fs::symlink_metadata(self.diff.join(path));
+                // A non-directory here replaces the directory of the layers below.
+                if meta.is_ok_and(|m| !m.is_dir()) {
+                    return true;
                 }
             }
             first = false;
@@ -256,8 +275,11 @@ mod tests {
         write(&base, "usr/lib/os-release", "ID=debian");
         fs::create_dir_all(base.join("etc")).unwrap();
         std::os::unix::fs::symlink("../usr/lib/os-release", base.join("etc/os-release")).unwrap();
+        std::os::unix::fs::symlink("/etc", base.join("hostetc")).unwrap();
         write(&top, "a/kept.txt", "top");
         write(&top, "o/new.txt", "x");
+        write(&base, "o/sub/old.txt", "x");
+        write(&top, "o/sub/new.txt", "x");
         let root = MergedRoot::from_dirs(vec![
             (base, vec![], vec![]),
             (top, vec!["a/gone.txt".into()], vec!["o".into()]),
@@ -267,13 +289,22 @@ mod tests {
             Some((b"top".to_vec(), 1))
         );
         assert_eq!(root.read(Path::new("a/gone.txt")), None);
+        // A symlink to an absolute path resolves inside the image, never on the host.
+        assert_eq!(root.read(Path::new("hostetc/os-release")).unwrap().1, 0);
+        assert_eq!(root.read(Path::new("hostetc/passwd")), None);
+        assert!(root.find(|p| p.ends_with("passwd")).is_empty());
         assert_eq!(root.read(Path::new("/etc/os-release")).unwrap().1, 0);
         let found: Vec<_> = root
             .find(|p| p.extension().is_some_and(|e| e == "txt"))
             .into_iter()
             .map(|f| f.path.to_string_lossy().into_owned())
             .collect();
-        assert_eq!(found, ["a/kept.txt", "o/new.txt"]);
-        assert_eq!(root.list_dir(Path::new("o")), ["new.txt"]);
+        assert_eq!(found, ["a/kept.txt", "o/new.txt", "o/sub/new.txt"]);
+        assert_eq!(root.list_dir(Path::new("o")), ["new.txt", "sub"]);
+        assert_eq!(
+            root.read(Path::new("o/sub/old.txt")),
+            None,
+            "hidden by the opaque o"
+        );
     }
 }
