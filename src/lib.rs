@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod activity;
+pub mod attest;
 pub mod builder;
 pub mod config;
 pub mod error_chain;

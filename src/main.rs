@@ -36,6 +36,8 @@ enum Commands {
     Sign(cli::sign::Commands),
     #[command(flatten)]
     Complete(cli::complete::Commands),
+    #[command(flatten)]
+    Attest(cli::attest::Commands),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +61,7 @@ fn main() -> ExitCode {
         Commands::Pipeline(c) => cli::pipeline::run(c, &cli.globals),
         Commands::Sign(c) => cli::sign::run(c, &cli.globals),
         Commands::Complete(c) => cli::complete::run(c, Cli::command()),
+        Commands::Attest(c) => cli::attest::run(c, &cli.globals),
     };
     match result {
         Ok(code) => code,

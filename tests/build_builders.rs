@@ -142,4 +142,8 @@ fn apt_custom_and_python_builders() {
     // Python: a venv in /opt/lib/venv and pip from PyPI, as the lives user.
     let out = stdout_of(&run(&root, &p, "python"));
     assert!(out.contains("python /opt/lib/venv six 1.16.0"), "{out}");
+    // The SBOM lists what pip installed (its dist-info) and what apt did.
+    let sbom = ok_stdout(flense(&root).args(["sbom", "builders:python"]));
+    assert!(sbom.contains("\"pkg:pypi/six@1.16.0\""), "{sbom}");
+    assert!(sbom.contains("\"pkg:deb/debian/python3-venv@"), "{sbom}");
 }

@@ -5,6 +5,8 @@
 //!
 //! One scenario in one store: importing and unpacking the 450 MB base once.
 
+#[path = "build_node/supply_chain.rs"]
+mod supply_chain;
 mod support;
 
 use std::fs;
@@ -136,6 +138,14 @@ fn node_sample_builds_tests_lints_and_caches() {
     let again = build(&root, &p, "test");
     assert!(ran(&again).is_empty(), "{again:?}");
 
+    // Issue #14 on this image (cached builds only): SBOM, attestations, provenance.
+    supply_chain::sbom_lists_lockfile_and_dpkg(&root, &p, "node-service:test", tmp.path());
+    let plain = ok_stdout(flense(&root).args(["build", "test", "-q", "-C"]).arg(&p));
+    let base: Value =
+        serde_json::from_str(&ok_stdout(flense(&root).args(["inspect", WMF_BASE]))).unwrap();
+    let base = base["digest"].as_str().unwrap();
+    supply_chain::attested_push(&root, &p, plain.trim(), base, tmp.path());
+
     // A source change re-runs only the local copy; npm ci stays cached.
     let app = p.join("src/app.js");
     let source = fs::read_to_string(&app).unwrap();
@@ -192,6 +202,10 @@ fn node_sample_builds_and_passes_as_an_unprivileged_user() {
     };
     ok_stdout(user(&["import"]).arg(&base).args(["--tag", WMF_BASE]));
     ok_stdout(user(&["build", "test", "-q", "-C"]).arg(&p));
+    // The SBOM reads the user's own store's layers, no root needed.
+    let sbom = ok_stdout(&mut user(&["sbom", "node-service:test"]));
+    assert!(sbom.contains("pkg:npm/express@"), "{sbom}");
+    assert!(sbom.contains("pkg:deb/debian/nodejs@"), "{sbom}");
     let out = output(user(&["run", "test", "-q", "-C"]).arg(&p));
     assert!(out.status.success(), "{}", text(&out));
     assert!(

@@ -2,7 +2,8 @@
 //! runtime) on the busybox fixture image in the store, as root and as the unprivileged
 //! user: run arguments and env, `tail` output into a later stage, `copy` into the
 //! workspace, exit codes deciding stage results, logs and JUnit.
-//! Stages with `build` go through the real `flense build` (test-copy of the systemtest).
+//! Stages with `build` go through the real `flense build` (test-copy of the systemtest),
+//! with `--sbom --provenance` passed on to every build.
 
 mod support;
 
@@ -254,7 +255,7 @@ fn build_run_copy_rebuild(unprivileged: bool) {
     env.import();
     std::fs::write(env.project().join(".pipeline/blubber.yaml"), BLUBBER).unwrap();
     env.write_config(BUILD_CONFIG);
-    let out = env.pipeline(&[]);
+    let out = env.pipeline(&["--sbom", "--provenance"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -294,6 +295,20 @@ fn build_run_copy_rebuild(unprivileged: bool) {
     assert_eq!(labels["ci.project"], "project", "{labels}");
     assert_eq!(labels["ci.pipeline"], "test-copy", "{labels}");
     assert_eq!(labels["blubber.variant"], "check", "{labels}");
+    // `--sbom --provenance` reached every build.
+    let kinds: Vec<&str> = config["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["predicateType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "https://spdx.dev/Document",
+            "https://slsa.dev/provenance/v1"
+        ]
+    );
     assert!(
         stdout.lines().any(|l| l.starts_with("test-copy")
             && l.contains("make-a-file")

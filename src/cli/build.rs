@@ -1,5 +1,6 @@
 //! `build` area subcommands: `flense build [VARIANT]`.
 
+mod attest;
 mod cache;
 mod dryrun;
 mod output;
@@ -160,6 +161,13 @@ pub struct BuildArgs {
     /// and print the steps it would run, without running one or writing a layer.
     #[arg(long, conflicts_with_all = ["push", "output"])]
     pub dry_run: bool,
+    /// Attach an SPDX SBOM of the image (in-toto attestation, BuildKit's layout): the
+    /// tag then names an index of the image manifest and the attestation manifest.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub sbom: bool,
+    /// Attach SLSA v1 provenance of the build (in-toto attestation, as `--sbom`).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub provenance: bool,
 }
 
 /// Build options of `flense run VARIANT` (network and user-namespace mode come from
@@ -392,14 +400,24 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let signing_key = (args.sign_by.as_deref())
         .map(super::sign::open_signing_key)
         .transpose()?;
-    let (store, built) = build_variant(
-        globals,
-        &args.variant,
-        &args.options,
-        args.tag.clone(),
-        format,
-        output,
-    )?;
+    let (store, built, top) = if args.sbom || args.provenance {
+        let wanted = attest::Wanted {
+            sbom: args.sbom,
+            provenance: args.provenance,
+        };
+        attest::build_attested(globals, &args, format, output, wanted)?
+    } else {
+        let (store, built) = build_variant(
+            globals,
+            &args.variant,
+            &args.options,
+            args.tag.clone(),
+            format,
+            output,
+        )?;
+        let top = built.manifest.clone();
+        (store, built, top)
+    };
     let digest = built.manifest.digest().to_string();
     if let Some(dest) = &args.output {
         output::export(&store, &built, dest)?;
@@ -408,7 +426,7 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         let pushed = push::push(
             args.options.registries_config.as_deref(),
             &store,
-            &built,
+            &top,
             dest,
         )?;
         if let Some(key) = &signing_key {

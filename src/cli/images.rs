@@ -313,6 +313,18 @@ fn inspect(args: InspectArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = open_store(globals)?;
     let image = store.image(&args.reference).map_err(classify)?;
     let diff_ids = image.config.rootfs().diff_ids();
+    let attestations: Vec<serde_json::Value> =
+        flense::attest::attach::list(&store, &args.reference)?
+            .into_iter()
+            .map(|a| {
+                serde_json::json!({
+                    "predicateType": a.predicate_type,
+                    "digest": a.digest.to_string(),
+                    "size": a.size,
+                    "manifest": a.manifest.to_string(),
+                })
+            })
+            .collect();
     let layers: Vec<serde_json::Value> = image
         .manifest
         .layers()
@@ -336,6 +348,7 @@ fn inspect(args: InspectArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         "config": image.config,
         "layers": layers,
         "manifest": image.manifest,
+        "attestations": attestations,
     });
     outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)

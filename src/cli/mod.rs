@@ -1,6 +1,7 @@
 //! Subcommands of the `flense` binary, one file per area. Each area defines a clap
 //! `Commands` enum (flattened into the top level) and a `run` function.
 
+pub mod attest;
 pub mod build;
 pub mod complete;
 pub mod config;

@@ -157,6 +157,12 @@ pub struct PipelineArgs {
     /// `flense build --isolation`).
     #[arg(long, env = "FLENSE_ISOLATION", default_value = "auto", value_parser = super::run::parse_isolation)]
     pub isolation: flense_runtime::Isolation,
+    /// Attach an SPDX SBOM to every built image (`flense build --sbom`).
+    #[arg(long)]
+    pub sbom: bool,
+    /// Attach SLSA provenance to every built image (`flense build --provenance`).
+    #[arg(long)]
+    pub provenance: bool,
     /// Pull policy of every build (over the stages' `imagePullPolicy`, which is used
     /// when this is not given; default `missing`).
     #[arg(long, value_enum, value_name = "POLICY")]
@@ -447,6 +453,11 @@ fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Pr
         let isolation = format!("--isolation={}", args.isolation);
         run_options.push(isolation.clone());
         build_options.push(isolation);
+    }
+    for (wanted, flag) in [(args.sbom, "--sbom"), (args.provenance, "--provenance")] {
+        if wanted {
+            build_options.push(flag.into());
+        }
     }
     Ok(ProcessExecutor {
         program: match &args.flense_bin {

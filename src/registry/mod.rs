@@ -17,6 +17,7 @@ pub mod parallel;
 pub mod progress;
 pub mod pull;
 pub mod push;
+pub mod referrers;
 pub mod retry;
 pub mod settings;
 mod upload;

@@ -32,7 +32,8 @@ impl StoredImage {
     }
 }
 
-pub(crate) fn is_index(media_type: &MediaType) -> bool {
+/// Whether `media_type` is an image index (OCI, or a Docker manifest list).
+pub fn is_index(media_type: &MediaType) -> bool {
     matches!(media_type, MediaType::ImageIndex) || media_type.to_string() == DOCKER_MANIFEST_LIST
 }
 

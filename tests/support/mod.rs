@@ -8,4 +8,5 @@ pub use flense_test_support::users;
 pub mod cli;
 pub mod fixtures;
 pub mod registry;
+pub mod sbom;
 pub mod unpacked;

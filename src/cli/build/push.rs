@@ -1,25 +1,36 @@
-//! `flense build --push REF`: pushes the built image with the registry client.
+//! `flense build --push REF`: pushes the built image with the registry client; with
+//! attestations, the index holding them (and, where the registry has the OCI 1.1
+//! referrers API, the attestation manifest as a referrer of the image).
 
-use flense::builder::stage::BuiltImage;
+use flense::attest::attach::referrer_manifest;
 use flense::image::reference::Reference;
+use flense::registry::referrers::push_referrer;
 use flense::registry::{
     progress::StderrProgress, Client, CredentialSource, LocalImage, PushOptions, RegistrySettings,
 };
 use flense::store::Store;
+use oci_spec::image::Descriptor;
 
-/// Pushes `built` to `dest`; returns the pushed manifest digest.
+/// Pushes the manifest or index `top` to `dest`; returns the pushed digest.
 pub fn push(
     registries_config: Option<&std::path::Path>,
     store: &Store,
-    built: &BuiltImage,
+    top: &Descriptor,
     dest: &str,
 ) -> anyhow::Result<String> {
     let reference = Reference::parse(dest).map_err(crate::cli::invalid)?;
     let settings = RegistrySettings::load(registries_config).map_err(crate::cli::invalid)?;
     let client = Client::new(settings, CredentialSource::from_env())?;
     let image = LocalImage {
-        media_type: built.manifest.media_type().to_string(),
-        manifest: store.read_blob(built.manifest.digest().as_ref())?,
+        media_type: top.media_type().to_string(),
+        manifest: store.read_blob(top.digest().as_ref())?,
+    };
+    let invalid_or = |e: flense::registry::RegistryError| {
+        if e.is_invalid_input() {
+            crate::cli::invalid(e)
+        } else {
+            e.into()
+        }
     };
     let digest = flense::registry::push(
         &client,
@@ -29,13 +40,12 @@ pub fn push(
         &PushOptions::default(),
         &StderrProgress::new(),
     )
-    .map_err(|e| {
-        if e.is_invalid_input() {
-            crate::cli::invalid(e)
-        } else {
-            e.into()
-        }
-    })?;
+    .map_err(invalid_or)?;
     eprintln!("pushed {reference}");
+    if let Some((subject, manifest)) = referrer_manifest(store, top)? {
+        if push_referrer(&client, &reference, &subject, &manifest).map_err(invalid_or)? {
+            eprintln!("pushed the attestations as referrers of {subject}");
+        }
+    }
     Ok(digest.to_string())
 }
