@@ -44,13 +44,20 @@ pub fn locate(text: &str, path: &str) -> Option<(usize, usize)> {
 /// splits the text again).
 pub struct Locator<'a> {
     lines: Vec<&'a str>,
+    /// The items of each sequence looked into, by (first line, parent column): many
+    /// errors about items of one long sequence must not scan it once each.
+    sequences: std::cell::RefCell<SequenceItems>,
 }
+
+/// Item positions (line, content column) of sequences, by (first line, parent column).
+type SequenceItems = std::collections::HashMap<(usize, Option<usize>), Vec<(usize, usize)>>;
 
 impl<'a> Locator<'a> {
     /// The lines of `text`.
     pub fn new(text: &'a str) -> Self {
         Self {
             lines: text.lines().collect(),
+            sequences: Default::default(),
         }
     }
 
@@ -78,7 +85,11 @@ impl<'a> Locator<'a> {
             let mut hit = None;
             match seg {
                 Segment::Key(key) => {
-                    let pat = format!("{key}:");
+                    let pats = [
+                        format!("{key}:"),
+                        format!("'{key}':"),
+                        format!("\"{key}\":"),
+                    ];
                     for (i, l) in lines.iter().enumerate().skip(start) {
                         let t = l.trim_start();
                         if t.is_empty() || t.starts_with('#') {
@@ -92,9 +103,7 @@ impl<'a> Locator<'a> {
                                 break;
                             }
                         }
-                        if (t2.starts_with(&pat)
-                            || t2.starts_with(&format!("'{key}':"))
-                            || t2.starts_with(&format!("\"{key}\":")))
+                        if pats.iter().any(|p| t2.starts_with(p.as_str()))
                             && parent_col.is_none_or(|pc| col2 >= pc)
                         {
                             hit = Some((i, col2));
@@ -103,34 +112,11 @@ impl<'a> Locator<'a> {
                     }
                 }
                 Segment::Index(n) => {
-                    let mut count = 0;
-                    let mut item_col = None;
-                    for (i, l) in lines.iter().enumerate().skip(start) {
-                        let t = l.trim_start();
-                        if t.is_empty() || t.starts_with('#') {
-                            continue;
-                        }
-                        let col = indent(l);
-                        if let Some(pc) = parent_col {
-                            if col < pc {
-                                break;
-                            }
-                        }
-                        if t.starts_with("- ") || t == "-" {
-                            if item_col.is_none() {
-                                item_col = Some(col);
-                            }
-                            if Some(col) == item_col {
-                                if count == n {
-                                    hit = Some((i, col + 2));
-                                    break;
-                                }
-                                count += 1;
-                            }
-                        } else if item_col.is_some_and(|ic| col <= ic) {
-                            break;
-                        }
-                    }
+                    let mut sequences = self.sequences.borrow_mut();
+                    let items = sequences
+                        .entry((start, parent_col))
+                        .or_insert_with(|| sequence_items(lines, start, parent_col));
+                    hit = items.get(n).copied();
                 }
             }
             // Not found (flow style, aliases): the nearest located ancestor contains it.
@@ -143,6 +129,34 @@ impl<'a> Locator<'a> {
         }
         found
     }
+}
+
+/// The items (line, content column) of the block sequence that starts at or after line
+/// `start`, inside a parent whose content starts at `parent_col`.
+fn sequence_items(lines: &[&str], start: usize, parent_col: Option<usize>) -> Vec<(usize, usize)> {
+    let mut items = Vec::new();
+    let mut item_col = None;
+    for (i, l) in lines.iter().enumerate().skip(start) {
+        let t = l.trim_start();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let col = indent(l);
+        if parent_col.is_some_and(|pc| col < pc) {
+            break;
+        }
+        if t.starts_with("- ") || t == "-" {
+            if item_col.is_none() {
+                item_col = Some(col);
+            }
+            if Some(col) == item_col {
+                items.push((i, col + 2));
+            }
+        } else if item_col.is_some_and(|ic| col <= ic) {
+            break;
+        }
+    }
+    items
 }
 
 #[cfg(test)]

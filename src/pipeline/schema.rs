@@ -139,8 +139,9 @@ impl Schema {
                 }
             }
             if schema.get("uniqueItems") == Some(&Value::Bool(true)) {
+                let mut seen = std::collections::HashSet::with_capacity(items.len());
                 for (i, item) in items.iter().enumerate() {
-                    if items[..i].contains(item) {
+                    if !seen.insert(item) {
                         out.push(Violation {
                             path: format!("{path}[{i}]"),
                             message: "duplicates an earlier item (items must be unique)".into(),
