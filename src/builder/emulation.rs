@@ -14,6 +14,22 @@ use crate::image::platform::Platform;
 /// Where binfmt_misc is mounted.
 pub const BINFMT_DIR: &str = "/proc/sys/fs/binfmt_misc";
 
+/// The binfmt_misc directory [`check_foreign_platform`] reads: `$FLENSE_BINFMT_MISC`
+/// when set (tests point it at a fake one), else [`BINFMT_DIR`].
+pub fn binfmt_dir() -> PathBuf {
+    std::env::var_os("FLENSE_BINFMT_MISC")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(BINFMT_DIR))
+}
+
+/// [`check_binfmt`] of [`binfmt_dir`] for `platform`, when it is not this machine's.
+pub fn check_foreign_platform(platform: &Platform) -> Result<(), EmulationError> {
+    if platform.is_host() {
+        return Ok(());
+    }
+    check_binfmt(&binfmt_dir(), platform)
+}
+
 /// Why steps of a platform cannot run on this machine.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot run build steps for {platform} under emulation: {problem}\nhint: {fix}")]

@@ -155,7 +155,15 @@ impl PullingImages {
                 Err(e) => Some(e),
             },
         };
+        let local_only = Reference::parse(reference).is_ok_and(|r| r.registry() == "localhost");
         let why = match (self.policy, local) {
+            // flense's own images are never in a registry.
+            (_, Some(source)) if local_only => {
+                return Err(BuildError::NotInStore {
+                    reference: reference.to_string(),
+                    source,
+                })
+            }
             (PullPolicy::Never, Some(source)) => {
                 return Err(BuildError::PullNever {
                     reference: reference.to_string(),

@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use crate::image::platform::Platform;
 use crate::store::Store;
 
+use super::emulation::check_foreign_platform;
 use super::events::{BuildEvent, EventSink};
 use super::project::{build_project, ProjectBuild, ProjectError};
 use super::run::runner::StepRunner;
@@ -30,7 +31,8 @@ pub fn parallel_builds(platforms: usize) -> usize {
     cores.min(platforms).max(1)
 }
 
-/// Builds `req` for every platform, [`parallel_builds`] at a time, then stores an
+/// Builds `req` for every platform, [`parallel_builds`] at a time (after checking
+/// that every foreign platform can be emulated), then stores an
 /// index over the images and tags it as `req.settings.tag`. Returns the index as a
 /// [`BuiltImage`] whose `manifest` is the index descriptor and whose `config` is the
 /// first platform's. The first failing platform's error is returned (the others
@@ -42,6 +44,10 @@ pub fn build_platforms(
     req: &ProjectBuild,
     platforms: &[PlatformImages<'_>],
 ) -> Result<BuiltImage, ProjectError> {
+    // Before any platform runs a step: emulation for each foreign one.
+    for p in platforms {
+        check_foreign_platform(&p.platform).map_err(BuildError::from)?;
+    }
     let _hold = store.hold_blobs().map_err(BuildError::from)?;
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<BuiltImage, ProjectError>>>> =

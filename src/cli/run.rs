@@ -1,7 +1,7 @@
 //! `run` area subcommands: `flense run --image REF [-- ARGS...]` runs an image from the
 //! store in a rootless sandbox and exits with its command's code.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -10,7 +10,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use flense_runtime::{ExitStatus, IdMode, Isolation, Mount, Network, RuntimeError};
 
 use super::{invalid, Globals};
-use flense::builder::emulation::{check_binfmt, BINFMT_DIR};
+use flense::builder::emulation::check_foreign_platform;
 use flense::image::platform::Platform;
 use flense::run::{run_image, RunError, RunOverrides};
 use flense::store::{default_root, Store, StoreError};
@@ -171,9 +171,7 @@ fn run_platform(args: &RunArgs) -> anyhow::Result<Option<Platform>> {
         return Ok(None);
     };
     let platform: Platform = text.parse().map_err(invalid)?;
-    if !platform.is_host() {
-        check_binfmt(Path::new(BINFMT_DIR), &platform)?;
-    }
+    check_foreign_platform(&platform)?;
     Ok(Some(platform))
 }
 

@@ -3,9 +3,7 @@
 //! commands needs a base for this machine's architecture or the target's, and the
 //! target's needs a usable binfmt_misc handler.
 
-use std::path::Path;
-
-use crate::builder::emulation::{check_binfmt, BINFMT_DIR};
+use crate::builder::emulation::check_foreign_platform;
 use crate::builder::layers::stage::StageState;
 use crate::image::platform::Platform;
 use crate::plan::{Instruction, Stage};
@@ -35,10 +33,8 @@ pub(super) fn check_architecture(
         return Ok(());
     }
     match target {
-        Some(target) if target.architecture == image_arch => {
-            check_binfmt(Path::new(BINFMT_DIR), target)
-                .map_err(|e| DryRunProblem::Build(crate::builder::BuildError::Emulation(e)))
-        }
+        Some(target) if target.architecture == image_arch => check_foreign_platform(target)
+            .map_err(|e| DryRunProblem::Build(crate::builder::BuildError::Emulation(e))),
         _ => Err(DryRunProblem::ForeignArchitecture {
             reference: reference.to_string(),
             image_arch,
