@@ -7,7 +7,9 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageIndexBuilder, MediaType};
 
 use super::images::{is_index, StoredImage};
 use super::{Store, StoreError};
-use crate::image::oci::{canonical_json, descriptor_of, OciError};
+use crate::image::oci::{
+    canonical_json, descriptor_of, OciError, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST,
+};
 use crate::image::platform::{describe_platforms, Platform};
 
 impl Store {
@@ -58,8 +60,9 @@ impl Store {
         Ok(vec![Platform::of_config(&image.config).to_string()])
     }
 
-    /// Stores an OCI image index over `manifests` (each stored image with its
-    /// platform) and tags it as `name` when given. Returns the index descriptor.
+    /// Stores an image index over `manifests` (each stored image with its platform)
+    /// and tags it as `name` when given: an OCI index, or a Docker manifest list when
+    /// every manifest is a Docker one (`--format docker`). Returns its descriptor.
     pub fn commit_index(
         &self,
         name: Option<&str>,
@@ -74,15 +77,23 @@ impl Store {
                 entry
             })
             .collect::<Vec<_>>();
+        let docker = !manifests.is_empty()
+            && manifests
+                .iter()
+                .all(|(d, _)| d.media_type().to_string() == DOCKER_MANIFEST);
+        let media_type = match docker {
+            true => MediaType::Other(DOCKER_MANIFEST_LIST.into()),
+            false => MediaType::ImageIndex,
+        };
         let index = ImageIndexBuilder::default()
             .schema_version(2u32)
-            .media_type(MediaType::ImageIndex)
+            .media_type(media_type.clone())
             .manifests(entries)
             .build()
             .map_err(OciError::from)?;
         let bytes = canonical_json(&index)?;
         self.put_blob(&bytes)?;
-        let descriptor = descriptor_of(MediaType::ImageIndex, &bytes)?;
+        let descriptor = descriptor_of(media_type, &bytes)?;
         if let Some(name) = name {
             self.set_tag(&super::reference::parse_name(name)?, &descriptor)?;
         }
