@@ -240,3 +240,67 @@ fn the_hosts_qemu_aarch64_handler_has_the_fix_binary_flag() {
         .unwrap_or_else(|| panic!("{handler}"));
     assert!(flags.contains('F'), "{handler}");
 }
+
+#[test]
+fn a_pipeline_builds_every_stage_for_every_platform_and_runs_the_hosts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = tmp.path().join("store");
+    ok_stdout(
+        flense(&store)
+            .args(["import", "--tag", "localhost/bb:amd64"])
+            .arg(rootfs_tar("busybox")),
+    );
+    ok_stdout(
+        flense(&store)
+            .args([
+                "import",
+                "--platform",
+                "linux/arm64",
+                "--tag",
+                "localhost/bb:arm64",
+            ])
+            .arg(rootfs_tar("arm64-busybox")),
+    );
+    ok_stdout(flense(&store).args([
+        "manifest",
+        "create",
+        "localhost/bb:multi",
+        "localhost/bb:amd64",
+        "localhost/bb:arm64",
+    ]));
+    let p = project(tmp.path(), "localhost/bb:multi");
+    fs::write(
+        p.join(".pipeline/config.yaml"),
+        "pipelines:\n  p:\n    blubberfile: blubber.yaml\n    stages:\n      - name: arch\n        build: arch\n        run: true\n",
+    )
+    .unwrap();
+    let out = output(
+        flense(&store)
+            .args(["pipeline", "--platform", BOTH, "-C"])
+            .arg(&p),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("x86_64"),
+        "the host's image ran: {stdout}\n{stderr}"
+    );
+    let images = ok_stdout(flense(&store).args(["images", "--json"]));
+    let images: Value = serde_json::from_str(&images).unwrap();
+    let built = images
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| {
+            !i["reference"]
+                .as_str()
+                .unwrap()
+                .starts_with("localhost/bb:")
+        })
+        .unwrap_or_else(|| panic!("{images}"));
+    assert_eq!(
+        built["platforms"],
+        serde_json::json!(["linux/amd64", "linux/arm64"])
+    );
+}
