@@ -39,29 +39,35 @@ fn project(dir: &Path, base: &str) -> PathBuf {
     p
 }
 
-/// A registry with `base/busybox:multi` (amd64 and arm64) and `base/busybox:amd64`
-/// (a single amd64 image), pushed by flense from a seed store in `tmp`.
-fn seeded_registry(tmp: &Path) -> TestRegistry {
-    let registry = TestRegistry::start();
-    let seed = tmp.join("seed");
+/// Imports the busybox fixtures as `localhost/bb:amd64` and `localhost/bb:arm64` into
+/// the store at `store` and names an index over both `localhost/bb:multi`.
+fn two_platform_base(store: &Path) {
     ok_stdout(
-        flense(&seed)
-            .args(["import", "--no-unpack", "--tag", "localhost/bb:amd64"])
+        flense(store)
+            .args(["import", "--tag", "localhost/bb:amd64"])
             .arg(rootfs_tar("busybox")),
     );
     ok_stdout(
-        flense(&seed)
-            .args(["import", "--no-unpack", "--platform", "linux/arm64"])
+        flense(store)
+            .args(["import", "--platform", "linux/arm64"])
             .args(["--tag", "localhost/bb:arm64"])
             .arg(rootfs_tar("arm64-busybox")),
     );
-    ok_stdout(flense(&seed).args([
+    ok_stdout(flense(store).args([
         "manifest",
         "create",
         "localhost/bb:multi",
         "localhost/bb:amd64",
         "localhost/bb:arm64",
     ]));
+}
+
+/// A registry with `base/busybox:multi` (amd64 and arm64) and `base/busybox:amd64`
+/// (a single amd64 image), pushed by flense from a seed store in `tmp`.
+fn seeded_registry(tmp: &Path) -> TestRegistry {
+    let registry = TestRegistry::start();
+    let seed = tmp.join("seed");
+    two_platform_base(&seed);
     for (local, remote) in [("multi", "multi"), ("amd64", "amd64")] {
         ok_stdout(
             flense(&seed)
@@ -245,29 +251,7 @@ fn the_hosts_qemu_aarch64_handler_has_the_fix_binary_flag() {
 fn a_pipeline_builds_every_stage_for_every_platform_and_runs_the_hosts() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
-    ok_stdout(
-        flense(&store)
-            .args(["import", "--tag", "localhost/bb:amd64"])
-            .arg(rootfs_tar("busybox")),
-    );
-    ok_stdout(
-        flense(&store)
-            .args([
-                "import",
-                "--platform",
-                "linux/arm64",
-                "--tag",
-                "localhost/bb:arm64",
-            ])
-            .arg(rootfs_tar("arm64-busybox")),
-    );
-    ok_stdout(flense(&store).args([
-        "manifest",
-        "create",
-        "localhost/bb:multi",
-        "localhost/bb:amd64",
-        "localhost/bb:arm64",
-    ]));
+    two_platform_base(&store);
     let p = project(tmp.path(), "localhost/bb:multi");
     fs::write(
         p.join(".pipeline/config.yaml"),

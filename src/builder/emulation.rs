@@ -229,7 +229,10 @@ mod tests {
             "F",
         )));
         let err = check(gone.path()).unwrap_err().to_string();
-        assert!(err.contains("/nonexistent/qemu does not exist"), "{err}");
+        assert!(
+            err.contains("interpreter /nonexistent/qemu of qemu-aarch64 does not exist"),
+            "{err}"
+        );
     }
 
     #[test]

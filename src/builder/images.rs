@@ -12,7 +12,7 @@ use crate::error_chain::ErrorChain;
 use crate::image::platform::Platform;
 use crate::image::reference::Reference;
 use crate::registry::progress::ActivityProgress;
-use crate::registry::{self, Client, RegistryError};
+use crate::registry::{self, Client, PulledImage, RegistryError};
 use crate::store::{Store, StoreError, StoredImage};
 
 use super::stage::ImageSource;
@@ -111,6 +111,11 @@ impl PullingImages {
             &ActivityProgress::default(),
         )
         .map_err(failed)?;
+        self.pulled_image(&pulled)
+    }
+
+    /// The image a pull stored (its manifest, not the index it came from).
+    fn pulled_image(&self, pulled: &PulledImage) -> Result<StoredImage, BuildError> {
         let descriptor = Descriptor::new(
             MediaType::from(pulled.media_type.as_str()),
             pulled.manifest.len() as u64,
@@ -195,13 +200,7 @@ impl PullingImages {
             &ActivityProgress::default(),
         )
         .map_err(failed)?;
-        let descriptor = Descriptor::new(
-            MediaType::from(pulled.media_type.as_str()),
-            pulled.manifest.len() as u64,
-            pulled.digest.clone(),
-        );
-        let mut image = self.store.image_at(&descriptor)?;
-        image.descriptor = descriptor;
+        let image = self.pulled_image(&pulled)?;
         if !self.platform.matches_config(&image.config) {
             return Err(BuildError::Image {
                 reference: reference.to_string(),
