@@ -248,11 +248,32 @@ fn the_hosts_qemu_aarch64_handler_has_the_fix_binary_flag() {
 }
 
 #[test]
-fn a_pipeline_builds_every_stage_for_every_platform_and_runs_the_hosts() {
+fn dry_run_and_pipeline_cover_every_platform() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store");
     two_platform_base(&store);
     let p = project(tmp.path(), "localhost/bb:multi");
+    // The dry run shows each platform's plan, with its own base.
+    let plan = ok_stdout(
+        flense(&store)
+            .args(["build", "arch", "--dry-run", "--platform", BOTH, "-C"])
+            .arg(&p),
+    );
+    let (amd64, arm64) = plan
+        .split_once("platform linux/arm64:\n")
+        .unwrap_or_else(|| panic!("{plan}"));
+    assert!(amd64.starts_with("platform linux/amd64:\n"), "{plan}");
+    for part in [amd64, arm64] {
+        assert!(
+            part.contains("uname -m > /srv/app/arch\"  (would run)"),
+            "{plan}"
+        );
+    }
+    assert_ne!(
+        amd64.lines().find(|l| l.starts_with("image ")),
+        arm64.lines().find(|l| l.starts_with("image ")),
+        "{plan}"
+    );
     fs::write(
         p.join(".pipeline/config.yaml"),
         "pipelines:\n  p:\n    blubberfile: blubber.yaml\n    stages:\n      - name: arch\n        build: arch\n        run: true\n",

@@ -83,10 +83,10 @@ pub fn build_platforms(
     let index = store
         .commit_index(tag, &manifests)
         .map_err(BuildError::from)?;
-    let (_, first) = built
-        .into_iter()
-        .next()
-        .ok_or(BuildError::UnknownStage(req.variant.clone()))?;
+    let (_, first) = built.into_iter().next().ok_or_else(|| BuildError::Image {
+        reference: req.variant.clone(),
+        detail: "no platform to build it for".into(),
+    })?;
     let reference = tag.map(str::to_string);
     events.event(&BuildEvent::Image {
         variant: req.variant.clone(),
@@ -117,7 +117,10 @@ fn build_one(
         platform: p.platform.to_string(),
         inner: events,
     };
-    build_project(store, runner, p.images, &events, &req)
+    build_project(store, runner, p.images, &events, &req).map_err(|e| ProjectError::Platform {
+        platform: p.platform.to_string(),
+        source: Box::new(e),
+    })
 }
 
 /// Marks each event's variant with the platform: `test (linux/arm64)`.
