@@ -131,38 +131,15 @@ struct PlatformEvents<'a> {
 
 impl EventSink for PlatformEvents<'_> {
     fn event(&self, event: &BuildEvent) {
-        let mark = |variant: &String| format!("{variant} ({})", self.platform);
-        let marked = match event.clone() {
-            BuildEvent::Stage { variant, base } => BuildEvent::Stage {
-                variant: mark(&variant),
-                base,
-            },
-            BuildEvent::Step {
-                variant,
-                index,
-                total,
-                instruction,
-                status,
-                seconds,
-            } => BuildEvent::Step {
-                variant: mark(&variant),
-                index,
-                total,
-                instruction,
-                status,
-                seconds,
-            },
-            BuildEvent::Image {
-                variant,
-                digest,
-                reference,
-            } => BuildEvent::Image {
-                variant: mark(&variant),
-                digest,
-                reference,
-            },
-            warning @ BuildEvent::Warning { .. } => warning,
-        };
+        let mut marked = event.clone();
+        match &mut marked {
+            BuildEvent::Stage { variant, .. }
+            | BuildEvent::Step { variant, .. }
+            | BuildEvent::Image { variant, .. } => {
+                *variant = format!("{variant} ({})", self.platform);
+            }
+            BuildEvent::Warning { .. } => {}
+        }
         self.inner.event(&marked);
     }
 }
