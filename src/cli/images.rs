@@ -299,11 +299,13 @@ fn images(args: ImagesArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|(name, d)| (name, d.digest().to_string(), store.image_at(&d)))
         .collect();
+    let tagged: std::collections::HashMap<String, _> = store.tags()?.into_iter().collect();
     let platforms = |name: &str| -> String {
-        let found = store
-            .resolve(name)
-            .and_then(|(_, d)| store.platforms_of(&d));
-        found.map(|p| p.join(",")).unwrap_or_default()
+        let found = tagged.get(name).map(|d| store.platforms_of(d));
+        found
+            .and_then(Result::ok)
+            .map(|p| p.join(","))
+            .unwrap_or_default()
     };
     if args.json {
         let list: Vec<serde_json::Value> = rows
