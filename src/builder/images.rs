@@ -12,7 +12,7 @@ use crate::error_chain::ErrorChain;
 use crate::image::platform::Platform;
 use crate::image::reference::Reference;
 use crate::registry::progress::ActivityProgress;
-use crate::registry::{self, Client, RegistryError};
+use crate::registry::{self, Client, PulledImage, RegistryError};
 use crate::store::{Store, StoreError, StoredImage};
 
 use super::stage::ImageSource;
@@ -111,6 +111,11 @@ impl PullingImages {
             &ActivityProgress::default(),
         )
         .map_err(failed)?;
+        self.pulled_image(&pulled)
+    }
+
+    /// The image a pull stored (its manifest, not the index it came from).
+    fn pulled_image(&self, pulled: &PulledImage) -> Result<StoredImage, BuildError> {
         let descriptor = Descriptor::new(
             MediaType::from(pulled.media_type.as_str()),
             pulled.manifest.len() as u64,
@@ -142,8 +147,79 @@ impl PullingImages {
     }
 }
 
+impl PullingImages {
+    /// The image of a foreign platform: the store's image for it under `reference`
+    /// ([`Store::image_for`]: an index with the platform, or a single image of it),
+    /// else (by the policy) pulled for the platform without naming it in the store,
+    /// where the name keeps the host's image.
+    fn foreign_image(&self, reference: &str) -> Result<StoredImage, BuildError> {
+        let local = match self.policy {
+            PullPolicy::Always => None,
+            _ => match self.store.image_for(reference, &self.platform) {
+                Ok(image) => return Ok(image),
+                Err(e) => Some(e),
+            },
+        };
+        let local_only = Reference::parse(reference).is_ok_and(|r| r.registry() == "localhost");
+        let why = match (self.policy, local) {
+            // flense's own images are never in a registry.
+            (_, Some(source)) if local_only => {
+                return Err(BuildError::NotInStore {
+                    reference: reference.to_string(),
+                    source,
+                })
+            }
+            (PullPolicy::Never, Some(source)) => {
+                return Err(BuildError::PullNever {
+                    reference: reference.to_string(),
+                    source: Box::new(source),
+                })
+            }
+            (_, Some(e)) => format!(
+                "not in the local store for {} ({})",
+                self.platform,
+                ErrorChain(&e)
+            ),
+            (_, None) => "pulled again (--pull always)".to_string(),
+        };
+        let failed = |source: RegistryError| BuildError::Pull {
+            reference: reference.to_string(),
+            local: why.clone(),
+            source: Box::new(source),
+        };
+        let parsed = Reference::parse(reference)
+            .map_err(RegistryError::from)
+            .map_err(failed)?;
+        let _pulling =
+            crate::activity::begin(|| format!("pulling {parsed} for {}", self.platform), None);
+        let pulled = registry::pull(
+            &self.client,
+            &parsed,
+            &self.platform,
+            &self.store,
+            &ActivityProgress::default(),
+        )
+        .map_err(failed)?;
+        let image = self.pulled_image(&pulled)?;
+        if !self.platform.matches_config(&image.config) {
+            return Err(BuildError::Image {
+                reference: reference.to_string(),
+                detail: format!(
+                    "there is no image for {} (the registry's is a single image for {})",
+                    self.platform,
+                    Platform::of_config(&image.config)
+                ),
+            });
+        }
+        Ok(image)
+    }
+}
+
 impl ImageSource for PullingImages {
     fn image(&self, reference: &str) -> Result<StoredImage, BuildError> {
+        if !self.platform.is_host() {
+            return self.foreign_image(reference);
+        }
         match (self.policy, self.store.image(reference)) {
             (PullPolicy::Always, _) => self.pull_again(reference),
             (_, Ok(img)) => Ok(img),

@@ -20,11 +20,13 @@
 
 pub mod copy;
 pub mod dryrun;
+pub mod emulation;
 pub mod events;
 pub mod execute;
 pub mod imageconfig;
 pub mod images;
 pub mod layers;
+pub mod platforms;
 pub mod project;
 pub mod run;
 pub mod stage;
@@ -114,6 +116,9 @@ pub enum BuildError {
         /// Why the store has none.
         source: Box<crate::store::StoreError>,
     },
+    /// Steps of a foreign platform cannot run here (no usable binfmt_misc handler).
+    #[error(transparent)]
+    Emulation(#[from] emulation::EmulationError),
     /// The image config could not be built.
     #[error("image config")]
     Config(#[source] oci_spec::OciSpecError),

@@ -46,15 +46,24 @@ pub enum ProjectError {
     /// A step would fail before running (the checks of `--dry-run`).
     #[error(transparent)]
     Preflight(Box<DryRunError>),
+    /// One platform of a multi-platform build failed.
+    #[error("platform {platform}")]
+    Platform {
+        /// The platform.
+        platform: String,
+        /// Why its build failed.
+        source: Box<ProjectError>,
+    },
 }
 
 impl ProjectError {
     /// True for errors in the user's input (config, variant, build arguments).
     pub fn is_invalid_input(&self) -> bool {
-        matches!(
-            self,
-            ProjectError::Config { .. } | ProjectError::Plan { .. }
-        )
+        match self {
+            ProjectError::Config { .. } | ProjectError::Plan { .. } => true,
+            ProjectError::Platform { source, .. } => source.is_invalid_input(),
+            _ => false,
+        }
     }
 }
 

@@ -31,6 +31,11 @@ pub struct BuildSettings {
     /// ([`crate::builder::run::toolcache`]), no normalised bookkeeping
     /// ([`crate::builder::layers::bookkeeping`]).
     pub keep_tool_caches: bool,
+    /// The target platform when it is not this machine's: its steps run under QEMU
+    /// emulation ([`crate::builder::emulation`]), it is an input of every cache key
+    /// ([`crate::builder::layers::cache::CacheKey::for_platform`]) and the platform of
+    /// an image built from scratch. `None` for the host's platform.
+    pub foreign_platform: Option<crate::image::platform::Platform>,
 }
 
 /// Where base images and copy/mount source images come from.

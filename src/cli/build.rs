@@ -18,6 +18,7 @@ use clap::{Args, Subcommand, ValueEnum};
 
 use super::Globals;
 use flense::builder::images::{PullPolicy, PullingImages};
+use flense::builder::platforms::{build_platforms, PlatformImages};
 use flense::builder::project::{build_project, default_config_file, default_tag, ProjectBuild};
 use flense::builder::run::runner::StepNetwork;
 use flense::builder::run::sandbox::SandboxRunner;
@@ -105,8 +106,10 @@ pub struct BuildOptions {
     /// Network of build steps.
     #[arg(long, value_enum, default_value = "host")]
     pub network: NetworkArg,
-    /// Target platform, os/arch[/variant] (only the host's platform can run steps).
-    #[arg(long)]
+    /// Target platform(s), os/arch[/variant], comma-separated (default: this
+    /// machine's). Several build an image index; steps of a platform that is not this
+    /// machine's run under QEMU user emulation (binfmt_misc).
+    #[arg(long, value_name = "PLATFORMS")]
     pub platform: Option<String>,
     /// Registries config (insecure registries, rewrites/mirrors) for base images and
     /// `--push`. Default: $FLENSE_REGISTRIES_CONFIG, else
@@ -184,6 +187,11 @@ pub struct RunBuildArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub policy: super::config::PolicyArg,
+    /// The platform to build and run, os/arch[/variant] (default: this machine's);
+    /// with --image, the platform's image of a multi-platform image. Another
+    /// machine's platform runs under QEMU user emulation (binfmt_misc).
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 /// The sandbox options of `flense run VARIANT` that its build steps use too.
@@ -211,7 +219,7 @@ pub fn build_for_run(
             flense_runtime::Network::Host => NetworkArg::Host,
             flense_runtime::Network::None => NetworkArg::None,
         },
-        platform: None,
+        platform: args.platform.clone(),
         registries_config: args.registries_config.clone(),
         userns: sandbox.userns.to_string(),
         isolation: sandbox.isolation,
@@ -251,7 +259,22 @@ struct Prepared {
     store: Store,
     req: ProjectBuild,
     runner: SandboxRunner,
+    /// The images of the build's platform (the first one of several).
     images: PullingImages,
+    /// With several `--platform`s: each with its images.
+    platforms: Vec<(Platform, PullingImages)>,
+}
+
+impl Prepared {
+    fn platform_images(&self) -> Vec<PlatformImages<'_>> {
+        self.platforms
+            .iter()
+            .map(|(platform, images)| PlatformImages {
+                platform: platform.clone(),
+                images,
+            })
+            .collect()
+    }
 }
 
 /// Validates the options and sets up the store, the runner and the image source.
@@ -264,21 +287,14 @@ fn prepare(
 ) -> anyhow::Result<Prepared> {
     let build_args =
         flense::plan::parse_build_args(&options.project.build_args).map_err(super::invalid)?;
-    let platform = options
+    let platforms = options
         .platform
         .as_deref()
-        .map(str::parse::<Platform>)
+        .map(Platform::parse_list)
         .transpose()
-        .map_err(super::invalid)?;
-    if let Some(p) = &platform {
-        if p.architecture != Platform::host().architecture {
-            return Err(super::invalid(anyhow!(
-                "cannot build for {}: build steps run natively and this machine is {}",
-                p,
-                Platform::host()
-            )));
-        }
-    }
+        .map_err(super::invalid)?
+        .unwrap_or_default();
+    let platform = platforms.first().cloned();
     let project = &options.project;
     if !project.context.is_dir() {
         return Err(super::invalid(anyhow!(
@@ -308,7 +324,7 @@ fn prepare(
         config_file,
         variant: variant.to_string(),
         build_args,
-        platform,
+        platform: platform.clone(),
         labels,
         settings: BuildSettings {
             context_dir: project.context.clone(),
@@ -321,6 +337,7 @@ fn prepare(
             format,
             tag: Some(tag),
             keep_tool_caches: project.cache.keep_tool_caches,
+            foreign_platform: platform.clone().filter(|p| !p.is_host()),
         },
         shared_cache: None,
     };
@@ -339,13 +356,24 @@ fn prepare(
         shared_cache,
         ..req
     };
-    let images = PullingImages::new(store.clone(), client, pull_platform)
-        .with_policy(options.project.pull.into());
+    let images_for = |platform: Platform| {
+        PullingImages::new(store.clone(), client.clone(), platform)
+            .with_policy(options.project.pull.into())
+    };
+    let platforms = match platforms.len() {
+        0 | 1 => Vec::new(),
+        _ => platforms
+            .into_iter()
+            .map(|p| (p.clone(), images_for(p)))
+            .collect(),
+    };
+    let images = images_for(pull_platform);
     Ok(Prepared {
         store,
         req,
         runner,
         images,
+        platforms,
     })
 }
 
@@ -361,7 +389,12 @@ pub fn build_variant(
     let p = prepare(globals, variant, options, tag, format)?;
     super::progress::install(output != Output::Human);
     let printer = Printer(output);
-    let built = build_project(&p.store, &p.runner, &p.images, &printer, &p.req).map_err(|e| {
+    let built = if p.platforms.is_empty() {
+        build_project(&p.store, &p.runner, &p.images, &printer, &p.req)
+    } else {
+        build_platforms(&p.store, &p.runner, &printer, &p.req, &p.platform_images())
+    };
+    let built = built.map_err(|e| {
         if e.is_invalid_input() {
             super::invalid(e)
         } else {
@@ -380,7 +413,10 @@ fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
             args.tag.clone(),
             ImageFormat::Oci,
         )?;
-        return dryrun::run(&args, &p.store, &p.runner, &p.images, &p.req);
+        if p.platforms.is_empty() {
+            return dryrun::run(&args, &p.store, &p.runner, &p.images, &p.req);
+        }
+        return dryrun::run_platforms(&args, &p.store, &p.runner, &p.req, &p.platform_images());
     }
     let output = if args.json {
         Output::Json

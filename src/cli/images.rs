@@ -40,6 +40,7 @@ macro_rules! outln {
 
 // After `outln!`, which they use.
 mod check;
+mod manifest;
 mod prune;
 
 /// Subcommands of this area.
@@ -71,6 +72,9 @@ pub enum Commands {
     /// Unpack an image's layers into the store, ready for builds and runs (what `pull`,
     /// `import` and `load` do unless given `--no-unpack`).
     Unpack(UnpackArgs),
+    /// Multi-platform images: `flense manifest create NAME IMAGE...` names an index.
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommands),
 }
 
 /// Manifest flavour.
@@ -105,6 +109,10 @@ pub struct ImportArgs {
     /// Only store the image: do not unpack its layer for builds and runs.
     #[arg(long)]
     pub no_unpack: bool,
+    /// The platform the image's config declares, os/arch[/variant] (default: this
+    /// machine's), e.g. for a rootfs of another architecture.
+    #[arg(long)]
+    pub platform: Option<String>,
 }
 
 /// Arguments of `images`.
@@ -172,6 +180,7 @@ pub fn run(cmd: Commands, globals: &Globals) -> anyhow::Result<ExitCode> {
         Commands::Pull(args) => registry::pull(args, globals),
         Commands::Push(args) => registry::push(args, globals),
         Commands::Unpack(args) => unpack::unpack(args, globals),
+        Commands::Manifest(cmd) => manifest::run(cmd, globals),
     }
 }
 
@@ -198,6 +207,12 @@ fn classify(err: StoreError) -> anyhow::Error {
 
 fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let name = parse_name(&args.tag).map_err(super::invalid)?;
+    let platform = args
+        .platform
+        .as_deref()
+        .map(str::parse::<flense::image::platform::Platform>)
+        .transpose()
+        .map_err(super::invalid)?;
     let store = open_store(globals)?;
     let input: Box<dyn Read> = if args.rootfs.as_os_str() == "-" {
         Box::new(std::io::stdin().lock())
@@ -233,7 +248,12 @@ fn import(args: ImportArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         digests: layer.clone(),
         created_by: "flense import".into(),
     }];
-    let config = new_config(&layers, Some(runtime), opts.epoch)?;
+    let mut config = new_config(&layers, Some(runtime), opts.epoch)?;
+    if let Some(platform) = platform {
+        config.set_os(platform.os.as_str().into());
+        config.set_architecture(platform.architecture.as_str().into());
+        config.set_variant(platform.variant);
+    }
     let format = match args.format {
         FormatArg::Oci => ImageFormat::Oci,
         FormatArg::Docker => ImageFormat::Docker,
@@ -280,6 +300,14 @@ fn images(args: ImagesArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         .into_iter()
         .map(|(name, d)| (name, d.digest().to_string(), store.image_at(&d)))
         .collect();
+    let tagged: std::collections::HashMap<String, _> = store.tags()?.into_iter().collect();
+    let platforms = |name: &str| -> String {
+        let found = tagged.get(name).map(|d| store.platforms_of(d));
+        found
+            .and_then(Result::ok)
+            .map(|p| p.join(","))
+            .unwrap_or_default()
+    };
     if args.json {
         let list: Vec<serde_json::Value> = rows
             .iter()
@@ -290,6 +318,7 @@ fn images(args: ImagesArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
                     "mediaType": i.descriptor.media_type().to_string(),
                     "size": i.size(),
                     "created": i.config.created(),
+                    "platforms": platforms(name).split(',').collect::<Vec<_>>(),
                 }),
                 Err(e) => serde_json::json!({ "reference": name, "digest": digest, "error": ErrorChain(e).to_string() }),
             })
@@ -298,20 +327,30 @@ fn images(args: ImagesArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(9).max(9);
-    outln!("{:<width$}  {:<71}  SIZE", "REFERENCE", "DIGEST");
+    outln!(
+        "{:<width$}  {:<71}  {:<9}  PLATFORMS",
+        "REFERENCE",
+        "DIGEST",
+        "SIZE"
+    );
     for (name, digest, image) in &rows {
         let size = match image {
             Ok(i) => human_size(i.size()),
             Err(e) => format!("error: {}", ErrorChain(e)),
         };
-        outln!("{name:<width$}  {digest:<71}  {size}");
+        outln!(
+            "{name:<width$}  {digest:<71}  {size:<9}  {}",
+            platforms(name)
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
 fn inspect(args: InspectArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
     let store = open_store(globals)?;
+    let (_, named) = store.resolve(&args.reference).map_err(classify)?;
     let image = store.image(&args.reference).map_err(classify)?;
+    let platforms = store.platforms_of(&named).map_err(classify)?;
     let diff_ids = image.config.rootfs().diff_ids();
     let attestations: Vec<serde_json::Value> =
         flense::attest::attach::list(&store, &args.reference)?
@@ -349,6 +388,8 @@ fn inspect(args: InspectArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         "layers": layers,
         "manifest": image.manifest,
         "attestations": attestations,
+        "platforms": platforms,
+        "index": (named.digest() != image.descriptor.digest()).then(|| named.digest().to_string()),
     });
     outln!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)

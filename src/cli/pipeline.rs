@@ -167,6 +167,11 @@ pub struct PipelineArgs {
     /// when this is not given; default `missing`).
     #[arg(long, value_enum, value_name = "POLICY")]
     pub pull: Option<super::build::PullArg>,
+    /// Target platform(s) of every build, comma-separated (see `flense build
+    /// --platform`): several make each stage's image an index; runs take this
+    /// machine's platform from it.
+    #[arg(long, value_name = "PLATFORMS")]
+    pub platform: Option<String>,
     /// Run only this stage of the (one) pipeline, as one CI job: the outputs of the
     /// stages before it come from $FLENSE_OUTPUTS_<PIPELINE>_<STAGE> (dotenv reports of
     /// earlier jobs); with --registry, built images are pushed for later jobs.
@@ -449,6 +454,10 @@ fn process_executor(args: &PipelineArgs, globals: &Globals) -> anyhow::Result<Pr
         run_options.push("--network=private".into());
     }
     let mut build_options = args.cache.as_args();
+    if let Some(platforms) = &args.platform {
+        flense::image::platform::Platform::parse_list(platforms).map_err(super::invalid)?;
+        build_options.push(format!("--platform={platforms}"));
+    }
     if args.isolation != flense_runtime::Isolation::Auto {
         let isolation = format!("--isolation={}", args.isolation);
         run_options.push(isolation.clone());

@@ -10,8 +10,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use flense_runtime::{ExitStatus, IdMode, Isolation, Mount, Network, RuntimeError};
 
 use super::{invalid, Globals};
+use flense::builder::emulation::check_foreign_platform;
+use flense::image::platform::Platform;
 use flense::run::{run_image, RunError, RunOverrides};
-use flense::store::{default_root, Store};
+use flense::store::{default_root, Store, StoreError};
 
 /// Subcommands of this area.
 #[derive(Subcommand, Debug)]
@@ -118,8 +120,12 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         userns: args.userns,
         isolation: args.isolation,
     };
+    let platform = run_platform(&args)?;
     let reference = match (&args.image, &args.variant) {
-        (Some(image), _) => image.clone(),
+        (Some(image), _) => match &platform {
+            Some(p) => image_for_platform(globals, image, p)?,
+            None => image.clone(),
+        },
         (None, Some(variant)) => {
             super::build::build_for_run(globals, variant, &args.build, sandbox)?
         }
@@ -156,6 +162,32 @@ fn run_command(args: RunArgs, globals: &Globals) -> anyhow::Result<ExitCode> {
         ExitStatus::Exited(_) => {}
     }
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+
+/// The `--platform` of `flense run` (one platform), checked to be runnable here:
+/// another machine's needs a usable QEMU binfmt_misc handler.
+fn run_platform(args: &RunArgs) -> anyhow::Result<Option<Platform>> {
+    let Some(text) = &args.build.platform else {
+        return Ok(None);
+    };
+    let platform: Platform = text.parse().map_err(invalid)?;
+    check_foreign_platform(&platform)?;
+    Ok(Some(platform))
+}
+
+/// The digest of `platform`'s image under `reference` (an index entry, or a single
+/// image of that platform).
+fn image_for_platform(
+    globals: &Globals,
+    reference: &str,
+    platform: &Platform,
+) -> anyhow::Result<String> {
+    let store = super::build::open_store(globals)?;
+    match store.image_for(reference, platform) {
+        Ok(image) => Ok(image.descriptor.digest().to_string()),
+        Err(e @ (StoreError::NoPlatform { .. } | StoreError::UnknownImage(_))) => Err(invalid(e)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The services of `--service`: with a VARIANT to run, names of variants of its

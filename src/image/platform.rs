@@ -52,6 +52,53 @@ impl Platform {
         }
     }
 
+    /// Whether this is the machine's own platform (os and architecture; the variant
+    /// is left out, as [`Platform::without_variant`] pulls do): steps of any other
+    /// run under emulation.
+    pub fn is_host(&self) -> bool {
+        let host = Self::host();
+        self.os == host.os && self.architecture == host.architecture
+    }
+
+    /// The platform an image config declares.
+    pub fn of_config(config: &oci_spec::image::ImageConfiguration) -> Self {
+        Self {
+            os: config.os().to_string(),
+            architecture: config.architecture().to_string(),
+            variant: config.variant().clone(),
+        }
+    }
+
+    /// Whether an image config declares this platform (a missing variant on our side
+    /// matches any, as in [`Platform::matches`]).
+    pub fn matches_config(&self, config: &oci_spec::image::ImageConfiguration) -> bool {
+        let found = Self::of_config(config);
+        found.os == self.os
+            && found.architecture == self.architecture
+            && (self.variant.is_none() || found.variant == self.variant)
+    }
+
+    /// This platform as an index entry's `platform`.
+    pub fn to_oci(&self) -> oci_spec::image::Platform {
+        let mut p = oci_spec::image::Platform::default();
+        p.set_os(oci_spec::image::Os::from(self.os.as_str()));
+        p.set_architecture(oci_spec::image::Arch::from(self.architecture.as_str()));
+        p.set_variant(self.variant.clone());
+        p
+    }
+
+    /// Parses a comma-separated list (`linux/amd64,linux/arm64`), each platform once.
+    pub fn parse_list(list: &str) -> Result<Vec<Self>, PlatformError> {
+        let mut platforms: Vec<Self> = Vec::new();
+        for item in list.split(',').map(str::trim) {
+            let platform: Self = item.parse()?;
+            if !platforms.contains(&platform) {
+                platforms.push(platform);
+            }
+        }
+        Ok(platforms)
+    }
+
     /// Whether an index entry's platform is this one. A missing variant on our side
     /// matches any variant (arm64 images are often tagged `v8`).
     pub fn matches(&self, p: &oci_spec::image::Platform) -> bool {
@@ -80,6 +127,8 @@ pub fn describe_platforms(index: &ImageIndex) -> String {
         .manifests()
         .iter()
         .filter_map(|d| d.platform().as_ref())
+        // BuildKit's attestation manifests sit beside the images as unknown/unknown.
+        .filter(|p| !(p.os().to_string() == "unknown" && p.architecture().to_string() == "unknown"))
         .map(|p| {
             let mut s = format!("{}/{}", p.os(), p.architecture());
             if let Some(v) = p.variant() {
@@ -163,5 +212,17 @@ mod tests {
         let armv7: Platform = "linux/arm64/v7".parse().unwrap();
         assert!(armv7.select(&index).is_none());
         assert_eq!(describe_platforms(&index), "linux/arm64/v8, linux/amd64");
+    }
+
+    #[test]
+    fn lists_and_oci_platforms() {
+        let list = Platform::parse_list("linux/amd64, linux/arm64,linux/amd64").unwrap();
+        let names: Vec<String> = list.iter().map(Platform::to_string).collect();
+        assert_eq!(names, ["linux/amd64", "linux/arm64"]);
+        assert!(Platform::parse_list("linux/amd64,").is_err());
+        let oci = list[1].to_oci();
+        assert!(list[1].matches(&oci));
+        assert!(!list[0].matches(&oci));
+        assert!(Platform::host().is_host());
     }
 }

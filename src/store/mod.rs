@@ -45,6 +45,7 @@ pub mod images;
 pub mod index;
 pub mod lease;
 pub mod load;
+pub mod platforms;
 mod prune;
 pub mod reference;
 pub mod remote_cache;
@@ -157,6 +158,17 @@ pub enum StoreError {
         detail: String,
         /// The cause, when there is one.
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The image a reference names is not for the platform asked for (a single image
+    /// of another platform, or an index without it).
+    #[error("{reference} has no image for {platform} (the store has: {available})")]
+    NoPlatform {
+        /// The reference.
+        reference: String,
+        /// The platform asked for.
+        platform: String,
+        /// The platforms the store has under the reference.
+        available: String,
     },
 }
 

@@ -157,7 +157,8 @@ impl DryRun<'_> {
         }
         self.session.base(st, image)?;
         if let Some(reference) = image {
-            check_architecture(st, reference, stage)?;
+            let target = self.session.settings().foreign_platform.as_ref();
+            check_architecture(st, reference, stage, target)?;
         }
         Ok(StepStatus::Applied)
     }

@@ -136,7 +136,8 @@ pub enum DryRunProblem {
     NoShell,
     /// Commands of an image for another architecture cannot run natively.
     #[error(
-        "base image {reference} is for {image_arch}, but build steps run natively on {host_arch}"
+        "base image {reference} is for {image_arch}, but build steps run natively on {host_arch} \
+         (with --platform linux/{image_arch} they run under emulation)"
     )]
     ForeignArchitecture {
         /// The base image.

@@ -90,13 +90,18 @@ impl<'a> Executor<'a> {
             })
             .collect();
         let settings = self.session.settings();
-        let config = final_config(
+        let mut config = final_config(
             state.base.as_ref().map(|b| &b.config),
             &target.image,
             &plan.labels,
             &new_layers,
             settings.epoch,
         )?;
+        if let (None, Some(platform)) = (&state.base, &settings.foreign_platform) {
+            config.set_os(platform.os.as_str().into());
+            config.set_architecture(platform.architecture.as_str().into());
+            config.set_variant(platform.variant.clone());
+        }
         let layers: Vec<LayerDigests> = state.layers.iter().map(|l| l.digests.clone()).collect();
         let store = self.session.layers().store();
         let manifest =

@@ -61,6 +61,17 @@ impl CacheKey {
         Self::derive(None, "base", &inputs)
     }
 
+    /// The root key of a stage built for a foreign platform: `self` (a [`Self::root`])
+    /// and the platform, so that emulated steps never share records with native
+    /// ones. Host-platform builds leave it out: their keys are those of builds
+    /// without a platform.
+    pub fn for_platform(self, platform: Option<&crate::image::platform::Platform>) -> Self {
+        match platform {
+            Some(p) => Self::derive(Some(&self), "platform", &[p.to_string().as_bytes()]),
+            None => self,
+        }
+    }
+
     /// The key of an instruction: hash of the parent key, the instruction's canonical
     /// text and the digests of its inputs.
     pub fn derive(parent: Option<&CacheKey>, instruction: &str, inputs: &[&[u8]]) -> Self {

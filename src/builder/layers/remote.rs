@@ -35,6 +35,9 @@ pub struct SharedCache {
     targets: Vec<CacheRef>,
     mounts: bool,
     warnings: Mutex<Vec<String>>,
+    /// Held while exporting: the platforms of a multi-platform build share this cache
+    /// and export one after the other, each merging with what the other wrote.
+    exporting: Mutex<()>,
 }
 
 /// A `--cache-from` that loaded.
@@ -70,6 +73,7 @@ impl SharedCache {
             targets: to.to_vec(),
             mounts: false,
             warnings: Mutex::new(Vec::new()),
+            exporting: Mutex::new(()),
         };
         for source in from {
             cache.load_source(source);
@@ -186,6 +190,7 @@ impl SharedCache {
     /// Adds `records` (whose layers are in `store`) to every `--cache-to`, merged with
     /// what each holds. Returns how many exports failed (each a warning).
     pub fn export(&self, records: &CacheRecords, store: &Store) -> usize {
+        let _exporting = self.exporting.lock().unwrap_or_else(|e| e.into_inner());
         let mut failed = 0;
         for cache in &self.targets {
             let remote = open_remote_cache(cache, &self.client);

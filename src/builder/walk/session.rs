@@ -90,13 +90,14 @@ impl<'a> Session<'a> {
     /// needs them) and the root of its cache keys.
     pub fn base(&self, st: &mut StageState, image: Option<&str>) -> Result<(), BuildError> {
         let epoch = self.settings.epoch;
+        let platform = self.settings.foreign_platform.as_ref();
         let Some(reference) = image else {
-            st.key = CacheKey::root("scratch", epoch);
+            st.key = CacheKey::root("scratch", epoch).for_platform(platform);
             return Ok(());
         };
         let img = self.image(reference)?;
         st.layers = self.layers.image_layers(&img)?;
-        st.key = CacheKey::root(img.descriptor.digest().as_ref(), epoch);
+        st.key = CacheKey::root(img.descriptor.digest().as_ref(), epoch).for_platform(platform);
         st.base = Some(img);
         Ok(())
     }

@@ -42,6 +42,12 @@ pub fn build_attested(
 ) -> anyhow::Result<(Store, BuiltImage, Descriptor)> {
     let options = &args.options;
     let p = prepare(globals, &args.variant, options, args.tag.clone(), format)?;
+    if !p.platforms.is_empty() {
+        return Err(crate::cli::invalid(anyhow::anyhow!(
+            "--sbom and --provenance work on one platform per build for now; build each \
+             platform with its own --platform, or leave them out of a multi-platform build"
+        )));
+    }
     crate::cli::progress::install(output != Output::Human);
     let printer = Printer(output);
     let events = RecordingEvents::new(&printer);

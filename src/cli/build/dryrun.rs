@@ -2,7 +2,9 @@
 
 use std::process::ExitCode;
 
-use flense::builder::dryrun::DryStatus;
+use anyhow::Context as _;
+use flense::builder::dryrun::{DryRunReport, DryStatus};
+use flense::builder::platforms::PlatformImages;
 use flense::builder::project::{dry_run_project, ProjectBuild};
 use flense::builder::run::runner::StepRunner;
 use flense::builder::stage::ImageSource;
@@ -22,17 +24,60 @@ pub fn run(
     images: &dyn ImageSource,
     req: &ProjectBuild,
 ) -> anyhow::Result<ExitCode> {
-    let report = dry_run_project(store, runner, images, req).map_err(|e| {
+    let report = check(store, runner, images, req)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(args, &report);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--dry-run` with several `--platform`s: each platform's report in turn, under a
+/// `platform P:` line (with `--json`, one object per line with a `platform` field).
+pub fn run_platforms(
+    args: &BuildArgs,
+    store: &Store,
+    runner: &dyn StepRunner,
+    req: &ProjectBuild,
+    platforms: &[PlatformImages<'_>],
+) -> anyhow::Result<ExitCode> {
+    for p in platforms {
+        let mut req = req.clone();
+        req.platform = Some(p.platform.clone());
+        req.settings.foreign_platform = Some(p.platform.clone()).filter(|p| !p.is_host());
+        let report = check(store, runner, p.images, &req)
+            .with_context(|| format!("platform {}", p.platform))?;
+        if args.json {
+            let mut value = serde_json::to_value(&report)?;
+            if let Some(object) = value.as_object_mut() {
+                object.insert("platform".into(), p.platform.to_string().into());
+            }
+            println!("{value}");
+        } else {
+            println!("platform {}:", p.platform);
+            print_report(args, &report);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(
+    store: &Store,
+    runner: &dyn StepRunner,
+    images: &dyn ImageSource,
+    req: &ProjectBuild,
+) -> anyhow::Result<DryRunReport> {
+    dry_run_project(store, runner, images, req).map_err(|e| {
         if e.is_invalid_input() {
             crate::cli::invalid(e)
         } else {
             anyhow::Error::new(e)
         }
-    })?;
-    if args.json {
-        println!("{}", serde_json::to_string(&report)?);
-        return Ok(ExitCode::SUCCESS);
-    }
+    })
+}
+
+fn print_report(args: &BuildArgs, report: &DryRunReport) {
     if !args.quiet {
         if let Some(isolation) = &report.isolation {
             println!("isolation: {isolation}");
@@ -61,5 +106,4 @@ pub fn run(
         report.count(DryStatus::Cached) + report.count(DryStatus::CachedRemote),
         report.count(DryStatus::WouldRun)
     );
-    Ok(ExitCode::SUCCESS)
 }

@@ -135,3 +135,14 @@ fn context_digests_keep_the_most_recent_records() {
     let last = CONTEXT_DIGESTS_KEPT + 1;
     assert_eq!(digests.get(&format!("m{last}")), Some(format!("d{last}")));
 }
+
+#[test]
+fn only_foreign_platforms_enter_the_key() {
+    let root = CacheKey::root("sha256:abc", 0);
+    assert_eq!(root.clone().for_platform(None), root);
+    let arm64: crate::image::platform::Platform = "linux/arm64".parse().unwrap();
+    let keyed = root.clone().for_platform(Some(&arm64));
+    assert_ne!(keyed, root);
+    let riscv: crate::image::platform::Platform = "linux/riscv64".parse().unwrap();
+    assert_ne!(keyed, root.for_platform(Some(&riscv)));
+}
