@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::builder::copy::ignore::{IgnoreError, PatternMatcher};
 use crate::builder::layers::image_relative;
-use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
+use crate::builder::layers::view::{FileKind, FileMeta, HostStat, ImageView};
 
 /// Errors reading the build context.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,8 @@ pub enum ContextError {
 struct ContextEntry {
     meta: FileMeta,
     link: Option<PathBuf>,
+    /// A regular file's stat, as the walk saw it.
+    host: Option<HostStat>,
 }
 
 /// Patterns every context ignores before its `.dockerignore`: `flense pipeline`'s
@@ -136,6 +138,7 @@ impl BuildContext {
             ContextEntry {
                 meta: FileMeta::from(&root_meta),
                 link: None,
+                host: None,
             },
         );
         let walker = walkdir::WalkDir::new(root)
@@ -193,6 +196,7 @@ impl BuildContext {
                     ContextEntry {
                         meta: FileMeta::from(&m),
                         link: None,
+                        host: None,
                     },
                 );
             }
@@ -202,6 +206,7 @@ impl BuildContext {
                 ContextEntry {
                     meta: FileMeta::from(&meta),
                     link,
+                    host: meta.file_type().is_file().then(|| HostStat::of(&meta)),
                 },
             );
         }
@@ -274,6 +279,12 @@ impl ImageView for BuildContext {
 
     fn read_link(&self, path: &Path) -> Option<PathBuf> {
         self.entries.get(&image_relative(path))?.link.clone()
+    }
+
+    fn host_stat(&self, host_path: &Path) -> Option<HostStat> {
+        self.entries
+            .get(host_path.strip_prefix(&self.root).ok()?)?
+            .host
     }
 }
 

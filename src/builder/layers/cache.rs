@@ -11,12 +11,12 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::builder::layers::view::HostStat;
 pub use crate::image::cache_manifest::{CacheRecord, CachedLayer};
 use crate::image::{Content, EntryKind, LayerEntry};
 use crate::store::{CacheDir, Store};
@@ -110,7 +110,11 @@ pub struct StatCache {
     /// Whether `file` was read (on first use: a no-op rebuild never needs it).
     loaded: bool,
     records: HashMap<PathBuf, StatRecord>,
-    dirty: bool,
+    /// Paths whose records were added or changed since the cache was read.
+    changed: Vec<PathBuf>,
+    /// Lines in the file (records read plus records appended before): when they far
+    /// exceed the records, the file is rewritten instead of appended to.
+    lines_in_file: usize,
     /// Files hashed (cache misses) since this cache was loaded.
     pub hashed: u64,
     /// Files answered from the cache since it was loaded.
@@ -143,6 +147,7 @@ impl StatCache {
         let records = &mut self.records;
         if let Ok(text) = fs::read_to_string(file) {
             for line in text.lines() {
+                self.lines_in_file += 1;
                 let mut parts = line.splitn(5, ' ');
                 let (Some(size), Some(mtime), Some(inode), Some(sha), Some(path)) = (
                     parts.next(),
@@ -158,6 +163,9 @@ impl StatCache {
                 else {
                     continue;
                 };
+                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    continue;
+                }
                 records.insert(
                     PathBuf::from(path),
                     StatRecord {
@@ -174,11 +182,23 @@ impl StatCache {
     /// The sha256 hex of the file at `path`, from the cache when its size, mtime and
     /// inode are unchanged.
     pub fn sha256(&mut self, path: &Path) -> io::Result<String> {
+        self.sha256_seen(path, None)
+    }
+
+    /// [`Self::sha256`], with the file's stat when the caller has just taken it.
+    pub fn sha256_seen(&mut self, path: &Path, seen: Option<HostStat>) -> io::Result<String> {
         self.read_records();
-        let meta = fs::metadata(path)?;
-        let mtime_ns = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
+        let stat = match seen {
+            Some(stat) => stat,
+            None => HostStat::of(&fs::metadata(path)?),
+        };
+        let HostStat {
+            size,
+            mtime_ns,
+            inode,
+        } = stat;
         if let Some(r) = self.records.get(path) {
-            if r.size == meta.len() && r.mtime_ns == mtime_ns && r.inode == meta.ino() {
+            if r.size == size && r.mtime_ns == mtime_ns && r.inode == inode {
                 self.reused += 1;
                 return Ok(r.sha256.clone());
             }
@@ -199,41 +219,74 @@ impl StatCache {
             self.records.insert(
                 path.to_path_buf(),
                 StatRecord {
-                    size: meta.len(),
+                    size,
                     mtime_ns,
-                    inode: meta.ino(),
+                    inode,
                     sha256: sha256.clone(),
                 },
             );
-            self.dirty = true;
+            self.changed.push(path.to_path_buf());
         }
         Ok(sha256)
     }
 
-    /// Writes the cache back (atomically) when it changed.
+    /// Writes the cache back when it changed: the changed records appended to the file
+    /// (a later line wins when it is read; a one-file change of a large context must
+    /// not rewrite every record), or the whole file rewritten atomically when it was
+    /// not read or has grown to more than twice its records.
     pub fn save(&mut self) -> Result<(), CacheError> {
         let Some(file) = self.file.clone() else {
             return Ok(());
         };
-        if !self.dirty {
+        if self.changed.is_empty() {
             return Ok(());
         }
-        let mut text = String::new();
-        let mut paths: Vec<_> = self.records.iter().collect();
-        paths.sort_by(|a, b| a.0.cmp(b.0));
-        for (path, r) in paths {
-            text.push_str(&format!(
-                "{} {} {} {} {}\n",
-                r.size,
-                r.mtime_ns,
-                r.inode,
-                r.sha256,
-                path.display()
-            ));
-        }
-        write_atomic(&file, text.as_bytes())?;
-        self.dirty = false;
+        let appended = self.lines_in_file + self.changed.len();
+        let result = if self.loaded && self.lines_in_file > 0 && appended <= 2 * self.records.len()
+        {
+            let changed = std::mem::take(&mut self.changed);
+            self.append(&file, &changed).map(|()| appended)
+        } else {
+            let mut all: Vec<&PathBuf> = self.records.keys().collect();
+            all.sort_unstable();
+            let text = self.record_lines(all);
+            write_atomic(&file, text.as_bytes()).map(|()| self.records.len())
+        };
+        self.lines_in_file = result?;
+        self.changed.clear();
         Ok(())
+    }
+
+    /// The records of `paths` as lines of the cache file.
+    fn record_lines<'p>(&self, paths: impl IntoIterator<Item = &'p PathBuf>) -> String {
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        for path in paths {
+            if let Some(r) = self.records.get(path) {
+                let _ = writeln!(
+                    text,
+                    "{} {} {} {} {}",
+                    r.size,
+                    r.mtime_ns,
+                    r.inode,
+                    r.sha256,
+                    path.display()
+                );
+            }
+        }
+        text
+    }
+
+    /// Appends the records of `paths` to `file` in one write (so concurrent builds do
+    /// not interleave within a line; a torn last line is skipped when read).
+    fn append(&self, file: &Path, paths: &[PathBuf]) -> Result<(), CacheError> {
+        // On a line of its own even after a torn line of a killed build.
+        let text = format!("\n{}", self.record_lines(paths));
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(file)
+            .map_err(io_err(file))?;
+        f.write_all(text.as_bytes()).map_err(io_err(file))
     }
 }
 
@@ -309,27 +362,44 @@ pub fn entries_digest(
     stats: &mut StatCache,
     epoch: u64,
 ) -> Result<String, CacheError> {
+    entries_digest_seen(entries, stats, epoch, &|_| None)
+}
+
+/// [`entries_digest`], with the stat `seen` gives for a file's host path (the view the
+/// entries were read from), so the stat cache need not stat it again.
+pub fn entries_digest_seen(
+    entries: &[LayerEntry],
+    stats: &mut StatCache,
+    epoch: u64,
+    seen: &dyn Fn(&Path) -> Option<HostStat>,
+) -> Result<String, CacheError> {
+    use std::fmt::Write as _;
     let mut h = Sha256::new();
+    // One buffer for every entry's line (a context copy has tens of thousands).
+    let mut line = String::new();
     for e in entries {
-        let kind = match &e.kind {
+        line.clear();
+        let _ = write!(line, "{}\0", e.path.display());
+        let _ = match &e.kind {
             EntryKind::File(Content::File(p)) => {
-                format!("file:{}", stats.sha256(p).map_err(io_err(p))?)
+                let sha = stats.sha256_seen(p, seen(p)).map_err(io_err(p))?;
+                write!(line, "file:{sha}")
             }
             EntryKind::File(Content::Bytes(b)) => {
-                format!("file:{}", hex::encode(Sha256::digest(b)))
+                write!(line, "file:{}", hex::encode(Sha256::digest(b)))
             }
-            EntryKind::Dir => "dir".into(),
-            EntryKind::Symlink(t) => format!("symlink:{}", t.display()),
-            EntryKind::Hardlink(t) => format!("hardlink:{}", t.display()),
-            EntryKind::CharDevice(a, b) => format!("char:{a}:{b}"),
-            EntryKind::BlockDevice(a, b) => format!("block:{a}:{b}"),
-            EntryKind::Fifo => "fifo".into(),
-            EntryKind::Whiteout => "whiteout".into(),
-            EntryKind::Opaque => "opaque".into(),
+            EntryKind::Dir => write!(line, "dir"),
+            EntryKind::Symlink(t) => write!(line, "symlink:{}", t.display()),
+            EntryKind::Hardlink(t) => write!(line, "hardlink:{}", t.display()),
+            EntryKind::CharDevice(a, b) => write!(line, "char:{a}:{b}"),
+            EntryKind::BlockDevice(a, b) => write!(line, "block:{a}:{b}"),
+            EntryKind::Fifo => write!(line, "fifo"),
+            EntryKind::Whiteout => write!(line, "whiteout"),
+            EntryKind::Opaque => write!(line, "opaque"),
         };
-        let line = format!(
-            "{}\0{kind}\0{:o}\0{}\0{}\0{}\0",
-            e.path.display(),
+        let _ = write!(
+            line,
+            "\0{:o}\0{}\0{}\0{}\0",
             e.mode,
             e.uid,
             e.gid,

@@ -76,6 +76,21 @@ impl<'a> Layers<'a> {
         )?)
     }
 
+    /// [`Self::entries_digest`] of entries read from `view`, with the stats the view
+    /// took of their files.
+    pub fn entries_digest_from(
+        &self,
+        entries: &[LayerEntry],
+        view: &dyn crate::builder::layers::view::ImageView,
+    ) -> Result<String, BuildError> {
+        Ok(super::cache::entries_digest_seen(
+            entries,
+            &mut self.stats.borrow_mut(),
+            self.epoch,
+            &|host| view.host_stat(host),
+        )?)
+    }
+
     /// Saves the stat cache for the next build.
     pub fn save_stats(&self) -> Result<(), BuildError> {
         Ok(self.stats.borrow_mut().save()?)

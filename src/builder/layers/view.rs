@@ -25,6 +25,29 @@ pub enum FileKind {
     Other,
 }
 
+/// What a stat cache trusts of a host file: a file whose size, mtime and inode are
+/// unchanged has unchanged content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostStat {
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification time in nanoseconds since the epoch.
+    pub mtime_ns: i128,
+    /// Inode number.
+    pub inode: u64,
+}
+
+impl HostStat {
+    /// The stat of `meta`.
+    pub fn of(meta: &fs::Metadata) -> Self {
+        HostStat {
+            size: meta.len(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+            inode: meta.ino(),
+        }
+    }
+}
+
 /// Metadata of one path in the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileMeta {
@@ -53,6 +76,11 @@ pub trait ImageView {
     fn host_path(&self, path: &Path) -> Option<PathBuf>;
     /// The target of the symlink at `path`, or `None` when it is not a symlink.
     fn read_link(&self, path: &Path) -> Option<PathBuf>;
+    /// The stat of the host file `host_path` (one of [`Self::host_path`]'s answers) as
+    /// the view saw it, when it keeps one (spares the stat cache a second stat).
+    fn host_stat(&self, _host_path: &Path) -> Option<HostStat> {
+        None
+    }
 }
 
 /// A borrowed view is a view (so a boxed view may borrow the build context).
@@ -71,6 +99,9 @@ impl<T: ImageView + ?Sized> ImageView for &T {
     }
     fn read_link(&self, path: &Path) -> Option<PathBuf> {
         (**self).read_link(path)
+    }
+    fn host_stat(&self, host_path: &Path) -> Option<HostStat> {
+        (**self).host_stat(host_path)
     }
 }
 

@@ -158,7 +158,7 @@ impl<'a> Session<'a> {
         req: &CopyRequest<'_>,
     ) -> Result<String, SourcesError> {
         let entries = self.copy_entries(&EmptyView, src, req)?;
-        Ok(self.layers.entries_digest(&entries)?)
+        Ok(self.layers.entries_digest_from(&entries, src)?)
     }
 
     /// [`Self::sources_digest`] of a copy from the build context, computed once per

@@ -51,6 +51,55 @@ fn stat_cache_skips_unchanged_files_and_survives_reload() {
 }
 
 #[test]
+fn stat_cache_appends_changed_records_and_skips_torn_lines() {
+    let store = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let open = || StatCache::load(&Store::open(store.path()).unwrap());
+    let files: Vec<_> = (0..10).map(|i| data.path().join(format!("f{i}"))).collect();
+    for f in &files {
+        fs::write(f, f.display().to_string()).unwrap();
+    }
+    let mut sc = open();
+    for f in &files {
+        sc.sha256(f).unwrap();
+    }
+    sc.save().unwrap();
+    let file = Store::open(store.path()).unwrap().stat_cache_file();
+    let written = fs::read_to_string(&file).unwrap();
+    assert_eq!(written.lines().count(), 10);
+
+    // One changed file: its record is appended, not the file rewritten.
+    fs::write(&files[3], "changed, and longer").unwrap();
+    let mut sc = open();
+    let changed = sc.sha256(&files[3]).unwrap();
+    sc.save().unwrap();
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(text.starts_with(&written), "rewritten instead of appended");
+    // A killed build's torn line does not spoil what follows.
+    let mut f = fs::OpenOptions::new().append(true).open(&file).unwrap();
+    f.write_all(b"12 34 56 abc").unwrap();
+    drop(f);
+    let mut sc = open();
+    assert_eq!(sc.sha256(&files[3]).unwrap(), changed);
+    for f in &files {
+        sc.sha256(f).unwrap();
+    }
+    assert_eq!((sc.hashed, sc.reused), (0, 11));
+
+    // Many changes: the file is rewritten with one line per record.
+    for f in &files {
+        fs::write(f, "all new content").unwrap();
+    }
+    let mut sc = open();
+    for f in &files {
+        sc.sha256(f).unwrap();
+    }
+    sc.save().unwrap();
+    let text = fs::read_to_string(&file).unwrap();
+    assert_eq!(text.lines().count(), 10, "{text}");
+}
+
+#[test]
 fn entries_digest_follows_content_owner_and_clamped_mtime() {
     let data = tempfile::tempdir().unwrap();
     let f = data.path().join("x");
