@@ -99,6 +99,120 @@ fn fingerprint_entry(h: &mut Sha256, rel: &Path, meta: &fs::Metadata, link: Opti
     h.update([0]);
 }
 
+/// A path the walk found in the context (relative to its root), with its lstat and,
+/// for a symlink, its target.
+struct Found {
+    rel: PathBuf,
+    meta: fs::Metadata,
+    link: Option<PathBuf>,
+}
+
+/// Directories waiting to be read, and how many are being read.
+struct WalkQueue {
+    dirs: Vec<PathBuf>,
+    busy: usize,
+    failed: Option<ContextError>,
+}
+
+/// Every path below `root` that `ignore` lets through (and the excluded directories
+/// walked only for their exceptions, which are not listed), unordered. Directories are
+/// read by a few threads: a large context's walk is one stat per path, which is what a
+/// no-op rebuild costs.
+fn walk(root: &Path, ignore: &PatternMatcher) -> Result<Vec<Found>, ContextError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+    let queue = std::sync::Mutex::new(WalkQueue {
+        dirs: vec![PathBuf::new()],
+        busy: 0,
+        failed: None,
+    });
+    let wake = std::sync::Condvar::new();
+    let lock = || queue.lock().unwrap_or_else(|e| e.into_inner());
+    let found = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut mine = Vec::new();
+                    loop {
+                        let dir = {
+                            let mut q = lock();
+                            loop {
+                                if q.failed.is_some() {
+                                    return mine;
+                                }
+                                if let Some(dir) = q.dirs.pop() {
+                                    q.busy += 1;
+                                    break dir;
+                                }
+                                if q.busy == 0 {
+                                    return mine;
+                                }
+                                q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
+                            }
+                        };
+                        let result = read_dir_entries(root, &dir, ignore, &mut mine);
+                        let mut q = lock();
+                        q.busy -= 1;
+                        match result {
+                            Ok(subdirs) => q.dirs.extend(subdirs),
+                            Err(e) => q.failed = Some(e),
+                        }
+                        wake.notify_all();
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect::<Vec<_>>()
+    });
+    match queue.into_inner().unwrap_or_else(|e| e.into_inner()).failed {
+        Some(e) => Err(e),
+        None => Ok(found),
+    }
+}
+
+/// Reads the context directory `dir` (relative to `root`): adds what `ignore` lets
+/// through to `out` and returns the subdirectories to read.
+fn read_dir_entries(
+    root: &Path,
+    dir: &Path,
+    ignore: &PatternMatcher,
+    out: &mut Vec<Found>,
+) -> Result<Vec<PathBuf>, ContextError> {
+    let host = root.join(dir);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ContextError::Io { path, source }
+    };
+    let mut subdirs = Vec::new();
+    for item in fs::read_dir(&host).map_err(io(&host))? {
+        let item = item.map_err(io(&host))?;
+        let rel = dir.join(item.file_name());
+        let meta = item.metadata().map_err(io(&item.path()))?;
+        let rel_text = rel.to_string_lossy();
+        let excluded = ignore.matches(&rel_text);
+        if meta.is_dir() {
+            if excluded && !ignore.may_include_below(&rel_text) {
+                continue;
+            }
+            subdirs.push(rel.clone());
+            if excluded {
+                continue; // walked only for its exceptions
+            }
+        } else if excluded {
+            continue;
+        }
+        let link = meta
+            .file_type()
+            .is_symlink()
+            .then(|| fs::read_link(item.path()).ok())
+            .flatten();
+        out.push(Found { rel, meta, link });
+    }
+    Ok(subdirs)
+}
+
 impl BuildContext {
     /// Reads the context at `root`, applying [`DEFAULT_IGNORES`] and then
     /// `root/.dockerignore` when it exists (so `!.pipeline/logs` there re-includes).
@@ -141,45 +255,16 @@ impl BuildContext {
                 host: None,
             },
         );
-        let walker = walkdir::WalkDir::new(root)
-            .min_depth(1)
-            .follow_links(false)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_entry(|e| {
-                let Ok(rel) = e.path().strip_prefix(root) else {
-                    return false;
-                };
-                let rel = rel.to_string_lossy();
-                !ignore.matches(&rel) || (e.file_type().is_dir() && ignore.may_include_below(&rel))
-            });
-        for item in walker {
-            let item = item.map_err(|e| ContextError::Io {
-                path: e
-                    .path()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_else(|| root.into()),
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| std::io::Error::other("walk")),
-            })?;
-            let rel = item.path().strip_prefix(root).unwrap_or(item.path());
-            // Only a directory can pass the filter while excluded.
-            if item.file_type().is_dir() && ignore.matches(&rel.to_string_lossy()) {
-                continue; // an excluded directory walked only for its exceptions
-            }
-            let meta = item
-                .path()
-                .symlink_metadata()
-                .map_err(|source| ContextError::Io {
-                    path: item.path().to_path_buf(),
-                    source,
-                })?;
-            let link = meta
-                .file_type()
-                .is_symlink()
-                .then(|| fs::read_link(item.path()).ok())
-                .flatten();
+        let mut found = walk(root, ignore)?;
+        // Byte order of the relative paths: the fingerprint must not depend on which
+        // thread found what.
+        found.sort_unstable_by(|a, b| {
+            a.rel
+                .as_os_str()
+                .as_bytes()
+                .cmp(b.rel.as_os_str().as_bytes())
+        });
+        for Found { rel, meta, link } in found {
             // Parents of an exception inside an excluded directory come along.
             for anc in rel.ancestors().skip(1) {
                 if entries.contains_key(anc) {
@@ -200,9 +285,9 @@ impl BuildContext {
                     },
                 );
             }
-            fingerprint_entry(&mut fingerprint, rel, &meta, link.as_deref());
+            fingerprint_entry(&mut fingerprint, &rel, &meta, link.as_deref());
             entries.insert(
-                rel.to_path_buf(),
+                rel,
                 ContextEntry {
                     meta: FileMeta::from(&meta),
                     link,
