@@ -11,7 +11,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use support::cli::{flense, ok_stdout};
+use support::cli::build_test_variant;
 use support::fixtures::import_fixture;
 
 const BLUBBER: &str = r#"version: v4
@@ -42,22 +42,11 @@ fn project(dir: &Path) -> PathBuf {
     p
 }
 
-fn build(root: &Path, project: &Path, extra: &[&str]) -> String {
-    let out = ok_stdout(
-        flense(root)
-            .args(["build", "test", "-q"])
-            .args(extra)
-            .arg("-C")
-            .arg(project),
-    );
-    out.trim().to_string()
-}
-
 /// The image a `--no-cache` build of `project` gives in a fresh store.
 fn fresh_build(tmp: &Path, round: &str, project: &Path) -> String {
     let root = tmp.join(format!("fresh-{round}"));
     import_fixture(&root, "busybox");
-    let digest = build(&root, project, &["--no-cache"]);
+    let digest = build_test_variant(&root, project, &["--no-cache"]);
     fs::remove_dir_all(&root).unwrap();
     digest
 }
@@ -68,8 +57,12 @@ fn rebuilds_of_a_large_context_match_no_cache_builds_after_every_kind_of_change(
     let store = tmp.path().join("store");
     import_fixture(&store, "busybox");
     let p = project(tmp.path());
-    let first = build(&store, &p, &[]);
-    assert_eq!(build(&store, &p, &[]), first, "a no-op rebuild");
+    let first = build_test_variant(&store, &p, &[]);
+    assert_eq!(
+        build_test_variant(&store, &p, &[]),
+        first,
+        "a no-op rebuild"
+    );
 
     // Content (same size: only the mtime and the bytes differ), deletion, rename, chmod.
     fs::write(p.join("src/d000/f000.txt"), "FILE 0/0\n").unwrap();
@@ -80,7 +73,7 @@ fn rebuilds_of_a_large_context_match_no_cache_builds_after_every_kind_of_change(
         fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    let second = build(&store, &p, &[]);
+    let second = build_test_variant(&store, &p, &[]);
     assert_ne!(second, first, "the changes change the image");
     assert_eq!(
         second,
@@ -92,7 +85,7 @@ fn rebuilds_of_a_large_context_match_no_cache_builds_after_every_kind_of_change(
     fs::remove_file(p.join("src/d004/f004.txt")).unwrap();
     std::os::unix::fs::symlink("f005.txt", p.join("src/d004/f004.txt")).unwrap();
     fs::write(p.join(".dockerignore"), "*.log\nsrc/d005\n").unwrap();
-    let third = build(&store, &p, &[]);
+    let third = build_test_variant(&store, &p, &[]);
     assert_ne!(third, second, "the changes change the image");
     assert_eq!(
         third,
@@ -104,6 +97,6 @@ fn rebuilds_of_a_large_context_match_no_cache_builds_after_every_kind_of_change(
     fs::write(p.join(".dockerignore"), "*.log\n").unwrap();
     fs::remove_file(p.join("src/d004/f004.txt")).unwrap();
     fs::write(p.join("src/d004/f004.txt"), "file 4/4\n").unwrap();
-    let fourth = build(&store, &p, &[]);
+    let fourth = build_test_variant(&store, &p, &[]);
     assert_eq!(fourth, fresh_build(tmp.path(), "c", &p), "after reverting");
 }

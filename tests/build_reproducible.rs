@@ -10,7 +10,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use support::cli::{flense, flense_bin, ok_stdout};
+use support::cli::{build_test_variant, flense, flense_bin, ok_stdout};
 use support::fixtures::{import_fixture, node_sample, rootfs_tar};
 use support::unpacked::{layers_of, tar_listing};
 use support::users::{as_test_user, give_to_test_user};
@@ -21,17 +21,6 @@ const WMF_BASE: &str = "docker-registry.wikimedia.org/nodejs20-devel:latest";
 fn node_store(root: &Path) {
     let local = import_fixture(root, "nodejs-devel");
     ok_stdout(flense(root).args(["tag", &local, WMF_BASE]));
-}
-
-fn build(root: &Path, project: &Path, extra: &[&str]) -> String {
-    let out = ok_stdout(
-        flense(root)
-            .args(["build", "test", "-q"])
-            .args(extra)
-            .arg("-C")
-            .arg(project),
-    );
-    out.trim().to_string()
 }
 
 /// The store's npm cache directories (one per uid:gid) and whether any holds files.
@@ -65,8 +54,8 @@ fn node_sample_gives_the_same_image_in_two_stores_and_keeps_npms_cache_in_the_st
     node_store(&b);
     let p = node_sample(tmp.path());
 
-    let in_a = build(&a, &p, &[]);
-    let in_b = build(&b, &p, &[]);
+    let in_a = build_test_variant(&a, &p, &[]);
+    let in_b = build_test_variant(&b, &p, &[]);
     eprintln!("node-service:test as root: {in_a} {in_b}");
     assert_eq!(in_a, in_b, "two cold builds in two stores");
     let paths = built_paths(&a, "node-service:test");
@@ -81,7 +70,7 @@ fn node_sample_gives_the_same_image_in_two_stores_and_keeps_npms_cache_in_the_st
     assert!(npm_cache_has_files(&a), "npm's cache is kept in the store");
 
     // Blubber's layers: ~/.npm is written into the npm layer, and the key differs.
-    let kept = build(&a, &p, &["--keep-tool-caches"]);
+    let kept = build_test_variant(&a, &p, &["--keep-tool-caches"]);
     assert_ne!(kept, in_a);
     let paths = built_paths(&a, "node-service:test");
     assert!(
@@ -93,7 +82,7 @@ fn node_sample_gives_the_same_image_in_two_stores_and_keeps_npms_cache_in_the_st
 
     // A changed lockfile re-runs npm on the store's (warm) cache.
     support::fixtures::relock_node_sample(&p);
-    let relocked = build(&a, &p, &[]);
+    let relocked = build_test_variant(&a, &p, &[]);
     assert_ne!(relocked, in_a);
     assert!(npm_cache_has_files(&a));
     assert!(!built_paths(&a, "node-service:test")

@@ -205,9 +205,19 @@ fn redis_servers() -> usize {
     processes("redis-server")
 }
 
+/// Processes named exactly `name`.
 fn processes(name: &str) -> usize {
+    pgrep_count("-x", name)
+}
+
+/// Processes whose command line matches `pattern`.
+fn count_matching(pattern: &str) -> usize {
+    pgrep_count("-f", pattern)
+}
+
+fn pgrep_count(how: &str, what: &str) -> usize {
     let out = Command::new("pgrep")
-        .args(["-c", "-x", name])
+        .args(["-c", how, what])
         .output()
         .expect("pgrep");
     String::from_utf8_lossy(&out.stdout)
@@ -438,17 +448,6 @@ fn flense_run_starts_an_image_service_as_a_user() {
         "{}",
         text(&out)
     );
-}
-
-fn count_matching(pattern: &str) -> usize {
-    let out = Command::new("pgrep")
-        .args(["-c", "-f", pattern])
-        .output()
-        .expect("pgrep");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0)
 }
 
 #[test]

@@ -49,13 +49,13 @@ pub fn reachable_copy(program: &Path) -> std::path::PathBuf {
     use std::hash::{Hash, Hasher};
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = std::fs::metadata(program).expect("stat program");
-    let hash = |value: &dyn Fn(&mut std::collections::hash_map::DefaultHasher)| {
+    fn hash_of(value: impl Hash) -> u64 {
         let mut h = std::collections::hash_map::DefaultHasher::new();
-        value(&mut h);
+        value.hash(&mut h);
         h.finish()
-    };
-    let place = hash(&|h| program.hash(h));
-    let build = hash(&|h| (meta.len(), meta.mtime(), meta.mtime_nsec()).hash(h));
+    }
+    let place = hash_of(program);
+    let build = hash_of((meta.len(), meta.mtime(), meta.mtime_nsec()));
     let place = std::env::temp_dir().join(format!("flense-test-bin-{place:016x}"));
     let dir = place.join(format!("{build:016x}"));
     for d in [&place, &dir] {

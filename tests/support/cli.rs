@@ -38,3 +38,16 @@ pub fn ok_output(cmd: &mut Command) -> Output {
 pub fn ok_stdout(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&ok_output(cmd).stdout).into_owned()
 }
+
+/// `flense build test -q EXTRA... -C PROJECT` in the store at `root`, asserted to
+/// succeed; returns the printed image digest.
+pub fn build_test_variant(root: &Path, project: &Path, extra: &[&str]) -> String {
+    let out = ok_stdout(
+        flense(root)
+            .args(["build", "test", "-q"])
+            .args(extra)
+            .arg("-C")
+            .arg(project),
+    );
+    out.trim().to_string()
+}
