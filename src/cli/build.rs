@@ -394,14 +394,16 @@ pub fn build_variant(
     } else {
         build_platforms(&p.store, &p.runner, &printer, &p.req, &p.platform_images())
     };
-    let built = built.map_err(|e| {
-        if e.is_invalid_input() {
-            super::invalid(e)
-        } else {
-            anyhow::Error::new(e)
-        }
-    })?;
-    Ok((p.store, built))
+    Ok((p.store, built.map_err(project_error)?))
+}
+
+/// A build's error for the CLI: exit 2 when the input (config, arguments) is wrong.
+fn project_error(e: flense::builder::project::ProjectError) -> anyhow::Error {
+    if e.is_invalid_input() {
+        super::invalid(e)
+    } else {
+        anyhow::Error::new(e)
+    }
 }
 
 fn build(args: BuildArgs, globals: &Globals) -> anyhow::Result<ExitCode> {

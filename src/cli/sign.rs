@@ -80,7 +80,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let reference = Reference::parse(&args.reference).map_err(crate::cli::invalid)?;
     let key = open_public_key(&args.key)?;
-    let client = registry_client(&args.registry)?;
+    let client = registry_client(args.registry.registries_config.as_deref())?;
     let verified = verify_reference(&client, &reference, &key)?;
     for identity in &verified.identities {
         eprintln!("valid signature for {identity}");
@@ -228,8 +228,6 @@ pub fn sign_after_build(
     let digest = digest
         .parse()
         .with_context(|| format!("pushed digest {digest:?}"))?;
-    let client = registry_client(&RegistryArgs {
-        registries_config: registries_config.map(Path::to_path_buf),
-    })?;
+    let client = registry_client(registries_config)?;
     sign_pushed(&client, &dest, &digest, key)
 }

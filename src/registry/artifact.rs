@@ -9,6 +9,7 @@ use super::client::Repository;
 use super::error::{RegistryError, Result};
 use super::manifest::MAX_MANIFEST_SIZE;
 use super::pull::{fetch_manifest, pull_blob};
+pub use super::push::put_manifest;
 use super::push::{push_blob, PushOptions};
 
 /// A manifest fetched whole.
@@ -69,14 +70,4 @@ pub fn put_small_blob(
         &NoProgress,
     )?;
     Ok(descriptor)
-}
-
-/// PUTs a manifest under `reference` (a tag or its digest).
-pub fn put_manifest(
-    repo: &Repository<'_>,
-    reference: &str,
-    media_type: &str,
-    bytes: &[u8],
-) -> Result<()> {
-    super::push::put_manifest(repo, reference, media_type, bytes)
 }

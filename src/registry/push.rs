@@ -253,7 +253,8 @@ fn start_upload(repo: &Repository<'_>, digest: &Digest) -> Result<Url> {
     location(repo, &resp)
 }
 
-pub(super) fn put_manifest(
+/// PUTs a manifest under `reference` (a tag or its digest).
+pub fn put_manifest(
     repo: &Repository<'_>,
     reference: &str,
     media_type: &str,

@@ -53,13 +53,8 @@ pub fn build_attested(
     let events = RecordingEvents::new(&printer);
     let images = RecordingImages::new(&p.images);
     let started = rfc3339(now_epoch());
-    let built = build_project(&p.store, &p.runner, &images, &events, &p.req).map_err(|e| {
-        if e.is_invalid_input() {
-            crate::cli::invalid(e)
-        } else {
-            anyhow::Error::new(e)
-        }
-    })?;
+    let built = build_project(&p.store, &p.runner, &images, &events, &p.req)
+        .map_err(super::project_error)?;
     let finished = rfc3339(now_epoch());
     let name = built
         .reference

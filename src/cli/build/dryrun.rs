@@ -68,13 +68,7 @@ fn check(
     images: &dyn ImageSource,
     req: &ProjectBuild,
 ) -> anyhow::Result<DryRunReport> {
-    dry_run_project(store, runner, images, req).map_err(|e| {
-        if e.is_invalid_input() {
-            crate::cli::invalid(e)
-        } else {
-            anyhow::Error::new(e)
-        }
-    })
+    dry_run_project(store, runner, images, req).map_err(super::project_error)
 }
 
 fn print_report(args: &BuildArgs, report: &DryRunReport) {

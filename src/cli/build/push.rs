@@ -5,11 +5,11 @@
 use flense::attest::attach::referrer_manifest;
 use flense::image::reference::Reference;
 use flense::registry::referrers::push_referrer;
-use flense::registry::{
-    progress::StderrProgress, Client, CredentialSource, LocalImage, PushOptions, RegistrySettings,
-};
+use flense::registry::{progress::StderrProgress, LocalImage, PushOptions};
 use flense::store::Store;
 use oci_spec::image::Descriptor;
+
+use crate::cli::images::{registry_client, registry_error};
 
 /// Pushes the manifest or index `top` to `dest`; returns the pushed digest.
 pub fn push(
@@ -19,18 +19,10 @@ pub fn push(
     dest: &str,
 ) -> anyhow::Result<String> {
     let reference = Reference::parse(dest).map_err(crate::cli::invalid)?;
-    let settings = RegistrySettings::load(registries_config).map_err(crate::cli::invalid)?;
-    let client = Client::new(settings, CredentialSource::from_env())?;
+    let client = registry_client(registries_config)?;
     let image = LocalImage {
         media_type: top.media_type().to_string(),
         manifest: store.read_blob(top.digest().as_ref())?,
-    };
-    let invalid_or = |e: flense::registry::RegistryError| {
-        if e.is_invalid_input() {
-            crate::cli::invalid(e)
-        } else {
-            e.into()
-        }
     };
     let digest = flense::registry::push(
         &client,
@@ -40,10 +32,10 @@ pub fn push(
         &PushOptions::default(),
         &StderrProgress::new(),
     )
-    .map_err(invalid_or)?;
+    .map_err(registry_error)?;
     eprintln!("pushed {reference}");
     if let Some((subject, manifest)) = referrer_manifest(store, top)? {
-        if push_referrer(&client, &reference, &subject, &manifest).map_err(invalid_or)? {
+        if push_referrer(&client, &reference, &subject, &manifest).map_err(registry_error)? {
             eprintln!("pushed the attestations as referrers of {subject}");
         }
     }

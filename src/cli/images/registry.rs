@@ -57,10 +57,13 @@ pub struct PushArgs {
     pub registry: RegistryArgs,
 }
 
-pub(crate) fn registry_client(args: &RegistryArgs) -> anyhow::Result<flense::registry::Client> {
+/// A registry client with the registries config at `registries_config` (or the default
+/// one) and credentials from the environment.
+pub(crate) fn registry_client(
+    registries_config: Option<&std::path::Path>,
+) -> anyhow::Result<flense::registry::Client> {
     use flense::registry::{Client, CredentialSource, RegistrySettings};
-    let settings =
-        RegistrySettings::load(args.registries_config.as_deref()).map_err(crate::cli::invalid)?;
+    let settings = RegistrySettings::load(registries_config).map_err(crate::cli::invalid)?;
     Ok(Client::new(settings, CredentialSource::from_env())?)
 }
 
@@ -81,7 +84,7 @@ pub(super) fn pull(args: PullArgs, globals: &Globals) -> anyhow::Result<ExitCode
         Some(p) => p.parse::<Platform>().map_err(crate::cli::invalid)?,
         None => Platform::host().without_variant(),
     };
-    let client = registry_client(&args.registry)?;
+    let client = registry_client(args.registry.registries_config.as_deref())?;
     let reference = match &args.verify_key {
         Some(key) => crate::cli::sign::verified_pin(&client, &reference, key)?,
         None => reference,
@@ -152,7 +155,7 @@ pub(super) fn push(args: PushArgs, globals: &Globals) -> anyhow::Result<ExitCode
     let signing_key = (args.sign_by.as_deref())
         .map(crate::cli::sign::open_signing_key)
         .transpose()?;
-    let client = registry_client(&args.registry)?;
+    let client = registry_client(args.registry.registries_config.as_deref())?;
     let image = LocalImage {
         media_type: descriptor.media_type().to_string(),
         manifest: store.read_blob(descriptor.digest().as_ref())?,
