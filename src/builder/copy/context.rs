@@ -107,11 +107,54 @@ struct Found {
     link: Option<PathBuf>,
 }
 
-/// Directories waiting to be read, and how many are being read.
-struct WalkQueue {
+/// Directories waiting to be read, how many are being read, and the first failure.
+#[derive(Default)]
+struct WalkState {
     dirs: Vec<PathBuf>,
     busy: usize,
     failed: Option<ContextError>,
+}
+
+/// The directories of a walk shared by its threads.
+#[derive(Default)]
+struct WalkQueue {
+    state: std::sync::Mutex<WalkState>,
+    wake: std::sync::Condvar,
+}
+
+impl WalkQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WalkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The next directory to read; `None` once every directory is read or one failed.
+    fn take(&self) -> Option<PathBuf> {
+        let mut state = self.lock();
+        loop {
+            if state.failed.is_some() {
+                return None;
+            }
+            if let Some(dir) = state.dirs.pop() {
+                state.busy += 1;
+                return Some(dir);
+            }
+            if state.busy == 0 {
+                return None;
+            }
+            state = self.wake.wait(state).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// A taken directory is read: its subdirectories are queued (or the walk failed).
+    fn done(&self, result: Result<Vec<PathBuf>, ContextError>) {
+        let mut state = self.lock();
+        state.busy -= 1;
+        match result {
+            Ok(subdirs) => state.dirs.extend(subdirs),
+            Err(e) => state.failed = Some(e),
+        }
+        self.wake.notify_all();
+    }
 }
 
 /// Every path below `root` that `ignore` lets through (and the excluded directories
@@ -120,44 +163,17 @@ struct WalkQueue {
 /// no-op rebuild costs.
 fn walk(root: &Path, ignore: &PatternMatcher) -> Result<Vec<Found>, ContextError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
-    let queue = std::sync::Mutex::new(WalkQueue {
-        dirs: vec![PathBuf::new()],
-        busy: 0,
-        failed: None,
-    });
-    let wake = std::sync::Condvar::new();
-    let lock = || queue.lock().unwrap_or_else(|e| e.into_inner());
+    let queue = WalkQueue::default();
+    queue.lock().dirs.push(PathBuf::new());
     let found = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
                     let mut mine = Vec::new();
-                    loop {
-                        let dir = {
-                            let mut q = lock();
-                            loop {
-                                if q.failed.is_some() {
-                                    return mine;
-                                }
-                                if let Some(dir) = q.dirs.pop() {
-                                    q.busy += 1;
-                                    break dir;
-                                }
-                                if q.busy == 0 {
-                                    return mine;
-                                }
-                                q = wake.wait(q).unwrap_or_else(|e| e.into_inner());
-                            }
-                        };
-                        let result = read_dir_entries(root, &dir, ignore, &mut mine);
-                        let mut q = lock();
-                        q.busy -= 1;
-                        match result {
-                            Ok(subdirs) => q.dirs.extend(subdirs),
-                            Err(e) => q.failed = Some(e),
-                        }
-                        wake.notify_all();
+                    while let Some(dir) = queue.take() {
+                        queue.done(read_dir_entries(root, &dir, ignore, &mut mine));
                     }
+                    mine
                 })
             })
             .collect();
@@ -166,7 +182,12 @@ fn walk(root: &Path, ignore: &PatternMatcher) -> Result<Vec<Found>, ContextError
             .flat_map(|w| w.join().unwrap_or_default())
             .collect::<Vec<_>>()
     });
-    match queue.into_inner().unwrap_or_else(|e| e.into_inner()).failed {
+    match queue
+        .state
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .failed
+    {
         Some(e) => Err(e),
         None => Ok(found),
     }
