@@ -215,6 +215,22 @@ mod tests {
     }
 
     #[test]
+    fn attestation_manifests_are_not_platforms() {
+        let index: ImageIndex = serde_json::from_str(
+            r#"{"schemaVersion":2,"manifests":[
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":1,
+             "digest":"sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
+             "platform":{"os":"linux","architecture":"amd64"}},
+            {"mediaType":"application/vnd.oci.image.manifest.v1+json","size":2,
+             "digest":"sha256:fcde2b2edba56bf408601fb721fe9b5c338d10ee429ea04fae5511b68fbf8fb9",
+             "annotations":{"vnd.docker.reference.type":"attestation-manifest"},
+             "platform":{"os":"unknown","architecture":"unknown"}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(describe_platforms(&index), "linux/amd64");
+    }
+
+    #[test]
     fn lists_and_oci_platforms() {
         let list = Platform::parse_list("linux/amd64, linux/arm64,linux/amd64").unwrap();
         let names: Vec<String> = list.iter().map(Platform::to_string).collect();
