@@ -10,8 +10,9 @@
 //!
 //! The header is fixed: no name, no comment, mtime 0, XFL 0, OS 255 ("unknown").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::thread::JoinHandle;
 
@@ -48,7 +49,18 @@ pub struct ParallelGzipWriter<W: Write> {
     next_seq: u64,
     next_to_write: u64,
     pending: BTreeMap<u64, Vec<u8>>,
+    /// Compressed size of every block written so far, in order.
+    block_sizes: Vec<u64>,
+    /// Blocks of an earlier stream by this compressor (uncompressed, compressed): a
+    /// block equal to one of them is not compressed again (see [`Self::offer`]).
+    offers: VecDeque<(Arc<Vec<u8>>, Arc<Vec<u8>>)>,
+    /// Blocks taken from the offers.
+    pub reused_blocks: u64,
 }
+
+/// How many offered blocks are kept: a block of the new stream is compared with the
+/// few earlier blocks its bytes were last copied from.
+const MAX_OFFERS: usize = 4;
 
 struct Workers {
     jobs: Option<Sender<Job>>,
@@ -72,7 +84,38 @@ impl<W: Write> ParallelGzipWriter<W> {
             next_seq: 0,
             next_to_write: 0,
             pending: BTreeMap::new(),
+            block_sizes: Vec::new(),
+            offers: VecDeque::new(),
+            reused_blocks: 0,
         })
+    }
+
+    /// Offers a block of an earlier stream written by this same compressor (same
+    /// [`compressor_id`]): `compressed` must be what [`deflate_block`] made of
+    /// `uncompressed`. A block of this stream whose bytes equal `uncompressed` is then
+    /// written as `compressed` instead of being compressed again — the same bytes, so
+    /// the output does not change.
+    pub fn offer(&mut self, uncompressed: Arc<Vec<u8>>, compressed: Arc<Vec<u8>>) {
+        if self.offers.len() == MAX_OFFERS {
+            self.offers.pop_front();
+        }
+        self.offers.push_back((uncompressed, compressed));
+    }
+
+    /// The compressed form of `block` among the offers, if one matches it.
+    fn offered(&self, block: &[u8]) -> Option<Vec<u8>> {
+        self.offers
+            .iter()
+            .find(|(u, _)| u.len() == block.len() && u[..] == *block)
+            .map(|(_, c)| c.to_vec())
+    }
+
+    /// Writes one compressed block to the output and notes its size.
+    fn write_compressed(&mut self, out: &[u8]) -> io::Result<()> {
+        self.inner.write_all(out)?;
+        self.block_sizes.push(out.len() as u64);
+        self.next_to_write += 1;
+        Ok(())
     }
 
     fn submit_block(&mut self) -> io::Result<()> {
@@ -83,11 +126,15 @@ impl<W: Write> ParallelGzipWriter<W> {
         self.crc.update(&block);
         let seq = self.next_seq;
         self.next_seq += 1;
+        if let Some(out) = self.offered(&block) {
+            self.reused_blocks += 1;
+            self.pending.insert(seq, out);
+            return self.write_ready();
+        }
         match &mut self.workers {
             None => {
                 let out = deflate_block(self.level, &block)?;
-                self.inner.write_all(&out)?;
-                self.next_to_write += 1;
+                self.write_compressed(&out)?;
             }
             Some(workers) => {
                 workers
@@ -113,16 +160,26 @@ impl<W: Write> ParallelGzipWriter<W> {
             .recv()
             .map_err(|_| io::Error::other("gzip worker thread stopped"))?;
         self.pending.insert(seq, result?);
+        self.write_ready()
+    }
+
+    /// Writes every compressed block that is next in order.
+    fn write_ready(&mut self) -> io::Result<()> {
         while let Some(out) = self.pending.remove(&self.next_to_write) {
-            self.inner.write_all(&out)?;
-            self.next_to_write += 1;
+            self.write_compressed(&out)?;
         }
         Ok(())
     }
 
     /// Compresses what is buffered, writes the final block and trailer, and returns the
     /// inner writer.
-    pub fn finish(mut self) -> io::Result<W> {
+    pub fn finish(self) -> io::Result<W> {
+        Ok(self.finish_with_blocks()?.0)
+    }
+
+    /// [`Self::finish`], also returning the compressed size of each block in order (the
+    /// first starts after the 10-byte header).
+    pub fn finish_with_blocks(mut self) -> io::Result<(W, Vec<u64>)> {
         if !self.block.is_empty() {
             self.submit_block()?;
         }
@@ -140,7 +197,7 @@ impl<W: Write> ParallelGzipWriter<W> {
         self.inner.write_all(&self.crc.sum().to_le_bytes())?;
         self.inner.write_all(&self.crc.amount().to_le_bytes())?;
         self.inner.flush()?;
-        Ok(self.inner)
+        Ok((self.inner, self.block_sizes))
     }
 }
 
@@ -203,6 +260,78 @@ impl Drop for Workers {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Length of the gzip header, where the first block starts.
+pub const HEADER_LEN: u64 = GZIP_HEADER.len() as u64;
+
+/// What identifies the bytes this compressor makes at `level`: its block format, its
+/// level, flense's version and what it makes of a sample. Blocks compressed earlier are
+/// reused (see [`ParallelGzipWriter::offer`]) only when this is unchanged, so a layer
+/// rewritten from an earlier one has the bytes a fresh write would have.
+pub fn compressor_id(level: u32) -> [u8; 32] {
+    use sha2::{Digest as _, Sha256};
+    static IDS: std::sync::OnceLock<Vec<[u8; 32]>> = std::sync::OnceLock::new();
+    let ids = IDS.get_or_init(|| {
+        let mut state = 0x9e37_79b9_u32;
+        let sample: Vec<u8> = (0..64 * 1024)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                if i % 4 == 0 {
+                    state as u8
+                } else {
+                    b"layer text "[i % 11]
+                }
+            })
+            .collect();
+        (0..=9u32)
+            .map(|level| {
+                let mut h = Sha256::new();
+                h.update(b"flense gzip blocks\0");
+                h.update(env!("CARGO_PKG_VERSION").as_bytes());
+                h.update(level.to_le_bytes());
+                h.update((BLOCK_SIZE as u64).to_le_bytes());
+                h.update(deflate_block(level, &sample).unwrap_or_default());
+                h.finalize().into()
+            })
+            .collect()
+    });
+    ids[level.min(9) as usize]
+}
+
+/// Inflates one block of a stream this module wrote (raw deflate ending in a sync
+/// flush), which must hold exactly `len` bytes. Anything else — a final block inside, a
+/// missing sync flush, trailing input, another length — is an error, so that the block
+/// can safely be written into another stream.
+pub fn inflate_block(compressed: &[u8], len: usize) -> io::Result<Vec<u8>> {
+    use flate2::{Decompress, FlushDecompress, Status};
+    let bad = |why: &str| io::Error::new(io::ErrorKind::InvalidData, format!("gzip block: {why}"));
+    if !compressed.ends_with(&[0, 0, 0xff, 0xff]) {
+        return Err(bad("does not end with a sync flush"));
+    }
+    let mut inflate = Decompress::new(false);
+    let mut out = Vec::with_capacity(len);
+    let status = inflate
+        .decompress_vec(compressed, &mut out, FlushDecompress::Sync)
+        .map_err(|e| bad(&e.to_string()))?;
+    if status == Status::StreamEnd {
+        return Err(bad("holds a final deflate block"));
+    }
+    if inflate.total_in() != compressed.len() as u64 || out.len() != len {
+        return Err(bad("does not hold the expected bytes"));
+    }
+    // One more byte of room must stay unused: the block holds no more than `len`.
+    out.reserve_exact(1);
+    let before = out.len();
+    inflate
+        .decompress_vec(&[], &mut out, FlushDecompress::Sync)
+        .map_err(|e| bad(&e.to_string()))?;
+    if out.len() != before {
+        return Err(bad("holds more than the expected bytes"));
+    }
+    Ok(out)
 }
 
 /// Raw-deflates one block with a fresh state and ends it with a sync flush, so the

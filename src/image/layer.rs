@@ -14,13 +14,16 @@
 //!   measurement): same bytes for any thread count.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 use super::digest::{Digest, HashingWriter};
-use super::entry::{Content, EntryKind, LayerEntry};
+use super::entry::{EntryKind, LayerEntry};
 use super::gzip::{ParallelGzipWriter, DEFAULT_LEVEL};
+
+mod records;
+
+use records::{RecordWriter, END_OF_ARCHIVE};
 
 /// Errors of the layer writer.
 #[derive(Debug, thiserror::Error)]
@@ -125,14 +128,18 @@ pub fn write_layer<W: Write>(
 }
 
 /// Writes `entries` as an uncompressed, normalised tar stream into `out`.
-pub fn write_tar<W: Write>(entries: Vec<LayerEntry>, out: W, epoch: u64) -> Result<W, LayerError> {
+pub fn write_tar<W: Write>(
+    entries: Vec<LayerEntry>,
+    mut out: W,
+    epoch: u64,
+) -> Result<W, LayerError> {
     let entries = order_entries(entries)?;
-    let mut builder = tar::Builder::new(out);
+    let mut records = RecordWriter::new(epoch);
     for (name, entry) in &entries {
-        append_entry(&mut builder, name, entry, epoch)?;
+        records.write(&mut out, name, entry, false)?;
     }
-    builder.finish()?;
-    Ok(builder.into_inner()?)
+    out.write_all(&END_OF_ARCHIVE)?;
+    Ok(out)
 }
 
 /// Normalises a layer path: strips a leading `/` and `.` components; refuses `..`.
@@ -285,119 +292,6 @@ fn order_entries(entries: Vec<LayerEntry>) -> Result<Vec<(PathBuf, LayerEntry)>,
         }
     }
     Ok(ordered)
-}
-
-fn append_entry<W: Write>(
-    builder: &mut tar::Builder<W>,
-    name: &Path,
-    entry: &LayerEntry,
-    epoch: u64,
-) -> Result<(), LayerError> {
-    if !entry.xattrs.is_empty() {
-        let mut xattrs: Vec<(String, &[u8])> = entry
-            .xattrs
-            .iter()
-            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), v.as_slice()))
-            .collect();
-        xattrs.sort();
-        builder.append_pax_extensions(xattrs.iter().map(|(k, v)| (k.as_str(), *v)))?;
-    }
-    let mut header = tar::Header::new_ustar();
-    header.set_mode(entry.mode & 0o7777);
-    header.set_uid(entry.uid.into());
-    header.set_gid(entry.gid.into());
-    header.set_mtime(entry.mtime.min(epoch));
-    header.set_size(0);
-    match &entry.kind {
-        EntryKind::File(Content::Bytes(bytes)) => {
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(bytes.len() as u64);
-            builder.append_data(&mut header, name, &bytes[..])?;
-        }
-        EntryKind::File(Content::File(host)) => {
-            let read_err = |source| LayerError::Read {
-                path: host.clone(),
-                source,
-            };
-            let file = File::open(host).map_err(read_err)?;
-            let len = file.metadata().map_err(read_err)?.len();
-            header.set_entry_type(tar::EntryType::Regular);
-            header.set_size(len);
-            let mut reader = ExactReader {
-                inner: file,
-                left: len,
-            };
-            builder
-                .append_data(&mut header, name, &mut reader)
-                .map_err(|e| LayerError::Read {
-                    path: host.clone(),
-                    source: e,
-                })?;
-            if reader.left != 0 {
-                return Err(read_err(io::Error::other("file shrank while being read")));
-            }
-        }
-        EntryKind::Dir => {
-            header.set_entry_type(tar::EntryType::Directory);
-            builder.append_data(&mut header, name, io::empty())?;
-        }
-        EntryKind::Symlink(target) => {
-            header.set_entry_type(tar::EntryType::Symlink);
-            builder.append_link(&mut header, name, target)?;
-        }
-        EntryKind::Hardlink(target) => {
-            header.set_entry_type(tar::EntryType::Link);
-            builder.append_link(&mut header, name, target)?;
-        }
-        EntryKind::CharDevice(major, minor) | EntryKind::BlockDevice(major, minor) => {
-            let kind = if matches!(entry.kind, EntryKind::CharDevice(..)) {
-                tar::EntryType::Char
-            } else {
-                tar::EntryType::Block
-            };
-            header.set_entry_type(kind);
-            header.set_device_major(*major)?;
-            header.set_device_minor(*minor)?;
-            builder.append_data(&mut header, name, io::empty())?;
-        }
-        EntryKind::Fifo => {
-            header.set_entry_type(tar::EntryType::Fifo);
-            builder.append_data(&mut header, name, io::empty())?;
-        }
-        EntryKind::Whiteout | EntryKind::Opaque => {
-            header.set_entry_type(tar::EntryType::Regular);
-            builder.append_data(&mut header, name, io::empty())?;
-        }
-    }
-    Ok(())
-}
-
-/// Reads exactly `left` bytes at most and fails if the file grew (more bytes remain).
-struct ExactReader<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for ExactReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.left == 0 {
-            let mut probe = [0u8; 1];
-            if self.inner.read(&mut probe)? != 0 {
-                return Err(io::Error::other("file grew while being read"));
-            }
-            return Ok(0);
-        }
-        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
-        let n = self.inner.read(&mut buf[..max])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being read",
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use crate::image::entry::Content;
 
 fn entry(path: &str, kind: EntryKind) -> LayerEntry {
     LayerEntry {
