@@ -116,6 +116,11 @@ impl<W: Write> HashingWriter<W> {
     pub fn get_mut(&mut self) -> &mut W {
         &mut self.inner
     }
+
+    /// Bytes written so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
 }
 
 impl<W: Write> Write for HashingWriter<W> {

@@ -55,7 +55,16 @@ pub struct ParallelGzipWriter<W: Write> {
     /// block equal to one of them is not compressed again (see [`Self::offer`]).
     offers: VecDeque<(Arc<Vec<u8>>, Arc<Vec<u8>>)>,
     /// Blocks taken from the offers.
-    pub reused_blocks: u64,
+    reused_blocks: u64,
+}
+
+/// The blocks of a finished stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blocks {
+    /// Compressed size of each block, in order (the first starts after the header).
+    pub sizes: Vec<u64>,
+    /// How many were taken from offered blocks instead of being compressed.
+    pub reused: u64,
 }
 
 /// How many offered blocks are kept: a block of the new stream is compared with the
@@ -177,9 +186,8 @@ impl<W: Write> ParallelGzipWriter<W> {
         Ok(self.finish_with_blocks()?.0)
     }
 
-    /// [`Self::finish`], also returning the compressed size of each block in order (the
-    /// first starts after the 10-byte header).
-    pub fn finish_with_blocks(mut self) -> io::Result<(W, Vec<u64>)> {
+    /// [`Self::finish`], also returning what its blocks were.
+    pub fn finish_with_blocks(mut self) -> io::Result<(W, Blocks)> {
         if !self.block.is_empty() {
             self.submit_block()?;
         }
@@ -197,7 +205,11 @@ impl<W: Write> ParallelGzipWriter<W> {
         self.inner.write_all(&self.crc.sum().to_le_bytes())?;
         self.inner.write_all(&self.crc.amount().to_le_bytes())?;
         self.inner.flush()?;
-        Ok((self.inner, self.block_sizes))
+        let blocks = Blocks {
+            sizes: self.block_sizes,
+            reused: self.reused_blocks,
+        };
+        Ok((self.inner, blocks))
     }
 }
 

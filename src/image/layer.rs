@@ -21,7 +21,9 @@ use super::digest::{Digest, HashingWriter};
 use super::entry::{EntryKind, LayerEntry};
 use super::gzip::{ParallelGzipWriter, DEFAULT_LEVEL};
 
+pub mod index;
 mod records;
+pub mod splice;
 
 use records::{RecordWriter, END_OF_ARCHIVE};
 
@@ -58,6 +60,15 @@ pub enum LayerError {
     /// Writing the output failed.
     #[error("writing layer")]
     Io(#[from] io::Error),
+    /// An entry copied from an earlier layer ([`splice`]) does not hold what its index
+    /// says: the layer must be written afresh.
+    #[error("earlier layer: entry {path:?}: {reason}")]
+    Splice {
+        /// The entry's path in the layer.
+        path: PathBuf,
+        /// What differs.
+        reason: String,
+    },
 }
 
 /// How to write a layer.
