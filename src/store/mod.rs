@@ -31,6 +31,10 @@
 //!                                              for `sharing: locked` and `--cache-mounts`
 //! cache/owners/<diff-id hex>.tsv               owners and modes of a layer's entries, for
 //!                                              rootless builds whose disk cannot hold them
+//! cache/layer-index/<diff-id hex>              where each entry and gzip block of a layer
+//!                                              lies, to rewrite it later (see [`layer_index`])
+//! cache/lineage/<name>                         "sha256:<diff-id>": the latest layer a build
+//!                                              step (a copy from the context) wrote
 //! ```
 
 mod adopt;
@@ -43,6 +47,7 @@ pub mod check;
 pub mod extract;
 pub mod images;
 pub mod index;
+mod layer_index;
 pub mod lease;
 pub mod load;
 pub mod platforms;

@@ -71,6 +71,7 @@ impl Store {
             pause_at(PausePoint::PruneDelete);
         }
         self.drop_records_of_missing_blobs()?;
+        self.drop_indexes_of_missing_layers()?;
         report.layers = self.delete_layers_except(&reachable.diff_ids)?;
         Ok(report)
     }
@@ -174,7 +175,7 @@ impl Store {
 }
 
 /// The entries of `dir`, sorted (none when it does not exist).
-fn list(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
+pub(super) fn list(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
     let listing = match fs::read_dir(dir) {
         Ok(listing) => listing,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -188,7 +189,7 @@ fn list(dir: &Path) -> Result<Vec<std::path::PathBuf>, StoreError> {
     Ok(paths)
 }
 
-fn remove_if_present(path: &Path) -> Result<(), StoreError> {
+pub(super) fn remove_if_present(path: &Path) -> Result<(), StoreError> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", path)(e)),
         _ => Ok(()),

@@ -16,6 +16,7 @@ use crate::builder::imageconfig::{final_config, NewLayer};
 use crate::builder::layers::adopt::StepWrites;
 use crate::builder::layers::bookkeeping::drop_bookkeeping;
 use crate::builder::layers::cache::CacheKey;
+use crate::builder::layers::commit::ContextCopy;
 use crate::builder::layers::entries::EntrySet;
 use crate::builder::layers::image_relative;
 use crate::builder::layers::stage::{StageState, Stages};
@@ -28,7 +29,7 @@ use crate::builder::run::toolcache::ToolCaches;
 use crate::builder::stage::BuiltImage;
 use crate::builder::users::{resolve_user, user_entries};
 use crate::builder::walk::{
-    step_key, walk, Command, CopyStep, FixedFile, RunKind, RunStep, Session, SourcesError, StepAt,
+    step_key, walk, Command, CopyFrom, CopyStep, FixedFile, RunKind, RunStep, Session, SourcesError, StepAt,
     StepVisitor, UsersStep, Visit,
 };
 use crate::builder::BuildError;
@@ -152,9 +153,11 @@ impl<'a> Executor<'a> {
         st: &mut StageState,
         key: CacheKey,
         at: &StepAt,
+        copy: Option<ContextCopy<'_>>,
         produce: impl FnOnce(&StageState) -> Result<StepWrites, BuildError>,
     ) -> Result<StepStatus, BuildError> {
-        let status = self.session.layers().layer_step(st, key, &at.text, produce);
+        let layers = self.session.layers();
+        let status = layers.layer_step(st, key, &at.text, copy, produce);
         self.clean_scratch();
         status
     }
@@ -277,7 +280,7 @@ impl StepVisitor for Executor<'_> {
             .run_key(st, at.instruction, step.ctx, at.done, RunKind::Users)?;
         let epoch = self.session.settings().epoch;
         let users = step.users;
-        self.layer_step(st, key, at, |st| {
+        self.layer_step(st, key, at, None, |st| {
             user_entries(&st.view()?, &[users.account], &users.owned_dirs, epoch)
                 .map(StepWrites::from)
                 .map_err(|source| BuildError::Users {
@@ -289,7 +292,7 @@ impl StepVisitor for Executor<'_> {
 
     fn command(&mut self, at: &StepAt, st: &mut StageState, run: RunStep) -> Visit<BuildError> {
         let key = (self.session).run_key(st, at.instruction, run.ctx, at.done, RunKind::Command)?;
-        self.layer_step(st, key, at, |st| self.run_command(at, st, run))
+        self.layer_step(st, key, at, None, |st| self.run_command(at, st, run))
     }
 
     fn copy(&mut self, at: &StepAt, st: &mut StageState, copy: CopyStep) -> Visit<BuildError> {
@@ -307,7 +310,14 @@ impl StepVisitor for Executor<'_> {
         let key = session
             .copy_key(st, at.instruction, copy.from, at.done, sources)
             .map_err(|e| copy_failed(st, e))?;
-        self.layer_step(st, key, at, |st| {
+        let context_copy = match copy.from {
+            CopyFrom::Context => Some(ContextCopy {
+                lineage: session.context_copy_lineage(st, at.instruction),
+                context: session.context()?,
+            }),
+            _ => None,
+        };
+        self.layer_step(st, key, at, context_copy, |st| {
             let src = session.copy_source(copy.from, at.done)?;
             let view = st.view()?;
             let entries = session.copy_entries(&view, src.as_ref(), &req);
@@ -318,7 +328,7 @@ impl StepVisitor for Executor<'_> {
     fn file(&mut self, at: &StepAt, st: &mut StageState, file: FixedFile) -> Visit<BuildError> {
         let key = step_key(st, at.instruction, &[]);
         let epoch = self.session.settings().epoch;
-        self.layer_step(st, key, at, |st| {
+        self.layer_step(st, key, at, None, |st| {
             let view = st.view()?;
             let mut set = EntrySet::new(&view, epoch);
             let rel = image_relative(Path::new(file.path));

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::stage::{StageLayer, StageState};
+use super::view::ImageView;
 use crate::builder::events::StepStatus;
 use crate::builder::BuildError;
 use crate::error_chain::ErrorChain;
@@ -24,6 +25,16 @@ use super::owners::{disk_has_owners, remember_owners, OwnerIndex};
 use super::remote::SharedCache;
 use super::shared_mounts::{PersistentCache, UsedMounts};
 use crate::image::cache_manifest::CacheRecords;
+
+/// A copy from the build context: its layer is rewritten from the one the same step
+/// wrote last time (see [`crate::image::layer::splice`]), reading only the files that
+/// changed since.
+pub struct ContextCopy<'v> {
+    /// Names "the layer this step wrote last time", whatever the context held then.
+    pub lineage: CacheKey,
+    /// The context, with the stats its walk took of each file.
+    pub context: &'v dyn ImageView,
+}
 
 /// The store, its build cache and the layer settings of one build.
 pub struct Layers<'a> {
@@ -233,6 +244,7 @@ impl<'a> Layers<'a> {
         st: &mut StageState,
         key: CacheKey,
         created_by: &str,
+        copy: Option<ContextCopy<'_>>,
         produce: impl FnOnce(&StageState) -> Result<StepWrites, BuildError>,
     ) -> Result<StepStatus, BuildError> {
         if let Some(rec) = self.lookup(&key) {
@@ -254,7 +266,7 @@ impl<'a> Layers<'a> {
             Some(lock)
         };
         let writes = produce(st)?;
-        self.commit(st, key, writes, created_by)?;
+        self.commit(st, key, writes, created_by, copy)?;
         Ok(StepStatus::Ran)
     }
 
@@ -268,6 +280,7 @@ impl<'a> Layers<'a> {
         key: CacheKey,
         writes: StepWrites,
         created_by: &str,
+        copy: Option<ContextCopy<'_>>,
     ) -> Result<(), BuildError> {
         let StepWrites { entries, tree } = writes;
         let layer = if entries.is_empty() {
@@ -280,7 +293,10 @@ impl<'a> Layers<'a> {
             let index = OwnerIndex::from_entries(&entries);
             let kept = tree.as_ref().map(|_| entries.clone());
             let started = Instant::now();
-            let d = self.store.write_layer(entries, &opts)?;
+            let d = match copy {
+                None => self.store.write_layer(entries, &opts)?,
+                Some(copy) => self.write_context_copy(entries, &opts, &copy)?,
+            };
             tracing::debug!(elapsed = ?started.elapsed(), "wrote layer {}", d.digest);
             if !disk_has_owners() {
                 remember_owners(self.store, &d.diff_id, &index)?;
@@ -302,6 +318,48 @@ impl<'a> Layers<'a> {
         };
         self.index.put(&key, &record)?;
         self.reuse(st, key, record)
+    }
+
+    /// Writes the layer of a copy from the context, from the layer its lineage wrote
+    /// last (unless `--no-cache`), and records it as the lineage's latest.
+    fn write_context_copy(
+        &self,
+        entries: Vec<LayerEntry>,
+        opts: &LayerOptions,
+        copy: &ContextCopy<'_>,
+    ) -> Result<LayerDigests, BuildError> {
+        let lineage = copy.lineage.as_str();
+        let earlier = (!self.no_cache)
+            .then(|| self.store.lineage(lineage))
+            .flatten()
+            .and_then(|diff_id| self.store.earlier_layer(&diff_id));
+        let mut stats = self.stats.borrow_mut();
+        let mut known = |host: &Path| {
+            let stat = copy.context.host_stat(host)?;
+            let sha = stats.sha256_seen(host, Some(stat)).ok()?;
+            let mut bytes = [0u8; 32];
+            hex::decode_to_slice(sha, &mut bytes).ok()?;
+            Some((stat.size, bytes))
+        };
+        let (d, report) = self
+            .store
+            .write_layer_indexed(entries, opts, earlier.as_ref(), &mut known)?;
+        if let Some(why) = &report.fallback {
+            tracing::warn!("wrote layer {} afresh: {why}", d.digest);
+        } else if earlier.is_some() {
+            tracing::debug!(
+                "layer {}: {} of {} entries and {} of {} gzip blocks taken from the earlier layer",
+                d.digest,
+                report.reused_entries,
+                report.entries,
+                report.reused_blocks,
+                report.blocks
+            );
+        }
+        if let Err(e) = self.store.record_lineage(lineage, &d.diff_id) {
+            tracing::warn!("cannot record the layer of {lineage}: {}", ErrorChain(&e));
+        }
+        Ok(d)
     }
 
     /// Makes the captured `tree` of `entries` the unpacked directory of `diff_id`,

@@ -221,6 +221,16 @@ impl<'a> Session<'a> {
         Ok(step_key(st, instr, &[input.as_bytes()]))
     }
 
+    /// The lineage of a copy from the context (see
+    /// [`crate::builder::layers::commit::ContextCopy`]): the same copy instruction of
+    /// the same variant from the same context directory, whatever the files hold.
+    pub fn context_copy_lineage(&self, st: &StageState, instr: &Instruction) -> CacheKey {
+        use std::os::unix::ffi::OsStrExt;
+        let text = serde_json::to_string(instr).unwrap_or_else(|_| format!("{instr:?}"));
+        let dir = self.settings.context_dir.as_os_str().as_bytes();
+        CacheKey::derive(None, "context-copy-lineage", &[dir, st.variant.as_bytes(), text.as_bytes()])
+    }
+
     /// The cache key of a Run step: the parent key, the instruction and what each of its
     /// mounts shows; for a command step also whether tool caches are kept in its layer
     /// (`--keep-tool-caches` changes what the step writes). User creation, which the

@@ -9,8 +9,8 @@
 //! The output is byte for byte what [`super::write_layer`] writes for the same
 //! entries: the stream is the same records in the same order, and the blocks have the
 //! same bytes. Every byte copied is checked on the way — the records against the new
-//! entry's, the content against the sha256 the caller gave — and a mismatch stops the
-//! write with [`LayerError::Splice`], after which the caller writes the layer afresh.
+//! entry's, the content against the sha256 the caller gave — and on a mismatch the
+//! layer is written afresh into a new output (the report says why).
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
@@ -42,7 +42,7 @@ pub struct EarlierLayer {
 pub type KnownContent<'a> = &'a mut dyn FnMut(&Path) -> Option<(u64, [u8; 32])>;
 
 /// How much of a layer came from the earlier one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpliceReport {
     /// Entries written.
     pub entries: usize,
@@ -52,6 +52,9 @@ pub struct SpliceReport {
     pub blocks: usize,
     /// gzip blocks taken from the earlier layer.
     pub reused_blocks: usize,
+    /// Why the earlier layer could not be used after all (the layer was then written
+    /// afresh): it does not hold what its index says.
+    pub fallback: Option<String>,
 }
 
 /// A written layer with its index.
@@ -69,16 +72,37 @@ pub struct IndexedLayer<W> {
 
 type TarOut<W> = HashingWriter<ParallelGzipWriter<HashingWriter<W>>>;
 
-/// Writes `entries` as [`super::write_layer`] does, with an index; entries unchanged
-/// since `earlier` are copied from it (see the module documentation).
+/// Writes `entries` as [`super::write_layer`] does, with an index, into an output made
+/// by `new_out`; entries unchanged since `earlier` are copied from it (see the module
+/// documentation). When the earlier layer turns out not to hold what its index says,
+/// the partly written output is dropped and the layer written afresh into a new one.
 pub fn write_layer_indexed<W: Write>(
     entries: Vec<LayerEntry>,
-    out: W,
+    mut new_out: impl FnMut() -> io::Result<W>,
     opts: &LayerOptions,
     earlier: Option<&EarlierLayer>,
     known: KnownContent<'_>,
 ) -> Result<IndexedLayer<W>, LayerError> {
     let ordered = order_entries(entries)?;
+    let mut fallback = None;
+    if let Some(earlier) = earlier {
+        match write_ordered(&ordered, new_out()?, opts, Some(earlier), known) {
+            Err(e @ LayerError::Splice { .. }) => fallback = Some(e.to_string()),
+            done => return done,
+        }
+    }
+    let mut layer = write_ordered(&ordered, new_out()?, opts, None, known)?;
+    layer.report.fallback = fallback;
+    Ok(layer)
+}
+
+fn write_ordered<W: Write>(
+    ordered: &[(PathBuf, LayerEntry)],
+    out: W,
+    opts: &LayerOptions,
+    earlier: Option<&EarlierLayer>,
+    known: KnownContent<'_>,
+) -> Result<IndexedLayer<W>, LayerError> {
     let gzip = ParallelGzipWriter::new(HashingWriter::new(out), opts.level, opts.threads)?;
     let mut tar: TarOut<W> = HashingWriter::new(gzip);
     let mut records = RecordWriter::new(opts.epoch);
@@ -87,7 +111,7 @@ pub fn write_layer_indexed<W: Write>(
         .transpose()?;
     let mut indexed = Vec::with_capacity(ordered.len());
     let mut reused_entries = 0;
-    for (name, entry) in &ordered {
+    for (name, entry) in ordered {
         let offset = tar.count();
         if let Some(source) = &mut source {
             if let Some(identity) = source.copy_if_unchanged(&mut tar, &mut records, name, entry, known)? {
@@ -139,6 +163,7 @@ pub fn write_layer_indexed<W: Write>(
             reused_entries,
             blocks: blocks.sizes.len(),
             reused_blocks: blocks.reused as usize,
+            fallback: None,
         },
     })
 }
