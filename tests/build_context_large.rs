@@ -3,7 +3,9 @@
 //! content, a deletion, a rename, a chmod, a file replaced by a symlink, a
 //! `.dockerignore` change — gives the image a `--no-cache` build of the same tree in a
 //! fresh store gives. (Rebuilds decide "unchanged" from stat data: the stat cache and
-//! the context's stat fingerprint; this checks that no change slips through.)
+//! the context's stat fingerprint; this checks that no change slips through.) Each
+//! rebuild's layer is rewritten from the previous one: only the entries that changed
+//! are read from the context, which the build's debug log counts.
 
 mod support;
 
@@ -11,7 +13,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use support::cli::build_test_variant;
+use support::cli::{build_test_variant, flense, output};
 use support::fixtures::import_fixture;
 
 const BLUBBER: &str = r#"version: v4
@@ -51,6 +53,39 @@ fn fresh_build(tmp: &Path, round: &str, project: &Path) -> String {
     digest
 }
 
+/// A rebuild of `project` in `store`: the image digest, and how many of the copy
+/// layer's entries were taken from the layer the previous build wrote, of how many
+/// (`None`: the layer was written afresh, or not at all).
+fn rebuild(store: &Path, project: &Path) -> (String, Option<(usize, usize)>) {
+    let out = output(
+        flense(store)
+            .args(["-vv", "build", "test", "-q", "-C"])
+            .arg(project),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    let reused = stderr
+        .lines()
+        .find(|l| l.contains("entries and"))
+        .and_then(|line| {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let of = words.iter().position(|w| *w == "of")?;
+            Some((words[of - 1].parse().ok()?, words[of + 1].parse().ok()?))
+        });
+    (
+        String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        reused,
+    )
+}
+
+/// How many entries of the rebuilt layer were not taken from the previous one.
+fn written_afresh(reused: Option<(usize, usize)>) -> usize {
+    let (reused, total) = reused.expect("the layer is rewritten from the previous one");
+    assert!(total > 19_000, "{total} entries");
+    total - reused
+}
+
 #[test]
 fn rebuilds_of_a_large_context_match_no_cache_builds_after_every_kind_of_change() {
     let tmp = tempfile::tempdir().unwrap();
@@ -73,8 +108,13 @@ fn rebuilds_of_a_large_context_match_no_cache_builds_after_every_kind_of_change(
         fs::Permissions::from_mode(0o755),
     )
     .unwrap();
-    let second = build_test_variant(&store, &p, &[]);
+    let (second, reused) = rebuild(&store, &p);
     assert_ne!(second, first, "the changes change the image");
+    assert_eq!(
+        written_afresh(reused),
+        3,
+        "the changed, renamed and chmod'ed files"
+    );
     assert_eq!(
         second,
         fresh_build(tmp.path(), "a", &p),
@@ -85,8 +125,9 @@ fn rebuilds_of_a_large_context_match_no_cache_builds_after_every_kind_of_change(
     fs::remove_file(p.join("src/d004/f004.txt")).unwrap();
     std::os::unix::fs::symlink("f005.txt", p.join("src/d004/f004.txt")).unwrap();
     fs::write(p.join(".dockerignore"), "*.log\nsrc/d005\n").unwrap();
-    let third = build_test_variant(&store, &p, &[]);
+    let (third, reused) = rebuild(&store, &p);
     assert_ne!(third, second, "the changes change the image");
+    assert_eq!(written_afresh(reused), 2, "the symlink and .dockerignore");
     assert_eq!(
         third,
         fresh_build(tmp.path(), "b", &p),
@@ -97,6 +138,36 @@ fn rebuilds_of_a_large_context_match_no_cache_builds_after_every_kind_of_change(
     fs::write(p.join(".dockerignore"), "*.log\n").unwrap();
     fs::remove_file(p.join("src/d004/f004.txt")).unwrap();
     fs::write(p.join("src/d004/f004.txt"), "file 4/4\n").unwrap();
-    let fourth = build_test_variant(&store, &p, &[]);
+    let (fourth, reused) = rebuild(&store, &p);
     assert_eq!(fourth, fresh_build(tmp.path(), "c", &p), "after reverting");
+    assert_eq!(fourth, second, "the second build's tree again");
+    assert_eq!(reused, None, "its layer is in the cache");
+
+    // The third tree again, but f004 a file and f007 changed: the fourth build wrote no
+    // layer, so this one is rewritten from the third build's.
+    fs::write(p.join(".dockerignore"), "*.log\nsrc/d005\n").unwrap();
+    fs::write(p.join("src/d007/f007.txt"), "file 7/7 changed\n").unwrap();
+    let (fifth, reused) = rebuild(&store, &p);
+    assert_eq!(
+        fifth,
+        fresh_build(tmp.path(), "d", &p),
+        "after f004 and f007"
+    );
+    assert_eq!(
+        written_afresh(reused),
+        2,
+        "f007 and f004, a file again, against the third build's layer"
+    );
+
+    // Damaged layer indexes are not used: the layer is written afresh, the same.
+    for index in fs::read_dir(store.join("cache/layer-index")).unwrap() {
+        let path = index.unwrap().path();
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[100] ^= 1;
+        fs::write(&path, bytes).unwrap();
+    }
+    fs::write(p.join("src/d006/f006.txt"), "changed again\n").unwrap();
+    let (sixth, reused) = rebuild(&store, &p);
+    assert_eq!(reused, None, "a damaged index is not used");
+    assert_eq!(sixth, fresh_build(tmp.path(), "e", &p), "after damage");
 }

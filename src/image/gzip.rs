@@ -12,8 +12,8 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Write};
-use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use flate2::{Compress, Compression, Crc, FlushCompress};
@@ -53,9 +53,18 @@ pub struct ParallelGzipWriter<W: Write> {
     block_sizes: Vec<u64>,
     /// Blocks of an earlier stream by this compressor (uncompressed, compressed): a
     /// block equal to one of them is not compressed again (see [`Self::offer`]).
-    offers: VecDeque<(Arc<Vec<u8>>, Arc<Vec<u8>>)>,
+    offers: VecDeque<Block>,
     /// Blocks taken from the offers.
     reused_blocks: u64,
+}
+
+/// One block of a stream, both ways.
+#[derive(Debug, Clone)]
+pub struct Block {
+    /// Its bytes.
+    pub uncompressed: Arc<Vec<u8>>,
+    /// What [`deflate_block`] makes of them.
+    pub compressed: Arc<Vec<u8>>,
 }
 
 /// The blocks of a finished stream.
@@ -100,23 +109,22 @@ impl<W: Write> ParallelGzipWriter<W> {
     }
 
     /// Offers a block of an earlier stream written by this same compressor (same
-    /// [`compressor_id`]): `compressed` must be what [`deflate_block`] made of
-    /// `uncompressed`. A block of this stream whose bytes equal `uncompressed` is then
-    /// written as `compressed` instead of being compressed again — the same bytes, so
-    /// the output does not change.
-    pub fn offer(&mut self, uncompressed: Arc<Vec<u8>>, compressed: Arc<Vec<u8>>) {
+    /// [`compressor_id`]). A block of this stream whose bytes equal the offered one's
+    /// is then written as its compressed form instead of being compressed again — the
+    /// same bytes, so the output does not change.
+    pub fn offer(&mut self, block: Block) {
         if self.offers.len() == MAX_OFFERS {
             self.offers.pop_front();
         }
-        self.offers.push_back((uncompressed, compressed));
+        self.offers.push_back(block);
     }
 
     /// The compressed form of `block` among the offers, if one matches it.
     fn offered(&self, block: &[u8]) -> Option<Vec<u8>> {
         self.offers
             .iter()
-            .find(|(u, _)| u.len() == block.len() && u[..] == *block)
-            .map(|(_, c)| c.to_vec())
+            .find(|o| o.uncompressed.len() == block.len() && o.uncompressed[..] == *block)
+            .map(|o| o.compressed.to_vec())
     }
 
     /// Writes one compressed block to the output and notes its size.

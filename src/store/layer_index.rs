@@ -17,8 +17,14 @@ use crate::image::{LayerDigests, LayerEntry, LayerOptions};
 use super::blobs::store_hex;
 
 impl Store {
-    fn layer_index_path(&self, diff_id: &(impl AsDigest + ?Sized)) -> Result<std::path::PathBuf, StoreError> {
-        Ok(self.root.join("cache/layer-index").join(store_hex(diff_id)?))
+    fn layer_index_path(
+        &self,
+        diff_id: &(impl AsDigest + ?Sized),
+    ) -> Result<std::path::PathBuf, StoreError> {
+        Ok(self
+            .root
+            .join("cache/layer-index")
+            .join(store_hex(diff_id)?))
     }
 
     fn lineage_path(&self, lineage: &str) -> Option<std::path::PathBuf> {
@@ -110,9 +116,8 @@ impl Store {
         for path in super::prune::list(&self.root.join("cache/lineage"))? {
             let layer = fs::read_to_string(&path).ok();
             let diff_id = layer.as_deref().and_then(|s| parse_sha256(s.trim()));
-            let indexed = diff_id.is_some_and(|d| {
-                self.layer_index_path(&d).is_ok_and(|p| p.is_file())
-            });
+            let indexed =
+                diff_id.is_some_and(|d| self.layer_index_path(&d).is_ok_and(|p| p.is_file()));
             if !indexed {
                 super::prune::remove_if_present(&path)?;
             }

@@ -29,8 +29,8 @@ use crate::builder::run::toolcache::ToolCaches;
 use crate::builder::stage::BuiltImage;
 use crate::builder::users::{resolve_user, user_entries};
 use crate::builder::walk::{
-    step_key, walk, Command, CopyFrom, CopyStep, FixedFile, RunKind, RunStep, Session, SourcesError, StepAt,
-    StepVisitor, UsersStep, Visit,
+    step_key, walk, Command, CopyFrom, CopyStep, FixedFile, RunKind, RunStep, Session,
+    SourcesError, StepAt, StepVisitor, UsersStep, Visit,
 };
 use crate::builder::BuildError;
 use crate::image::{Content, EntryKind, LayerDigests};

@@ -341,9 +341,9 @@ impl<'a> Layers<'a> {
             hex::decode_to_slice(sha, &mut bytes).ok()?;
             Some((stat.size, bytes))
         };
-        let (d, report) = self
-            .store
-            .write_layer_indexed(entries, opts, earlier.as_ref(), &mut known)?;
+        let (d, report) =
+            self.store
+                .write_layer_indexed(entries, opts, earlier.as_ref(), &mut known)?;
         if let Some(why) = &report.fallback {
             tracing::warn!("wrote layer {} afresh: {why}", d.digest);
         } else if earlier.is_some() {

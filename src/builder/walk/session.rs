@@ -228,7 +228,11 @@ impl<'a> Session<'a> {
         use std::os::unix::ffi::OsStrExt;
         let text = serde_json::to_string(instr).unwrap_or_else(|_| format!("{instr:?}"));
         let dir = self.settings.context_dir.as_os_str().as_bytes();
-        CacheKey::derive(None, "context-copy-lineage", &[dir, st.variant.as_bytes(), text.as_bytes()])
+        CacheKey::derive(
+            None,
+            "context-copy-lineage",
+            &[dir, st.variant.as_bytes(), text.as_bytes()],
+        )
     }
 
     /// The cache key of a Run step: the parent key, the instruction and what each of its

@@ -101,7 +101,9 @@ impl LayerIndex {
         let compressor = r.array()?;
         let tar_size = r.u64()?;
         let blocks = r.count(8)?;
-        let block_ends = (0..blocks).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
+        let block_ends = (0..blocks)
+            .map(|_| r.u64())
+            .collect::<Result<Vec<_>, _>>()?;
         let entries = r.count(48)?;
         let entries = (0..entries)
             .map(|_| {
@@ -127,7 +129,9 @@ impl LayerIndex {
 
     /// Offsets within the stream and the blob only grow.
     fn check(&self) -> Result<(), IndexError> {
-        let blocks_needed = self.tar_size.div_ceil(crate::image::gzip::BLOCK_SIZE as u64);
+        let blocks_needed = self
+            .tar_size
+            .div_ceil(crate::image::gzip::BLOCK_SIZE as u64);
         if self.block_ends.len() as u64 != blocks_needed
             || self.block_ends.windows(2).any(|w| w[0] >= w[1])
             || self
@@ -215,7 +219,10 @@ mod tests {
     fn damaged_or_inconsistent_indexes_are_refused() {
         let bytes = sample().to_bytes();
         for cut in [0, 10, 17, bytes.len() - 1] {
-            assert!(LayerIndex::from_bytes(&bytes[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                LayerIndex::from_bytes(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut flipped = bytes.clone();
         flipped[40] ^= 1;

@@ -138,7 +138,9 @@ impl RecordWriter {
                 pad(out, bytes.len() as u64)?;
                 (meta, hash.then(|| Sha256::digest(bytes).into()))
             }
-            EntryKind::File(Content::File(host)) => self.write_host_file(out, name, entry, host, hash)?,
+            EntryKind::File(Content::File(host)) => {
+                self.write_host_file(out, name, entry, host, hash)?
+            }
             _ => {
                 let meta = self.meta(name, entry, 0)?;
                 out.write_all(&meta)?;

@@ -26,7 +26,9 @@ use super::records::{empty_sha256, padding, RecordWriter, END_OF_ARCHIVE};
 use super::{order_entries, LayerDigests, LayerError, LayerOptions};
 use crate::image::digest::HashingWriter;
 use crate::image::entry::{Content, EntryKind, LayerEntry};
-use crate::image::gzip::{compressor_id, inflate_block, ParallelGzipWriter, BLOCK_SIZE, HEADER_LEN};
+use crate::image::gzip::{
+    compressor_id, inflate_block, Block, ParallelGzipWriter, BLOCK_SIZE, HEADER_LEN,
+};
 
 /// The layer a new one may be rewritten from.
 #[derive(Debug, Clone)]
@@ -114,7 +116,9 @@ fn write_ordered<W: Write>(
     for (name, entry) in ordered {
         let offset = tar.count();
         if let Some(source) = &mut source {
-            if let Some(identity) = source.copy_if_unchanged(&mut tar, &mut records, name, entry, known)? {
+            if let Some(identity) =
+                source.copy_if_unchanged(&mut tar, &mut records, name, entry, known)?
+            {
                 indexed.push(IndexedEntry {
                     identity,
                     offset,
@@ -176,8 +180,8 @@ struct EarlierStream<'e> {
     by_identity: HashMap<[u8; 32], (u64, u64)>,
     /// Whether its blocks may be written into the new blob as they are.
     same_compressor: bool,
-    /// Recently read blocks: index, uncompressed, compressed.
-    blocks: VecDeque<(u64, Arc<Vec<u8>>, Arc<Vec<u8>>)>,
+    /// Recently read blocks, by index.
+    blocks: VecDeque<(u64, Block)>,
 }
 
 impl<'e> EarlierStream<'e> {
@@ -247,7 +251,9 @@ impl<'e> EarlierStream<'e> {
         let (mut at, end) = (offset, offset + len);
         while at < end {
             let index = at / block_size;
-            let block = self.block(index, out).map_err(|e| check.mismatch(&e.to_string()))?;
+            let block = self
+                .block(index, out)
+                .map_err(|e| check.mismatch(&e.to_string()))?;
             let from = (at - index * block_size) as usize;
             let to = ((end - index * block_size) as usize).min(block.len());
             if from >= to {
@@ -263,27 +269,32 @@ impl<'e> EarlierStream<'e> {
     /// Block `index` of the earlier stream, inflated; a newly read block is offered to
     /// the new stream's compressor when the same compressor made it.
     fn block<W: Write>(&mut self, index: u64, out: &mut TarOut<W>) -> io::Result<Arc<Vec<u8>>> {
-        if let Some((_, block, _)) = self.blocks.iter().find(|(i, _, _)| *i == index) {
-            return Ok(block.clone());
+        if let Some((_, block)) = self.blocks.iter().find(|(i, _)| *i == index) {
+            return Ok(block.uncompressed.clone());
         }
         let ends = &self.layer.index.block_ends;
         let i = usize::try_from(index).map_err(io::Error::other)?;
-        let end = *ends.get(i).ok_or_else(|| io::Error::other("no such block"))?;
+        let end = *ends
+            .get(i)
+            .ok_or_else(|| io::Error::other("no such block"))?;
         let start = if i == 0 { HEADER_LEN } else { ends[i - 1] };
         let mut compressed = vec![0; usize::try_from(end - start).map_err(io::Error::other)?];
         self.file.read_exact_at(&mut compressed, start)?;
         let block_size = BLOCK_SIZE as u64;
         let len = (self.layer.index.tar_size - index * block_size).min(block_size);
-        let block = Arc::new(inflate_block(&compressed, len as usize)?);
-        let compressed = Arc::new(compressed);
+        let block = Block {
+            uncompressed: Arc::new(inflate_block(&compressed, len as usize)?),
+            compressed: Arc::new(compressed),
+        };
         if self.same_compressor {
-            out.get_mut().offer(block.clone(), compressed.clone());
+            out.get_mut().offer(block.clone());
         }
         if self.blocks.len() == 2 {
             self.blocks.pop_front();
         }
-        self.blocks.push_back((index, block.clone(), compressed));
-        Ok(block)
+        let bytes = block.uncompressed.clone();
+        self.blocks.push_back((index, block));
+        Ok(bytes)
     }
 }
 

@@ -186,7 +186,10 @@ fn every_kind_of_entry(dir: &Path) -> Vec<LayerEntry> {
         with_xattrs,
         entry("etc/host", EntryKind::File(Content::File(host))),
         file("etc/text", &b"line of text\n".repeat(100_000)),
-        entry(&long, EntryKind::Symlink(format!("../{}", "t".repeat(120)).into())),
+        entry(
+            &long,
+            EntryKind::Symlink(format!("../{}", "t".repeat(120)).into()),
+        ),
         entry("a-link", EntryKind::Hardlink("etc/text".into())),
         entry("dev/null", EntryKind::CharDevice(1, 3)),
         entry("dev/sda", EntryKind::BlockDevice(8, 0)),

@@ -59,13 +59,20 @@ fn truthful(path: &Path) -> Option<(u64, [u8; 32])> {
 
 /// Writes `entries` from `earlier` (kept as a blob file in `dir`) and checks the bytes
 /// against a fresh write; returns the new layer, also kept.
-fn rewrite(dir: &Path, entries: &[LayerEntry], earlier: Option<&EarlierLayer>) -> (EarlierLayer, SpliceReport) {
+fn rewrite(
+    dir: &Path,
+    entries: &[LayerEntry],
+    earlier: Option<&EarlierLayer>,
+) -> (EarlierLayer, SpliceReport) {
     let (fresh, fresh_digests) = write_layer(entries.to_vec(), Vec::new(), &opts()).unwrap();
     let layer =
         write_layer_indexed(entries.to_vec(), new_vec, &opts(), earlier, &mut truthful).unwrap();
     assert_eq!(layer.report.fallback, None);
     assert_eq!(layer.digests, fresh_digests);
-    assert!(layer.out == fresh, "spliced bytes differ from a fresh write");
+    assert!(
+        layer.out == fresh,
+        "spliced bytes differ from a fresh write"
+    );
     let blob = dir.join(format!("blob-{}", layer.digests.digest.digest()));
     std::fs::write(&blob, &layer.out).unwrap();
     (
@@ -138,11 +145,19 @@ fn an_earlier_layer_that_does_not_hold_what_its_index_says_is_not_used() {
             outputs += 1;
             Ok(Vec::new())
         };
-        let layer =
-            write_layer_indexed(entries.clone(), new_out, &opts(), Some(earlier), &mut truthful)
-                .unwrap();
+        let layer = write_layer_indexed(
+            entries.clone(),
+            new_out,
+            &opts(),
+            Some(earlier),
+            &mut truthful,
+        )
+        .unwrap();
         assert!(layer.out == fresh);
-        layer.report.fallback.expect("the earlier layer is not used")
+        layer
+            .report
+            .fallback
+            .expect("the earlier layer is not used")
     };
 
     // Entries pointing at the wrong bytes.
@@ -170,5 +185,8 @@ fn an_earlier_layer_that_does_not_hold_what_its_index_says_is_not_used() {
     let mut lying = |_: &Path| Some((50, [9u8; 32]));
     let layer =
         write_layer_indexed(entries.clone(), new_vec, &opts(), Some(&first), &mut lying).unwrap();
-    assert_eq!(layer.report.reused_entries, 2, "only the directory and the link");
+    assert_eq!(
+        layer.report.reused_entries, 2,
+        "only the directory and the link"
+    );
 }
