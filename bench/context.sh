@@ -4,7 +4,11 @@
 # 800 of them) in a project whose variant copies the context (`copies: [local]` on the
 # busybox fixture base), measures
 #   no-op    a rebuild with nothing changed
-#   1-file   a rebuild after one file's content changed (new content every round)
+#   1-file   a rebuild after one file's content changed (new content every round): the
+#            first file of the context grows by 600 bytes, which moves every later tar
+#            record (the worst case for flense, which rewrites the copy layer from the
+#            previous one: no later gzip block can be reused; CHANGE=edit keeps its
+#            padded size, so only the first block is compressed again)
 # for flense (`flense build`) and buildah (`buildah build --layers` of the Dockerfile
 # that `flense dockerfile` renders), next to two floors:
 #   find     `find CTX -printf '%s %T@ %i\n'`: one stat walk of the context
@@ -110,7 +114,14 @@ run_find() { find "$project" -printf '%s %T@ %i\n'; }
 run_targz() { tar -C "$project" -cf - . | gzip -4; }
 export -f run_flense run_buildah run_find run_targz buildah_cmd
 export flense work
-change_one() { echo "round $1 $RANDOM" >> "$project/src/d0000/f000.txt"; }
+change_one() {
+  local f="$project/src/d0000/f000.txt"
+  case "${CHANGE:-grow}" in
+    grow) { head -c 600 /dev/zero | tr '\0' y; echo " round $1"; } >> "$f" ;;
+    edit) printf 'round %03d %s\n' "$1" "$(head -c 90 "$f" | tail -c 80)" > "$f.new" && mv "$f.new" "$f" ;;
+    *) echo "context.sh: CHANGE is grow or edit" >&2; exit 2 ;;
+  esac
+}
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 stats() { # file -> "median max peakMB"

@@ -125,3 +125,63 @@ impl Store {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::{Content, EntryKind};
+
+    fn entries(changed: &str) -> Vec<LayerEntry> {
+        ["a", "b", "c"]
+            .iter()
+            .map(|name| LayerEntry {
+                path: format!("app/{name}").into(),
+                kind: EntryKind::File(Content::Bytes(
+                    if *name == "b" { changed } else { name }
+                        .as_bytes()
+                        .to_vec(),
+                )),
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                xattrs: vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn layers_are_rewritten_along_their_lineage_and_pruned_with_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let opts = LayerOptions::default();
+        let none = &mut |_: &std::path::Path| None;
+        let (first, _) = store
+            .write_layer_indexed(entries("b"), &opts, None, none)
+            .unwrap();
+        store.record_lineage("0123abcd", &first.diff_id).unwrap();
+        assert_eq!(store.lineage("0123abcd"), Some(first.diff_id.clone()));
+        let earlier = store.earlier_layer(&first.diff_id).expect("indexed");
+
+        let (second, report) = store
+            .write_layer_indexed(entries("B"), &opts, Some(&earlier), none)
+            .unwrap();
+        assert_eq!((report.reused_entries, report.entries), (2, 3));
+        assert_eq!(second, store.write_layer(entries("B"), &opts).unwrap());
+        store.record_lineage("0123abcd", &second.diff_id).unwrap();
+        assert_eq!(store.lineage("0123abcd"), Some(second.diff_id.clone()));
+
+        // Names that are not plain are not paths in the store.
+        store.record_lineage("../escape", &first.diff_id).unwrap();
+        assert_eq!(store.lineage("../escape"), None);
+        assert!(!tmp.path().join("cache/escape").exists());
+
+        // No image holds either layer: prune removes them, their indexes and lineage.
+        store.prune().unwrap();
+        assert!(store.earlier_layer(&first.diff_id).is_none());
+        assert!(store.earlier_layer(&second.diff_id).is_none());
+        assert_eq!(store.lineage("0123abcd"), None);
+        let left = fs::read_dir(tmp.path().join("cache/layer-index")).unwrap();
+        assert_eq!(left.count(), 0);
+    }
+}

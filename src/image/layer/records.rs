@@ -118,7 +118,10 @@ impl RecordWriter {
                 builder.append_data(&mut header, name, none)?;
             }
         }
-        Ok(std::mem::take(builder.get_mut()))
+        // A copy, leaving the scratch buffer's capacity for the next entry.
+        let meta = builder.get_ref().clone();
+        builder.get_mut().clear();
+        Ok(meta)
     }
 
     /// Writes the records, content and padding of `entry` to `out`, reading a host

@@ -177,7 +177,9 @@ fn write_ordered<W: Write>(
 struct EarlierStream<'e> {
     layer: &'e EarlierLayer,
     file: File,
-    by_identity: HashMap<[u8; 32], (u64, u64)>,
+    /// Index in its entries by the first 8 bytes of the identity (small: a large
+    /// context has hundreds of thousands); the full identity is compared on lookup.
+    by_identity: HashMap<u64, u32>,
     /// Whether its blocks may be written into the new blob as they are.
     same_compressor: bool,
     /// Recently read blocks, by index.
@@ -190,11 +192,8 @@ impl<'e> EarlierStream<'e> {
             path: layer.blob.clone(),
             source,
         })?;
-        let by_identity = layer
-            .index
-            .entries
-            .iter()
-            .map(|e| (e.identity, (e.offset, e.len)))
+        let by_identity = (layer.index.entries.iter().enumerate())
+            .filter_map(|(i, e)| Some((short_identity(&e.identity), u32::try_from(i).ok()?)))
             .collect();
         Ok(Self {
             layer,
@@ -227,7 +226,10 @@ impl<'e> EarlierStream<'e> {
         };
         let meta = records.meta(name, entry, size)?;
         let id = identity(&meta, &content);
-        let Some(&(offset, len)) = self.by_identity.get(&id) else {
+        let found = (self.by_identity.get(&short_identity(&id)))
+            .map(|&i| self.layer.index.entries[i as usize])
+            .filter(|e| e.identity == id);
+        let Some(IndexedEntry { offset, len, .. }) = found else {
             return Ok(None);
         };
         let mut check = EntryCheck::new(name, &meta, size, content);
@@ -296,6 +298,10 @@ impl<'e> EarlierStream<'e> {
         self.blocks.push_back((index, block));
         Ok(bytes)
     }
+}
+
+fn short_identity(identity: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(identity[..8].try_into().expect("8 of 32 bytes"))
 }
 
 /// Checks the bytes copied for an entry: its metadata records as the new entry's, then
