@@ -662,6 +662,122 @@ mod tests {
     }
 
     #[test]
+    fn lookups_take_any_spelling_of_an_image_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join("a/b")).unwrap();
+        fs::write(r.join("a/b/f"), "f").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        for p in [
+            "a/b/f",
+            "/a/b/f",
+            "//a//b/f",
+            "a/./b/f",
+            "a/b/../b/f",
+            "/../a/b/f",
+        ] {
+            assert_eq!(ctx.stat(Path::new(p)).unwrap().kind, FileKind::File, "{p}");
+            assert_eq!(ctx.read(Path::new(p)).unwrap(), b"f", "{p}");
+        }
+        for p in ["a/b/", "a/b/.", "/a/b"] {
+            assert_eq!(ctx.stat(Path::new(p)).unwrap().kind, FileKind::Dir, "{p}");
+            assert_eq!(ctx.list(Path::new(p)), vec!["f"], "{p}");
+        }
+        for p in ["", "/", ".", "a/.."] {
+            assert_eq!(ctx.stat(Path::new(p)).unwrap().kind, FileKind::Dir, "{p}");
+        }
+        assert!(ctx.stat(Path::new("a/b/g")).is_none());
+        assert!(ctx.stat(Path::new("a/bf")).is_none());
+        assert!(
+            ctx.list(Path::new("a/b/f")).is_empty(),
+            "a file has no children"
+        );
+        let host = ctx.host_path(Path::new("/a/b/f")).unwrap();
+        assert_eq!(host, r.join("a/b/f"));
+        let meta = fs::metadata(&host).unwrap();
+        assert_eq!(ctx.host_stat(&host), Some(HostStat::of(&meta)));
+        assert_eq!(
+            ctx.host_stat(&r.join("a/b")),
+            None,
+            "directories have no host stat"
+        );
+        assert_eq!(ctx.host_stat(Path::new("/elsewhere/a/b/f")), None);
+        assert!(ctx.host_path(Path::new("a/b")).is_none());
+    }
+
+    #[test]
+    fn children_are_listed_in_byte_order_of_their_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        // Byte order of whole paths puts "a-b" and "a.b" between "a" and "a/…":
+        // each directory's children must still come out sorted, and complete.
+        for d in ["a/b", "a-b", "a.b", "B", "a0"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for f in [
+            "a/b/z", "a/b/y", "a/c", "a/C", "a-b/x", "a.b/w", "a/b-c", "a/b.c",
+        ] {
+            fs::write(r.join(f), "x").unwrap();
+        }
+        let ctx = BuildContext::open(r).unwrap();
+        assert_eq!(ctx.list(Path::new("/")), vec!["B", "a", "a-b", "a.b", "a0"]);
+        assert_eq!(ctx.list(Path::new("a")), vec!["C", "b", "b-c", "b.c", "c"]);
+        assert_eq!(ctx.list(Path::new("a/b")), vec!["y", "z"]);
+        assert_eq!(ctx.list(Path::new("a-b")), vec!["x"]);
+        assert_eq!(ctx.list(Path::new("a0")), Vec::<String>::new());
+        assert_eq!(ctx.len(), 1 + 6 + 8);
+        assert!(!ctx.is_empty());
+    }
+
+    #[test]
+    fn exceptions_bring_every_missing_parent_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join("x/y/z")).unwrap();
+        fs::write(r.join("x/y/z/k1"), "1").unwrap();
+        fs::write(r.join("x/y/z/k2"), "2").unwrap();
+        fs::write(r.join("x/y/other"), "o").unwrap();
+        fs::write(r.join(".dockerignore"), "x\n!x/y/z/k*\n").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        assert_eq!(ctx.list(Path::new("/")), vec![".dockerignore", "x"]);
+        assert_eq!(ctx.list(Path::new("x")), vec!["y"]);
+        assert_eq!(ctx.list(Path::new("x/y")), vec!["z"]);
+        assert_eq!(ctx.list(Path::new("x/y/z")), vec!["k1", "k2"]);
+        assert_eq!(ctx.stat(Path::new("x/y")).unwrap().kind, FileKind::Dir);
+        assert!(ctx.stat(Path::new("x/y/other")).is_none());
+        // Root, .dockerignore, x, x/y, x/y/z and the two exceptions.
+        assert_eq!(ctx.len(), 7);
+    }
+
+    #[test]
+    fn names_with_any_bytes_and_symlinks() {
+        use std::ffi::OsStr;
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let odd = OsStr::from_bytes(b"d\xff");
+        fs::create_dir_all(r.join(odd)).unwrap();
+        fs::write(r.join(odd).join("in"), "i").unwrap();
+        fs::write(r.join("new\nline"), "n").unwrap();
+        std::os::unix::fs::symlink("new\nline", r.join("link")).unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        // Names are listed as text (lossily): the raw bytes still find the entries.
+        assert_eq!(
+            ctx.list(Path::new("/")),
+            vec!["d\u{fffd}", "link", "new\nline"]
+        );
+        assert_eq!(ctx.list(Path::new(odd)), vec!["in"]);
+        assert_eq!(ctx.read(&Path::new(odd).join("in")).unwrap(), b"i");
+        assert_eq!(ctx.read(Path::new("/new\nline")).unwrap(), b"n");
+        assert_eq!(ctx.stat(Path::new("link")).unwrap().kind, FileKind::Symlink);
+        assert_eq!(
+            ctx.read_link(Path::new("link")).unwrap(),
+            Path::new("new\nline")
+        );
+        assert!(ctx.read_link(Path::new("new\nline")).is_none());
+        assert!(ctx.host_path(Path::new("link")).is_none());
+    }
+
+    #[test]
     fn bad_dockerignore_names_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join(".dockerignore"), "!\n").unwrap();

@@ -253,4 +253,49 @@ mod tests {
         by_key.sort_by_key(|p| path_order_key(p));
         assert_eq!(paths, by_key);
     }
+
+    #[test]
+    fn later_writes_replace_removals_forget_and_the_result_is_ordered() {
+        let mut set = EntrySet::new(&crate::builder::layers::view::EmptyView, 7);
+        let dir = |set: &mut EntrySet<'_>, p: &str, mode: u32| {
+            set.put(PathBuf::from(p), EntryKind::Dir, mode, 0, 0, 1);
+        };
+        // Written out of order, one path twice (spelt two ways), one removed.
+        for p in ["b", "a-b", "a/b", "a", "gone", "a/b/c"] {
+            dir(&mut set, p, 0o755);
+        }
+        dir(&mut set, "a/b/", 0o700);
+        set.remove(Path::new("gone"));
+        set.remove(Path::new("never"));
+        assert_eq!(set.stat(Path::new("a/b")).unwrap().mode, 0o700);
+        assert!(set.stat(Path::new("gone")).is_none());
+        dir(&mut set, "gone", 0o711);
+        set.parents(Path::new("new/deep/file"), 5, 6);
+        let entries = set.into_entries();
+        let paths: Vec<_> = entries.iter().map(|e| e.path.to_str().unwrap()).collect();
+        let want = ["a", "a/b/", "a/b/c", "a-b", "b", "gone", "new", "new/deep"];
+        assert_eq!(paths, want);
+        assert_eq!(entries[1].mode, 0o700);
+        assert_eq!(entries[5].mode, 0o711);
+        assert_eq!(
+            (entries[7].uid, entries[7].gid, entries[7].mtime),
+            (5, 6, 7)
+        );
+    }
+
+    #[test]
+    fn entries_written_in_order_stay_in_order() {
+        let mut set = EntrySet::new(&crate::builder::layers::view::EmptyView, 0);
+        let paths = ["a", "a/b", "a/b/c", "a/b-c", "a-b", "a.b", "b"];
+        for p in paths {
+            set.put(PathBuf::from(p), EntryKind::Dir, 0o755, 0, 0, 0);
+        }
+        let got: Vec<_> = set.into_entries().into_iter().map(|e| e.path).collect();
+        let want: Vec<_> = paths.iter().map(PathBuf::from).collect();
+        assert_eq!(got, want);
+        for w in want.windows(2) {
+            assert!(order_key_cmp(&w[0], &w[1]).is_lt());
+            assert!(path_order_key(&w[0]) < path_order_key(&w[1]));
+        }
+    }
 }
