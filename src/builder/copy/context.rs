@@ -283,9 +283,19 @@ fn walk(root: &Path, ignore: &PatternMatcher) -> Result<Walked, ContextError> {
                 })
             })
             .collect();
-        let mut all = Walked::default();
-        for w in workers {
-            all.append(w.join().unwrap_or_default());
+        let parts: Vec<Walked> = workers
+            .into_iter()
+            .map(|w| w.join().unwrap_or_default())
+            .collect();
+        // Sized once: a large context's vectors grown by doubling would be up to twice
+        // what they hold (and the root and a few parents are added to them later).
+        let mut all = Walked {
+            paths: Vec::with_capacity(parts.iter().map(|w| w.paths.len()).sum()),
+            found: Vec::with_capacity(parts.iter().map(|w| w.found.len()).sum::<usize>() + 8),
+            links: Vec::new(),
+        };
+        for w in parts {
+            all.append(w);
         }
         all
     });
@@ -417,6 +427,8 @@ impl BuildContext {
             paths.extend_from_slice(&rel);
         }
         entries.sort_unstable_by(|a, b| a.bytes(&paths).cmp(b.bytes(&paths)));
+        entries.shrink_to_fit();
+        paths.shrink_to_fit();
         let mut ctx = Self {
             root: root.to_path_buf(),
             paths,

@@ -67,6 +67,8 @@ impl<'a> EntrySet<'a> {
         if !ordered {
             entries.sort_by_cached_key(|e| path_order_key(&e.path));
         }
+        // The vector grew by doubling (and lost removed entries): up to twice the size.
+        entries.shrink_to_fit();
         entries
     }
 
