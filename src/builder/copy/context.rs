@@ -9,6 +9,7 @@ use std::fs;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -153,6 +154,19 @@ pub struct BuildContext {
     links: Vec<PathBuf>,
     /// sha256 hex of every visible path's stat (see [`Self::fingerprint`]).
     fingerprint: String,
+    /// The index of the last entry looked up: a copy asks for each path a few times
+    /// and for the paths in order, so the next lookup is mostly that entry or the next.
+    last: LastLookup,
+}
+
+/// [`BuildContext::last`]: a guess, shared by threads without a lock.
+#[derive(Debug, Default)]
+struct LastLookup(AtomicUsize);
+
+impl Clone for LastLookup {
+    fn clone(&self) -> Self {
+        LastLookup(AtomicUsize::new(self.0.load(Ordering::Relaxed)))
+    }
 }
 
 /// Adds one visible path to a context's fingerprint.
@@ -436,6 +450,7 @@ impl BuildContext {
             children: Vec::new(),
             links,
             fingerprint,
+            last: LastLookup::default(),
         };
         ctx.link_children();
         Ok(ctx)
@@ -470,9 +485,22 @@ impl BuildContext {
 
     /// The index of the entry whose relative path is `rel`.
     fn index_of(&self, rel: &[u8]) -> Option<usize> {
-        self.entries
-            .binary_search_by(|e| e.bytes(&self.paths).cmp(rel))
-            .ok()
+        let last = self.last.0.load(Ordering::Relaxed);
+        let at = |i: usize| {
+            self.entries
+                .get(i)
+                .is_some_and(|e| e.bytes(&self.paths) == rel)
+        };
+        let i = match (at(last), at(last + 1)) {
+            (true, _) => last,
+            (false, true) => last + 1,
+            (false, false) => self
+                .entries
+                .binary_search_by(|e| e.bytes(&self.paths).cmp(rel))
+                .ok()?,
+        };
+        self.last.0.store(i, Ordering::Relaxed);
+        Some(i)
     }
 
     /// The entry of image path `path`.
@@ -787,6 +815,39 @@ mod tests {
         );
         assert!(ctx.read_link(Path::new("new\nline")).is_none());
         assert!(ctx.host_path(Path::new("link")).is_none());
+    }
+
+    #[test]
+    fn lookups_in_any_order_find_each_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        for i in 0..5 {
+            fs::create_dir_all(r.join(format!("d{i}"))).unwrap();
+            for j in 0..5 {
+                fs::write(r.join(format!("d{i}/f{j}")), format!("{i}{j}")).unwrap();
+            }
+        }
+        let ctx = BuildContext::open(r).unwrap();
+        let mut all: Vec<String> = Vec::new();
+        for d in ctx.list(Path::new("/")) {
+            all.push(d.clone());
+            all.extend(ctx.list(Path::new(&d)).iter().map(|f| format!("{d}/{f}")));
+        }
+        assert_eq!(all.len(), 30);
+        let order: Vec<&String> = all
+            .iter()
+            .chain(all.iter().rev())
+            .chain(all.iter().step_by(7))
+            .collect();
+        for p in order {
+            let kind = ctx.stat(Path::new(p)).unwrap().kind;
+            assert_eq!(kind == FileKind::Dir, !p.contains('/'), "{p}");
+            assert!(ctx.stat(Path::new(&format!("{p}x"))).is_none(), "{p}x");
+            if kind == FileKind::File {
+                let want = p.replace(['d', 'f', '/'], "");
+                assert_eq!(ctx.read(Path::new(p)).unwrap(), want.as_bytes(), "{p}");
+            }
+        }
     }
 
     #[test]
