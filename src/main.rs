@@ -41,6 +41,8 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
+    // Large build contexts: freed listings must not stay resident (see the function).
+    flense_runtime::malloc::return_large_frees();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -28,6 +28,7 @@ mod group;
 mod idmap;
 mod init;
 mod isolation;
+pub mod malloc;
 mod mounts;
 mod remove;
 mod root;

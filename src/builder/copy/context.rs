@@ -2,12 +2,14 @@
 //! filtering, readable as an [`ImageView`] so copies from `local` and copies from other
 //! images share one implementation ([`crate::builder::copy`]).
 
-use std::collections::HashMap;
-use std::ffi::OsString;
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::fs;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use sha2::{Digest, Sha256};
 
@@ -36,12 +38,96 @@ pub enum ContextError {
     },
 }
 
+/// What the context keeps of a path's lstat: enough for its [`FileMeta`], its
+/// [`HostStat`] and its part of the fingerprint (48 bytes, not a `fs::Metadata`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stat {
+    /// `st_mode`, file type bits included.
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    ino: u64,
+}
+
+impl Stat {
+    fn of(meta: &fs::Metadata) -> Self {
+        Stat {
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.size(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            ino: meta.ino(),
+        }
+    }
+
+    fn kind(&self) -> FileKind {
+        match self.mode & 0o170000 {
+            0o040000 => FileKind::Dir,
+            0o100000 => FileKind::File,
+            0o120000 => FileKind::Symlink,
+            _ => FileKind::Other,
+        }
+    }
+
+    /// The same as `FileMeta::from(&metadata)`.
+    fn meta(&self) -> FileMeta {
+        FileMeta {
+            kind: self.kind(),
+            mode: self.mode & 0o7777,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: self.mtime.max(0) as u64,
+        }
+    }
+
+    /// The same as `HostStat::of(&metadata)`.
+    fn host(&self) -> HostStat {
+        HostStat {
+            size: self.size,
+            mtime_ns: i128::from(self.mtime) * 1_000_000_000 + i128::from(self.mtime_nsec),
+            inode: self.ino,
+        }
+    }
+}
+
+/// `Entry::link` of a path that is not a symlink with a readable target.
+const NO_LINK: u32 = u32::MAX;
+
+/// One visible path of the context. Paths live in one byte arena; children and link
+/// targets are indices, so a path costs its bytes once plus this record.
 #[derive(Debug, Clone)]
-struct ContextEntry {
-    meta: FileMeta,
-    link: Option<PathBuf>,
-    /// A regular file's stat, as the walk saw it.
-    host: Option<HostStat>,
+struct Entry {
+    /// The relative path is `paths[path..path + len]` (`/`-separated, no leading `/`).
+    path: usize,
+    len: u32,
+    /// The children are `children[first..first + count]`, sorted by name.
+    first: u32,
+    count: u32,
+    /// Index of the symlink target in `links`, or [`NO_LINK`].
+    link: u32,
+    stat: Stat,
+}
+
+impl Entry {
+    fn new(path: usize, len: usize, stat: Stat, link: u32) -> Self {
+        Entry {
+            path,
+            len: len as u32,
+            first: 0,
+            count: 0,
+            link,
+            stat,
+        }
+    }
+
+    fn bytes<'p>(&self, paths: &'p [u8]) -> &'p [u8] {
+        &paths[self.path..self.path + self.len as usize]
+    }
 }
 
 /// Patterns every context ignores before its `.dockerignore`: `flense pipeline`'s
@@ -50,46 +136,51 @@ struct ContextEntry {
 pub const DEFAULT_IGNORES: &str = ".pipeline/logs";
 
 /// A build context: the files of a directory that `.dockerignore` lets through.
+///
+/// Compact for large contexts: every relative path is stored once in one byte arena,
+/// the entries are a vector sorted by path bytes (looked up by binary search on the
+/// bytes of a path, not by hashing its components) and each directory's children are
+/// a range of one index vector.
 #[derive(Debug, Clone)]
 pub struct BuildContext {
     root: PathBuf,
-    /// By relative path (hashed: a large context's paths are looked up once each).
-    entries: HashMap<PathBuf, ContextEntry>,
-    /// Each directory's children, sorted by name.
-    children: HashMap<PathBuf, Vec<OsString>>,
+    /// The bytes of every entry's relative path.
+    paths: Vec<u8>,
+    /// Sorted by path bytes; the first is the root (the empty path).
+    entries: Vec<Entry>,
+    /// Children of the directories, as indices into `entries`, grouped by parent.
+    children: Vec<u32>,
+    /// Targets of the symlinks.
+    links: Vec<PathBuf>,
     /// sha256 hex of every visible path's stat (see [`Self::fingerprint`]).
     fingerprint: String,
+    /// The index of the last entry looked up: a copy asks for each path a few times
+    /// and for the paths in order, so the next lookup is mostly that entry or the next.
+    last: LastLookup,
 }
 
-/// Each directory's children among `entries`, sorted by name.
-fn children_of(entries: &HashMap<PathBuf, ContextEntry>) -> HashMap<PathBuf, Vec<OsString>> {
-    let mut children: HashMap<PathBuf, Vec<OsString>> = HashMap::new();
-    for path in entries.keys() {
-        if let (Some(parent), Some(name)) = (path.parent(), path.file_name()) {
-            children
-                .entry(parent.to_path_buf())
-                .or_default()
-                .push(name.to_os_string());
-        }
+/// [`BuildContext::last`]: a guess, shared by threads without a lock.
+#[derive(Debug, Default)]
+struct LastLookup(AtomicUsize);
+
+impl Clone for LastLookup {
+    fn clone(&self) -> Self {
+        LastLookup(AtomicUsize::new(self.0.load(Ordering::Relaxed)))
     }
-    for names in children.values_mut() {
-        names.sort_unstable();
-    }
-    children
 }
 
 /// Adds one visible path to a context's fingerprint.
-fn fingerprint_entry(h: &mut Sha256, rel: &Path, meta: &fs::Metadata, link: Option<&Path>) {
-    h.update(rel.as_os_str().as_bytes());
+fn fingerprint_entry(h: &mut Sha256, rel: &[u8], stat: &Stat, link: Option<&Path>) {
+    h.update(rel);
     h.update([0]);
     for n in [
-        u64::from(meta.mode()),
-        u64::from(meta.uid()),
-        u64::from(meta.gid()),
-        meta.size(),
-        meta.mtime() as u64,
-        meta.mtime_nsec() as u64,
-        meta.ino(),
+        u64::from(stat.mode),
+        u64::from(stat.uid),
+        u64::from(stat.gid),
+        stat.size,
+        stat.mtime as u64,
+        stat.mtime_nsec as u64,
+        stat.ino,
     ] {
         h.update(n.to_le_bytes());
     }
@@ -99,12 +190,41 @@ fn fingerprint_entry(h: &mut Sha256, rel: &Path, meta: &fs::Metadata, link: Opti
     h.update([0]);
 }
 
-/// A path the walk found in the context (relative to its root), with its lstat and,
-/// for a symlink, its target.
-struct Found {
-    rel: PathBuf,
-    meta: fs::Metadata,
-    link: Option<PathBuf>,
+/// What (part of) a walk found: paths in one arena, their stats, symlink targets.
+#[derive(Default)]
+struct Walked {
+    paths: Vec<u8>,
+    found: Vec<Entry>,
+    links: Vec<PathBuf>,
+}
+
+impl Walked {
+    fn push(&mut self, rel: &[u8], stat: Stat, link: Option<PathBuf>) {
+        let link = match link {
+            Some(target) => {
+                self.links.push(target);
+                (self.links.len() - 1) as u32
+            }
+            None => NO_LINK,
+        };
+        self.found
+            .push(Entry::new(self.paths.len(), rel.len(), stat, link));
+        self.paths.extend_from_slice(rel);
+    }
+
+    /// Takes in what another thread found.
+    fn append(&mut self, other: Walked) {
+        let (base, links) = (self.paths.len(), self.links.len() as u32);
+        self.paths.extend_from_slice(&other.paths);
+        self.links.extend(other.links);
+        self.found.extend(other.found.into_iter().map(|mut e| {
+            e.path += base;
+            if e.link != NO_LINK {
+                e.link += links;
+            }
+            e
+        }));
+    }
 }
 
 /// Directories waiting to be read, how many are being read, and the first failure.
@@ -161,7 +281,7 @@ impl WalkQueue {
 /// walked only for their exceptions, which are not listed), unordered. Directories are
 /// read by a few threads: a large context's walk is one stat per path, which is what a
 /// no-op rebuild costs.
-fn walk(root: &Path, ignore: &PatternMatcher) -> Result<Vec<Found>, ContextError> {
+fn walk(root: &Path, ignore: &PatternMatcher) -> Result<Walked, ContextError> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
     let queue = WalkQueue::default();
     queue.lock().dirs.push(PathBuf::new());
@@ -169,7 +289,7 @@ fn walk(root: &Path, ignore: &PatternMatcher) -> Result<Vec<Found>, ContextError
         let workers: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
-                    let mut mine = Vec::new();
+                    let mut mine = Walked::default();
                     while let Some(dir) = queue.take() {
                         queue.done(read_dir_entries(root, &dir, ignore, &mut mine));
                     }
@@ -177,10 +297,21 @@ fn walk(root: &Path, ignore: &PatternMatcher) -> Result<Vec<Found>, ContextError
                 })
             })
             .collect();
-        workers
+        let parts: Vec<Walked> = workers
             .into_iter()
-            .flat_map(|w| w.join().unwrap_or_default())
-            .collect::<Vec<_>>()
+            .map(|w| w.join().unwrap_or_default())
+            .collect();
+        // Sized once: a large context's vectors grown by doubling would be up to twice
+        // what they hold (and the root and a few parents are added to them later).
+        let mut all = Walked {
+            paths: Vec::with_capacity(parts.iter().map(|w| w.paths.len()).sum()),
+            found: Vec::with_capacity(parts.iter().map(|w| w.found.len()).sum::<usize>() + 8),
+            links: Vec::new(),
+        };
+        for w in parts {
+            all.append(w);
+        }
+        all
     });
     match queue
         .state
@@ -199,7 +330,7 @@ fn read_dir_entries(
     root: &Path,
     dir: &Path,
     ignore: &PatternMatcher,
-    out: &mut Vec<Found>,
+    out: &mut Walked,
 ) -> Result<Vec<PathBuf>, ContextError> {
     let host = root.join(dir);
     let io = |path: &Path| {
@@ -207,17 +338,23 @@ fn read_dir_entries(
         move |source| ContextError::Io { path, source }
     };
     let mut subdirs = Vec::new();
+    let mut rel = Vec::new();
     for item in fs::read_dir(&host).map_err(io(&host))? {
         let item = item.map_err(io(&host))?;
-        let rel = dir.join(item.file_name());
+        rel.clear();
+        if !dir.as_os_str().is_empty() {
+            rel.extend_from_slice(dir.as_os_str().as_bytes());
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(item.file_name().as_bytes());
         let meta = item.metadata().map_err(io(&item.path()))?;
-        let rel_text = rel.to_string_lossy();
+        let rel_text = String::from_utf8_lossy(&rel);
         let excluded = ignore.matches(&rel_text);
         if meta.is_dir() {
             if excluded && !ignore.may_include_below(&rel_text) {
                 continue;
             }
-            subdirs.push(rel.clone());
+            subdirs.push(PathBuf::from(OsStr::from_bytes(&rel)));
             if excluded {
                 continue; // walked only for its exceptions
             }
@@ -229,9 +366,33 @@ fn read_dir_entries(
             .is_symlink()
             .then(|| fs::read_link(item.path()).ok())
             .flatten();
-        out.push(Found { rel, meta, link });
+        out.push(&rel, Stat::of(&meta), link);
     }
     Ok(subdirs)
+}
+
+/// The parent of a relative path's bytes (`""` for a top-level name).
+fn parent_of(rel: &[u8]) -> &[u8] {
+    rel.iter()
+        .rposition(|&b| b == b'/')
+        .map_or(&rel[..0], |i| &rel[..i])
+}
+
+/// The bytes of `path` relative to the image root, normalised as
+/// [`image_relative`] does (borrowed when `path` already is in that form).
+fn relative_bytes(path: &Path) -> Cow<'_, [u8]> {
+    let bytes = path.as_os_str().as_bytes();
+    let start = bytes.iter().position(|&b| b != b'/').unwrap_or(bytes.len());
+    let rel = &bytes[start..];
+    let plain = rel.is_empty()
+        || rel
+            .split(|&b| b == b'/')
+            .all(|c| !c.is_empty() && c != b"." && c != b"..");
+    if plain {
+        Cow::Borrowed(rel)
+    } else {
+        Cow::Owned(image_relative(path).into_os_string().into_vec())
+    }
 }
 
 impl BuildContext {
@@ -265,63 +426,92 @@ impl BuildContext {
             path: root.to_path_buf(),
             source,
         })?;
-        let mut entries = HashMap::new();
-        let mut fingerprint = Sha256::new();
-        fingerprint_entry(&mut fingerprint, Path::new(""), &root_meta, None);
-        entries.insert(
-            PathBuf::new(),
-            ContextEntry {
-                meta: FileMeta::from(&root_meta),
-                link: None,
-                host: None,
-            },
-        );
-        let mut found = walk(root, ignore)?;
+        let Walked {
+            mut paths,
+            found: mut entries,
+            links,
+        } = walk(root, ignore)?;
         // Byte order of the relative paths: the fingerprint must not depend on which
         // thread found what.
-        found.sort_unstable_by(|a, b| {
-            a.rel
-                .as_os_str()
-                .as_bytes()
-                .cmp(b.rel.as_os_str().as_bytes())
-        });
-        for Found { rel, meta, link } in found {
-            // Parents of an exception inside an excluded directory come along.
-            for anc in rel.ancestors().skip(1) {
-                if entries.contains_key(anc) {
-                    break;
-                }
-                let m =
-                    fs::symlink_metadata(root.join(anc)).map_err(|source| ContextError::Io {
-                        path: root.join(anc),
-                        source,
-                    })?;
-                fingerprint_entry(&mut fingerprint, anc, &m, None);
-                entries.insert(
-                    anc.to_path_buf(),
-                    ContextEntry {
-                        meta: FileMeta::from(&m),
-                        link: None,
-                        host: None,
-                    },
-                );
-            }
-            fingerprint_entry(&mut fingerprint, &rel, &meta, link.as_deref());
-            entries.insert(
-                rel,
-                ContextEntry {
-                    meta: FileMeta::from(&meta),
-                    link,
-                    host: meta.file_type().is_file().then(|| HostStat::of(&meta)),
-                },
-            );
+        entries.sort_unstable_by(|a, b| a.bytes(&paths).cmp(b.bytes(&paths)));
+        let (fingerprint, parents) = fingerprint(root, &root_meta, &paths, &entries, &links)?;
+        entries.push(Entry::new(0, 0, Stat::of(&root_meta), NO_LINK));
+        for (rel, stat) in parents {
+            entries.push(Entry::new(paths.len(), rel.len(), stat, NO_LINK));
+            paths.extend_from_slice(&rel);
         }
-        Ok(Self {
+        entries.sort_unstable_by(|a, b| a.bytes(&paths).cmp(b.bytes(&paths)));
+        entries.shrink_to_fit();
+        paths.shrink_to_fit();
+        let mut ctx = Self {
             root: root.to_path_buf(),
-            children: children_of(&entries),
+            paths,
             entries,
-            fingerprint: hex::encode(fingerprint.finalize()),
-        })
+            children: Vec::new(),
+            links,
+            fingerprint,
+            last: LastLookup::default(),
+        };
+        ctx.link_children();
+        Ok(ctx)
+    }
+
+    /// Fills in every directory's children (the entries are sorted by path bytes, so
+    /// each directory's children come in name order).
+    fn link_children(&mut self) {
+        let parents: Vec<u32> = self.entries[1..]
+            .iter()
+            .map(|e| {
+                let parent = parent_of(e.bytes(&self.paths));
+                self.index_of(parent).unwrap_or(0) as u32
+            })
+            .collect();
+        for &p in &parents {
+            self.entries[p as usize].count += 1;
+        }
+        let mut next = 0u32;
+        for e in &mut self.entries {
+            e.first = next;
+            next += e.count;
+        }
+        let mut filled: Vec<u32> = self.entries.iter().map(|e| e.first).collect();
+        self.children = vec![0; parents.len()];
+        for (i, &p) in parents.iter().enumerate() {
+            let slot = &mut filled[p as usize];
+            self.children[*slot as usize] = i as u32 + 1;
+            *slot += 1;
+        }
+    }
+
+    /// The index of the entry whose relative path is `rel`.
+    fn index_of(&self, rel: &[u8]) -> Option<usize> {
+        let last = self.last.0.load(Ordering::Relaxed);
+        let at = |i: usize| {
+            self.entries
+                .get(i)
+                .is_some_and(|e| e.bytes(&self.paths) == rel)
+        };
+        let i = match (at(last), at(last + 1)) {
+            (true, _) => last,
+            (false, true) => last + 1,
+            (false, false) => self
+                .entries
+                .binary_search_by(|e| e.bytes(&self.paths).cmp(rel))
+                .ok()?,
+        };
+        self.last.0.store(i, Ordering::Relaxed);
+        Some(i)
+    }
+
+    /// The entry of image path `path`.
+    fn entry(&self, path: &Path) -> Option<&Entry> {
+        self.index_of(&relative_bytes(path))
+            .map(|i| &self.entries[i])
+    }
+
+    /// The host path of an entry.
+    fn host_of(&self, e: &Entry) -> PathBuf {
+        self.root.join(OsStr::from_bytes(e.bytes(&self.paths)))
     }
 
     /// A digest of what the context holds as far as a stat walk sees: every visible
@@ -348,50 +538,99 @@ impl BuildContext {
     }
 }
 
+/// The fingerprint of a walk's `found` entries (sorted by path bytes) and the parents
+/// that must come along with them: the directories of an exception inside an excluded
+/// directory, which the walk does not list. Each missing parent is hashed right before
+/// the first entry below it, nearest first (the order the fingerprint always had).
+#[allow(clippy::type_complexity)]
+fn fingerprint(
+    root: &Path,
+    root_meta: &fs::Metadata,
+    paths: &[u8],
+    found: &[Entry],
+    links: &[PathBuf],
+) -> Result<(String, Vec<(Vec<u8>, Stat)>), ContextError> {
+    let mut h = Sha256::new();
+    fingerprint_entry(&mut h, b"", &Stat::of(root_meta), None);
+    let mut added: Vec<(Vec<u8>, Stat)> = Vec::new();
+    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let known = |rel: &[u8], seen: &HashSet<Vec<u8>>| {
+        rel.is_empty()
+            || seen.contains(rel)
+            || found.binary_search_by(|e| e.bytes(paths).cmp(rel)).is_ok()
+    };
+    for e in found {
+        let rel = e.bytes(paths);
+        let mut anc = parent_of(rel);
+        while !known(anc, &seen) {
+            let host = root.join(OsStr::from_bytes(anc));
+            let m = fs::symlink_metadata(&host)
+                .map_err(|source| ContextError::Io { path: host, source })?;
+            let stat = Stat::of(&m);
+            fingerprint_entry(&mut h, anc, &stat, None);
+            seen.insert(anc.to_vec());
+            added.push((anc.to_vec(), stat));
+            anc = parent_of(anc);
+        }
+        let link = (e.link != NO_LINK).then(|| links[e.link as usize].as_path());
+        fingerprint_entry(&mut h, rel, &e.stat, link);
+    }
+    Ok((hex::encode(h.finalize()), added))
+}
+
 impl ImageView for BuildContext {
     fn stat(&self, path: &Path) -> Option<FileMeta> {
-        self.entries.get(&image_relative(path)).map(|e| e.meta)
+        self.entry(path).map(|e| e.stat.meta())
     }
 
     fn read(&self, path: &Path) -> Option<Vec<u8>> {
-        let rel = image_relative(path);
-        let e = self.entries.get(&rel)?;
-        (e.meta.kind == FileKind::File)
-            .then(|| fs::read(self.root.join(&rel)).ok())
+        let e = self.entry(path)?;
+        (e.stat.kind() == FileKind::File)
+            .then(|| fs::read(self.host_of(e)).ok())
             .flatten()
     }
 
     fn list(&self, path: &Path) -> Vec<String> {
-        let rel = image_relative(path);
-        if self.entries.get(&rel).map(|e| e.meta.kind) != Some(FileKind::Dir) {
+        let Some(e) = self.entry(path).filter(|e| e.stat.kind() == FileKind::Dir) else {
             return Vec::new();
-        }
-        self.children
-            .get(&rel)
-            .map(|names| {
-                names
-                    .iter()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .collect()
+        };
+        let (first, count) = (e.first as usize, e.count as usize);
+        self.children[first..first + count]
+            .iter()
+            .map(|&c| {
+                let child = self.entries[c as usize].bytes(&self.paths);
+                let name = &child[child.len() - child_name_len(child)..];
+                String::from_utf8_lossy(name).into_owned()
             })
-            .unwrap_or_default()
+            .collect()
     }
 
     fn host_path(&self, path: &Path) -> Option<PathBuf> {
-        let rel = image_relative(path);
-        let e = self.entries.get(&rel)?;
-        (e.meta.kind == FileKind::File).then(|| self.root.join(rel))
+        let e = self.entry(path)?;
+        (e.stat.kind() == FileKind::File).then(|| self.host_of(e))
     }
 
     fn read_link(&self, path: &Path) -> Option<PathBuf> {
-        self.entries.get(&image_relative(path))?.link.clone()
+        let e = self.entry(path)?;
+        (e.link != NO_LINK).then(|| self.links[e.link as usize].clone())
     }
 
     fn host_stat(&self, host_path: &Path) -> Option<HostStat> {
-        self.entries
-            .get(host_path.strip_prefix(&self.root).ok()?)?
-            .host
+        let (root, host) = (
+            self.root.as_os_str().as_bytes(),
+            host_path.as_os_str().as_bytes(),
+        );
+        let e = match host.strip_prefix(root).and_then(|r| r.strip_prefix(b"/")) {
+            Some(rel) if !root.ends_with(b"/") => self.entry(Path::new(OsStr::from_bytes(rel))),
+            _ => self.entry(host_path.strip_prefix(&self.root).ok()?),
+        }?;
+        (e.stat.kind() == FileKind::File).then(|| e.stat.host())
     }
+}
+
+/// The length of the last component of a relative path's bytes.
+fn child_name_len(rel: &[u8]) -> usize {
+    rel.len() - rel.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)
 }
 
 #[cfg(test)]
@@ -460,6 +699,155 @@ mod tests {
         assert_ne!(second, first, "a same-size rewrite changes the mtime");
         fs::set_permissions(r.join("a.txt"), fs::Permissions::from_mode(0o600)).unwrap();
         assert_ne!(BuildContext::open(r).unwrap().fingerprint(), second);
+    }
+
+    #[test]
+    fn lookups_take_any_spelling_of_an_image_path() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join("a/b")).unwrap();
+        fs::write(r.join("a/b/f"), "f").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        for p in [
+            "a/b/f",
+            "/a/b/f",
+            "//a//b/f",
+            "a/./b/f",
+            "a/b/../b/f",
+            "/../a/b/f",
+        ] {
+            assert_eq!(ctx.stat(Path::new(p)).unwrap().kind, FileKind::File, "{p}");
+            assert_eq!(ctx.read(Path::new(p)).unwrap(), b"f", "{p}");
+        }
+        for p in ["a/b/", "a/b/.", "/a/b"] {
+            assert_eq!(ctx.stat(Path::new(p)).unwrap().kind, FileKind::Dir, "{p}");
+            assert_eq!(ctx.list(Path::new(p)), vec!["f"], "{p}");
+        }
+        for p in ["", "/", ".", "a/.."] {
+            assert_eq!(ctx.stat(Path::new(p)).unwrap().kind, FileKind::Dir, "{p}");
+        }
+        assert!(ctx.stat(Path::new("a/b/g")).is_none());
+        assert!(ctx.stat(Path::new("a/bf")).is_none());
+        assert!(
+            ctx.list(Path::new("a/b/f")).is_empty(),
+            "a file has no children"
+        );
+        let host = ctx.host_path(Path::new("/a/b/f")).unwrap();
+        assert_eq!(host, r.join("a/b/f"));
+        let meta = fs::metadata(&host).unwrap();
+        assert_eq!(ctx.host_stat(&host), Some(HostStat::of(&meta)));
+        assert_eq!(
+            ctx.host_stat(&r.join("a/b")),
+            None,
+            "directories have no host stat"
+        );
+        assert_eq!(ctx.host_stat(Path::new("/elsewhere/a/b/f")), None);
+        assert!(ctx.host_path(Path::new("a/b")).is_none());
+    }
+
+    #[test]
+    fn children_are_listed_in_byte_order_of_their_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        // Byte order of whole paths puts "a-b" and "a.b" between "a" and "a/…":
+        // each directory's children must still come out sorted, and complete.
+        for d in ["a/b", "a-b", "a.b", "B", "a0"] {
+            fs::create_dir_all(r.join(d)).unwrap();
+        }
+        for f in [
+            "a/b/z", "a/b/y", "a/c", "a/C", "a-b/x", "a.b/w", "a/b-c", "a/b.c",
+        ] {
+            fs::write(r.join(f), "x").unwrap();
+        }
+        let ctx = BuildContext::open(r).unwrap();
+        assert_eq!(ctx.list(Path::new("/")), vec!["B", "a", "a-b", "a.b", "a0"]);
+        assert_eq!(ctx.list(Path::new("a")), vec!["C", "b", "b-c", "b.c", "c"]);
+        assert_eq!(ctx.list(Path::new("a/b")), vec!["y", "z"]);
+        assert_eq!(ctx.list(Path::new("a-b")), vec!["x"]);
+        assert_eq!(ctx.list(Path::new("a0")), Vec::<String>::new());
+        assert_eq!(ctx.len(), 1 + 6 + 8);
+        assert!(!ctx.is_empty());
+    }
+
+    #[test]
+    fn exceptions_bring_every_missing_parent_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        fs::create_dir_all(r.join("x/y/z")).unwrap();
+        fs::write(r.join("x/y/z/k1"), "1").unwrap();
+        fs::write(r.join("x/y/z/k2"), "2").unwrap();
+        fs::write(r.join("x/y/other"), "o").unwrap();
+        fs::write(r.join(".dockerignore"), "x\n!x/y/z/k*\n").unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        assert_eq!(ctx.list(Path::new("/")), vec![".dockerignore", "x"]);
+        assert_eq!(ctx.list(Path::new("x")), vec!["y"]);
+        assert_eq!(ctx.list(Path::new("x/y")), vec!["z"]);
+        assert_eq!(ctx.list(Path::new("x/y/z")), vec!["k1", "k2"]);
+        assert_eq!(ctx.stat(Path::new("x/y")).unwrap().kind, FileKind::Dir);
+        assert!(ctx.stat(Path::new("x/y/other")).is_none());
+        // Root, .dockerignore, x, x/y, x/y/z and the two exceptions.
+        assert_eq!(ctx.len(), 7);
+    }
+
+    #[test]
+    fn names_with_any_bytes_and_symlinks() {
+        use std::ffi::OsStr;
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        let odd = OsStr::from_bytes(b"d\xff");
+        fs::create_dir_all(r.join(odd)).unwrap();
+        fs::write(r.join(odd).join("in"), "i").unwrap();
+        fs::write(r.join("new\nline"), "n").unwrap();
+        std::os::unix::fs::symlink("new\nline", r.join("link")).unwrap();
+        let ctx = BuildContext::open(r).unwrap();
+        // Names are listed as text (lossily): the raw bytes still find the entries.
+        assert_eq!(
+            ctx.list(Path::new("/")),
+            vec!["d\u{fffd}", "link", "new\nline"]
+        );
+        assert_eq!(ctx.list(Path::new(odd)), vec!["in"]);
+        assert_eq!(ctx.read(&Path::new(odd).join("in")).unwrap(), b"i");
+        assert_eq!(ctx.read(Path::new("/new\nline")).unwrap(), b"n");
+        assert_eq!(ctx.stat(Path::new("link")).unwrap().kind, FileKind::Symlink);
+        assert_eq!(
+            ctx.read_link(Path::new("link")).unwrap(),
+            Path::new("new\nline")
+        );
+        assert!(ctx.read_link(Path::new("new\nline")).is_none());
+        assert!(ctx.host_path(Path::new("link")).is_none());
+    }
+
+    #[test]
+    fn lookups_in_any_order_find_each_entry() {
+        let tmp = tempfile::tempdir().unwrap();
+        let r = tmp.path();
+        for i in 0..5 {
+            fs::create_dir_all(r.join(format!("d{i}"))).unwrap();
+            for j in 0..5 {
+                fs::write(r.join(format!("d{i}/f{j}")), format!("{i}{j}")).unwrap();
+            }
+        }
+        let ctx = BuildContext::open(r).unwrap();
+        let mut all: Vec<String> = Vec::new();
+        for d in ctx.list(Path::new("/")) {
+            all.push(d.clone());
+            all.extend(ctx.list(Path::new(&d)).iter().map(|f| format!("{d}/{f}")));
+        }
+        assert_eq!(all.len(), 30);
+        let order: Vec<&String> = all
+            .iter()
+            .chain(all.iter().rev())
+            .chain(all.iter().step_by(7))
+            .collect();
+        for p in order {
+            let kind = ctx.stat(Path::new(p)).unwrap().kind;
+            assert_eq!(kind == FileKind::Dir, !p.contains('/'), "{p}");
+            assert!(ctx.stat(Path::new(&format!("{p}x"))).is_none(), "{p}x");
+            if kind == FileKind::File {
+                let want = p.replace(['d', 'f', '/'], "");
+                assert_eq!(ctx.read(Path::new(p)).unwrap(), want.as_bytes(), "{p}");
+            }
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod ignore;
 
 use std::path::{Path, PathBuf};
 
-use crate::image::{Content, EntryKind};
+use crate::image::{Content, EntryKind, LayerEntry};
 
 use crate::builder::copy::ignore::{compile, IgnoreError, PatternMatcher};
 use crate::builder::layers::entries::EntrySet;
@@ -217,6 +217,45 @@ fn put_one(
     set.put(to.to_path_buf(), kind, mode, uid, gid, meta.mtime);
 }
 
+/// The entries of the copy `req` onto the view of `set`, made from `onto_empty`, the
+/// entries of the same copy onto an empty filesystem (what [`copy_into`] over
+/// [`crate::builder::layers::view::EmptyView`] gives, sorted), without listing the
+/// sources again. A copy of one directory (one source, without wildcards) writes the
+/// same entries below its destination onto any filesystem: only the destination and
+/// its parents depend on what the filesystem holds, and they are written again here.
+/// `None` for a copy of another form (list it onto the view instead).
+pub fn rebase(
+    mut set: EntrySet<'_>,
+    src: &dyn ImageView,
+    req: &CopyRequest<'_>,
+    mut onto_empty: Vec<LayerEntry>,
+) -> Option<Vec<LayerEntry>> {
+    let [source] = req.sources else {
+        return None;
+    };
+    if has_wildcard(source) {
+        return None;
+    }
+    let resolved = resolve(src, req.source_base, source).ok()?;
+    let [path] = resolved.as_slice() else {
+        return None;
+    };
+    let meta = src.stat(path).filter(|m| m.kind == FileKind::Dir)?;
+    let dest = image_relative(&req.workdir.join(req.destination));
+    // Onto an empty filesystem every parent of the destination and the destination
+    // itself were new: they come first, the contents after them.
+    let head = onto_empty
+        .iter()
+        .take_while(|e| dest.starts_with(&e.path))
+        .count();
+    if head != dest.components().count() {
+        return None;
+    }
+    dest_dir(&mut set, &dest, &meta, req.owner);
+    onto_empty.splice(..head, set.into_entries());
+    Some(onto_empty)
+}
+
 fn copy_dir_contents(
     set: &mut EntrySet<'_>,
     src: &dyn ImageView,
@@ -226,6 +265,13 @@ fn copy_dir_contents(
     owner: Owner,
     exclude: &PatternMatcher,
 ) {
+    dest_dir(set, dest, dir_meta, owner);
+    walk(set, src, dir, dest, "", owner, exclude);
+}
+
+/// The destination directory of a directory copy, and its parents: as they are when
+/// they exist, else new (the destination with the metadata of the source directory).
+fn dest_dir(set: &mut EntrySet<'_>, dest: &Path, dir_meta: &FileMeta, owner: Owner) {
     let (du, dg) = owner.new_dirs();
     if !dest.as_os_str().is_empty() {
         set.parents(dest, du, dg);
@@ -251,7 +297,6 @@ fn copy_dir_contents(
             }
         }
     }
-    walk(set, src, dir, dest, "", owner, exclude);
 }
 
 /// Copies the children of `dir` to `dest`; returns whether anything was written.

@@ -4,7 +4,7 @@ use crate::builder::copy::context::BuildContext;
 use crate::builder::layers::view::{EmptyView, LayerStackView};
 use crate::image::LayerEntry;
 use std::fs;
-use std::os::unix::fs::symlink;
+use std::os::unix::fs::{symlink, PermissionsExt};
 
 fn context() -> (tempfile::TempDir, BuildContext) {
     let tmp = tempfile::tempdir().unwrap();
@@ -237,4 +237,88 @@ fn copy_from_an_image_keeps_source_ownership_without_chown() {
     let me = nix::unistd::getuid().as_raw();
     assert_eq!(paths(&e), vec!["hello-world"]);
     assert_eq!(e[0].uid, me);
+}
+
+/// The request of `run` (workdir /srv/app, sources from the root).
+fn request<'a>(
+    sources: &'a [String],
+    dest: &'a str,
+    owner: Owner,
+    exclude: &'a [String],
+) -> CopyRequest<'a> {
+    CopyRequest {
+        sources,
+        source_base: Path::new("/"),
+        destination: dest,
+        workdir: Path::new("/srv/app"),
+        owner,
+        exclude,
+    }
+}
+
+#[test]
+fn rebasing_the_listing_onto_empty_gives_the_listing_onto_the_view() {
+    let (_c, ctx) = context();
+    let base = tempfile::tempdir().unwrap();
+    let b = base.path();
+    fs::create_dir_all(b.join("srv/app/src")).unwrap();
+    fs::create_dir_all(b.join("opt")).unwrap();
+    fs::set_permissions(b.join("srv"), fs::Permissions::from_mode(0o750)).unwrap();
+    fs::write(b.join("srv/app/old"), "o").unwrap();
+    symlink("/opt", b.join("link")).unwrap();
+    let stage = LayerStackView::new(vec![b.to_path_buf()]);
+    let views: [&dyn ImageView; 2] = [&EmptyView, &stage];
+    let owners = [Owner::Root, Owner::Chown(900, 901)];
+    let dests = [".", "/", "/srv/app/", "out", "/new/deep", "/link/x", "/opt"];
+    let sources = [".", "src", "/src/", "./src/lib/.."];
+    let exclude = vec!["lib".to_string(), "!lib/util.js".to_string()];
+    for (view, owner, dest, source) in iproduct(&views, &owners, &dests, &sources) {
+        let sources = vec![source.to_string()];
+        let req = request(&sources, dest, *owner, &exclude);
+        let mut set = EntrySet::new(&EmptyView, 0);
+        copy_into(&mut set, &ctx, &req).unwrap();
+        let onto_empty = set.into_entries();
+        let mut set = EntrySet::new(*view, 0);
+        copy_into(&mut set, &ctx, &req).unwrap();
+        let want = set.into_entries();
+        let got = rebase(EntrySet::new(*view, 0), &ctx, &req, onto_empty).unwrap();
+        assert_eq!(
+            format!("{got:?}"),
+            format!("{want:?}"),
+            "{source} -> {dest}"
+        );
+    }
+}
+
+#[test]
+fn copies_of_other_forms_are_not_rebased() {
+    let (_c, ctx) = context();
+    for sources in [
+        vec!["src", "package.json"],
+        vec!["src/*"],
+        vec!["package.json"],
+    ] {
+        let sources: Vec<String> = sources.iter().map(|s| s.to_string()).collect();
+        let req = request(&sources, "/out/", Owner::Root, &[]);
+        let mut set = EntrySet::new(&EmptyView, 0);
+        copy_into(&mut set, &ctx, &req).unwrap();
+        let onto_empty = set.into_entries();
+        let rebased = rebase(EntrySet::new(&EmptyView, 0), &ctx, &req, onto_empty);
+        assert!(rebased.is_none(), "{sources:?}");
+    }
+}
+
+/// Every combination of one item of each slice.
+fn iproduct<'a, A, B, C, D>(
+    a: &'a [A],
+    b: &'a [B],
+    c: &'a [C],
+    d: &'a [D],
+) -> impl Iterator<Item = (&'a A, &'a B, &'a C, &'a D)> {
+    a.iter().flat_map(move |a| {
+        b.iter().flat_map(move |b| {
+            c.iter()
+                .flat_map(move |c| d.iter().map(move |d| (a, b, c, d)))
+        })
+    })
 }

@@ -320,8 +320,13 @@ impl StepVisitor for Executor<'_> {
         self.layer_step(st, key, at, context_copy, |st| {
             let src = session.copy_source(copy.from, at.done)?;
             let view = st.view()?;
-            let entries = session.copy_entries(&view, src.as_ref(), &req);
-            Ok(entries.map_err(|e| copy_failed(st, e.into()))?.into())
+            let entries = match copy.from {
+                super::walk::CopyFrom::Context => session.context_copy_entries(&view, &req),
+                _ => session
+                    .copy_entries(&view, src.as_ref(), &req)
+                    .map_err(Into::into),
+            };
+            Ok(entries.map_err(|e| copy_failed(st, e))?.into())
         })
     }
 

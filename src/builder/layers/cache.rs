@@ -10,7 +10,8 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -95,23 +96,78 @@ impl CacheKey {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the stat cache knows of one file: its stat when hashed, and the hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct StatRecord {
     size: u64,
-    mtime_ns: i128,
+    /// Nanoseconds since the epoch (a line whose mtime does not fit is not read).
+    mtime_ns: i64,
     inode: u64,
-    sha256: String,
+    sha256: [u8; 32],
+}
+
+impl StatRecord {
+    fn matches(&self, stat: &HostStat) -> bool {
+        self.size == stat.size
+            && i128::from(self.mtime_ns) == stat.mtime_ns
+            && self.inode == stat.inode
+    }
+
+    /// Parses one line of the cache file (`size mtime_ns inode sha256 path`): the
+    /// record and the path's bytes.
+    fn parse(line: &[u8]) -> Option<(Self, &[u8])> {
+        let mut parts = line.splitn(5, |&b| b == b' ');
+        let mut field = || std::str::from_utf8(parts.next()?).ok();
+        let (size, mtime, inode, sha) = (field()?, field()?, field()?, field()?);
+        let path = parts.next()?;
+        let mtime_ns: i128 = mtime.parse().ok()?;
+        let mut sha256 = [0u8; 32];
+        // A torn line's hash is short (and upper-case hex reads like lower-case).
+        hex::decode_to_slice(sha, &mut sha256).ok()?;
+        let record = StatRecord {
+            size: size.parse().ok()?,
+            mtime_ns: i64::try_from(mtime_ns).ok()?,
+            inode: inode.parse().ok()?,
+            sha256,
+        };
+        Some((record, path))
+    }
+}
+
+/// A record read from the cache file; its path is `paths[path..path + len]`.
+#[derive(Debug, Clone, Copy)]
+struct ReadRecord {
+    path: usize,
+    len: u32,
+    record: StatRecord,
+}
+
+impl ReadRecord {
+    fn bytes<'p>(&self, paths: &'p [u8]) -> &'p [u8] {
+        &paths[self.path..self.path + self.len as usize]
+    }
 }
 
 /// Maps (path, size, mtime, inode) to the file's sha256 so unchanged files are hashed once.
+///
+/// The records read from the file are kept compact (a large context has one per file):
+/// their paths in one byte arena, the records in a vector sorted by path bytes (a
+/// later line of the file replaced an earlier one), looked up by binary search after
+/// a guess at the one following the last hit (files are asked for in path order).
+/// Records added since are kept apart, by path.
 #[derive(Debug, Default)]
 pub struct StatCache {
     file: Option<PathBuf>,
     /// Whether `file` was read (on first use: a no-op rebuild never needs it).
     loaded: bool,
-    records: HashMap<PathBuf, StatRecord>,
-    /// Paths whose records were added or changed since the cache was read.
-    changed: Vec<PathBuf>,
+    /// The paths of `read`.
+    paths: Vec<u8>,
+    /// The records of the file, sorted by path bytes.
+    read: Vec<ReadRecord>,
+    /// The index in `read` after the last hit.
+    next: usize,
+    /// Records added or changed since the cache was read.
+    changed: HashMap<PathBuf, StatRecord>,
     /// Lines in the file (records read plus records appended before): when they far
     /// exceed the records, the file is rewritten instead of appended to.
     lines_in_file: usize,
@@ -135,7 +191,8 @@ impl StatCache {
         }
     }
 
-    /// Reads the records of the cache file, once.
+    /// Reads the records of the cache file, once, a line at a time (the file has a
+    /// line per file of a large context: it is not held in memory as a whole).
     fn read_records(&mut self) {
         if self.loaded {
             return;
@@ -144,39 +201,70 @@ impl StatCache {
         let Some(file) = &self.file else {
             return;
         };
-        let records = &mut self.records;
-        if let Ok(text) = fs::read_to_string(file) {
-            for line in text.lines() {
-                self.lines_in_file += 1;
-                let mut parts = line.splitn(5, ' ');
-                let (Some(size), Some(mtime), Some(inode), Some(sha), Some(path)) = (
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                    parts.next(),
-                ) else {
-                    continue;
-                };
-                let (Ok(size), Ok(mtime_ns), Ok(inode)) =
-                    (size.parse(), mtime.parse(), inode.parse())
-                else {
-                    continue;
-                };
-                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    continue;
-                }
-                records.insert(
-                    PathBuf::from(path),
-                    StatRecord {
-                        size,
-                        mtime_ns,
-                        inode,
-                        sha256: sha.to_string(),
-                    },
-                );
+        let Ok(f) = fs::File::open(file) else {
+            return;
+        };
+        let mut reader = io::BufReader::with_capacity(1 << 16, f);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            self.lines_in_file += 1;
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if let Some((record, path)) = StatRecord::parse(text) {
+                self.read.push(ReadRecord {
+                    path: self.paths.len(),
+                    len: path.len() as u32,
+                    record,
+                });
+                self.paths.extend_from_slice(path);
             }
         }
+        self.sort_read();
+    }
+
+    /// Sorts the records read by path, the last line of a path winning (a stable sort:
+    /// the file is mostly sorted already, with the records appended since at its end).
+    fn sort_read(&mut self) {
+        let paths = &self.paths;
+        self.read.sort_by(|a, b| a.bytes(paths).cmp(b.bytes(paths)));
+        let mut kept = 0;
+        for i in 0..self.read.len() {
+            let r = self.read[i];
+            if kept > 0 && self.read[kept - 1].bytes(paths) == r.bytes(paths) {
+                self.read[kept - 1] = r;
+            } else {
+                self.read[kept] = r;
+                kept += 1;
+            }
+        }
+        self.read.truncate(kept);
+        self.read.shrink_to_fit();
+        self.paths.shrink_to_fit();
+    }
+
+    /// The record of `path`, if any.
+    fn record(&mut self, path: &Path) -> Option<StatRecord> {
+        if !self.changed.is_empty() {
+            if let Some(r) = self.changed.get(path) {
+                return Some(*r);
+            }
+        }
+        let bytes = path.as_os_str().as_bytes();
+        let paths = &self.paths;
+        let i = match self.read.get(self.next) {
+            Some(r) if r.bytes(paths) == bytes => self.next,
+            _ => self
+                .read
+                .binary_search_by(|r| r.bytes(paths).cmp(bytes))
+                .ok()?,
+        };
+        self.next = i + 1;
+        Some(self.read[i].record)
     }
 
     /// The sha256 hex of the file at `path`, from the cache when its size, mtime and
@@ -192,16 +280,9 @@ impl StatCache {
             Some(stat) => stat,
             None => HostStat::of(&fs::metadata(path)?),
         };
-        let HostStat {
-            size,
-            mtime_ns,
-            inode,
-        } = stat;
-        if let Some(r) = self.records.get(path) {
-            if r.size == size && r.mtime_ns == mtime_ns && r.inode == inode {
-                self.reused += 1;
-                return Ok(r.sha256.clone());
-            }
+        if let Some(r) = self.record(path).filter(|r| r.matches(&stat)) {
+            self.reused += 1;
+            return Ok(hex::encode(r.sha256));
         }
         let mut file = fs::File::open(path)?;
         let mut h = Sha256::new();
@@ -213,21 +294,35 @@ impl StatCache {
             }
             h.update(&buf[..n]);
         }
-        let sha256 = hex::encode(h.finalize());
+        let sha256: [u8; 32] = h.finalize().into();
         self.hashed += 1;
-        if !path.to_string_lossy().contains('\n') {
-            self.records.insert(
-                path.to_path_buf(),
-                StatRecord {
-                    size,
-                    mtime_ns,
-                    inode,
-                    sha256: sha256.clone(),
-                },
-            );
-            self.changed.push(path.to_path_buf());
+        let mtime_ns = i64::try_from(stat.mtime_ns).ok();
+        if let (false, Some(mtime_ns)) = (path.to_string_lossy().contains('\n'), mtime_ns) {
+            let record = StatRecord {
+                size: stat.size,
+                mtime_ns,
+                inode: stat.inode,
+                sha256,
+            };
+            self.changed.insert(path.to_path_buf(), record);
         }
-        Ok(sha256)
+        Ok(hex::encode(sha256))
+    }
+
+    /// How many paths have a record.
+    fn records_len(&self) -> usize {
+        let paths = &self.paths;
+        let new = self
+            .changed
+            .keys()
+            .filter(|p| {
+                let bytes = p.as_os_str().as_bytes();
+                self.read
+                    .binary_search_by(|r| r.bytes(paths).cmp(bytes))
+                    .is_err()
+            })
+            .count();
+        self.read.len() + new
     }
 
     /// Writes the cache back when it changed: the changed records appended to the file
@@ -241,53 +336,77 @@ impl StatCache {
         if self.changed.is_empty() {
             return Ok(());
         }
+        let records = self.records_len();
         let appended = self.lines_in_file + self.changed.len();
-        let result = if self.loaded && self.lines_in_file > 0 && appended <= 2 * self.records.len()
-        {
-            let changed = std::mem::take(&mut self.changed);
-            self.append(&file, &changed).map(|()| appended)
+        let mut changed: Vec<(&[u8], &StatRecord)> = self
+            .changed
+            .iter()
+            .map(|(p, r)| (p.as_os_str().as_bytes(), r))
+            .collect();
+        changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let result = if self.loaded && self.lines_in_file > 0 && appended <= 2 * records {
+            // On a line of its own even after a torn line of a killed build.
+            let text = format!("\n{}", record_lines(changed));
+            append(&file, text.as_bytes()).map(|()| appended)
         } else {
-            let mut all: Vec<&PathBuf> = self.records.keys().collect();
-            all.sort_unstable();
-            let text = self.record_lines(all);
-            write_atomic(&file, text.as_bytes()).map(|()| self.records.len())
+            let paths = &self.paths;
+            let kept = self.read.iter().filter_map(|r| {
+                let path = r.bytes(paths);
+                let replaced = changed.binary_search_by(|c| c.0.cmp(path)).is_ok();
+                (!replaced).then_some((path, &r.record))
+            });
+            let mut all: Vec<(&[u8], &StatRecord)> = kept.collect();
+            all.extend(changed);
+            all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let text = record_lines(all);
+            write_atomic(&file, text.as_bytes()).map(|()| records)
         };
         self.lines_in_file = result?;
-        self.changed.clear();
+        self.merge_changed();
         Ok(())
     }
 
-    /// The records of `paths` as lines of the cache file.
-    fn record_lines<'p>(&self, paths: impl IntoIterator<Item = &'p PathBuf>) -> String {
-        use std::fmt::Write as _;
-        let mut text = String::new();
-        for path in paths {
-            if let Some(r) = self.records.get(path) {
-                let _ = writeln!(
-                    text,
-                    "{} {} {} {} {}",
-                    r.size,
-                    r.mtime_ns,
-                    r.inode,
-                    r.sha256,
-                    path.display()
-                );
-            }
+    /// Moves the changed records among the records read (as if the file was read again).
+    fn merge_changed(&mut self) {
+        for (path, record) in std::mem::take(&mut self.changed) {
+            let bytes = path.as_os_str().as_bytes();
+            self.read.push(ReadRecord {
+                path: self.paths.len(),
+                len: bytes.len() as u32,
+                record,
+            });
+            self.paths.extend_from_slice(bytes);
         }
-        text
+        self.sort_read();
     }
+}
 
-    /// Appends the records of `paths` to `file` in one write (so concurrent builds do
-    /// not interleave within a line; a torn last line is skipped when read).
-    fn append(&self, file: &Path, paths: &[PathBuf]) -> Result<(), CacheError> {
-        // On a line of its own even after a torn line of a killed build.
-        let text = format!("\n{}", self.record_lines(paths));
-        let mut f = fs::OpenOptions::new()
-            .append(true)
-            .open(file)
-            .map_err(io_err(file))?;
-        f.write_all(text.as_bytes()).map_err(io_err(file))
+/// `(path, record)` pairs as lines of the cache file.
+fn record_lines<'r>(records: impl IntoIterator<Item = (&'r [u8], &'r StatRecord)>) -> String {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for (path, r) in records {
+        let _ = writeln!(
+            text,
+            "{} {} {} {} {}",
+            r.size,
+            r.mtime_ns,
+            r.inode,
+            hex::encode(r.sha256),
+            String::from_utf8_lossy(path)
+        );
     }
+    text
+}
+
+/// Appends `text` to `file` in one write (so concurrent builds do not interleave
+/// within a line; a torn last line is skipped when read).
+fn append(file: &Path, text: &[u8]) -> Result<(), CacheError> {
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(file)
+        .map_err(io_err(file))?;
+    f.write_all(text).map_err(io_err(file))
 }
 
 /// How many context copy digests [`ContextDigests`] keeps (the most recent ones).

@@ -3,8 +3,10 @@
 //! metadata they have in the image (an overlay upper directory's attributes win, so a
 //! parent written with default metadata would change the image).
 
-use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
 use std::path::{Path, PathBuf};
+
+use hashbrown::HashTable;
 
 use crate::image::layer::path_order_key;
 use crate::image::{Content, EntryKind, LayerEntry};
@@ -15,9 +17,14 @@ use crate::builder::layers::view::{FileKind, FileMeta, ImageView};
 /// Collects layer entries by image path; later writes of a path replace earlier ones.
 pub struct EntrySet<'a> {
     view: &'a dyn ImageView,
-    /// By path; hashed, not ordered (ordering paths component by component is what
-    /// made assembling a large context's copy slow), sorted once at the end.
-    entries: HashMap<PathBuf, LayerEntry>,
+    /// In the order first written; `None` where an entry was removed. Sorted once at
+    /// the end (ordering paths component by component as they come is what made
+    /// assembling a large context's copy slow), which a copy's walk makes a check.
+    entries: Vec<Option<LayerEntry>>,
+    /// The index in `entries` of each path, hashed and compared as a `Path` (as a
+    /// `HashMap<PathBuf, _>` would, without a second copy of every path).
+    index: HashTable<usize>,
+    hasher: RandomState,
     epoch: u64,
 }
 
@@ -26,9 +33,18 @@ impl<'a> EntrySet<'a> {
     pub fn new(view: &'a dyn ImageView, epoch: u64) -> Self {
         Self {
             view,
-            entries: HashMap::new(),
+            entries: Vec::new(),
+            index: HashTable::new(),
+            hasher: RandomState::new(),
             epoch,
         }
+    }
+
+    /// The index in `entries` of the entry at `rel`.
+    fn find(&self, rel: &Path) -> Option<usize> {
+        let entries = &self.entries;
+        let is_at = |&i: &usize| entries[i].as_ref().is_some_and(|e| e.path == rel);
+        self.index.find(self.hasher.hash_one(rel), is_at).copied()
     }
 
     /// The image view the set is assembled against.
@@ -41,20 +57,24 @@ impl<'a> EntrySet<'a> {
         self.epoch
     }
 
-    /// The entries, sorted by path.
+    /// The entries, sorted by path (component by component, see [`path_order_key`]).
     pub fn into_entries(self) -> Vec<LayerEntry> {
-        let mut entries: Vec<(Vec<u8>, LayerEntry)> = self
-            .entries
-            .into_iter()
-            .map(|(path, e)| (path_order_key(&path), e))
-            .collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        entries.into_iter().map(|(_, e)| e).collect()
+        drop(self.index);
+        let mut entries: Vec<LayerEntry> = self.entries.into_iter().flatten().collect();
+        let ordered = entries
+            .windows(2)
+            .all(|w| order_key_cmp(&w[0].path, &w[1].path).is_lt());
+        if !ordered {
+            entries.sort_by_cached_key(|e| path_order_key(&e.path));
+        }
+        // The vector grew by doubling (and lost removed entries): up to twice the size.
+        entries.shrink_to_fit();
+        entries
     }
 
     /// Metadata of `rel` as it will be after this layer: the set's entry, else the image's.
     pub fn stat(&self, rel: &Path) -> Option<FileMeta> {
-        if let Some(e) = self.entries.get(rel) {
+        if let Some(e) = self.find(rel).and_then(|i| self.entries[i].as_ref()) {
             let kind = match e.kind {
                 EntryKind::Dir => FileKind::Dir,
                 EntryKind::File(_) => FileKind::File,
@@ -82,7 +102,7 @@ impl<'a> EntrySet<'a> {
             .map(Path::to_path_buf)
             .collect();
         for dir in ancestors.into_iter().rev() {
-            if self.entries.contains_key(&dir) {
+            if self.find(&dir).is_some() {
                 continue;
             }
             match self.view.stat(&dir) {
@@ -102,7 +122,12 @@ impl<'a> EntrySet<'a> {
 
     /// Removes the entry at `rel` if the set has one.
     pub fn remove(&mut self, rel: &Path) {
-        self.entries.remove(rel);
+        let entries = &self.entries;
+        let is_at = |i: &usize| entries[*i].as_ref().is_some_and(|e| e.path == rel);
+        if let Ok(found) = self.index.find_entry(self.hasher.hash_one(rel), is_at) {
+            let (i, _) = found.remove();
+            self.entries[i] = None;
+        }
     }
 
     /// Adds (or replaces) one entry.
@@ -115,18 +140,24 @@ impl<'a> EntrySet<'a> {
         gid: u32,
         mtime: u64,
     ) {
-        self.entries.insert(
-            path.clone(),
-            LayerEntry {
-                path,
-                kind,
-                mode,
-                uid,
-                gid,
-                mtime,
-                xattrs: Vec::new(),
-            },
-        );
+        let entry = LayerEntry {
+            path,
+            kind,
+            mode,
+            uid,
+            gid,
+            mtime,
+            xattrs: Vec::new(),
+        };
+        if let Some(i) = self.find(&entry.path) {
+            self.entries[i] = Some(entry);
+            return;
+        }
+        let hash = self.hasher.hash_one(&entry.path);
+        self.entries.push(Some(entry));
+        let (entries, hasher) = (&self.entries, &self.hasher);
+        let rehash = |i: &usize| entries[*i].as_ref().map_or(0, |e| hasher.hash_one(&e.path));
+        self.index.insert_unique(hash, entries.len() - 1, rehash);
     }
 
     /// Writes the file at absolute image path `abs`, keeping the mode and owner of the
@@ -201,6 +232,14 @@ impl<'a> EntrySet<'a> {
     }
 }
 
+/// Compares two paths as their [`path_order_key`]s compare, without making the keys.
+fn order_key_cmp(a: &Path, b: &Path) -> std::cmp::Ordering {
+    use std::os::unix::ffi::OsStrExt;
+    let key = |b: &u8| if *b == b'/' { 0 } else { *b };
+    let (a, b) = (a.as_os_str().as_bytes(), b.as_os_str().as_bytes());
+    a.iter().map(key).cmp(b.iter().map(key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +254,50 @@ mod tests {
         paths.sort();
         by_key.sort_by_key(|p| path_order_key(p));
         assert_eq!(paths, by_key);
+    }
+
+    #[test]
+    fn later_writes_replace_removals_forget_and_the_result_is_ordered() {
+        let mut set = EntrySet::new(&crate::builder::layers::view::EmptyView, 7);
+        let dir = |set: &mut EntrySet<'_>, p: &str, mode: u32| {
+            set.put(PathBuf::from(p), EntryKind::Dir, mode, 0, 0, 1);
+        };
+        // Written out of order, one path twice (spelt two ways), one removed.
+        for p in ["b", "a-b", "a/b", "a", "gone", "a/b/c"] {
+            dir(&mut set, p, 0o755);
+        }
+        dir(&mut set, "a/b/", 0o700);
+        set.remove(Path::new("gone"));
+        set.remove(Path::new("never"));
+        assert_eq!(set.stat(Path::new("a/b")).unwrap().mode, 0o700);
+        assert!(set.stat(Path::new("gone")).is_none());
+        dir(&mut set, "gone", 0o711);
+        set.parents(Path::new("new/deep/file"), 5, 6);
+        let entries = set.into_entries();
+        let paths: Vec<_> = entries.iter().map(|e| e.path.to_str().unwrap()).collect();
+        let want = ["a", "a/b/", "a/b/c", "a-b", "b", "gone", "new", "new/deep"];
+        assert_eq!(paths, want);
+        assert_eq!(entries[1].mode, 0o700);
+        assert_eq!(entries[5].mode, 0o711);
+        assert_eq!(
+            (entries[7].uid, entries[7].gid, entries[7].mtime),
+            (5, 6, 7)
+        );
+    }
+
+    #[test]
+    fn entries_written_in_order_stay_in_order() {
+        let mut set = EntrySet::new(&crate::builder::layers::view::EmptyView, 0);
+        let paths = ["a", "a/b", "a/b/c", "a/b-c", "a-b", "a.b", "b"];
+        for p in paths {
+            set.put(PathBuf::from(p), EntryKind::Dir, 0o755, 0, 0, 0);
+        }
+        let got: Vec<_> = set.into_entries().into_iter().map(|e| e.path).collect();
+        let want: Vec<_> = paths.iter().map(PathBuf::from).collect();
+        assert_eq!(got, want);
+        for w in want.windows(2) {
+            assert!(order_key_cmp(&w[0], &w[1]).is_lt());
+            assert!(path_order_key(&w[0]) < path_order_key(&w[1]));
+        }
     }
 }

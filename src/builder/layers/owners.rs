@@ -5,9 +5,10 @@
 //! different digests than root builds. This index is read from the tar headers once per
 //! layer and kept under the store root (`cache/owners/<diff-id hex>.tsv`).
 
-use std::collections::HashMap;
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::image::digest::Digest;
@@ -31,20 +32,82 @@ pub struct Owner {
 }
 
 /// Path (relative, as unpacked) -> real mode and owner, for one layer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+///
+/// Compact (a layer copying a large context has an entry per file): the paths in one
+/// byte arena, the records sorted by path bytes and looked up by binary search.
+#[derive(Debug, Clone, Default)]
 pub struct OwnerIndex {
-    map: HashMap<PathBuf, Owner>,
+    /// The bytes of every record's path.
+    paths: Vec<u8>,
+    /// (start in `paths`, length, owner), sorted by path, one per path.
+    records: Vec<(usize, u32, Owner)>,
+}
+
+impl PartialEq for OwnerIndex {
+    fn eq(&self, other: &Self) -> bool {
+        self.records.len() == other.records.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for OwnerIndex {}
+
+impl FromIterator<(PathBuf, Owner)> for OwnerIndex {
+    /// The index of these records; a later record of a path replaces an earlier one.
+    fn from_iter<I: IntoIterator<Item = (PathBuf, Owner)>>(records: I) -> Self {
+        let mut index = OwnerIndex::default();
+        for (path, owner) in records {
+            let bytes = path.as_os_str().as_bytes();
+            index
+                .records
+                .push((index.paths.len(), bytes.len() as u32, owner));
+            index.paths.extend_from_slice(bytes);
+        }
+        let paths = &index.paths;
+        let key = |r: &(usize, u32, Owner)| &paths[r.0..r.0 + r.1 as usize];
+        // Stable: records of one path stay in their order, and the last one is kept.
+        index.records.sort_by(|a, b| key(a).cmp(key(b)));
+        let mut kept = 0;
+        for i in 0..index.records.len() {
+            let r = index.records[i];
+            if kept > 0 && key(&index.records[kept - 1]) == key(&r) {
+                index.records[kept - 1] = r;
+            } else {
+                index.records[kept] = r;
+                kept += 1;
+            }
+        }
+        index.records.truncate(kept);
+        index.records.shrink_to_fit();
+        index.paths.shrink_to_fit();
+        index
+    }
 }
 
 impl OwnerIndex {
     /// The metadata of `rel`, if the layer has it.
     pub fn get(&self, rel: &Path) -> Option<Owner> {
-        self.map.get(rel).copied()
+        let rel = rel.as_os_str().as_bytes();
+        let i = self
+            .records
+            .binary_search_by(|r| self.path_of(r).cmp(rel))
+            .ok()?;
+        Some(self.records[i].2)
+    }
+
+    fn path_of(&self, r: &(usize, u32, Owner)) -> &[u8] {
+        &self.paths[r.0..r.0 + r.1 as usize]
+    }
+
+    /// The records, by path.
+    fn iter(&self) -> impl Iterator<Item = (&Path, Owner)> {
+        self.records
+            .iter()
+            .map(|r| (Path::new(OsStr::from_bytes(self.path_of(r))), r.2))
     }
 
     /// The index of layer entries this build wrote.
     pub fn from_entries(entries: &[LayerEntry]) -> Self {
-        let map = entries
+        entries
             .iter()
             .map(|e| {
                 (
@@ -56,8 +119,7 @@ impl OwnerIndex {
                     },
                 )
             })
-            .collect();
-        Self { map }
+            .collect()
     }
 
     /// Reads the headers of a (gzip or zstd compressed, or plain) layer tar.
@@ -65,7 +127,7 @@ impl OwnerIndex {
         let reader =
             crate::store::extract::uncompressed(BufReader::with_capacity(1 << 20, stream))?;
         let mut archive = tar::Archive::new(reader);
-        let mut map = HashMap::new();
+        let mut records = Vec::new();
         for entry in archive.entries()? {
             let entry = entry?;
             let header = entry.header();
@@ -73,21 +135,20 @@ impl OwnerIndex {
             if path.as_os_str().is_empty() {
                 continue;
             }
-            map.insert(
+            records.push((
                 path,
                 Owner {
                     mode: header.mode()? & 0o7777,
                     uid: numeric_or_blank(header.uid(), &header.as_old().uid)? as u32,
                     gid: numeric_or_blank(header.gid(), &header.as_old().gid)? as u32,
                 },
-            );
+            ));
         }
-        Ok(Self { map })
+        Ok(records.into_iter().collect())
     }
 
     fn to_tsv(&self) -> String {
         let mut lines: Vec<String> = self
-            .map
             .iter()
             .filter(|(p, _)| !p.to_string_lossy().contains('\n'))
             .map(|(p, o)| format!("{:o} {} {} {}", o.mode, o.uid, o.gid, p.display()))
@@ -99,7 +160,7 @@ impl OwnerIndex {
     }
 
     fn from_tsv(text: &str) -> Self {
-        let mut map = HashMap::new();
+        let mut records = Vec::new();
         for line in text.lines() {
             let mut parts = line.splitn(4, ' ');
             let (Some(mode), Some(uid), Some(gid), Some(path)) =
@@ -112,9 +173,9 @@ impl OwnerIndex {
             else {
                 continue;
             };
-            map.insert(PathBuf::from(path), Owner { mode, uid, gid });
+            records.push((PathBuf::from(path), Owner { mode, uid, gid }));
         }
-        Self { map }
+        records.into_iter().collect()
     }
 }
 
@@ -220,5 +281,29 @@ mod tests {
                 gid: 0
             })
         );
+    }
+
+    #[test]
+    fn the_last_record_of_a_path_wins_and_lookups_are_exact() {
+        let owner = |uid| Owner {
+            mode: 0o755,
+            uid,
+            gid: 0,
+        };
+        let index: OwnerIndex = [("b", 1), ("a/b", 2), ("a", 3), ("b", 4), ("a-b", 5)]
+            .into_iter()
+            .map(|(p, uid)| (PathBuf::from(p), owner(uid)))
+            .collect();
+        assert_eq!(index.get(Path::new("b")), Some(owner(4)));
+        assert_eq!(index.get(Path::new("a/b")), Some(owner(2)));
+        assert_eq!(index.get(Path::new("a-b")), Some(owner(5)));
+        assert_eq!(index.get(Path::new("c")), None);
+        assert_eq!(index.get(Path::new("a/b/c")), None);
+        let same: OwnerIndex = [("a-b", 5), ("a", 3), ("a/b", 2), ("b", 4)]
+            .into_iter()
+            .map(|(p, uid)| (PathBuf::from(p), owner(uid)))
+            .collect();
+        assert_eq!(index, same);
+        assert_eq!(OwnerIndex::from_tsv(&index.to_tsv()), index);
     }
 }

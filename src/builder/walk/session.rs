@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::builder::copy::context::BuildContext;
-use crate::builder::copy::{copy_into, CopyError, CopyRequest, Owner};
+use crate::builder::copy::{copy_into, rebase, CopyError, CopyRequest, Owner};
 use crate::builder::layers::cache::{CacheKey, ContextDigests};
 use crate::builder::layers::commit::Layers;
 use crate::builder::layers::entries::EntrySet;
@@ -40,6 +40,10 @@ pub struct Session<'a> {
     context: OnceCell<BuildContext>,
     /// Digests of context copies by request: the preflight's serve the build.
     context_digests: RefCell<HashMap<String, String>>,
+    /// The entries of the last context copy listed for its digest (onto an empty
+    /// filesystem), by memo: the build rebases them onto the stage instead of listing
+    /// a large context a second time (see [`Self::context_copy_entries`]).
+    listed: RefCell<Option<(String, Vec<LayerEntry>)>>,
 }
 
 impl<'a> Session<'a> {
@@ -51,6 +55,7 @@ impl<'a> Session<'a> {
             settings,
             context: OnceCell::new(),
             context_digests: RefCell::default(),
+            listed: RefCell::default(),
         }
     }
 
@@ -166,15 +171,7 @@ impl<'a> Session<'a> {
     /// context twice would double a rebuild's cost).
     pub fn context_sources_digest(&self, req: &CopyRequest<'_>) -> Result<String, SourcesError> {
         let context = self.context()?;
-        let memo = CacheKey::derive(
-            None,
-            "context-copy",
-            &[
-                format!("{req:?}").as_bytes(),
-                &self.settings.epoch.to_le_bytes(),
-                context.fingerprint().as_bytes(),
-            ],
-        );
+        let memo = self.context_memo(context, req);
         if let Some(d) = self.context_digests.borrow().get(memo.as_str()) {
             return Ok(d.clone());
         }
@@ -185,11 +182,13 @@ impl<'a> Session<'a> {
         let digest = match known {
             Some(d) => d,
             None => {
-                let d = self.sources_digest(context, req)?;
+                let entries = self.copy_entries(&EmptyView, context, req)?;
+                let d = self.layers.entries_digest_from(&entries, context)?;
                 if let Err(e) = recorded.put(memo.as_str(), &d) {
                     let e = crate::error_chain::ErrorChain(&e);
                     tracing::warn!("cannot record the digest of a context copy: {e}");
                 }
+                *self.listed.borrow_mut() = Some((memo.as_str().to_string(), entries));
                 d
             }
         };
@@ -198,6 +197,40 @@ impl<'a> Session<'a> {
             .borrow_mut()
             .insert(memo, digest.clone());
         Ok(digest)
+    }
+
+    /// What a copy of the context is remembered by: the request, the epoch and the
+    /// context's stat fingerprint.
+    fn context_memo(&self, context: &BuildContext, req: &CopyRequest<'_>) -> CacheKey {
+        CacheKey::derive(
+            None,
+            "context-copy",
+            &[
+                format!("{req:?}").as_bytes(),
+                &self.settings.epoch.to_le_bytes(),
+                context.fingerprint().as_bytes(),
+            ],
+        )
+    }
+
+    /// [`Self::copy_entries`] of a copy from the build context onto `view`: the entries
+    /// its digest was computed from, rebased onto `view` ([`rebase`]) when this session
+    /// listed them, else listed again.
+    pub fn context_copy_entries(
+        &self,
+        view: &dyn ImageView,
+        req: &CopyRequest<'_>,
+    ) -> Result<Vec<LayerEntry>, SourcesError> {
+        let context = self.context()?;
+        let memo = self.context_memo(context, req);
+        let listed = self.listed.borrow_mut().take();
+        if let Some((_, entries)) = listed.filter(|(m, _)| m == memo.as_str()) {
+            let set = EntrySet::new(view, self.settings.epoch);
+            if let Some(entries) = rebase(set, context, req, entries) {
+                return Ok(entries);
+            }
+        }
+        Ok(self.copy_entries(view, context, req)?)
     }
 
     /// The cache key of a copy: the parent key, the instruction and what it copies —

@@ -195,3 +195,81 @@ fn only_foreign_platforms_enter_the_key() {
     let riscv: crate::image::platform::Platform = "linux/riscv64".parse().unwrap();
     assert_ne!(keyed, root.for_platform(Some(&riscv)));
 }
+
+#[test]
+fn stat_cache_reads_files_in_any_order_the_last_line_of_a_path_winning() {
+    let store = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let names = ["b", "a b", "a", "a-b", "d/c"];
+    fs::create_dir_all(data.path().join("d")).unwrap();
+    let files: Vec<_> = names.iter().map(|n| data.path().join(n)).collect();
+    let mut lines = String::new();
+    let fake = "00".repeat(32);
+    for f in &files {
+        fs::write(f, f.display().to_string()).unwrap();
+        let HostStat {
+            size,
+            mtime_ns,
+            inode,
+        } = HostStat::of(&fs::metadata(f).unwrap());
+        let real = hex::encode(Sha256::digest(fs::read(f).unwrap()));
+        // An older record first (as the file has after appends), upper-case hex too.
+        lines.push_str(&format!(
+            "{size} {mtime_ns} {inode} {fake} {}\n",
+            f.display()
+        ));
+        let later = format!(
+            "{size} {mtime_ns} {inode} {} {}\n",
+            real.to_uppercase(),
+            f.display()
+        );
+        lines.push_str(&later);
+    }
+    lines.push_str("not a record\n\n1 2 3 tooshort /x\r\n");
+    let file = Store::open(store.path()).unwrap().stat_cache_file();
+    fs::create_dir_all(file.parent().unwrap()).unwrap();
+    fs::write(&file, &lines).unwrap();
+    let mut sc = StatCache::load(&Store::open(store.path()).unwrap());
+    // Asked for in another order than the file's, the hint missing and hitting.
+    for f in files.iter().rev().chain(&files) {
+        let want = hex::encode(Sha256::digest(fs::read(f).unwrap()));
+        assert_eq!(sc.sha256(f).unwrap(), want, "{}", f.display());
+    }
+    assert_eq!((sc.hashed, sc.reused), (0, 10));
+    assert_eq!(sc.lines_in_file, 2 * names.len() + 3);
+}
+
+#[test]
+fn stat_cache_rewrites_what_it_read_and_what_changed() {
+    let store = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let open = || StatCache::load(&Store::open(store.path()).unwrap());
+    let files: Vec<_> = (0..4).map(|i| data.path().join(format!("f{i}"))).collect();
+    for f in &files {
+        fs::write(f, "same").unwrap();
+    }
+    let mut sc = open();
+    for f in &files {
+        sc.sha256(f).unwrap();
+    }
+    sc.save().unwrap();
+    // Appends until the file has more than twice its records, then one rewrite.
+    for round in 0..6 {
+        fs::write(&files[0], format!("round {round}")).unwrap();
+        let mut sc = open();
+        let want = hex::encode(Sha256::digest(format!("round {round}")));
+        assert_eq!(sc.sha256(&files[0]).unwrap(), want);
+        assert_eq!(sc.hashed, 1);
+        sc.save().unwrap();
+        // The saved records answer at once, in this cache and in the next one.
+        assert_eq!(sc.sha256(&files[0]).unwrap(), want);
+        let mut again = open();
+        for f in &files {
+            again.sha256(f).unwrap();
+        }
+        assert_eq!((again.hashed, again.reused), (0, 4));
+    }
+    let file = Store::open(store.path()).unwrap().stat_cache_file();
+    let lines = fs::read_to_string(&file).unwrap().lines().count();
+    assert!(lines <= 8, "{lines} lines for 4 records");
+}
