@@ -318,13 +318,13 @@ impl StepVisitor for Executor<'_> {
             _ => None,
         };
         self.layer_step(st, key, at, context_copy, |st| {
-            let src = session.copy_source(copy.from, at.done)?;
             let view = st.view()?;
             let entries = match copy.from {
-                super::walk::CopyFrom::Context => session.context_copy_entries(&view, &req),
-                _ => session
-                    .copy_entries(&view, src.as_ref(), &req)
-                    .map_err(Into::into),
+                CopyFrom::Context => session.context_copy_entries(&view, &req),
+                _ => {
+                    let src = session.copy_source(copy.from, at.done)?;
+                    (session.copy_entries(&view, src.as_ref(), &req)).map_err(Into::into)
+                }
             };
             Ok(entries.map_err(|e| copy_failed(st, e))?.into())
         })
