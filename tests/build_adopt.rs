@@ -8,13 +8,13 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
 use support::cli::{flense, flense_bin, ok_output, ok_stdout};
-use support::fixtures::rootfs_tar;
+use support::fixtures::busybox_tar_for_test_user;
 use support::users::{as_test_user, give_to_test_user};
 
 /// The builder deletes a file of the requirements layer (whiteout), replaces a
@@ -185,10 +185,7 @@ fn layer_dir(store: &Path, diff_id: &str) -> PathBuf {
 fn adopted_layer_matches_the_unpacked_blob(user: bool) {
     let runner = Runner { user };
     let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let tar = tmp.path().join("busybox.tar");
-    fs::copy(rootfs_tar("busybox"), &tar).unwrap();
-    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    let tar = busybox_tar_for_test_user(tmp.path());
     let p = project(tmp.path());
     let (cold_store, fresh_store) = (tmp.path().join("cold"), tmp.path().join("fresh"));
     if user {

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::cli::{build_test_variant, flense, flense_bin, ok_stdout, output};
-use support::fixtures::{import_fixture, rootfs_tar};
+use support::fixtures::{busybox_tar_for_test_user, import_fixture};
 use support::users::{as_test_user, give_to_test_user};
 
 const BLUBBER: &str = r#"version: v4
@@ -188,10 +188,7 @@ fn rebuilds_of_a_large_context_match_no_cache_builds_after_every_kind_of_change(
 #[test]
 fn an_unprivileged_users_rebuild_is_rewritten_from_the_previous_layer() {
     let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let tar = tmp.path().join("busybox.tar");
-    fs::copy(rootfs_tar("busybox"), &tar).unwrap();
-    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    let tar = busybox_tar_for_test_user(tmp.path());
     let user_dir = tmp.path().join("user");
     fs::create_dir_all(&user_dir).unwrap();
     let p = project_of(&user_dir, 8);

@@ -8,13 +8,12 @@ mod support;
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use support::cli::{flense, flense_bin, ok_stdout, output};
-use support::fixtures::{import_fixture, rootfs_tar};
+use support::fixtures::{busybox_tar_for_test_user, import_fixture, rootfs_tar};
 use support::registry::{sha256, simple_image, Fault, FaultProxy, TestImage, TestRegistry};
 use support::users::{as_test_user, give_to_test_user};
 
@@ -392,10 +391,7 @@ fn kill_a_build_and_rebuild(cli: Cli, root: &Path, project: &Path) -> String {
 #[test]
 fn killed_builds_of_an_unprivileged_user_are_reclaimed_by_the_next_one() {
     let tmp = tempfile::tempdir().unwrap();
-    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).unwrap();
-    let tar = tmp.path().join("busybox.tar");
-    fs::copy(rootfs_tar("busybox"), &tar).unwrap();
-    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    let tar = busybox_tar_for_test_user(tmp.path());
     let user_dir = tmp.path().join("user");
     let project = project(&user_dir);
     give_to_test_user(&user_dir);

@@ -10,6 +10,17 @@ fn fixtures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// A copy of the busybox fixture's rootfs tarball in `dir`, where the unprivileged test
+/// user can read it (`dir` is made 0755, the copy 0644).
+pub fn busybox_tar_for_test_user(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let tar = dir.join("busybox.tar");
+    std::fs::copy(rootfs_tar("busybox"), &tar).unwrap();
+    std::fs::set_permissions(&tar, std::fs::Permissions::from_mode(0o644)).unwrap();
+    tar
+}
+
 /// The rootfs tarball of fixture base image `name` (`busybox`, `bookworm`,
 /// `nodejs-devel`), building it first when the cache has none. `build.sh` serialises
 /// concurrent callers with a lock file per image, so parallel tests build it once.

@@ -231,18 +231,7 @@ impl StatCache {
     /// the file is mostly sorted already, with the records appended since at its end).
     fn sort_read(&mut self) {
         let paths = &self.paths;
-        self.read.sort_by(|a, b| a.bytes(paths).cmp(b.bytes(paths)));
-        let mut kept = 0;
-        for i in 0..self.read.len() {
-            let r = self.read[i];
-            if kept > 0 && self.read[kept - 1].bytes(paths) == r.bytes(paths) {
-                self.read[kept - 1] = r;
-            } else {
-                self.read[kept] = r;
-                kept += 1;
-            }
-        }
-        self.read.truncate(kept);
+        super::sort_keeping_last(&mut self.read, |r| r.bytes(paths));
         self.read.shrink_to_fit();
         self.paths.shrink_to_fit();
     }

@@ -64,19 +64,8 @@ impl FromIterator<(PathBuf, Owner)> for OwnerIndex {
         }
         let paths = &index.paths;
         let key = |r: &(usize, u32, Owner)| &paths[r.0..r.0 + r.1 as usize];
-        // Stable: records of one path stay in their order, and the last one is kept.
-        index.records.sort_by(|a, b| key(a).cmp(key(b)));
-        let mut kept = 0;
-        for i in 0..index.records.len() {
-            let r = index.records[i];
-            if kept > 0 && key(&index.records[kept - 1]) == key(&r) {
-                index.records[kept - 1] = r;
-            } else {
-                index.records[kept] = r;
-                kept += 1;
-            }
-        }
-        index.records.truncate(kept);
+        // Records of one path stay in their order, and the last one is kept.
+        super::sort_keeping_last(&mut index.records, key);
         index.records.shrink_to_fit();
         index.paths.shrink_to_fit();
         index
