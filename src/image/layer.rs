@@ -62,9 +62,9 @@ pub enum LayerError {
     Io(#[from] io::Error),
     /// An entry copied from an earlier layer ([`splice`]) does not hold what its index
     /// says: the layer must be written afresh.
-    #[error("earlier layer: entry {path:?}: {reason}")]
+    #[error("earlier layer: {path:?}: {reason}")]
     Splice {
-        /// The entry's path in the layer.
+        /// The entry's path in the layer (or the earlier blob's, when it cannot be read).
         path: PathBuf,
         /// What differs.
         reason: String,

@@ -56,11 +56,20 @@ impl Store {
             .into_inner()
             .commit(Some((&digests.digest, digests.size)))?;
         self.record_layer(&digests.digest, &digests.diff_id)?;
-        let path = self.layer_index_path(&digests.diff_id)?;
+        // The index only makes a later layer faster to write: without it, the layer is
+        // written afresh.
+        if let Err(e) = self.keep_layer_index(&digests.diff_id, &layer.index) {
+            let e = crate::error_chain::ErrorChain(&e);
+            tracing::warn!("cannot keep the index of layer {}: {e}", digests.diff_id);
+        }
+        Ok((digests, layer.report))
+    }
+
+    fn keep_layer_index(&self, diff_id: &Digest, index: &LayerIndex) -> Result<(), StoreError> {
+        let path = self.layer_index_path(diff_id)?;
         let dir = path.parent().expect("index paths have a parent");
         fs::create_dir_all(dir).map_err(io_err("creating", dir))?;
-        self.write_atomic(&path, &layer.index.to_bytes())?;
-        Ok((digests, layer.report))
+        self.write_atomic(&path, &index.to_bytes())
     }
 
     /// The stored layer `diff_id` as an earlier layer to rewrite from, when its blob and

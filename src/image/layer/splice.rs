@@ -188,9 +188,9 @@ struct EarlierStream<'e> {
 
 impl<'e> EarlierStream<'e> {
     fn open(layer: &'e EarlierLayer, level: u32) -> Result<Self, LayerError> {
-        let file = File::open(&layer.blob).map_err(|source| LayerError::Read {
+        let file = File::open(&layer.blob).map_err(|e| LayerError::Splice {
             path: layer.blob.clone(),
-            source,
+            reason: format!("cannot open its blob: {e}"),
         })?;
         let by_identity = (layer.index.entries.iter().enumerate())
             .filter_map(|(i, e)| Some((short_identity(&e.identity), u32::try_from(i).ok()?)))

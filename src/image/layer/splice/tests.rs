@@ -179,7 +179,15 @@ fn an_earlier_layer_that_does_not_hold_what_its_index_says_is_not_used() {
     std::fs::write(&damaged.blob, blob).unwrap();
     let why = write(&damaged);
     assert!(why.contains("gzip block"), "{why}");
-    assert_eq!(outputs, 4, "a new output for each fresh write");
+
+    // A blob that is gone.
+    let gone = EarlierLayer {
+        blob: out.join("gone"),
+        index: first.index.clone(),
+    };
+    let why = write(&gone);
+    assert!(why.contains("cannot open its blob"), "{why}");
+    assert_eq!(outputs, 6, "each attempt started on a new output");
 
     // Content that is not what the caller knows of the file.
     let mut lying = |_: &Path| Some((50, [9u8; 32]));
