@@ -264,6 +264,15 @@ impl StatCache {
 
     /// [`Self::sha256`], with the file's stat when the caller has just taken it.
     pub fn sha256_seen(&mut self, path: &Path, seen: Option<HostStat>) -> io::Result<String> {
+        Ok(hex::encode(self.sha256_bytes_seen(path, seen)?))
+    }
+
+    /// [`Self::sha256_seen`] as bytes.
+    pub fn sha256_bytes_seen(
+        &mut self,
+        path: &Path,
+        seen: Option<HostStat>,
+    ) -> io::Result<[u8; 32]> {
         self.read_records();
         let stat = match seen {
             Some(stat) => stat,
@@ -271,7 +280,7 @@ impl StatCache {
         };
         if let Some(r) = self.record(path).filter(|r| r.matches(&stat)) {
             self.reused += 1;
-            return Ok(hex::encode(r.sha256));
+            return Ok(r.sha256);
         }
         let mut file = fs::File::open(path)?;
         let mut h = Sha256::new();
@@ -295,7 +304,7 @@ impl StatCache {
             };
             self.changed.insert(path.to_path_buf(), record);
         }
-        Ok(hex::encode(sha256))
+        Ok(sha256)
     }
 
     /// How many paths have a record.

@@ -336,10 +336,8 @@ impl<'a> Layers<'a> {
         let mut stats = self.stats.borrow_mut();
         let mut known = |host: &Path| {
             let stat = copy.context.host_stat(host)?;
-            let sha = stats.sha256_seen(host, Some(stat)).ok()?;
-            let mut bytes = [0u8; 32];
-            hex::decode_to_slice(sha, &mut bytes).ok()?;
-            Some((stat.size, bytes))
+            let sha = stats.sha256_bytes_seen(host, Some(stat)).ok()?;
+            Some((stat.size, sha))
         };
         let (d, report) =
             self.store
