@@ -10,6 +10,9 @@ use crate::users;
 /// Environment variable that marks the re-executed, unprivileged run of a test.
 pub const AS_USER_ENV: &str = "FLENSE_RUNTIME_TEST_AS_USER";
 
+/// Environment variable naming the directory [`scratch`] directories go in (else /tmp).
+pub const SCRATCH_ENV: &str = "FLENSE_RUNTIME_TEST_SCRATCH";
+
 /// True inside the unprivileged re-run of a test.
 pub fn is_user_run() -> bool {
     std::env::var_os(AS_USER_ENV).is_some()
@@ -29,11 +32,13 @@ pub fn busybox_rootfs(dir: &Path) {
     );
 }
 
-/// A scratch directory: under /tmp, readable by the test user.
+/// A scratch directory: under /tmp (or `$FLENSE_RUNTIME_TEST_SCRATCH`), readable by the
+/// test user.
 pub fn scratch() -> tempfile::TempDir {
+    let parent = std::env::var_os(SCRATCH_ENV).unwrap_or_else(|| "/tmp".into());
     let dir = tempfile::Builder::new()
         .prefix("flense-rt-")
-        .tempdir_in("/tmp")
+        .tempdir_in(parent)
         .expect("tempdir");
     std::fs::set_permissions(
         dir.path(),
@@ -51,9 +56,22 @@ pub fn rerun_as_test_user(name: &str, extra_env: &[(&str, &str)]) -> String {
         return String::new();
     }
     let exe = std::env::current_exe().expect("current_exe");
+    // The re-run's scratch directories go in one the test user owns, removed here as
+    // root: the user cannot remove what its sandboxes left owned by subordinate IDs.
+    let parent = tempfile::Builder::new()
+        .prefix("flense-rt-user-")
+        .tempdir_in("/tmp")
+        .expect("tempdir");
+    users::give_to_test_user(parent.path());
+    std::fs::set_permissions(
+        parent.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
     let mut cmd = users::as_test_user(&exe);
     cmd.args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(AS_USER_ENV, "1");
+        .env(AS_USER_ENV, "1")
+        .env(SCRATCH_ENV, parent.path());
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
