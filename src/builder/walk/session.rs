@@ -155,20 +155,10 @@ impl<'a> Session<'a> {
         Ok(set.into_entries())
     }
 
-    /// The digest of what a copy of `req` takes from `src`: its entries as written onto
-    /// an empty filesystem (failing as the copy would when a source is missing).
-    pub fn sources_digest(
-        &self,
-        src: &dyn ImageView,
-        req: &CopyRequest<'_>,
-    ) -> Result<String, SourcesError> {
-        let entries = self.copy_entries(&EmptyView, src, req)?;
-        Ok(self.layers.entries_digest_from(&entries, src)?)
-    }
-
-    /// [`Self::sources_digest`] of a copy from the build context, computed once per
-    /// request in a session (the preflight's digest serves the build: hashing a large
-    /// context twice would double a rebuild's cost).
+    /// The digest of what a copy of `req` takes from the build context: its entries as
+    /// written onto an empty filesystem (failing as the copy would when a source is
+    /// missing), computed once per request in a session (the preflight's digest serves
+    /// the build: hashing a large context twice would double a rebuild's cost).
     pub fn context_sources_digest(&self, req: &CopyRequest<'_>) -> Result<String, SourcesError> {
         let context = self.context()?;
         let memo = self.context_memo(context, req);
@@ -237,7 +227,7 @@ impl<'a> Session<'a> {
     /// the content of its sources in the build context, or the key of the source
     /// variant, or the digest of the source image. Not what the stage's filesystem
     /// holds: the parent key determines that, so a cached copy needs no layer below it
-    /// unpacked. `sources_digest` is [`Self::sources_digest`] of a context copy.
+    /// unpacked. `sources_digest` is [`Self::context_sources_digest`] of a context copy.
     pub fn copy_key(
         &self,
         st: &StageState,
