@@ -15,6 +15,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::sorted_paths::SortedPaths;
 use sha2::{Digest, Sha256};
 
 use crate::builder::layers::view::HostStat;
@@ -134,36 +136,19 @@ impl StatRecord {
     }
 }
 
-/// A record read from the cache file; its path is `paths[path..path + len]`.
-#[derive(Debug, Clone, Copy)]
-struct ReadRecord {
-    path: usize,
-    len: u32,
-    record: StatRecord,
-}
-
-impl ReadRecord {
-    fn bytes<'p>(&self, paths: &'p [u8]) -> &'p [u8] {
-        &paths[self.path..self.path + self.len as usize]
-    }
-}
-
 /// Maps (path, size, mtime, inode) to the file's sha256 so unchanged files are hashed once.
 ///
-/// The records read from the file are kept compact (a large context has one per file):
-/// their paths in one byte arena, the records in a vector sorted by path bytes (a
-/// later line of the file replaced an earlier one), looked up by binary search after
-/// a guess at the one following the last hit (files are asked for in path order).
-/// Records added since are kept apart, by path.
+/// The records read from the file are kept compact (a large context has one per file,
+/// see [`SortedPaths`]; a later line of the file replaces an earlier one), looked up by
+/// binary search after a guess at the one following the last hit (files are asked for
+/// in path order). Records added since are kept apart, by path.
 #[derive(Debug, Default)]
 pub struct StatCache {
     file: Option<PathBuf>,
     /// Whether `file` was read (on first use: a no-op rebuild never needs it).
     loaded: bool,
-    /// The paths of `read`.
-    paths: Vec<u8>,
-    /// The records of the file, sorted by path bytes.
-    read: Vec<ReadRecord>,
+    /// The records of the file.
+    read: SortedPaths<StatRecord>,
     /// The index in `read` after the last hit.
     next: usize,
     /// Records added or changed since the cache was read.
@@ -216,24 +201,10 @@ impl StatCache {
             let text = line.strip_suffix(b"\n").unwrap_or(&line);
             let text = text.strip_suffix(b"\r").unwrap_or(text);
             if let Some((record, path)) = StatRecord::parse(text) {
-                self.read.push(ReadRecord {
-                    path: self.paths.len(),
-                    len: path.len() as u32,
-                    record,
-                });
-                self.paths.extend_from_slice(path);
+                self.read.push(path, record);
             }
         }
-        self.sort_read();
-    }
-
-    /// Sorts the records read by path, the last line of a path winning (a stable sort:
-    /// the file is mostly sorted already, with the records appended since at its end).
-    fn sort_read(&mut self) {
-        let paths = &self.paths;
-        super::sort_keeping_last(&mut self.read, |r| r.bytes(paths));
-        self.read.shrink_to_fit();
-        self.paths.shrink_to_fit();
+        self.read.sort();
     }
 
     /// The record of `path`, if any.
@@ -243,17 +214,9 @@ impl StatCache {
                 return Some(*r);
             }
         }
-        let bytes = path.as_os_str().as_bytes();
-        let paths = &self.paths;
-        let i = match self.read.get(self.next) {
-            Some(r) if r.bytes(paths) == bytes => self.next,
-            _ => self
-                .read
-                .binary_search_by(|r| r.bytes(paths).cmp(bytes))
-                .ok()?,
-        };
+        let i = self.read.find(path.as_os_str().as_bytes(), self.next)?;
         self.next = i + 1;
-        Some(self.read[i].record)
+        Some(self.read.value(i))
     }
 
     /// The sha256 hex of the file at `path`, from the cache when its size, mtime and
@@ -309,16 +272,8 @@ impl StatCache {
 
     /// How many paths have a record.
     fn records_len(&self) -> usize {
-        let paths = &self.paths;
-        let new = self
-            .changed
-            .keys()
-            .filter(|p| {
-                let bytes = p.as_os_str().as_bytes();
-                self.read
-                    .binary_search_by(|r| r.bytes(paths).cmp(bytes))
-                    .is_err()
-            })
+        let new = (self.changed.keys())
+            .filter(|p| self.read.find(p.as_os_str().as_bytes(), 0).is_none())
             .count();
         self.read.len() + new
     }
@@ -336,10 +291,10 @@ impl StatCache {
         }
         let records = self.records_len();
         let appended = self.lines_in_file + self.changed.len();
-        let mut changed: Vec<(&[u8], &StatRecord)> = self
+        let mut changed: Vec<(&[u8], StatRecord)> = self
             .changed
             .iter()
-            .map(|(p, r)| (p.as_os_str().as_bytes(), r))
+            .map(|(p, r)| (p.as_os_str().as_bytes(), *r))
             .collect();
         changed.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let result = if self.loaded && self.lines_in_file > 0 && appended <= 2 * records {
@@ -347,13 +302,11 @@ impl StatCache {
             let text = format!("\n{}", record_lines(changed));
             append(&file, text.as_bytes()).map(|()| appended)
         } else {
-            let paths = &self.paths;
-            let kept = self.read.iter().filter_map(|r| {
-                let path = r.bytes(paths);
+            let kept = self.read.iter().filter_map(|(path, record)| {
                 let replaced = changed.binary_search_by(|c| c.0.cmp(path)).is_ok();
-                (!replaced).then_some((path, &r.record))
+                (!replaced).then_some((path, record))
             });
-            let mut all: Vec<(&[u8], &StatRecord)> = kept.collect();
+            let mut all: Vec<(&[u8], StatRecord)> = kept.collect();
             all.extend(changed);
             all.sort_unstable_by(|a, b| a.0.cmp(b.0));
             let text = record_lines(all);
@@ -367,20 +320,14 @@ impl StatCache {
     /// Moves the changed records among the records read (as if the file was read again).
     fn merge_changed(&mut self) {
         for (path, record) in std::mem::take(&mut self.changed) {
-            let bytes = path.as_os_str().as_bytes();
-            self.read.push(ReadRecord {
-                path: self.paths.len(),
-                len: bytes.len() as u32,
-                record,
-            });
-            self.paths.extend_from_slice(bytes);
+            self.read.push(path.as_os_str().as_bytes(), record);
         }
-        self.sort_read();
+        self.read.sort();
     }
 }
 
 /// `(path, record)` pairs as lines of the cache file.
-fn record_lines<'r>(records: impl IntoIterator<Item = (&'r [u8], &'r StatRecord)>) -> String {
+fn record_lines<'r>(records: impl IntoIterator<Item = (&'r [u8], StatRecord)>) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
     for (path, r) in records {

@@ -31,31 +31,12 @@ pub mod entries;
 pub mod owners;
 pub mod remote;
 pub mod shared_mounts;
+pub mod sorted_paths;
 pub mod stage;
 pub mod tar_view;
 pub mod view;
 
 use std::path::{Component, Path, PathBuf};
-
-/// Sorts `records` by `key` and keeps, of those with equal keys, the last (the sort is
-/// stable: records read in order, later ones overriding earlier ones).
-pub(crate) fn sort_keeping_last<'k, T: Copy, K: Ord + ?Sized + 'k>(
-    records: &mut Vec<T>,
-    key: impl Fn(&T) -> &'k K,
-) {
-    records.sort_by(|a, b| key(a).cmp(key(b)));
-    let mut kept = 0;
-    for i in 0..records.len() {
-        let r = records[i];
-        if kept > 0 && key(&records[kept - 1]) == key(&r) {
-            records[kept - 1] = r;
-        } else {
-            records[kept] = r;
-            kept += 1;
-        }
-    }
-    records.truncate(kept);
-}
 
 /// Normalises an image path to its components relative to the root, resolving `.` and
 /// `..` lexically (never above the root).

@@ -8,9 +8,10 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{BufReader, Read};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
+use super::sorted_paths::SortedPaths;
 use crate::image::digest::Digest;
 use crate::image::LayerEntry;
 use crate::store::extract::numeric_or_blank;
@@ -33,14 +34,11 @@ pub struct Owner {
 
 /// Path (relative, as unpacked) -> real mode and owner, for one layer.
 ///
-/// Compact (a layer copying a large context has an entry per file): the paths in one
-/// byte arena, the records sorted by path bytes and looked up by binary search.
+/// Compact (a layer copying a large context has an entry per file): see
+/// [`SortedPaths`].
 #[derive(Debug, Clone, Default)]
 pub struct OwnerIndex {
-    /// The bytes of every record's path.
-    paths: Vec<u8>,
-    /// (start in `paths`, length, owner), sorted by path, one per path.
-    records: Vec<(usize, u32, Owner)>,
+    records: SortedPaths<Owner>,
 }
 
 impl PartialEq for OwnerIndex {
@@ -54,44 +52,24 @@ impl Eq for OwnerIndex {}
 impl FromIterator<(PathBuf, Owner)> for OwnerIndex {
     /// The index of these records; a later record of a path replaces an earlier one.
     fn from_iter<I: IntoIterator<Item = (PathBuf, Owner)>>(records: I) -> Self {
-        let mut index = OwnerIndex::default();
-        for (path, owner) in records {
-            let bytes = path.as_os_str().as_bytes();
-            index
-                .records
-                .push((index.paths.len(), bytes.len() as u32, owner));
-            index.paths.extend_from_slice(bytes);
-        }
-        let paths = &index.paths;
-        let key = |r: &(usize, u32, Owner)| &paths[r.0..r.0 + r.1 as usize];
-        // Records of one path stay in their order, and the last one is kept.
-        super::sort_keeping_last(&mut index.records, key);
-        index.records.shrink_to_fit();
-        index.paths.shrink_to_fit();
-        index
+        let records = records
+            .into_iter()
+            .map(|(path, owner)| (path.into_os_string().into_vec(), owner))
+            .collect();
+        OwnerIndex { records }
     }
 }
 
 impl OwnerIndex {
     /// The metadata of `rel`, if the layer has it.
     pub fn get(&self, rel: &Path) -> Option<Owner> {
-        let rel = rel.as_os_str().as_bytes();
-        let i = self
-            .records
-            .binary_search_by(|r| self.path_of(r).cmp(rel))
-            .ok()?;
-        Some(self.records[i].2)
-    }
-
-    fn path_of(&self, r: &(usize, u32, Owner)) -> &[u8] {
-        &self.paths[r.0..r.0 + r.1 as usize]
+        let i = self.records.find(rel.as_os_str().as_bytes(), 0)?;
+        Some(self.records.value(i))
     }
 
     /// The records, by path.
     fn iter(&self) -> impl Iterator<Item = (&Path, Owner)> {
-        self.records
-            .iter()
-            .map(|r| (Path::new(OsStr::from_bytes(self.path_of(r))), r.2))
+        (self.records.iter()).map(|(p, owner)| (Path::new(OsStr::from_bytes(p)), owner))
     }
 
     /// The index of layer entries this build wrote.
